@@ -1,0 +1,28 @@
+# Tidemark: `make demo` to see the pipeline work, `make test` to check it.
+GO          ?= go
+STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
+BIN         ?= bin/tidemark
+BENCH_ROWS  ?= 1000000
+
+.PHONY: build test lint bench demo clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/tidemark
+
+# Every package, race detector on, against a throw-away PostgreSQL and embedded NATS.
+test:
+	$(GO) test -race -count=1 -timeout 25m ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+demo: build
+	$(BIN) demo
+
+clean:
+	rm -rf bin bench/out

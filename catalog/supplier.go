@@ -1,0 +1,85 @@
+package catalog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// ErrBadSupplierID is returned for a supplier ID that is not a positive integer.
+var ErrBadSupplierID = errors.New("supplier id must be a positive integer")
+
+// Supplier is a row of suppliers, with its partition when it has one.
+type Supplier struct {
+	ID        int32     `json:"id"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+	Partition string    `json:"partition,omitempty"`
+	Products  int64     `json:"products"`
+}
+
+// PartitionName is the name of supplier id's products partition.
+func PartitionName(id int32) string { return fmt.Sprintf("products_s%d", id) }
+
+// partitionLockKey serialises partition creation per supplier: CREATE TABLE IF NOT EXISTS
+// alone races (two sessions both see it missing and one fails on pg_type's unique index).
+func partitionLockKey(id int32) int64 { return 0x7464_0000_0000_0000 | int64(uint32(id)) }
+
+// AddSupplier upserts supplier id (keeping its name when name is empty) and creates its
+// products partition when missing. It is idempotent.
+func AddSupplier(ctx context.Context, db pgx.Tx, id int32, name string) error {
+	if id <= 0 {
+		return fmt.Errorf("supplier %d: %w", id, ErrBadSupplierID)
+	}
+	if _, err := db.Exec(ctx, `INSERT INTO suppliers (id, name) VALUES ($1, $2)
+		ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name
+		WHERE EXCLUDED.name <> '' AND suppliers.name IS DISTINCT FROM EXCLUDED.name`, id, name); err != nil {
+		return fmt.Errorf("upsert supplier %d: %w", id, err)
+	}
+	return EnsurePartition(ctx, db, id)
+}
+
+// EnsurePartition creates supplier id's products partition when it does not exist.
+func EnsurePartition(ctx context.Context, db pgx.Tx, id int32) error {
+	if _, err := db.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", partitionLockKey(id)); err != nil {
+		return fmt.Errorf("lock partition of supplier %d: %w", id, err)
+	}
+	var exists bool
+	if err := db.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", PartitionName(id)).Scan(&exists); err != nil {
+		return fmt.Errorf("look up partition of supplier %d: %w", id, err)
+	}
+	if exists {
+		return nil
+	}
+	stmt := fmt.Sprintf("CREATE TABLE %s PARTITION OF products FOR VALUES IN (%d)",
+		pgx.Identifier{PartitionName(id)}.Sanitize(), id)
+	if _, err := db.Exec(ctx, stmt); err != nil {
+		return fmt.Errorf("create partition of supplier %d: %w", id, err)
+	}
+	return nil
+}
+
+// ListSuppliers returns every supplier with its partition and product count, by id.
+func ListSuppliers(ctx context.Context, db pgx.Tx) ([]Supplier, error) {
+	rows, err := db.Query(ctx, `
+		SELECT s.id, s.name, s.created_at, coalesce(c.relname, ''),
+		       coalesce((SELECT count(*) FROM products p WHERE p.supplier_id = s.id), 0)
+		FROM suppliers s
+		LEFT JOIN pg_class c ON c.oid = to_regclass('products_s' || s.id)
+		ORDER BY s.id`)
+	if err != nil {
+		return nil, fmt.Errorf("list suppliers: %w", err)
+	}
+	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Supplier, error) {
+		var s Supplier
+		err := r.Scan(&s.ID, &s.Name, &s.CreatedAt, &s.Partition, &s.Products)
+		return s, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list suppliers: %w", err)
+	}
+	return list, nil
+}

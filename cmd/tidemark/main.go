@@ -1,0 +1,103 @@
+// Command tidemark loads supplier catalogues into PostgreSQL, streams every product change from
+// the write-ahead log to NATS JetStream, and keeps embedding vectors of the catalogue fresh.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/alecthomas/kong"
+	kongyaml "github.com/alecthomas/kong-yaml"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+// CLI is the command line: global flags and one field per sub-command.
+type CLI struct {
+	Globals
+
+	Migrate    MigrateCmd    `cmd:"" help:"Apply the embedded schema migrations (idempotent)."`
+	Supplier   SupplierCmd   `cmd:"" help:"Manage suppliers and their partitions."`
+	Load       LoadCmd       `cmd:"" help:"Bulk-load a supplier drop (CSV or NDJSON, maybe gzipped)."`
+	Replicate  ReplicateCmd  `cmd:"" help:"Tail the WAL and publish every product change to JetStream."`
+	Tail       TailCmd       `cmd:"" help:"Print events from the PRODUCTS stream as they arrive."`
+	Checkpoint CheckpointCmd `cmd:"" help:"Show or move the replication checkpoint."`
+	Snapshot   SnapshotCmd   `cmd:"" help:"Re-publish current rows of one supplier (or all) while streaming goes on."`
+	Encode     EncodeCmd     `cmd:"" help:"Consume product changes and keep embedding vectors fresh."`
+	Search     SearchCmd     `cmd:"" help:"Nearest products to a text query."`
+	Status     StatusCmd     `cmd:"" help:"Where the pipeline stands: slot, stream, consumers, vectors."`
+	Doctor     DoctorCmd     `cmd:"" help:"Check the database and NATS are set up right for the pipeline."`
+	Demo       DemoCmd       `cmd:"" help:"Run the whole pipeline against throw-away servers."`
+	Config     ConfigCmd     `cmd:"" help:"Inspect the effective configuration."`
+
+	Version kong.VersionFlag `help:"Print the version and exit."`
+}
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	var cli CLI
+	parser, err := newParser(&cli)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "tidemark:", err)
+		return 2
+	}
+	kctx, err := parser.Parse(args)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "tidemark:", err)
+		return 2
+	}
+	log, err := cli.Globals.Logger(os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "tidemark:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	kctx.BindTo(ctx, (*context.Context)(nil))
+	kctx.Bind(log, &cli.Globals)
+	if err := kctx.Run(); err != nil {
+		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+			return 0 // stopped by a signal: a clean exit
+		}
+		var exit exitCode
+		if errors.As(err, &exit) {
+			if exit.msg != "" {
+				fmt.Fprintln(os.Stderr, "tidemark:", exit.msg)
+			}
+			return exit.code
+		}
+		fmt.Fprintln(os.Stderr, "tidemark:", err)
+		return 1
+	}
+	return 0
+}
+
+// newParser builds the kong parser: every flag also from TIDEMARK_<FLAG> and from the YAML file
+// named by --config.
+func newParser(cli *CLI) (*kong.Kong, error) {
+	return kong.New(cli,
+		kong.Name("tidemark"),
+		kong.Description("Change-data-capture from PostgreSQL to NATS JetStream, with bulk loads and embeddings."),
+		kong.UsageOnError(),
+		kong.DefaultEnvars("TIDEMARK"),
+		kong.Configuration(kongyaml.Loader),
+		kong.Vars{"version": version},
+	)
+}
+
+// exitCode is an error that asks for a specific exit status (doctor and status use it to
+// report an unhealthy result without it being a failure of the command itself).
+type exitCode struct {
+	code int
+	msg  string
+}
+
+func (e exitCode) Error() string { return fmt.Sprintf("exit %d: %s", e.code, e.msg) }

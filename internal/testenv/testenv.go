@@ -1,0 +1,135 @@
+// Package testenv gives tests real servers: a PostgreSQL cluster with wal_level=logical shared
+// by a test binary (each test gets its own database in it) and an embedded nats-server with
+// JetStream per test. Tests that kill or restart a server ask for a cluster of their own.
+//
+// A package using it runs its tests through Main, so the shared cluster is stopped when the
+// tests end:
+//
+//	func TestMain(m *testing.M) { testenv.Main(m) }
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/tidemark/tidemark/internal/sandbox"
+)
+
+var (
+	sharedOnce sync.Once
+	shared     *sandbox.Postgres
+	sharedErr  error
+	dbSeq      atomic.Int64
+)
+
+// Main runs the tests and then stops the shared cluster. Call it from TestMain.
+func Main(m *testing.M) {
+	code := m.Run()
+	if shared != nil {
+		if err := shared.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "testenv: stop shared postgres:", err)
+		}
+	}
+	os.Exit(code)
+}
+
+// Cluster returns the test binary's shared cluster, starting it on first use.
+func Cluster(tb testing.TB) *sandbox.Postgres {
+	tb.Helper()
+	sharedOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		shared, sharedErr = sandbox.StartPostgres(ctx, sandbox.PostgresOptions{})
+	})
+	if sharedErr != nil {
+		tb.Fatalf("start postgres: %v", sharedErr)
+	}
+	return shared
+}
+
+// Database creates a fresh database in the shared cluster, named after the test, and returns
+// its URL. Replication slots are per database too, so tests do not see each other's slots...
+// but slots count against the cluster's max_replication_slots: drop yours when done.
+func Database(tb testing.TB) string {
+	tb.Helper()
+	return DatabaseIn(tb, Cluster(tb))
+}
+
+var nonWord = regexp.MustCompile(`[^a-z0-9_]+`)
+
+// DatabaseIn creates a fresh database in cluster pg and returns its URL.
+func DatabaseIn(tb testing.TB, pg *sandbox.Postgres) string {
+	tb.Helper()
+	name := nonWord.ReplaceAllString(strings.ToLower(tb.Name()), "_")
+	if len(name) > 40 {
+		name = name[:40]
+	}
+	name = fmt.Sprintf("t%d_%s", dbSeq.Add(1), name)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	url, err := pg.CreateDatabase(ctx, name)
+	if err != nil {
+		tb.Fatalf("create test database: %v", err)
+	}
+	return url
+}
+
+// Postgres starts a cluster for this test alone (to kill or restart it) and removes it when
+// the test ends.
+func Postgres(tb testing.TB, opts ...sandbox.PostgresOptions) *sandbox.Postgres {
+	tb.Helper()
+	var o sandbox.PostgresOptions
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	pg, err := sandbox.StartPostgres(ctx, o)
+	if err != nil {
+		tb.Fatalf("start postgres: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := pg.Close(); err != nil {
+			tb.Logf("stop postgres: %v", err)
+		}
+	})
+	return pg
+}
+
+// Pool opens a pgx pool on url, closed when the test ends.
+func Pool(tb testing.TB, url string) *pgxpool.Pool {
+	tb.Helper()
+	pool, err := pgxpool.New(context.Background(), url)
+	if err != nil {
+		tb.Fatalf("connect %s: %v", url, err)
+	}
+	tb.Cleanup(pool.Close)
+	return pool
+}
+
+// NATS starts an embedded nats-server with JetStream for this test alone.
+func NATS(tb testing.TB) *sandbox.NATS {
+	tb.Helper()
+	n, err := sandbox.StartNATS(sandbox.NATSOptions{StoreDir: tb.TempDir()})
+	if err != nil {
+		tb.Fatalf("start nats: %v", err)
+	}
+	tb.Cleanup(func() { _ = n.Close() })
+	return n
+}
+
+// Context returns a context cancelled when the test ends or after d, whichever comes first.
+func Context(tb testing.TB, d time.Duration) context.Context {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	tb.Cleanup(cancel)
+	return ctx
+}
