@@ -18,7 +18,9 @@ lint:
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
 
+# Every stage against its baseline in one run (BENCH_ROWS rows), then the Go micro-benchmarks.
 bench: build
+	BENCH_ROWS=$(BENCH_ROWS) $(GO) run ./bench
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 demo: build

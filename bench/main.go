@@ -1,0 +1,203 @@
+// Command bench measures every pipeline stage against its baseline in the same run, on a
+// throw-away PostgreSQL and an embedded nats-server, and writes bench/out/results.json.
+// Machines are shared and noisy: read the ratios, not the absolute times.
+//
+//	go run ./bench -rows 1000000 -stages load,replicate
+//lint:file-ignore U1000 the stage files register themselves; remove once they land
+
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/tidemark/tidemark/internal/sandbox"
+)
+
+// Env is what a stage gets: the servers, the built tidemark binary, and a scratch directory.
+type Env struct {
+	PG   *sandbox.Postgres
+	NATS *sandbox.NATS
+	Bin  string // path of the tidemark binary
+	Rows int    // rows per stage (BENCH_ROWS)
+	Dir  string // scratch directory, removed at the end
+	Log  *slog.Logger
+}
+
+// Result is one row of the results table.
+type Result struct {
+	Stage           string  `json:"stage"`
+	Rows            int     `json:"rows"`
+	Seconds         float64 `json:"seconds"`
+	Rate            float64 `json:"rate"` // rows (or changes, texts) per second
+	Baseline        string  `json:"baseline,omitempty"`
+	BaselineSeconds float64 `json:"baseline_seconds,omitempty"`
+	Ratio           float64 `json:"ratio,omitempty"` // Seconds / BaselineSeconds
+	PeakRSSMB       float64 `json:"peak_rss_mb,omitempty"`
+	Note            string  `json:"note,omitempty"`
+}
+
+// Stage is one benchmark; each file of this package registers its own in init.
+type Stage struct {
+	Name string
+	Run  func(ctx context.Context, env *Env) ([]Result, error)
+}
+
+var stages []Stage
+
+func register(s Stage) { stages = append(stages, s) }
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	rows := 1_000_000
+	if v := os.Getenv("BENCH_ROWS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("BENCH_ROWS=%q: want a positive integer", v)
+		}
+		rows = n
+	}
+	flag.IntVar(&rows, "rows", rows, "rows per stage (default $BENCH_ROWS or 1,000,000)")
+	only := flag.String("stages", "", "comma-separated stages to run (default all)")
+	out := flag.String("out", "bench/out/results.json", "where to write the results")
+	bin := flag.String("bin", "bin/tidemark", "the tidemark binary to measure")
+	flag.Parse()
+
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	absBin, err := filepath.Abs(*bin)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(absBin); err != nil {
+		return fmt.Errorf("tidemark binary: %w (run make build first)", err)
+	}
+	dir, err := os.MkdirTemp("", "tidemark-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	// The postgres OS user (when we are root) must read the files we hand to COPY via psql.
+	_ = os.Chmod(dir, 0o755)
+
+	pg, err := sandbox.StartPostgres(ctx, sandbox.PostgresOptions{})
+	if err != nil {
+		return err
+	}
+	defer pg.Close()
+	nc, err := sandbox.StartNATS(sandbox.NATSOptions{})
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	env := &Env{PG: pg, NATS: nc, Bin: absBin, Rows: rows, Dir: dir, Log: log}
+
+	want := map[string]bool{}
+	for _, s := range strings.Split(*only, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			want[s] = true
+		}
+	}
+	var results []Result
+	for _, s := range stages {
+		if len(want) > 0 && !want[s.Name] {
+			continue
+		}
+		log.Info("stage", "name", s.Name, "rows", rows)
+		rs, err := s.Run(ctx, env)
+		if err != nil {
+			return fmt.Errorf("stage %s: %w", s.Name, err)
+		}
+		results = append(results, rs...)
+	}
+	printTable(os.Stdout, results)
+	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
+		return err
+	}
+	host, _ := os.Hostname()
+	doc := map[string]any{
+		"date":    time.Now().UTC().Format(time.RFC3339),
+		"machine": fmt.Sprintf("%s %s/%s, %d CPUs", host, runtime.GOOS, runtime.GOARCH, runtime.NumCPU()),
+		"rows":    rows,
+		"results": results,
+	}
+	b, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(*out, append(b, '\n'), 0o644)
+}
+
+func printTable(w *os.File, results []Result) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "stage\trows\tseconds\trate/s\tbaseline\tbaseline s\tratio\tpeak RSS MB\t")
+	for _, r := range results {
+		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.0f\t%s\t%s\t%s\t%s\t\n", r.Stage, r.Rows, r.Seconds, r.Rate,
+			r.Baseline, optional(r.BaselineSeconds, "%.2f"), optional(r.Ratio, "%.2f×"), optional(r.PeakRSSMB, "%.0f"))
+	}
+	tw.Flush()
+	for _, r := range results {
+		if r.Note != "" {
+			fmt.Fprintf(w, "%s: %s\n", r.Stage, r.Note)
+		}
+	}
+}
+
+func optional(v float64, format string) string {
+	if v == 0 {
+		return "-"
+	}
+	return fmt.Sprintf(format, v)
+}
+
+// Process is a finished subprocess run: its wall time and peak resident memory.
+type Process struct {
+	Elapsed time.Duration
+	PeakRSS int64 // bytes
+	Output  string
+}
+
+// runProcess runs a command to completion and reports wall time and peak RSS (from rusage).
+func runProcess(ctx context.Context, name string, args ...string) (Process, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	err := cmd.Run()
+	p := Process{Elapsed: time.Since(start), Output: out.String()}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok && cmd.ProcessState != nil {
+		p.PeakRSS = ru.Maxrss * 1024 // Linux reports KiB
+	}
+	if err != nil {
+		return p, fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, tail(p.Output, 2000))
+	}
+	return p, nil
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}
