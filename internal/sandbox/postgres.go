@@ -174,7 +174,9 @@ func (p *Postgres) command(ctx context.Context, name string, args ...string) *ex
 }
 
 // settings returns the server's command-line settings: logical replication with room for many
-// slots, and speed over crash-durability of the OS (never of the postmaster).
+// slots, and speed over crash-durability of the OS (never of the postmaster). Not
+// synchronous_commit=off: logical decoding only sends flushed WAL, so commits would reach
+// the slot up to wal_writer_delay late, and tests that expect "no change" would pass vacuously.
 func (p *Postgres) settings() []string {
 	s := map[string]string{
 		"listen_addresses":                    "127.0.0.1",
