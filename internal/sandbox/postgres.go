@@ -187,7 +187,6 @@ func (p *Postgres) settings() []string {
 		"max_replication_slots":               "20",
 		"max_connections":                     "200",
 		"fsync":                               "off",
-		"synchronous_commit":                  "off",
 		"full_page_writes":                    "off",
 		"shared_buffers":                      "256MB",
 		"max_wal_size":                        "4GB",
