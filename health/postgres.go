@@ -18,6 +18,8 @@ type Options struct {
 	Slot        string // replication slot; default "tidemark"
 	Publication string // default "tidemark"
 	Stream      string // default "PRODUCTS"
+	// Bucket is the checkpoint KV bucket; default "tidemark_checkpoints" (key = slot name).
+	Bucket string
 	// LagWarn is the slot lag, in bytes, above which a check warns; default 1 GiB.
 	LagWarn int64
 }
@@ -31,6 +33,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Stream == "" {
 		o.Stream = "PRODUCTS"
+	}
+	if o.Bucket == "" {
+		o.Bucket = "tidemark_checkpoints"
 	}
 	if o.LagWarn <= 0 {
 		o.LagWarn = 1 << 30
