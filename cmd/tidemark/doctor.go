@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/health"
@@ -88,13 +89,13 @@ func (c *DoctorCmd) nats(ctx context.Context, g *Globals, log *slog.Logger, opts
 	return append([]health.Check{first}, health.NATSChecks(ctx, js, opts)...)
 }
 
+// hostOf names the server and database of a connection string without its credentials.
 func hostOf(pgURL string) string {
-	cfg, err := (&Globals{Postgres: config.Postgres{URL: pgURL}}).PGConfig(slog.New(slog.DiscardHandler))
+	cfg, err := pgconn.ParseConfig(pgURL)
 	if err != nil {
 		return config.MaskURL(pgURL)
 	}
-	c := cfg.ConnConfig
-	return fmt.Sprintf("%s:%d/%s", c.Host, c.Port, c.Database)
+	return fmt.Sprintf("%s:%d/%s", cfg.Host, cfg.Port, cfg.Database)
 }
 
 func printChecks(w io.Writer, rep doctorReport, asJSON bool) error {

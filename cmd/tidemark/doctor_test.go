@@ -182,6 +182,7 @@ func TestDoctorRoleWithoutReplication(t *testing.T) {
 	if _, err := pool.Exec(ctx, "DROP ROLE IF EXISTS doctor_plain; CREATE ROLE doctor_plain LOGIN"); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _, _ = pool.Exec(context.Background(), "DROP ROLE IF EXISTS doctor_plain") })
 	u, err := url.Parse(dbURL)
 	if err != nil {
 		t.Fatal(err)
