@@ -1,0 +1,251 @@
+package encoder_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/tidemark/tidemark/encoder"
+	"github.com/tidemark/tidemark/replication"
+)
+
+func TestLifecycle(t *testing.T) {
+	e := newEnv(t)
+	model := hashEmbedder(t).Model()
+	// The encoder starts first and waits for events.
+	r := e.start(encoder.Config{}, nil)
+	a := e.insert(1, "A-1", "Red wool scarf", "A warm scarf knitted from merino wool.")
+	b := e.insert(1, "B-1", "Steel chef knife", "Forged blade, 20 cm.")
+	c := e.insert(2, "C-1", "Garden hose", "Twenty metres, kink free.")
+	eventually(t, time.Minute, func() string { return e.converged(model) })
+	if got := r.texts(); got != 3 {
+		t.Fatalf("embedded %v texts for 3 inserts", got)
+	}
+
+	// A price-only change embeds nothing, but the stored LSN moves forward.
+	before := e.vectors(model)[a.key].lsn
+	e.update(a.key, "price = price + 1")
+	eventually(t, time.Minute, func() string {
+		if r.events("skipped_unchanged") < 1 {
+			return "price change not processed yet"
+		}
+		return ""
+	})
+	if got := r.texts(); got != 3 {
+		t.Fatalf("a price-only update embedded: %v texts", got)
+	}
+	if after := e.vectors(model)[a.key].lsn; after == before {
+		t.Fatalf("source_lsn did not move on an unchanged text: %s", after)
+	}
+
+	// A rename re-embeds.
+	e.update(b.key, "name = $3", "Stainless chef knife")
+	eventually(t, time.Minute, func() string { return e.converged(model) })
+	if got := r.texts(); got != 4 {
+		t.Fatalf("rename: %v texts embedded, want 4", got)
+	}
+
+	// A delete leaves a tombstone, and the old insert replayed (beyond the duplicate
+	// window: another Msg-Id) does not bring the product back.
+	del := e.delete(c.key)
+	eventually(t, time.Minute, func() string {
+		if v := e.vectors(model)[c.key]; !v.deleted || v.hasVector {
+			return "no tombstone yet"
+		}
+		return ""
+	})
+	old := e.change(replication.OpInsert, c, del.Source.CommitLSN-1)
+	data, _ := json.Marshal(old)
+	e.publishRaw("products.2.insert", data, "replayed-insert")
+	e.update(a.key, "name = $3", "Red wool scarf, long") // a marker processed after the replay
+	eventually(t, time.Minute, func() string { return e.converged(model) })
+	if v := e.vectors(model)[c.key]; !v.deleted || v.hasVector {
+		t.Fatal("a replayed insert resurrected a deleted product")
+	}
+	if r.events("deleted") != 1 {
+		t.Fatalf("deleted events: %v", r.events("deleted"))
+	}
+	r.stop(t)
+}
+
+func TestCoalesce(t *testing.T) {
+	e := newEnv(t)
+	model := hashEmbedder(t).Model()
+	p := e.insert(1, "K-1", "Kettle", "Boils water.")
+	e.update(p.key, "name = $3", "Electric kettle")
+	e.update(p.key, "name = $3", "Electric kettle 1.7 l")
+	// Published out of order too: an older event after a newer one in the same batch.
+	older := e.change(replication.OpUpdate, product{key: p.key, sku: "K-1", name: "Stale kettle", attributes: "{}"}, 1)
+	data, _ := json.Marshal(older)
+	e.publishRaw("products.1.update", data, "stale")
+
+	r := e.start(encoder.Config{Workers: 1, Batch: 100, BatchWait: time.Second}, nil)
+	eventually(t, time.Minute, func() string { return e.converged(model) })
+	if got := r.texts(); got != 1 {
+		t.Fatalf("embedded %v texts for one product", got)
+	}
+	if got := r.events("coalesced"); got != 3 {
+		t.Fatalf("coalesced %v events, want 3", got)
+	}
+}
+
+func TestUnchangedToastReadsTheRow(t *testing.T) {
+	e := newEnv(t)
+	model := hashEmbedder(t).Model()
+	long := strings.Repeat("A very long description that PostgreSQL stores out of line. ", 200)
+	p := e.insert(1, "T-1", "Tent", long)
+	r := e.start(encoder.Config{}, nil)
+	eventually(t, time.Minute, func() string { return e.converged(model) })
+
+	// The rename arrives without the description, named as unchanged TOAST.
+	q, ch := e.update(p.key, "name = $3", "Tent for two")
+	_ = q
+	eventually(t, time.Minute, func() string { return e.converged(model) })
+	var after replication.Row
+	for _, c := range ch.After {
+		if c.Name != "description" {
+			after = append(after, c)
+		}
+	}
+	// Publish the same rename again as replicate would have sent it, on a later LSN, after
+	// renaming once more in the table: the encoder must read the description from the table.
+	q, _ = e.update(p.key, "name = $3", "Tent for three")
+	ch2 := e.change(replication.OpUpdate, q, e.lsn()+1)
+	ch2.After = nil
+	for _, c := range e.change(replication.OpUpdate, q, 0).After {
+		if c.Name != "description" {
+			ch2.After = append(ch2.After, c)
+		}
+	}
+	ch2.UnchangedToast = []string{"description"}
+	ch2.Source.Seq = 1
+	e.publish(ch2)
+	eventually(t, time.Minute, func() string { return e.converged(model) })
+	v := e.vectors(model)[p.key]
+	if want := encoder.ContentHash(model, encoder.Text("Tent for three", long, json.RawMessage(q.attributes))); string(v.hash) != string(want) {
+		t.Fatal("vector is not of the name with the stored description")
+	}
+	if bad := encoder.ContentHash(model, encoder.Text("Tent for three", "", json.RawMessage(q.attributes))); string(v.hash) == string(bad) {
+		t.Fatal("embedded an empty description")
+	}
+	_ = after
+	r.stop(t)
+}
+
+func TestPoisonGoesToDLQ(t *testing.T) {
+	e := newEnv(t)
+	model := hashEmbedder(t).Model()
+	r := e.start(encoder.Config{}, nil)
+	e.publishRaw("products.1.insert", []byte("{not json"), "garbage")
+	e.publishRaw("products.1.update", []byte(`{"op":"update","after":{"name":"x"},"source":{"commit_lsn":"0/10"}}`), "keyless")
+	p := e.insert(1, "P-1", "Pillow", "Soft.")
+	_ = p
+	eventually(t, time.Minute, func() string { return e.converged(model) })
+
+	dlq, err := e.js.Stream(e.ctx, encoder.DLQStreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Minute, func() string {
+		info, err := dlq.Info(e.ctx)
+		if err != nil {
+			return err.Error()
+		}
+		if info.State.Msgs != 2 {
+			return "dead letters: want 2"
+		}
+		return ""
+	})
+	for seq := uint64(1); seq <= 2; seq++ {
+		m, err := dlq.GetMsg(e.ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Header.Get(encoder.HeaderError) == "" || m.Header.Get(encoder.HeaderStreamSeq) == "" ||
+			!strings.HasPrefix(m.Header.Get(encoder.HeaderSubject), "products.1.") || !strings.HasPrefix(m.Subject, "products_dlq.1.") {
+			t.Fatalf("dead letter %d: subject %s headers %v", seq, m.Subject, m.Header)
+		}
+	}
+	if got := r.events("dead_lettered"); got != 2 {
+		t.Fatalf("dead_lettered = %v", got)
+	}
+	// Terminated, not pending: the consumer moved on.
+	cons, err := e.js.Consumer(e.ctx, encoder.StreamName, encoder.DefaultConsumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Minute, func() string {
+		info, err := cons.Info(e.ctx)
+		if err != nil {
+			return err.Error()
+		}
+		if info.NumAckPending != 0 || info.NumPending != 0 {
+			return "messages still pending"
+		}
+		return ""
+	})
+}
+
+func TestTruncateTombstones(t *testing.T) {
+	e := newEnv(t)
+	model := hashEmbedder(t).Model()
+	r := e.start(encoder.Config{}, nil)
+	a := e.insert(1, "X-1", "Lamp", "Bright.")
+	b := e.insert(2, "Y-1", "Desk", "Oak.")
+	eventually(t, time.Minute, func() string { return e.converged(model) })
+	if _, err := e.pool.Exec(e.ctx, "TRUNCATE products_s1"); err != nil {
+		t.Fatal(err)
+	}
+	lsn := e.lsn()
+	tr := replication.Change{Op: replication.OpTruncate, Schema: "public", Table: "products_s1",
+		Source: replication.Source{LSN: lsn, CommitLSN: lsn}}
+	data, _ := json.Marshal(tr)
+	e.publishRaw("products.1.truncate", data, "truncate")
+	// An insert from before the truncate, replayed after it, stays dead.
+	old := e.change(replication.OpInsert, a, lsn-1)
+	data, _ = json.Marshal(old)
+	e.publishRaw("products.1.insert", data, "old-insert")
+	eventually(t, time.Minute, func() string { return e.converged(model) })
+	if v := e.vectors(model); !v[a.key].deleted || v[b.key].deleted {
+		t.Fatalf("after truncating supplier 1: %+v", v)
+	}
+	r.stop(t)
+}
+
+func TestSharedConsumerTwoEncoders(t *testing.T) {
+	e := newEnv(t)
+	model := hashEmbedder(t).Model()
+	r1 := e.start(encoder.Config{Batch: 50}, nil)
+	r2 := e.start(encoder.Config{Batch: 50}, nil)
+	var keys []replication.Key
+	for i := range 300 {
+		p := e.insert(int64(1+i%2), "S-"+itoa(i), "Item "+itoa(i), "Thing number "+itoa(i))
+		keys = append(keys, p.key)
+	}
+	for i, k := range keys {
+		switch i % 5 {
+		case 0:
+			e.update(k, "name = name || ' v2'")
+		case 1:
+			e.delete(k)
+		case 2:
+			e.update(k, "price = 1")
+		}
+	}
+	eventually(t, 2*time.Minute, func() string { return e.converged(model) })
+	if r1.events("embedded") == 0 || r2.events("embedded") == 0 {
+		t.Logf("work split: %v / %v", r1.events("embedded"), r2.events("embedded"))
+	}
+	r1.stop(t)
+	r2.stop(t)
+}
+
+func itoa(i int) string { return strings.TrimSpace(strings.Repeat(" ", 0) + jsonNum(i)) }
+
+func jsonNum(i int) string { b, _ := json.Marshal(i); return string(b) }
+
+var _ = context.Background
+var _ jetstream.Msg
