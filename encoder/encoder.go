@@ -271,7 +271,6 @@ func (e *Encoder) work(ctx context.Context, id int) error {
 			sleep(ctx, time.Second)
 			continue
 		}
-		e.busy.Add(1)
 		msgs := make([]jetstream.Msg, 0, e.cfg.Batch)
 		for msg := range batch.Messages() {
 			msgs = append(msgs, msg)
@@ -280,6 +279,7 @@ func (e *Encoder) work(ctx context.Context, id int) error {
 			log.Warn("fetch", "err", err, "messages", len(msgs))
 		}
 		if len(msgs) > 0 {
+			e.busy.Add(1)
 			e.lastWork.Store(time.Now().UnixNano())
 			pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 			stop := context.AfterFunc(ctx, func() {
@@ -290,8 +290,8 @@ func (e *Encoder) work(ctx context.Context, id int) error {
 			stop()
 			cancel()
 			e.lastWork.Store(time.Now().UnixNano())
+			e.busy.Add(-1)
 		}
-		e.busy.Add(-1)
 	}
 	return nil
 }

@@ -7,8 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -227,14 +225,11 @@ func (r *running) texts() float64 {
 	return 0
 }
 
-var testLogOnce sync.Once
-
 func testLog(t *testing.T) *slog.Logger {
 	var w io.Writer = io.Discard
 	if os.Getenv("TIDEMARK_TEST_LOG") != "" {
 		w = os.Stderr
 	}
-	testLogOnce.Do(func() {})
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name())
 }
 
@@ -363,7 +358,3 @@ func eventually(t *testing.T, d time.Duration, cond func() string) {
 	}
 	t.Fatalf("not reached after %s: %s", d, why)
 }
-
-func ptr[T any](v T) *T { return &v }
-
-var _ = strings.TrimSpace
