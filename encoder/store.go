@@ -122,20 +122,24 @@ type write struct {
 	deleted bool
 }
 
-// upsertSQL writes a batch in one statement. A row applies only when its (source_lsn,
-// source_seq) is newer than the stored one, and none that a recorded truncate has overtaken.
-// A row without a vector (unchanged text) applies only while the stored row still holds the
-// vector of that text: when a concurrent write changed it, the caller embeds after all.
-// Vectors come as one flat real[] with each row's offset and length, so a batch is a single
-// round trip with binary parameters.
+// stagingSQL creates the session's staging table for a batch of vectors: COPY into it is
+// binary and cheap, where slicing vectors out of one big array parameter is not.
+const stagingSQL = `CREATE TEMP TABLE IF NOT EXISTS tidemark_embedding_batch (
+	s int, p bigint, sku text, name text, dim int, e real[], h bytea, lsn text, seq int, del bool
+) ON COMMIT DELETE ROWS`
+
+// upsertSQL writes the staged batch in one statement. A row applies only when its
+// (source_lsn, source_seq) is newer than the stored one, and none that a recorded truncate
+// has overtaken. A row without a vector (unchanged text) applies only while the stored row
+// still holds the vector of that text: when a concurrent write changed it, the caller embeds
+// after all.
 const upsertSQL = `INSERT INTO product_embeddings AS pe
 	(supplier_id, product_id, model, sku, name, dim, embedding, content_hash, source_lsn, source_seq, deleted, updated_at)
-SELECT u.s, u.p, $1, u.sku, u.name, nullif(u.len, 0), CASE WHEN u.len > 0 THEN ($2::real[])[u.off : u.off + u.len - 1] END%s,
-	u.h, u.lsn::pg_lsn, u.seq, u.del, now()
-FROM unnest($3::int[], $4::bigint[], $5::text[], $6::text[], $7::int[], $8::int[], $9::bytea[], $10::text[], $11::int[], $12::bool[])
-	AS u(s, p, sku, name, off, len, h, lsn, seq, del)
+SELECT u.s, u.p, $1, u.sku, u.name, u.dim, u.e%s, u.h, u.lsn::pg_lsn, u.seq, u.del, now()
+FROM tidemark_embedding_batch u
 WHERE NOT EXISTS (SELECT 1 FROM product_embedding_truncations t
 	WHERE t.model = $1 AND t.supplier_id IN (0, u.s) AND (t.source_lsn, t.source_seq) >= (u.lsn::pg_lsn, u.seq))
+ORDER BY u.s, u.p
 ON CONFLICT (supplier_id, product_id, model) DO UPDATE SET
 	sku = coalesce(EXCLUDED.sku, pe.sku),
 	name = coalesce(EXCLUDED.name, pe.name),
@@ -151,51 +155,42 @@ WHERE (pe.source_lsn, pe.source_seq) < (EXCLUDED.source_lsn, EXCLUDED.source_seq
 		OR (NOT pe.deleted AND pe.embedding IS NOT NULL AND pe.content_hash = EXCLUDED.content_hash))
 RETURNING supplier_id, product_id`
 
-// upsert writes ws in tx and returns the keys whose write applied.
+// upsert writes ws in tx (COPY to the staging table, then one INSERT … ON CONFLICT) and
+// returns the keys whose write applied.
 func (s *Store) upsert(ctx context.Context, tx pgx.Tx, model string, ws []write) (map[replication.Key]bool, error) {
 	if len(ws) == 0 {
 		return nil, nil
 	}
-	// Sorted keys take row locks in one order, so concurrent batches cannot deadlock.
-	slices.SortFunc(ws, func(a, b write) int {
-		if c := cmpInt(a.key.SupplierID, b.key.SupplierID); c != 0 {
-			return c
-		}
-		return cmpInt(a.key.ID, b.key.ID)
-	})
-	n := len(ws)
-	total := 0
-	for _, w := range ws {
-		total += len(w.vec)
+	if _, err := tx.Exec(ctx, stagingSQL); err != nil {
+		return nil, fmt.Errorf("create staging table: %w", err)
 	}
-	var (
-		flat   = make([]float32, 0, total)
-		sup    = make([]int32, n)
-		ids    = make([]int64, n)
-		skus   = make([]*string, n)
-		names  = make([]*string, n)
-		offs   = make([]int32, n)
-		lens   = make([]int32, n)
-		hashes = make([][]byte, n)
-		lsns   = make([]string, n)
-		seqs   = make([]int32, n)
-		dels   = make([]bool, n)
-	)
-	for i, w := range ws {
-		sup[i], ids[i], skus[i], names[i] = int32(w.key.SupplierID), w.key.ID, w.sku, w.name
-		offs[i], lens[i] = int32(len(flat)+1), int32(len(w.vec))
-		flat = append(flat, w.vec...)
-		hashes[i], lsns[i], seqs[i], dels[i] = w.hash, w.lsn.String(), int32(w.seq), w.deleted
+	// Rows sent before in this transaction (a second pass) must not be written again.
+	if _, err := tx.Exec(ctx, "DELETE FROM tidemark_embedding_batch"); err != nil {
+		return nil, fmt.Errorf("empty staging table: %w", err)
+	}
+	src := pgx.CopyFromSlice(len(ws), func(i int) ([]any, error) {
+		w := &ws[i]
+		var dim *int32
+		var vec []float32
+		if len(w.vec) > 0 {
+			d := int32(len(w.vec))
+			dim, vec = &d, w.vec
+		}
+		return []any{int32(w.key.SupplierID), w.key.ID, w.sku, w.name, dim, vec, w.hash, w.lsn.String(), int32(w.seq), w.deleted}, nil
+	})
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"tidemark_embedding_batch"},
+		[]string{"s", "p", "sku", "name", "dim", "e", "h", "lsn", "seq", "del"}, src); err != nil {
+		return nil, fmt.Errorf("stage vectors: %w", err)
 	}
 	cast := ""
 	if s.vector {
 		cast = "::vector"
 	}
-	rows, err := tx.Query(ctx, fmt.Sprintf(upsertSQL, cast), model, flat, sup, ids, skus, names, offs, lens, hashes, lsns, seqs, dels)
+	rows, err := tx.Query(ctx, fmt.Sprintf(upsertSQL, cast), model)
 	if err != nil {
 		return nil, fmt.Errorf("write vectors: %w", err)
 	}
-	applied := make(map[replication.Key]bool, n)
+	applied := make(map[replication.Key]bool, len(ws))
 	var k replication.Key
 	if _, err := pgx.ForEachRow(rows, []any{&k.SupplierID, &k.ID}, func() error {
 		applied[k] = true
@@ -204,16 +199,6 @@ func (s *Store) upsert(ctx context.Context, tx pgx.Tx, model string, ws []write)
 		return nil, fmt.Errorf("write vectors: %w", err)
 	}
 	return applied, nil
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // truncate records a TRUNCATE of supplier's products (0: all of them) at (lsn, seq) and
