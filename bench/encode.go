@@ -146,10 +146,10 @@ func publishInserts(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStr
 	defer rows.Close()
 	subject := strings.ToLower(stream)
 	var (
-		sup, id                 int64
+		sup, id                int64
 		sku, name, desc, price string
-		attrs                   string
-		i                       int
+		attrs                  string
+		i                      int
 	)
 	raw := func(v any) json.RawMessage { b, _ := json.Marshal(v); return b }
 	for rows.Next() {
