@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os/exec"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -84,7 +87,7 @@ func TestKill9OneOfTwoProcesses(t *testing.T) {
 	e := newEnv(t)
 	model := hashEmbedder(t).Model()
 	a := e.encodeProcess(t, "encoder A")
-	b := e.encodeProcess(t, "encoder B")
+	b := e.encodeProcess(t, "encoder B", "--http-addr", "127.0.0.1:0")
 
 	var keys []replication.Key
 	for i := range 600 {
@@ -134,6 +137,26 @@ func TestKill9OneOfTwoProcesses(t *testing.T) {
 	out, _ = exec.Command(testenv.Binary(t), "search", "--pg-url", e.pgURL, "--json", "-k", "1", "Item 41 Thing number 41").Output()
 	if strings.Contains(string(out), `"sku": "S-41"`) {
 		t.Fatalf("search found a deleted product: %s", out)
+	}
+
+	// The survivor serves its metrics and readiness.
+	m := regexp.MustCompile(`serving metrics"? addr=(\S+)`).FindStringSubmatch(b.out.String())
+	if m == nil {
+		t.Fatalf("no metrics address in the output:\n%s", b.out.String())
+	}
+	for path, want := range map[string]string{
+		"/metrics": `tidemark_encoder_events_total{result="embedded"}`,
+		"/readyz":  "ready",
+	} {
+		resp, err := http.Get("http://" + m[1] + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), want) {
+			t.Fatalf("GET %s: %s\n%s", path, resp.Status, body)
+		}
 	}
 
 	// SIGTERM: the survivor finishes its batch and exits 0.
