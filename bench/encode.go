@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"runtime"
 	"strings"
@@ -82,6 +83,9 @@ func benchEncode(ctx context.Context, env *Env) ([]Result, error) {
 
 	args := []string{"encode", "--pg-url", url, "--nats-url", env.NATS.URL(), "--stream", stream, "--http-addr", "",
 		"--log-level", "warn"}
+	if lv := os.Getenv("BENCH_ENCODE_LOG"); lv != "" {
+		args = append(args, "--log-level", lv)
+	}
 	model, _ := encoder.NewHash(encoder.DefaultDim)
 	secs, rss, err := timeEncode(ctx, pool, env.Bin, append(args, "--workers", "2", "--consumer", "bench"), model.Model(), n)
 	if err != nil {
@@ -221,6 +225,9 @@ func timeEncode(ctx context.Context, pool *pgxpool.Pool, bin string, args []stri
 	var rss int64
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		rss = ru.Maxrss * 1024
+	}
+	if os.Getenv("BENCH_ENCODE_LOG") != "" {
+		fmt.Fprintln(os.Stderr, out.String())
 	}
 	return secs, rss, nil
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tidemark/tidemark/replication"
@@ -33,8 +34,16 @@ type change struct {
 	WireKey        *replication.Key   `json:"key"`
 	After          *afterImage        `json:"after"`
 	UnchangedToast []string           `json:"unchanged_toast"`
-	Source         replication.Source `json:"source"`
+	Source         source             `json:"source"`
 	Key            replication.Key    `json:"-"`
+}
+
+// source is the part of [replication.Source] that orders events: plain fields, so decoding
+// skips the custom unmarshaller's second pass and the timestamp.
+type source struct {
+	RawCommitLSN string        `json:"commit_lsn"`
+	Seq          int           `json:"seq"`
+	CommitLSN    pglogrepl.LSN `json:"-"`
 }
 
 // afterImage holds the columns of a row image that make up a product's text: nil when absent.
@@ -61,6 +70,13 @@ func decode(msg jetstream.Msg) (change, error) {
 	}
 	if ch.WireKey != nil {
 		ch.Key = *ch.WireKey
+	}
+	if ch.Source.RawCommitLSN != "" {
+		lsn, err := pglogrepl.ParseLSN(ch.Source.RawCommitLSN)
+		if err != nil {
+			return ch, fmt.Errorf("%w: source.commit_lsn: %w", ErrPoison, err)
+		}
+		ch.Source.CommitLSN = lsn
 	}
 	switch ch.Op {
 	case replication.OpInsert, replication.OpUpdate, replication.OpSnapshot:

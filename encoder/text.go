@@ -12,6 +12,15 @@ import (
 // product, and would make a price- or stock-only change look like a text change.
 var TextAttributes = []string{"brand", "category", "color", "material", "tags"}
 
+// textAttributes decodes only the [TextAttributes], in their order, skipping the rest.
+type textAttributes struct {
+	Brand    json.RawMessage `json:"brand"`
+	Category json.RawMessage `json:"category"`
+	Color    json.RawMessage `json:"color"`
+	Material json.RawMessage `json:"material"`
+	Tags     json.RawMessage `json:"tags"`
+}
+
 // Text is what gets embedded for a product: its name, its description and the
 // [TextAttributes] as "key: value" lines (arrays joined with ", "), empty parts left out.
 func Text(name, description string, attributes json.RawMessage) string {
@@ -25,15 +34,12 @@ func Text(name, description string, attributes json.RawMessage) string {
 	if len(attributes) == 0 || bytes.Equal(attributes, []byte("null")) || bytes.Equal(attributes, []byte("{}")) {
 		return b.String()
 	}
-	var attrs map[string]json.RawMessage
+	var attrs textAttributes
 	if err := json.Unmarshal(attributes, &attrs); err != nil {
 		return b.String() // not an object: nothing documented to take from it
 	}
-	for _, k := range TextAttributes {
-		raw, ok := attrs[k]
-		if !ok {
-			continue
-		}
+	for i, raw := range []json.RawMessage{attrs.Brand, attrs.Category, attrs.Color, attrs.Material, attrs.Tags} {
+		k := TextAttributes[i]
 		if v := attrText(raw); v != "" {
 			b.WriteByte('\n')
 			b.WriteString(k)
