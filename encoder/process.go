@@ -29,13 +29,13 @@ type event struct {
 // change is the part of a [replication.Change] the encoder reads. Decoding only these fields
 // (and of the after image only the text columns, raw) costs a fraction of the full Row.
 type change struct {
-	Op             replication.Op     `json:"op"`
-	Table          string             `json:"table"`
-	WireKey        *replication.Key   `json:"key"`
-	After          *afterImage        `json:"after"`
-	UnchangedToast []string           `json:"unchanged_toast"`
-	Source         source             `json:"source"`
-	Key            replication.Key    `json:"-"`
+	Op             replication.Op   `json:"op"`
+	Table          string           `json:"table"`
+	WireKey        *replication.Key `json:"key"`
+	After          *afterImage      `json:"after"`
+	UnchangedToast []string         `json:"unchanged_toast"`
+	Source         source           `json:"source"`
+	Key            replication.Key  `json:"-"`
 }
 
 // source is the part of [replication.Source] that orders events: plain fields, so decoding
