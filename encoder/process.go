@@ -253,6 +253,13 @@ func (e *Encoder) process(ctx context.Context, msgs []jetstream.Msg) error {
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // after Commit it is a no-op
+	committed := false
+	defer func() {
+		if !committed {
+			// A rollback may have undone the session's staging table: create it again next time.
+			e.store.staged.Delete(tx.Conn().PgConn())
+		}
+	}()
 	ws := make([]write, 0, len(items))
 	for _, p := range items {
 		if p.gone || p.dead {
@@ -260,7 +267,7 @@ func (e *Encoder) process(ctx context.Context, msgs []jetstream.Msg) error {
 		}
 		ws = append(ws, p.write())
 	}
-	applied, err := e.store.upsert(ctx, tx, e.model, ws)
+	applied, err := e.store.upsert(ctx, tx, e.model, ws, false)
 	if err != nil {
 		return err
 	}
@@ -279,7 +286,7 @@ func (e *Encoder) process(ctx context.Context, msgs []jetstream.Msg) error {
 		for _, p := range missed {
 			ws = append(ws, p.write())
 		}
-		if _, err := e.store.upsert(ctx, tx, e.model, ws); err != nil {
+		if _, err := e.store.upsert(ctx, tx, e.model, ws, true); err != nil {
 			return err
 		}
 	}
@@ -308,6 +315,7 @@ func (e *Encoder) process(ctx context.Context, msgs []jetstream.Msg) error {
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("commit vectors: %w", err)
 	}
+	committed = true
 	tCommit := time.Since(t0)
 	defer func() {
 		e.log.Debug("batch timing", "msgs", len(msgs), "decode", tDecode, "text", tText, "hashes", tHashes, "embed", tEmbed, "write", tWrite, "commit", tCommit, "acked", time.Since(t0))

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
@@ -24,6 +25,9 @@ type Store struct {
 	// vector is true when the embedding column is pgvector's vector rather than real[]: the
 	// code always sends real[] and casts.
 	vector bool
+	// staged holds the sessions (*pgconn.PgConn) that have created the staging table. A
+	// closed session's entry stays, harmlessly: its pointer is never reused while held.
+	staged sync.Map
 }
 
 // OpenStore checks product_embeddings exists and learns its embedding column's type.
@@ -157,16 +161,22 @@ RETURNING supplier_id, product_id`
 
 // upsert writes ws in tx (COPY to the staging table, then one INSERT … ON CONFLICT) and
 // returns the keys whose write applied.
-func (s *Store) upsert(ctx context.Context, tx pgx.Tx, model string, ws []write) (map[replication.Key]bool, error) {
+func (s *Store) upsert(ctx context.Context, tx pgx.Tx, model string, ws []write, again bool) (map[replication.Key]bool, error) {
 	if len(ws) == 0 {
 		return nil, nil
 	}
-	if _, err := tx.Exec(ctx, stagingSQL); err != nil {
-		return nil, fmt.Errorf("create staging table: %w", err)
-	}
-	// Rows sent before in this transaction (a second pass) must not be written again.
-	if _, err := tx.Exec(ctx, "DELETE FROM tidemark_embedding_batch"); err != nil {
-		return nil, fmt.Errorf("empty staging table: %w", err)
+	// Each round trip counts on a busy machine: create the staging table once per session, and
+	// empty it only for a second pass in one transaction (commit empties it otherwise).
+	pc := tx.Conn().PgConn()
+	if _, ok := s.staged.Load(pc); !ok {
+		if _, err := tx.Exec(ctx, stagingSQL); err != nil {
+			return nil, fmt.Errorf("create staging table: %w", err)
+		}
+		s.staged.Store(pc, true)
+	} else if again {
+		if _, err := tx.Exec(ctx, "DELETE FROM tidemark_embedding_batch"); err != nil {
+			return nil, fmt.Errorf("empty staging table: %w", err)
+		}
 	}
 	src := pgx.CopyFromSlice(len(ws), func(i int) ([]any, error) {
 		w := &ws[i]
