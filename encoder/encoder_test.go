@@ -231,3 +231,33 @@ func TestSharedConsumerTwoEncoders(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// The database rejecting one event's row fails its batch: the batch is retried event by
+// event, the others land, and the bad one ends in the DLQ after MaxDeliver.
+func TestDatabaseRejectIsIsolated(t *testing.T) {
+	e := newEnv(t)
+	model := hashEmbedder(t).Model()
+	for i := range 10 {
+		e.insert(1, "R-"+itoa(i), "Rug "+itoa(i), "Woven.")
+	}
+	bad := e.change(replication.OpInsert, product{key: replication.Key{SupplierID: 1, ID: 999999},
+		sku: strings.Repeat("x", 150), name: "Too long a SKU", attributes: "{}"}, e.lsn())
+	e.publish(bad)
+	for i := range 10 {
+		e.insert(2, "R-"+itoa(i), "Rope "+itoa(i), "Braided.")
+	}
+	r := e.start(encoder.Config{Workers: 1, MaxDeliver: 3, AckWait: 5 * time.Second}, nil)
+	eventually(t, 2*time.Minute, func() string {
+		if r.events("dead_lettered") != 1 {
+			return "not dead-lettered yet"
+		}
+		return e.converged(model)
+	})
+	if _, ok := e.vectors(model)[bad.Key]; ok {
+		t.Fatal("the rejected event left a row")
+	}
+	// The encoder goes on writing after the rolled-back batches.
+	e.insert(1, "R-last", "Last rug", "")
+	eventually(t, time.Minute, func() string { return e.converged(model) })
+	r.stop(t)
+}
