@@ -261,3 +261,25 @@ func TestDatabaseRejectIsIsolated(t *testing.T) {
 	eventually(t, time.Minute, func() string { return e.converged(model) })
 	r.stop(t)
 }
+
+// An update that changes the key (a product moved to another supplier) tombstones the old key.
+func TestKeyChangeTombstonesOldKey(t *testing.T) {
+	e := newEnv(t)
+	model := hashEmbedder(t).Model()
+	r := e.start(encoder.Config{}, nil)
+	p := e.insert(1, "M-1", "Mirror", "Round.")
+	eventually(t, time.Minute, func() string { return e.converged(model) })
+	moved, err := scanProduct(e.pool.QueryRow(e.ctx, `UPDATE products SET supplier_id = 2
+		WHERE supplier_id = $1 AND id = $2 `+returning, p.key.SupplierID, p.key.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := e.change(replication.OpUpdate, moved, e.lsn())
+	ch.Before = replication.Row{{Name: "supplier_id", Value: []byte("1")}, {Name: "id", Value: []byte(itoa(int(p.key.ID)))}}
+	e.publish(ch)
+	eventually(t, time.Minute, func() string { return e.converged(model) })
+	if v := e.vectors(model)[p.key]; !v.deleted {
+		t.Fatal("old key still live")
+	}
+	r.stop(t)
+}

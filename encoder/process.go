@@ -33,6 +33,7 @@ type change struct {
 	Table          string           `json:"table"`
 	WireKey        *replication.Key `json:"key"`
 	After          *afterImage      `json:"after"`
+	Before         *oldKey          `json:"before"`
 	UnchangedToast []string         `json:"unchanged_toast"`
 	Source         source           `json:"source"`
 	Key            replication.Key  `json:"-"`
@@ -44,6 +45,12 @@ type source struct {
 	RawCommitLSN string        `json:"commit_lsn"`
 	Seq          int           `json:"seq"`
 	CommitLSN    pglogrepl.LSN `json:"-"`
+}
+
+// oldKey is the key part of a before image: on an update, set when the key changed.
+type oldKey struct {
+	SupplierID *int64 `json:"supplier_id"`
+	ID         *int64 `json:"id"`
 }
 
 // afterImage holds the columns of a row image that make up a product's text: nil when absent.
@@ -154,15 +161,24 @@ func (e *Encoder) process(ctx context.Context, msgs []jetstream.Msg) error {
 			truncates = append(truncates, ev)
 			continue
 		}
-		if prev, ok := latest[ch.Key]; ok {
-			coalesced++
-			if !ev.newer(prev) {
-				settled = append(settled, m)
-				continue
+		evs := []*event{ev}
+		if b := ch.Before; ch.Op == replication.OpUpdate && b != nil && b.SupplierID != nil && b.ID != nil {
+			// An update that moved the product to another key: the old key is gone.
+			if old := (replication.Key{SupplierID: *b.SupplierID, ID: *b.ID}); old != ch.Key && old.SupplierID > 0 && old.ID > 0 {
+				evs = append(evs, &event{msg: m, ch: change{Op: replication.OpDelete, Key: old, Source: ch.Source}})
 			}
-			settled = append(settled, prev.msg)
 		}
-		latest[ch.Key] = ev
+		for _, ev := range evs {
+			if prev, ok := latest[ev.ch.Key]; ok {
+				coalesced++
+				if !ev.newer(prev) {
+					settled = append(settled, m)
+					continue
+				}
+				settled = append(settled, prev.msg)
+			}
+			latest[ev.ch.Key] = ev
+		}
 	}
 
 	tDecode := time.Since(t0)
