@@ -70,9 +70,12 @@ func (a *event) newer(b *event) bool {
 }
 
 // decode parses and checks one message.
-func decode(msg jetstream.Msg) (change, error) {
+func decode(msg jetstream.Msg) (change, error) { return decodeChange(msg.Data()) }
+
+// decodeChange parses and checks one event; every error wraps [ErrPoison].
+func decodeChange(data []byte) (change, error) {
 	var ch change
-	if err := json.Unmarshal(msg.Data(), &ch); err != nil {
+	if err := json.Unmarshal(data, &ch); err != nil {
 		return ch, fmt.Errorf("%w: decode: %w", ErrPoison, err)
 	}
 	if ch.WireKey != nil {
