@@ -81,3 +81,20 @@ func TestRetryAfter(t *testing.T) {
 		t.Errorf("HTTP date an hour ahead: %v", got)
 	}
 }
+
+var benchEvent = []byte(`{"op":"insert","schema":"public","table":"products","key":{"supplier_id":3,"id":123456},"after":{"id":123456,"supplier_id":3,"sku":"SKU-123456","name":"Product 123456 oak table","description":"A fine item, number 123456, made with care and shipped in recycled packaging.","price":"456.99","currency":"EUR","status":"pending","attributes":{"brand": "Brand 6", "category": "Category 16", "weight_g": 156},"updated_at":"2026-11-24T21:55:19.123456Z"},"source":{"slot":"tidemark","lsn":"0/16B3748","commit_lsn":"0/16B3748","xid":1234,"commit_ts":"2026-11-24T21:55:19.123456Z","seq":0},"ts_ms":1795000000000}`)
+
+func BenchmarkDecodeAndText(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		ch, err := decodeChange(benchEvent)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var pt productText
+		if err := fillText(&pt, &ch); err != nil {
+			b.Fatal(err)
+		}
+		_ = ContentHash("hash-v1-384", Text(pt.name, pt.description, pt.attributes))
+	}
+}

@@ -119,9 +119,9 @@ func stringCol(raw json.RawMessage, name string) (string, bool, error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return "", true, nil
 	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", true, fmt.Errorf("%w: column %s: %w", ErrPoison, name, err)
+	s, ok := jsonString(raw)
+	if !ok {
+		return "", true, fmt.Errorf("%w: column %s is not a string", ErrPoison, name)
 	}
 	return s, true, nil
 }

@@ -59,8 +59,8 @@ func attrText(raw json.RawMessage) string {
 	}
 	switch raw[0] {
 	case '"':
-		var s string
-		if json.Unmarshal(raw, &s) != nil {
+		s, ok := jsonString(raw)
+		if !ok {
 			return ""
 		}
 		return strings.TrimSpace(s)
@@ -84,6 +84,19 @@ func attrText(raw json.RawMessage) string {
 	default:
 		return string(raw)
 	}
+}
+
+// jsonString decodes a JSON string; one without escapes (most) is taken as it is, skipping
+// a second full parse of a value its event has already validated.
+func jsonString(raw []byte) (string, bool) {
+	if n := len(raw); n >= 2 && raw[0] == '"' && raw[n-1] == '"' && bytes.IndexByte(raw[1:n-1], '\\') < 0 {
+		return string(raw[1 : n-1]), true
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		return "", false
+	}
+	return s, true
 }
 
 // ContentHash identifies a text as embedded by a model: when it is the stored one, the stored
