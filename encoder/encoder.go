@@ -120,8 +120,8 @@ type Encoder struct {
 	lastWork atomic.Int64 // unix nanos of the last batch that held messages
 	busy     atomic.Int32 // batches in hand
 	cons     jetstream.Consumer
-	dlqOnce  sync.Once
-	dlqErr   error
+	dlqMu    sync.Mutex
+	dlqReady bool
 }
 
 // New returns an encoder; Run starts it.
@@ -281,11 +281,9 @@ func (e *Encoder) work(ctx context.Context, id int) error {
 		if len(msgs) > 0 {
 			e.busy.Add(1)
 			e.lastWork.Store(time.Now().UnixNano())
+			// Shutdown lets the batch in hand finish (and ack) for up to ShutdownGrace.
 			pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-			stop := context.AfterFunc(ctx, func() {
-				t := time.AfterFunc(e.cfg.ShutdownGrace, cancel)
-				_ = t // cancel also runs below when the batch is done
-			})
+			stop := context.AfterFunc(ctx, func() { time.AfterFunc(e.cfg.ShutdownGrace, cancel) })
 			e.handle(pctx, log, msgs)
 			stop()
 			cancel()
@@ -394,24 +392,22 @@ func dlqSubject(subject string) string {
 }
 
 func (e *Encoder) ensureDLQ(ctx context.Context) error {
-	e.dlqOnce.Do(func() {
-		_, err := e.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-			Name:        e.cfg.DLQ,
-			Description: "tidemark: change events the encoders could not process",
-			Subjects:    []string{DLQSubjects},
-			Storage:     jetstream.FileStorage,
-			Duplicates:  10 * time.Minute,
-		})
-		if err != nil {
-			e.dlqErr = fmt.Errorf("create stream %s: %w", e.cfg.DLQ, err)
-		}
-	})
-	if e.dlqErr != nil {
-		// Let a later attempt try again rather than remember a transient failure for ever.
-		err := e.dlqErr
-		e.dlqOnce, e.dlqErr = sync.Once{}, nil
-		return err
+	e.dlqMu.Lock()
+	defer e.dlqMu.Unlock()
+	if e.dlqReady {
+		return nil
 	}
+	// A failure is not remembered: the next dead letter tries again.
+	if _, err := e.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        e.cfg.DLQ,
+		Description: "tidemark: change events the encoders could not process",
+		Subjects:    []string{DLQSubjects},
+		Storage:     jetstream.FileStorage,
+		Duplicates:  10 * time.Minute,
+	}); err != nil {
+		return fmt.Errorf("create stream %s: %w", e.cfg.DLQ, err)
+	}
+	e.dlqReady = true
 	return nil
 }
 
