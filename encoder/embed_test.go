@@ -112,6 +112,9 @@ type fakeOpenAI struct {
 	fail     int // answer 500 to every fail-th call
 	auth     []string
 	hash     *encoder.Hash
+	delay    time.Duration // before answering
+	started  chan struct{} // closed on the first request
+	once     sync.Once
 }
 
 func (f *fakeOpenAI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -120,6 +123,8 @@ func (f *fakeOpenAI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	n := f.calls
 	f.auth = append(f.auth, r.Header.Get("Authorization"))
 	f.mu.Unlock()
+	f.once.Do(func() { close(f.started) })
+	time.Sleep(f.delay)
 	if r.URL.Path != "/v1/embeddings" || r.Method != http.MethodPost {
 		http.NotFound(w, r)
 		return
@@ -171,7 +176,7 @@ func (f *fakeOpenAI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func newFakeOpenAI(t *testing.T, throttle, fail int) (*fakeOpenAI, string) {
-	f := &fakeOpenAI{throttle: throttle, fail: fail, hash: hashEmbedder(t)}
+	f := &fakeOpenAI{throttle: throttle, fail: fail, hash: hashEmbedder(t), started: make(chan struct{})}
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close)
 	return f, srv.URL + "/v1"

@@ -182,3 +182,40 @@ func TestEncodeExitIdle(t *testing.T) {
 		t.Fatal(why)
 	}
 }
+
+// SIGTERM while a batch is being embedded: the batch finishes, is written and acked, and the
+// process exits 0.
+func TestSIGTERMFinishesTheBatchInHand(t *testing.T) {
+	e := newEnv(t)
+	fake, url := newFakeOpenAI(t, 0, 0)
+	fake.delay = 2 * time.Second
+	for i := range 5 {
+		e.insert(1, fmt.Sprintf("G-%d", i), fmt.Sprintf("Graceful %d", i), "")
+	}
+	p := e.encodeProcess(t, "encoder", "--embedder", "openai", "--embed-url", url, "--embed-model", "test-model", "--workers", "1")
+	select {
+	case <-fake.started:
+	case <-time.After(time.Minute):
+		t.Fatalf("no embedding request\n%s", p.out.String())
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.wait(t, time.Minute); err != nil {
+		t.Fatalf("encode after SIGTERM: %v\n%s", err, p.out.String())
+	}
+	if why := e.converged("test-model"); why != "" {
+		t.Fatalf("the batch in hand was not finished: %s", why)
+	}
+	cons, err := e.js.Consumer(e.ctx, encoder.StreamName, encoder.DefaultConsumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := cons.Info(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.NumAckPending != 0 || info.NumPending != 0 {
+		t.Fatalf("after SIGTERM: %d ack pending, %d pending", info.NumAckPending, info.NumPending)
+	}
+}

@@ -94,8 +94,9 @@ func (c *EncodeCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error
 	if err := grp.Wait(); err != nil {
 		return err
 	}
-	if err := nc.Drain(); err != nil {
-		log.Debug("nats drain", "err", err)
+	// Acks are fire-and-forget publishes: make sure the last batch's reached the server.
+	if err := nc.FlushTimeout(5 * time.Second); err != nil {
+		log.Warn("flush acks to nats", "err", err)
 	}
 	return nil
 }
