@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tidemark/tidemark/encoder"
 	"github.com/tidemark/tidemark/replication"
 )
@@ -280,6 +281,35 @@ func TestKeyChangeTombstonesOldKey(t *testing.T) {
 	eventually(t, time.Minute, func() string { return e.converged(model) })
 	if v := e.vectors(model)[p.key]; !v.deleted {
 		t.Fatal("old key still live")
+	}
+	r.stop(t)
+}
+
+// encode may start before replicate: it waits for the stream, not ready meanwhile.
+func TestWaitsForTheStream(t *testing.T) {
+	e := newEnv(t)
+	model := hashEmbedder(t).Model()
+	if err := e.js.DeleteStream(e.ctx, encoder.StreamName); err != nil {
+		t.Fatal(err)
+	}
+	r := e.start(encoder.Config{}, nil)
+	time.Sleep(300 * time.Millisecond) // several looks at the missing stream
+	if r.enc.Ready() == nil {
+		t.Fatal("ready without a stream")
+	}
+	select {
+	case <-r.done:
+		t.Fatalf("Run returned without a stream: %v", r.err)
+	default:
+	}
+	if _, err := e.js.CreateStream(e.ctx, jetstream.StreamConfig{Name: encoder.StreamName, Subjects: []string{"products.>"},
+		Storage: jetstream.FileStorage, Duplicates: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	e.insert(1, "W-1", "Watering can", "Ten litres.")
+	eventually(t, time.Minute, func() string { return e.converged(model) })
+	if err := r.enc.Ready(); err != nil {
+		t.Fatal(err)
 	}
 	r.stop(t)
 }
