@@ -167,7 +167,7 @@ func (e *Encoder) process(ctx context.Context, msgs []jetstream.Msg) error {
 		evs := []*event{ev}
 		if b := ch.Before; ch.Op == replication.OpUpdate && b != nil && b.SupplierID != nil && b.ID != nil {
 			// An update that moved the product to another key: the old key is gone.
-			if old := (replication.Key{SupplierID: *b.SupplierID, ID: *b.ID}); old != ch.Key && old.SupplierID > 0 && old.ID > 0 {
+			if old := (replication.Key{SupplierID: *b.SupplierID, ID: *b.ID}); old != ch.Key && old.SupplierID > 0 && old.SupplierID <= math.MaxInt32 && old.ID > 0 {
 				evs = append(evs, &event{msg: m, ch: change{Op: replication.OpDelete, Key: old, Source: ch.Source}})
 			}
 		}
