@@ -455,11 +455,7 @@ func TestSeqAndMultiRowTransaction(t *testing.T) {
 	rec := &recorder{}
 	r, stop := e.run(t, rec)
 	e.exec(t, `INSERT INTO products (supplier_id, sku, name) SELECT 1 + g % 2, 'M-' || g, 'n' FROM generate_series(1, 500) g`)
-	var lsn string
-	if err := e.pool.QueryRow(context.Background(), "SELECT pg_current_wal_lsn()::text").Scan(&lsn); err != nil {
-		t.Fatal(err)
-	}
-	want, _ := pglogrepl.ParseLSN(lsn)
+	want := flushedInsertLSN(t, e.pool)
 	waitFor(t, "500 events", 30*time.Second, func() bool { return rec.count() >= 500 })
 	waitFor(t, "flushed past the transaction", 30*time.Second, func() bool { return r.Flushed() >= want })
 	if err := stop(); err != nil {
@@ -492,11 +488,7 @@ func TestFailedAckReplays(t *testing.T) {
 	r, stop := e.run(t, rec)
 	e.exec(t, `INSERT INTO products (supplier_id, sku, name) SELECT 1, 'F-' || g, 'n' FROM generate_series(1, 50) g`)
 	waitFor(t, "the replay", 30*time.Second, func() bool { return rec.count() >= 100 })
-	var lsn string
-	if err := e.pool.QueryRow(context.Background(), "SELECT pg_current_wal_lsn()::text").Scan(&lsn); err != nil {
-		t.Fatal(err)
-	}
-	want, _ := pglogrepl.ParseLSN(lsn)
+	want := flushedInsertLSN(t, e.pool)
 	waitFor(t, "flushed", 30*time.Second, func() bool { return r.Flushed() >= want })
 	if err := stop(); err != nil {
 		t.Fatal(err)
@@ -530,18 +522,13 @@ func TestIdleSlotAdvances(t *testing.T) {
 	if _, err := other.Exec(ctx, `CREATE TABLE elsewhere (id serial PRIMARY KEY, v text)`); err != nil {
 		t.Fatal(err)
 	}
-	var target pglogrepl.LSN
 	for i := 0; i < 20; i++ {
 		e.exec(t, `INSERT INTO busy (v) SELECT md5(g::text) FROM generate_series(1, 1000) g`)
 		if _, err := other.Exec(ctx, `INSERT INTO elsewhere (v) SELECT md5(g::text) FROM generate_series(1, 1000) g`); err != nil {
 			t.Fatal(err)
 		}
 	}
-	var lsn string
-	if err := e.pool.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&lsn); err != nil {
-		t.Fatal(err)
-	}
-	target, _ = pglogrepl.ParseLSN(lsn)
+	target := flushedInsertLSN(t, e.pool)
 	waitFor(t, "the slot to pass the busy writes", 30*time.Second, func() bool {
 		s, err := replication.Slot(ctx, e.pool, e.slot)
 		return err == nil && s.ConfirmedLSN >= target
@@ -564,11 +551,7 @@ func TestAdvanceSlot(t *testing.T) {
 	e := newEnv(t, testenv.Database(t))
 	ctx := testenv.Context(t, time.Minute)
 	e.exec(t, `INSERT INTO products (supplier_id, sku, name) VALUES (1, 'X', 'x')`)
-	var lsn string
-	if err := e.pool.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&lsn); err != nil {
-		t.Fatal(err)
-	}
-	target, _ := pglogrepl.ParseLSN(lsn)
+	target := flushedInsertLSN(t, e.pool)
 	got, err := replication.AdvanceSlot(ctx, e.pool, e.slot, target)
 	if err != nil {
 		t.Fatal(err)
@@ -626,3 +609,27 @@ func TestPostgresRestart(t *testing.T) {
 	}
 }
 
+
+// flushedInsertLSN is the WAL insert position once it is flushed (the test cluster commits
+// asynchronously, and slots only ever see flushed WAL).
+func flushedInsertLSN(t *testing.T, pool *pgxpool.Pool) pglogrepl.LSN {
+	t.Helper()
+	ctx := testenv.Context(t, time.Minute)
+	var s string
+	if err := pool.QueryRow(ctx, "SELECT pg_current_wal_insert_lsn()::text").Scan(&s); err != nil {
+		t.Fatal(err)
+	}
+	lsn, err := pglogrepl.ParseLSN(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the WAL flush", 30*time.Second, func() bool {
+		var f string
+		if err := pool.QueryRow(ctx, "SELECT pg_current_wal_flush_lsn()::text").Scan(&f); err != nil {
+			t.Fatal(err)
+		}
+		fl, _ := pglogrepl.ParseLSN(f)
+		return fl >= lsn
+	})
+	return lsn
+}
