@@ -609,7 +609,6 @@ func TestPostgresRestart(t *testing.T) {
 	}
 }
 
-
 // flushedInsertLSN is the WAL insert position once it is flushed (the test cluster commits
 // asynchronously, and slots only ever see flushed WAL).
 func flushedInsertLSN(t *testing.T, pool *pgxpool.Pool) pglogrepl.LSN {
