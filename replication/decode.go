@@ -367,23 +367,30 @@ var jsonNull = json.RawMessage("null")
 func (d *decoder) appendValue(dst []byte, col *relColumn, v []byte) ([]byte, error) {
 	switch col.kind {
 	case kindNumber:
-		return append(dst, v...), nil
-	case kindFloat:
-		if len(v) > 0 && (v[0] == 'N' || v[0] == 'I' || (v[0] == '-' && len(v) > 1 && v[1] == 'I')) {
-			return appendString(dst, v), nil
+		if validNumber(v, false) {
+			return append(dst, v...), nil
 		}
-		return append(dst, v...), nil
+		return appendString(dst, v), nil
+	case kindFloat:
+		if validNumber(v, true) {
+			return append(dst, v...), nil
+		}
+		// NaN, Infinity and -Infinity have no JSON number form.
+		return appendString(dst, v), nil
 	case kindNumeric:
-		dst = append(dst, '"')
-		dst = append(dst, v...)
-		return append(dst, '"'), nil
+		return appendString(dst, v), nil
 	case kindBool:
 		if len(v) == 1 && v[0] == 't' {
 			return append(dst, "true"...), nil
 		}
 		return append(dst, "false"...), nil
 	case kindJSON:
-		return append(dst, v...), nil
+		// PostgreSQL only stores valid JSON, but a malformed event would poison every
+		// consumer: the check is cheap next to the publish.
+		if json.Valid(v) {
+			return append(dst, v...), nil
+		}
+		return appendString(dst, v), nil
 	case kindTimestamptz:
 		return appendTimestamptz(dst, v), nil
 	case kindOther:
@@ -392,16 +399,41 @@ func (d *decoder) appendValue(dst []byte, col *relColumn, v []byte) ([]byte, err
 	return appendString(dst, v), nil
 }
 
+// validNumber reports whether v is a JSON number: PostgreSQL's integer output always is,
+// its float output is unless NaN or ±Infinity.
+func validNumber(v []byte, float bool) bool {
+	if len(v) == 0 {
+		return false
+	}
+	i := 0
+	if v[0] == '-' {
+		i++
+	}
+	if i >= len(v) || v[i] < '0' || v[i] > '9' || (v[i] == '0' && i+1 < len(v) && v[i+1] >= '0' && v[i+1] <= '9') {
+		return false
+	}
+	if !float {
+		for _, c := range v[i:] {
+			if c < '0' || c > '9' {
+				return false
+			}
+		}
+		return true
+	}
+	return json.Valid(v)
+}
+
 // appendTimestamptz turns PostgreSQL's ISO output in UTC (2024-05-01 12:00:00.5+00, which the
 // replication session asks for) into RFC 3339 (2024-05-01T12:00:00.5Z) without parsing.
 func appendTimestamptz(dst, v []byte) []byte {
 	n := len(v)
-	if n >= 22 && v[10] == ' ' && v[n-3] == '+' && v[n-2] == '0' && v[n-1] == '0' && v[4] == '-' {
-		dst = append(dst, '"')
-		dst = append(dst, v[:10]...)
-		dst = append(dst, 'T')
-		dst = append(dst, v[11:n-3]...)
-		return append(dst, 'Z', '"')
+	if n >= 22 && n <= 40 && v[10] == ' ' && v[n-3] == '+' && v[n-2] == '0' && v[n-1] == '0' && v[4] == '-' {
+		var buf [40]byte
+		b := append(buf[:0], v[:10]...)
+		b = append(b, 'T')
+		b = append(b, v[11:n-3]...)
+		b = append(b, 'Z')
+		return appendString(dst, b)
 	}
 	for _, layout := range []string{"2006-01-02 15:04:05.999999999-07", "2006-01-02 15:04:05.999999999-07:00", "2006-01-02 15:04:05.999999999-07:00:00"} {
 		if t, err := time.Parse(layout, string(v)); err == nil {

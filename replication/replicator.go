@@ -276,6 +276,11 @@ func (r *Replicator) session(ctx context.Context) (streamed bool, err error) {
 		return nil
 	}
 
+	netConn := conn.Conn()
+	// Cancellation interrupts a blocked read at once.
+	stopCancel := context.AfterFunc(ctx, func() { _ = netConn.SetReadDeadline(time.Now()) })
+	defer stopCancel()
+	var deadline time.Time
 	next := time.Now().Add(r.cfg.StatusInterval)
 	for {
 		if now := time.Now(); !now.Before(next) || s.commits >= r.cfg.FlushCommits {
@@ -288,9 +293,18 @@ func (r *Replicator) session(ctx context.Context) (streamed bool, err error) {
 				return true, r.shutdown(ctx, s)
 			}
 		}
-		rctx, cancel := context.WithDeadline(ctx, next)
-		msg, err := conn.ReceiveMessage(rctx)
-		cancel()
+		// A read deadline on the socket rather than a context per message: pgconn would
+		// arm a context watcher for every one, which costs more than decoding it.
+		if !next.Equal(deadline) {
+			deadline = next
+			if err := netConn.SetReadDeadline(deadline); err != nil {
+				return true, fmt.Errorf("set read deadline: %w", err)
+			}
+		}
+		if ctx.Err() != nil {
+			return true, r.shutdown(ctx, s)
+		}
+		msg, err := conn.ReceiveMessage(context.Background())
 		if err != nil {
 			// After cancellation pgconn's error also reports Timeout: check ctx first.
 			if ctx.Err() != nil {
