@@ -219,4 +219,3 @@ func BenchmarkSubject(b *testing.B) {
 		buf = sink.AppendSubject(buf[:0], c)
 	}
 }
-
