@@ -283,7 +283,7 @@ func (r *Replicator) session(ctx context.Context) (streamed bool, err error) {
 	var deadline time.Time
 	next := time.Now().Add(r.cfg.StatusInterval)
 	for {
-		if now := time.Now(); !now.Before(next) || s.commits >= r.cfg.FlushCommits {
+		if now := time.Now(); !now.Before(next) || s.commits >= r.cfg.FlushCommits || r.stopReached(s) {
 			if err := r.flushAndReport(ctx, s); err != nil {
 				return true, err
 			}
@@ -367,6 +367,13 @@ func (r *Replicator) session(ctx context.Context) (streamed bool, err error) {
 			return true, errors.New("server ended the replication stream")
 		}
 	}
+}
+
+// stopReached says whether everything up to StopAtLSN has been received, so waiting for the
+// next status interval would only delay the stop.
+func (r *Replicator) stopReached(s *session) bool {
+	stop := r.cfg.StopAtLSN
+	return stop != 0 && !s.inTxn && (s.enqueued >= stop || (s.serverEnd >= stop && s.enqueued <= r.Flushed()))
 }
 
 // flushAndReport waits for the acks of everything enqueued, moves the flushed LSN to the
