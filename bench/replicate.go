@@ -269,6 +269,31 @@ func latency(ctx context.Context, env *Env, url string) (p50, p99 float64, n int
 		return 0, 0, 0, err
 	}
 	defer writer.Close()
+	// Warm up: a fresh walsender first re-reads the WAL from the slot's restart point (the
+	// whole big transaction), which is start-up cost, not steady-state latency.
+	var probe string
+	if err := writer.QueryRow(ctx, `INSERT INTO products (supplier_id, sku, name) VALUES (1, 'probe', 'probe')
+		RETURNING pg_current_wal_insert_lsn()::text`).Scan(&probe); err != nil {
+		return 0, 0, 0, err
+	}
+	probeLSN, _ := pglogrepl.ParseLSN(probe)
+	for i := 0; ; i++ {
+		var confirmed string
+		if err := writer.QueryRow(ctx, "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'tidemark'").Scan(&confirmed); err != nil {
+			return 0, 0, 0, err
+		}
+		if c, _ := pglogrepl.ParseLSN(confirmed); c >= probeLSN {
+			break
+		}
+		if i > 1200 {
+			return 0, 0, 0, errors.New("replicate did not catch up within 2 minutes")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	before, err := scrapeHistogram(addr)
+	if err != nil {
+		return 0, 0, 0, err
+	}
 	const perTx, txPerSec, seconds = 70, 100, 20
 	t := time.NewTicker(time.Second / txPerSec)
 	defer t.Stop()
@@ -282,13 +307,32 @@ func latency(ctx context.Context, env *Env, url string) (p50, p99 float64, n int
 		next += perTx
 	}
 	time.Sleep(2 * time.Second)
-	resp, err := http.Get("http://" + addr + "/metrics")
+	after, err := scrapeHistogram(addr)
 	if err != nil {
 		return 0, 0, 0, err
 	}
+	bounds := after.bounds
+	counts := make([]float64, len(after.counts))
+	for i := range counts {
+		counts[i] = after.counts[i] - before.counts[i]
+	}
+	total := counts[len(counts)-1]
+	if total == 0 {
+		return 0, 0, 0, errors.New("no commit→ack observations in /metrics")
+	}
+	return quantile(bounds, counts, 0.5*total), quantile(bounds, counts, 0.99*total), int(total), nil
+}
+
+type histogram struct{ bounds, counts []float64 }
+
+// scrapeHistogram reads tidemark_commit_to_ack_seconds from /metrics.
+func scrapeHistogram(addr string) (histogram, error) {
+	var h histogram
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return h, err
+	}
 	defer resp.Body.Close()
-	var bounds []float64
-	var counts []float64
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		line := sc.Text()
@@ -302,14 +346,13 @@ func latency(ctx context.Context, env *Env, url string) (p50, p99 float64, n int
 		if le != "+Inf" {
 			b, _ = strconv.ParseFloat(le, 64)
 		}
-		bounds = append(bounds, b)
-		counts = append(counts, v)
+		h.bounds = append(h.bounds, b)
+		h.counts = append(h.counts, v)
 	}
-	if len(counts) == 0 || counts[len(counts)-1] == 0 {
-		return 0, 0, 0, errors.New("no commit→ack observations in /metrics")
+	if len(h.counts) == 0 {
+		return h, errors.New("no tidemark_commit_to_ack_seconds in /metrics")
 	}
-	total := counts[len(counts)-1]
-	return quantile(bounds, counts, 0.5*total), quantile(bounds, counts, 0.99*total), int(total), nil
+	return h, sc.Err()
 }
 
 // quantile interpolates linearly inside the histogram bucket holding rank.
