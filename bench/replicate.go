@@ -67,7 +67,8 @@ func benchReplicate(ctx context.Context, env *Env) ([]Result, error) {
 		return nil, err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	// As in the sink: nats.go's own limit above the window, so it never stalls.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(2*4096+16))
 	if err != nil {
 		return nil, err
 	}

@@ -543,3 +543,58 @@ func freeAddr(t *testing.T) string {
 	defer ln.Close()
 	return ln.Addr().String()
 }
+
+// TestReplicateDebezium: --format debezium publishes the Debezium envelope on the same
+// subjects and ids.
+func TestReplicateDebezium(t *testing.T) {
+	e := newReplEnv(t)
+	js := e.js(t)
+	ctx := testenv.Context(t, time.Minute)
+	e.replicate(t, "--format", "debezium").streaming(t)
+	e.exec(t, `INSERT INTO products (supplier_id, sku, name, price) VALUES (2, 'D-1', 'deb', 1.50)`)
+	e.exec(t, `DELETE FROM products WHERE sku = 'D-1'`)
+	waitUntil(t, "two changes", time.Minute, func() bool { return streamMsgs(ctx, js) >= 2 })
+	s, err := js.Stream(ctx, sink.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seq, want := range map[uint64]string{1: "c", 2: "d"} {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var env struct {
+			Op     string          `json:"op"`
+			Before json.RawMessage `json:"before"`
+			After  json.RawMessage `json:"after"`
+			Source struct {
+				Connector string `json:"connector"`
+				Table     string `json:"table"`
+			} `json:"source"`
+		}
+		if err := json.Unmarshal(m.Data, &env); err != nil {
+			t.Fatalf("%s: %v", m.Data, err)
+		}
+		if env.Op != want || env.Source.Connector != "postgresql" || env.Source.Table != "products" {
+			t.Errorf("message %d: %s", seq, m.Data)
+		}
+		if want := "products.2." + map[string]string{"c": "insert", "d": "delete"}[want]; m.Subject != want {
+			t.Errorf("subject %s, want %s", m.Subject, want)
+		}
+	}
+}
+
+// TestReplicateWALLevelReplica: a server without logical decoding gets a clear error
+// naming wal_level, and a non-zero exit.
+func TestReplicateWALLevelReplica(t *testing.T) {
+	pg := testenv.Postgres(t, sandbox.PostgresOptions{Settings: map[string]string{"wal_level": "replica", "max_wal_senders": "2", "max_replication_slots": "2"}})
+	n := testenv.NATS(t)
+	cmd := exec.Command(testenv.Binary(t), "replicate", "--pg-url", pg.URL("postgres"), "--nats-url", n.URL(), "--http-addr=")
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("replicate succeeded against wal_level=replica:\n%s", out)
+	}
+	if !strings.Contains(string(out), "wal_level") || !strings.Contains(string(out), "logical") {
+		t.Errorf("the error does not explain wal_level:\n%s", out)
+	}
+}
