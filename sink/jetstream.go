@@ -107,7 +107,8 @@ type JetStream struct {
 	format replication.Format
 	log    *slog.Logger
 
-	slots   chan struct{} // one token per message in flight
+	slots   chan struct{} // one token per message queued or in flight
+	out     chan outgoing // messages for the publishing goroutine, and flush markers
 	pending chan pending  // acks to check, in publish order, and flush markers
 
 	mu  sync.Mutex
@@ -122,6 +123,12 @@ type JetStream struct {
 }
 
 var _ replication.Publisher = (*JetStream)(nil)
+
+type outgoing struct {
+	msg      *nats.Msg
+	commitTS time.Time
+	flush    chan error // set for a Flush marker
+}
 
 type pending struct {
 	fut      jetstream.PubAckFuture
@@ -154,6 +161,7 @@ func NewJetStream(nc *nats.Conn, opts Options, log *slog.Logger, reg prometheus.
 	s := &JetStream{
 		js: js, format: opts.Format, log: log,
 		slots:   make(chan struct{}, opts.MaxInFlight),
+		out:     make(chan outgoing, opts.MaxInFlight+64),
 		pending: make(chan pending, opts.MaxInFlight+64),
 		done:    make(chan struct{}),
 		inFlight: f.NewGauge(prometheus.GaugeOpts{
@@ -171,12 +179,47 @@ func NewJetStream(nc *nats.Conn, opts Options, log *slog.Logger, reg prometheus.
 			Name: "tidemark_publish_duplicates_total", Help: "Publishes JetStream dropped as duplicates (replays after a restart).",
 		}),
 	}
+	go s.publish()
 	go s.collect()
 	return s, nil
 }
 
 // JetStream is the jetstream handle the publisher uses (for stream and KV setup).
 func (s *JetStream) JetStream() jetstream.JetStream { return s.js }
+
+// publish hands messages to nats.go in order on a goroutine of its own, so the replication
+// loop decodes the next change while this one is sent.
+func (s *JetStream) publish() {
+	defer close(s.pending)
+	for o := range s.out {
+		if o.flush != nil {
+			s.pending <- pending{flush: o.flush}
+			continue
+		}
+		fut, err := s.js.PublishMsgAsync(o.msg)
+		if err != nil {
+			s.release()
+			s.fail(fmt.Errorf("publish %s (msg id %s): %w", o.msg.Subject, o.msg.Header.Get(jetstream.MsgIDHeader), err))
+			continue
+		}
+		s.pending <- pending{fut: fut, commitTS: o.commitTS}
+	}
+}
+
+func (s *JetStream) release() {
+	<-s.slots
+	s.inFlight.Dec()
+}
+
+// fail records the first failure since the last Flush.
+func (s *JetStream) fail(err error) {
+	s.failures.Inc()
+	s.mu.Lock()
+	if s.err == nil {
+		s.err = err
+	}
+	s.mu.Unlock()
+}
 
 // collect checks every ack in publish order and answers Flush markers once every earlier
 // message is settled.
@@ -200,15 +243,9 @@ func (s *JetStream) collect() {
 			s.latency.Observe(time.Since(p.commitTS).Seconds())
 		case err = <-p.fut.Err():
 		}
-		<-s.slots
-		s.inFlight.Dec()
+		s.release()
 		if err != nil {
-			s.failures.Inc()
-			s.mu.Lock()
-			if s.err == nil {
-				s.err = fmt.Errorf("publish %s (msg id %s): %w", p.fut.Msg().Subject, p.fut.Msg().Header.Get(jetstream.MsgIDHeader), err)
-			}
-			s.mu.Unlock()
+			s.fail(fmt.Errorf("publish %s (msg id %s): %w", p.fut.Msg().Subject, p.fut.Msg().Header.Get(jetstream.MsgIDHeader), err))
 		}
 	}
 }
@@ -227,20 +264,17 @@ func (s *JetStream) Publish(ctx context.Context, c *replication.Change) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	s.inFlight.Inc()
 	var data []byte
 	if s.format == replication.FormatDebezium {
 		data = c.AppendDebezium(make([]byte, 0, 512))
 	} else {
 		data = c.AppendJSON(make([]byte, 0, 512))
 	}
-	msg := &nats.Msg{Subject: Subject(c), Data: data}
-	fut, err := s.js.PublishMsgAsync(msg, jetstream.WithMsgID(MsgID(c)))
-	if err != nil {
-		<-s.slots
-		return fmt.Errorf("publish %s: %w", msg.Subject, err)
-	}
-	s.inFlight.Inc()
-	s.pending <- pending{fut: fut, commitTS: c.Source.CommitTS}
+	// The header set directly is what jetstream.WithMsgID sets, without the option's
+	// allocations.
+	msg := &nats.Msg{Subject: Subject(c), Data: data, Header: nats.Header{jetstream.MsgIDHeader: []string{MsgID(c)}}}
+	s.out <- outgoing{msg: msg, commitTS: c.Source.CommitTS}
 	return nil
 }
 
@@ -249,7 +283,7 @@ func (s *JetStream) Publish(ctx context.Context, c *replication.Change) error {
 func (s *JetStream) Flush(ctx context.Context) error {
 	done := make(chan error, 1)
 	select {
-	case s.pending <- pending{flush: done}:
+	case s.out <- outgoing{flush: done}:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -264,7 +298,7 @@ func (s *JetStream) Flush(ctx context.Context) error {
 // Close stops the publisher after the acks of what was published are settled. Publish and
 // Flush must not be called after it.
 func (s *JetStream) Close() {
-	close(s.pending)
+	close(s.out)
 	<-s.done
 }
 
