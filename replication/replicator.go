@@ -77,6 +77,7 @@ type Replicator struct {
 
 	ready   atomic.Bool
 	flushed atomic.Uint64
+	saves   chan pglogrepl.LSN // checkpoints for saveLoop, latest only
 
 	changes      *prometheus.CounterVec
 	transactions prometheus.Counter
@@ -141,6 +142,7 @@ func (r *Replicator) Flushed() pglogrepl.LSN { return pglogrepl.LSN(r.flushed.Lo
 // Run streams until ctx is done (a clean stop: final flush and status update, nil returned),
 // StopAtLSN is reached, or an error that a reconnect cannot fix. Connection, publishing and
 // acknowledgement failures restart the session from the last confirmed LSN after a backoff.
+// Run may be called once.
 func (r *Replicator) Run(ctx context.Context) error {
 	start := r.cfg.StartLSN
 	if start == 0 && r.cfg.Checkpoints != nil {
@@ -160,8 +162,13 @@ func (r *Replicator) Run(ctx context.Context) error {
 	if r.cfg.Heartbeat > 0 {
 		g.Go(func() error { return r.heartbeat(hbCtx) })
 	}
+	r.saves = make(chan pglogrepl.LSN, 1)
+	if r.cfg.Checkpoints != nil {
+		g.Go(func() error { return r.saveLoop(gctx) })
+	}
 	g.Go(func() error {
 		defer stopHeartbeat()
+		defer close(r.saves)
 		return r.loop(gctx)
 	})
 	return g.Wait()
@@ -401,7 +408,7 @@ func (r *Replicator) flushAndReport(ctx context.Context, s *session) error {
 	if err := r.sendStatus(ctx, s); err != nil {
 		return err
 	}
-	r.saveCheckpoint(ctx, s)
+	r.saveCheckpoint(s)
 	return nil
 }
 
@@ -412,19 +419,39 @@ func (r *Replicator) setFlushed(lsn pglogrepl.LSN) {
 	r.confirmed.Set(float64(lsn))
 }
 
-func (r *Replicator) saveCheckpoint(ctx context.Context, s *session) {
+// saveCheckpoint hands the flushed LSN to the checkpoint saver without waiting for it: a
+// KV write in the receive loop would stall decoding for a round trip every interval.
+func (r *Replicator) saveCheckpoint(s *session) {
 	flushed := r.Flushed()
 	if r.cfg.Checkpoints == nil || flushed == s.saved {
 		return
 	}
-	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	if err := r.cfg.Checkpoints.Save(sctx, r.cfg.Slot, flushed); err != nil {
-		// The slot is the authority; the saved copy catches up at the next flush.
-		r.log.Warn("save checkpoint", "err", err, "lsn", flushed)
-		return
+	// Only the latest position matters: replace one the saver has not taken yet.
+	select {
+	case r.saves <- flushed:
+	default:
+		select {
+		case <-r.saves:
+		default:
+		}
+		r.saves <- flushed
 	}
 	s.saved = flushed
+}
+
+// saveLoop writes checkpoints handed over by saveCheckpoint until the channel is closed,
+// which happens after the final one.
+func (r *Replicator) saveLoop(ctx context.Context) error {
+	for lsn := range r.saves {
+		// Not ctx itself: the final checkpoint is saved after cancellation.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		if err := r.cfg.Checkpoints.Save(sctx, r.cfg.Slot, lsn); err != nil {
+			// The slot is the authority; the saved copy catches up at the next flush.
+			r.log.Warn("save checkpoint", "err", err, "lsn", lsn)
+		}
+		cancel()
+	}
+	return nil
 }
 
 func (r *Replicator) sendStatus(ctx context.Context, s *session) error {
@@ -457,7 +484,7 @@ func (r *Replicator) shutdown(ctx context.Context, s *session) error {
 			r.setFlushed(s.enqueued)
 		}
 	}
-	r.saveCheckpoint(sctx, s)
+	r.saveCheckpoint(s)
 	if err := r.sendStatus(sctx, s); err != nil {
 		return err
 	}
