@@ -632,3 +632,26 @@ func flushedInsertLSN(t *testing.T, pool *pgxpool.Pool) pglogrepl.LSN {
 	})
 	return lsn
 }
+
+// TestStartLSN: a start LSN past a transaction skips it (--from-lsn).
+func TestStartLSN(t *testing.T) {
+	e := newEnv(t, testenv.Database(t))
+	e.exec(t, `INSERT INTO products (supplier_id, sku, name) VALUES (1, 'skip', 'n')`)
+	from := flushedInsertLSN(t, e.pool)
+	e.exec(t, `INSERT INTO products (supplier_id, sku, name) VALUES (1, 'keep', 'n')`)
+	end := flushedInsertLSN(t, e.pool)
+	rec := &recorder{}
+	r, stop := e.run(t, rec, func(c *replication.Config) { c.StartLSN = from })
+	waitFor(t, "flushed", 30*time.Second, func() bool { return r.Flushed() >= end })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.changes) != 1 {
+		t.Fatalf("%d changes, want only the one after the start LSN", len(rec.changes))
+	}
+	if v, _ := rec.changes[0].After.Get("sku"); string(v) != `"keep"` {
+		t.Errorf("got sku %s", v)
+	}
+}
