@@ -184,8 +184,8 @@ func TestComposeTidemark(t *testing.T) {
 			}
 		}
 	}
-	if v, _ := flagValue(c.Services["replicate"].Command, "--stream-replicas"); v != "3" {
-		t.Errorf("replicate --stream-replicas %q, want 3 (one copy per NATS node)", v)
+	if v, _ := flagValue(c.Services["replicate"].Command, "--replicas"); v != "3" {
+		t.Errorf("replicate --replicas %q, want 3 (one copy per NATS node)", v)
 	}
 	if r := c.Services["encode"].Deploy.Replicas; r != 2 {
 		t.Errorf("encode replicas %d, want 2", r)
@@ -260,8 +260,8 @@ func TestAlertRules(t *testing.T) {
 		}
 	}
 	want := map[string]*regexp.Regexp{
-		"TidemarkSlotLagHigh":         regexp.MustCompile(`tidemark_slot_lag_bytes\b.*>`),
-		"TidemarkConsumerPendingHigh": regexp.MustCompile(`tidemark_consumer_pending\b.*>`),
+		"TidemarkSlotLagHigh":         regexp.MustCompile(`tidemark_replication_slot_lag_bytes\b.*>`),
+		"TidemarkConsumerPendingHigh": regexp.MustCompile(`tidemark_encoder_consumer_pending\b.*>`),
 		"TidemarkReplicateDown":       regexp.MustCompile(`up\{job="replicate"\} == 0`),
 	}
 	for alert, re := range want {
