@@ -19,7 +19,6 @@ func rec(kv ...string) *loader.Record {
 	return r
 }
 
-
 func TestValidate(t *testing.T) {
 	long := strings.Repeat("é", 100) // 100 characters, 200 bytes: fits varchar(100)
 	for _, tc := range []struct {
