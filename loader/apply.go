@@ -26,13 +26,15 @@ func apply(ctx context.Context, tx pgx.Tx, log *slog.Logger, opts Options, valid
 		return fmt.Errorf("set planner options: %w", err)
 	}
 
-	// Most drops hold no duplicate: a hash aggregate over the skus proves it more cheaply than
-	// the self-join that removes them.
-	var distinct int64
-	if err := tx.QueryRow(ctx, `SELECT count(*) FROM (SELECT DISTINCT sku FROM `+stagingTable+` WHERE ok) d`).Scan(&distinct); err != nil {
-		return fmt.Errorf("count distinct skus: %w", err)
+	// Most drops hold no duplicate: the sku filter proved it while reading, else a hash
+	// aggregate over the skus tells more cheaply than the self-join that removes them.
+	distinct := valid
+	if res.maybeDups {
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM (SELECT DISTINCT sku FROM `+stagingTable+` WHERE ok) d`).Scan(&distinct); err != nil {
+			return fmt.Errorf("count distinct skus: %w", err)
+		}
+		phase("count distinct")
 	}
-	phase("count distinct")
 	if distinct < valid {
 		tag, err := tx.Exec(ctx, `DELETE FROM `+stagingTable+` s USING `+stagingTable+` l
 			WHERE s.ok AND l.ok AND l.sku = s.sku AND l.line > s.line`)

@@ -54,7 +54,8 @@ type Result struct {
 	// RowsPerSecond is the records read (loaded or rejected) per second of the whole load.
 	RowsPerSecond float64 `json:"rows_per_second"`
 
-	valid int64 // valid records staged, duplicates included
+	valid     int64 // valid records staged, duplicates included
+	maybeDups bool  // the sku filter saw a sku that may have come before
 }
 
 // Records is every record the drop held.
@@ -72,6 +73,9 @@ const batchRows = 1024
 const stagingTable = "tidemark_staging"
 
 var stagingColumns = []string{"line", "ok", "sku", "name", "description", "price", "currency", "status", "attributes"}
+
+// productColumns are the columns a load writes straight into products.
+var productColumns = []string{"supplier_id", "sku", "name", "description", "price", "currency", "status", "attributes"}
 
 // DB is what a load needs of a connection: a transaction of its own.
 type DB interface {
@@ -112,15 +116,28 @@ func Load(ctx context.Context, db DB, rd Reader, opts Options) (Result, error) {
 		return Result{}, fmt.Errorf("create staging table: %w", err)
 	}
 
-	var res Result
-	valid, err := stage(ctx, tx, rd, opts, &res)
-	if err != nil {
-		return Result{}, err
+	// Into an empty partition, rows go straight in with COPY: no staging, no second write.
+	// A sku the filter may have seen before (a duplicate) is set aside in a temporary file
+	// instead, and applied afterwards over the row that came first, so the last one wins.
+	partition := pgx.Identifier{catalog.PartitionName(opts.Supplier)}.Sanitize()
+	var direct bool
+	if err := tx.QueryRow(ctx, "SELECT NOT EXISTS (SELECT 1 FROM "+partition+")").Scan(&direct); err != nil {
+		return Result{}, fmt.Errorf("look into partition: %w", err)
 	}
-	log.Debug("staged", "rows", valid, "rejected", res.Rejected, "elapsed", time.Since(start))
-
-	if err := apply(ctx, tx, log, opts, valid, &res); err != nil {
-		return Result{}, err
+	var res Result
+	if !direct {
+		if err := stage(ctx, tx, rd, opts, nil, &res); err != nil {
+			return Result{}, err
+		}
+		log.Debug("staged", "rows", res.valid, "rejected", res.Rejected, "elapsed", time.Since(start))
+		if err := apply(ctx, tx, log, opts, res.valid, &res); err != nil {
+			return Result{}, err
+		}
+	} else {
+		if err := loadDirect(ctx, tx, log, rd, opts, &res); err != nil {
+			return Result{}, err
+		}
+		log.Debug("copied", "rows", res.Inserted, "duplicates", res.Duplicates, "rejected", res.Rejected, "elapsed", time.Since(start))
 	}
 	t := time.Now()
 	if err := tx.Commit(ctx); err != nil {
@@ -134,31 +151,35 @@ func Load(ctx context.Context, db DB, rd Reader, opts Options) (Result, error) {
 	return res, nil
 }
 
-// stage streams the drop into the staging table: one goroutine reads and validates, COPY
-// encodes and sends, with a small bounded channel between them. It returns the valid rows.
-func stage(ctx context.Context, tx pgx.Tx, rd Reader, opts Options, res *Result) (int64, error) {
+// stage streams the drop into the staging table (or, with a spill file, straight into
+// products): one goroutine reads and validates, COPY encodes and sends, with a small bounded
+// channel between them.
+func stage(ctx context.Context, tx pgx.Tx, rd Reader, opts Options, spill *spillFile, res *Result) error {
 	g, gctx := errgroup.WithContext(ctx)
 	batches := make(chan [][]any, 4)
 	g.Go(func() error {
 		defer close(batches)
-		return parse(gctx, rd, opts, res, batches)
+		return parse(gctx, rd, opts, spill, res, batches)
 	})
 	g.Go(func() error {
 		src := &batchSource{ch: batches}
-		if _, err := tx.CopyFrom(gctx, pgx.Identifier{stagingTable}, stagingColumns, src); err != nil {
+		table, columns := pgx.Identifier{stagingTable}, stagingColumns
+		if spill != nil {
+			table, columns = pgx.Identifier{"products"}, productColumns
+		}
+		if _, err := tx.CopyFrom(gctx, table, columns, src); err != nil {
 			// The errgroup's context is cancelled now, which stops the parser.
-			return fmt.Errorf("copy into staging: %w", err)
+			return fmt.Errorf("copy into %s: %w", table.Sanitize(), err)
 		}
 		return nil
 	})
-	if err := g.Wait(); err != nil {
-		return 0, err
-	}
-	return res.valid, nil
+	return g.Wait()
 }
 
 // parse reads and validates every record, sends rows to COPY in batches and writes rejects.
-func parse(ctx context.Context, rd Reader, opts Options, res *Result, out chan<- [][]any) error {
+// With a spill file, rows are for products, and those whose sku may have come before go to
+// the spill file instead.
+func parse(ctx context.Context, rd Reader, opts Options, spill *spillFile, res *Result, out chan<- [][]any) error {
 	var rejects *bufio.Writer
 	if opts.Rejects != nil {
 		rejects = bufio.NewWriterSize(opts.Rejects, 64<<10)
@@ -191,6 +212,10 @@ func parse(ctx context.Context, rd Reader, opts Options, res *Result, out chan<-
 		return nil
 	}
 	ncol := len(stagingColumns)
+	if spill != nil {
+		ncol = len(productColumns)
+	}
+	seen := newSKUFilter()
 	for {
 		rec, err := rd.Next()
 		if errors.Is(err, io.EOF) {
@@ -218,15 +243,32 @@ func parse(ctx context.Context, rd Reader, opts Options, res *Result, out chan<-
 			}
 			// A --full drop names the products it keeps even when a record is bad: a
 			// rejected record must not delete its product.
-			if opts.Full && rec.Reason == "" && rec.Fields[colSKU] != "" && checkText(rec.Fields[colSKU]) == "" {
+			if spill == nil && opts.Full && rec.Reason == "" && rec.Fields[colSKU] != "" && checkText(rec.Fields[colSKU]) == "" {
 				vals = append(vals, rec.Line, false, rec.Fields[colSKU], nil, nil, nil, nil, nil, nil)
 			} else {
 				continue
 			}
 		} else {
 			res.valid++
-			vals = append(vals, row.Line, true, row.SKU, row.Name, nullable(row.Description),
-				nullable(row.Price), nullable(row.Currency), row.Status, row.Attributes)
+			maybeSeen := seen.add(row.SKU)
+			res.maybeDups = res.maybeDups || maybeSeen
+			switch {
+			case spill != nil && maybeSeen:
+				if err := spill.write(row); err != nil {
+					return err
+				}
+				continue
+			case spill != nil:
+				status := row.Status
+				if status == "" {
+					status = "pending"
+				}
+				vals = append(vals, opts.Supplier, row.SKU, row.Name, nullable(row.Description),
+					priceNumeric(row.Price), nullable(row.Currency), status, row.Attributes)
+			default:
+				vals = append(vals, row.Line, true, row.SKU, row.Name, nullable(row.Description),
+					nullable(row.Price), nullable(row.Currency), row.Status, row.Attributes)
+			}
 		}
 		batch = append(batch, vals[len(vals)-ncol:len(vals):len(vals)])
 		if len(batch) == batchRows {

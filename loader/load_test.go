@@ -180,6 +180,31 @@ func TestDuplicatesLastOccurrenceWins(t *testing.T) {
 	if got["A"].Name != "third" || str(got["A"].Price) != "4.00" || got["C"].Name != "good" {
 		t.Fatalf("products %+v", got)
 	}
+
+	// Again into the now full partition (the staging path rather than the direct COPY).
+	input = "sku,name,price\nA,again,1\nB,only,2\nA,third,4\nD,new,1\nD,newer,2\n"
+	res, _ = mustLoad(t, pool, loader.CSV, input, loader.Options{MaxRejects: -1})
+	if res.Inserted != 1 || res.Duplicates != 2 || res.Unchanged != 2 || res.Updated != 0 {
+		t.Fatalf("second load %+v", res)
+	}
+	if got := products(t, pool, 7); got["A"].Name != "third" || got["D"].Name != "newer" || len(got) != 4 {
+		t.Fatalf("products %+v", got)
+	}
+}
+
+// TestFilterFalsePositives loads with a filter so small that most skus look seen before: the
+// rows set aside must still load once each, and none count as duplicates.
+func TestFilterFalsePositives(t *testing.T) {
+	defer loader.SetFilterBits(64)()
+	pool, _ := newDB(t)
+	res, _ := mustLoad(t, pool, loader.CSV, drop(500, 0, "S000001,dup,,,,\n"), loader.Options{MaxRejects: -1})
+	if res.Inserted != 500 || res.Duplicates != 1 || res.Unchanged != 0 || res.Updated != 0 {
+		t.Fatalf("result %+v", res)
+	}
+	got := products(t, pool, 7)
+	if len(got) != 500 || got["S000001"].Name != "dup" || str(got["S000002"].Price) != "3.02" {
+		t.Fatalf("%d products, S000001 %+v, S000002 %+v", len(got), got["S000001"], got["S000002"])
+	}
 }
 
 func drop(n int, changedEvery int, extra string) string {
