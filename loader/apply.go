@@ -63,44 +63,47 @@ func apply(ctx context.Context, tx pgx.Tx, log *slog.Logger, opts Options, valid
 		phase("full delete")
 	}
 
-	// Changed rows first: a hash join of the staging table with the partition, updating only
-	// rows whose values differ, so an unchanged row gets no new version, no WAL, no event.
-	tag, err := tx.Exec(ctx, `UPDATE `+partition+` AS p SET
-			name = s.name, description = s.description, price = s.price::numeric(12,2),
-			currency = s.currency, status = coalesce(nullif(s.status, ''), 'pending'),
-			attributes = s.attributes::jsonb, updated_at = now()
-		FROM `+stagingTable+` s
-		WHERE s.ok AND p.supplier_id = $1 AND p.sku = s.sku
-		  AND (p.name, p.description, p.price, p.currency, p.status, p.attributes)
-		      IS DISTINCT FROM
-		      (s.name, s.description, s.price::numeric(12,2), s.currency::bpchar, coalesce(nullif(s.status, ''), 'pending'), s.attributes::jsonb)`, opts.Supplier)
-	if err != nil {
-		return fmt.Errorf("update changed products: %w", err)
-	}
-	res.Updated = tag.RowsAffected()
-	phase("update")
-
-	// Then the new ones, straight into the partition (no tuple routing). Before PostgreSQL 17
-	// a partition does not inherit the identity default, so the id is drawn from the parent's
-	// identity sequence here, as the default would. The advisory lock keeps other loads out;
-	// a concurrent writer outside tidemark inserting the same sku makes this fail, rolling the
-	// load back, rather than overwrite its row.
+	// One MERGE: a hash join of the staging table with the partition (carrying only sku and
+	// row position), updating only rows whose values differ, so an unchanged row gets no new
+	// version, no WAL, no event. Attributes compare as text first (the loader wrote them as
+	// jsonb prints them), as jsonb only when the texts differ. It also inserts the new skus straight into the partition (no
+	// tuple routing). Before PostgreSQL 17 a partition does not inherit the identity default,
+	// so the id is drawn from the parent's identity sequence, as the default would.
 	var seq string
 	if err := tx.QueryRow(ctx, "SELECT pg_get_serial_sequence('products', 'id')").Scan(&seq); err != nil {
 		return fmt.Errorf("find the products id sequence: %w", err)
 	}
-	tag, err = tx.Exec(ctx, `INSERT INTO `+partition+` (id, supplier_id, sku, name, description, price, currency, status, attributes)
-		OVERRIDING SYSTEM VALUE
-		SELECT nextval($2::regclass), $1, sku, name, description, price::numeric(12,2), currency,
-		       coalesce(nullif(status, ''), 'pending'), attributes::jsonb
-		FROM `+stagingTable+` s
-		WHERE s.ok AND NOT EXISTS (SELECT 1 FROM `+partition+` p WHERE p.supplier_id = $1 AND p.sku = s.sku)`,
-		opts.Supplier, seq)
-	if err != nil {
-		return fmt.Errorf("insert new products: %w", err)
+	// MERGE reports one total; this transaction's own statistics counters tell inserts from
+	// updates, and no other session can move them.
+	counts := `SELECT pg_stat_get_xact_tuples_inserted($1::regclass), pg_stat_get_xact_tuples_updated($1::regclass)`
+	var ins0, upd0, ins1, upd1 int64
+	if err := tx.QueryRow(ctx, counts, partition).Scan(&ins0, &upd0); err != nil {
+		return fmt.Errorf("read row counters: %w", err)
 	}
-	res.Inserted = tag.RowsAffected()
-	phase("insert")
+	if _, err := tx.Exec(ctx, `MERGE INTO `+partition+` AS p
+		USING (SELECT * FROM `+stagingTable+` WHERE ok) AS s
+		ON p.supplier_id = $1 AND p.sku = s.sku
+		WHEN MATCHED AND ((p.name, p.description, p.price, p.currency, p.status)
+			IS DISTINCT FROM
+			(s.name, s.description, s.price::numeric(12,2), s.currency::bpchar, coalesce(nullif(s.status, ''), 'pending'))
+			OR CASE WHEN p.attributes::text = s.attributes THEN false
+			        ELSE p.attributes <> s.attributes::jsonb END) THEN
+			UPDATE SET name = s.name, description = s.description, price = s.price::numeric(12,2),
+				currency = s.currency, status = coalesce(nullif(s.status, ''), 'pending'),
+				attributes = s.attributes::jsonb, updated_at = now()
+		WHEN NOT MATCHED THEN
+			INSERT (id, supplier_id, sku, name, description, price, currency, status, attributes)
+			OVERRIDING SYSTEM VALUE
+			VALUES (nextval($2::regclass), $1, s.sku, s.name, s.description, s.price::numeric(12,2),
+				s.currency, coalesce(nullif(s.status, ''), 'pending'), s.attributes::jsonb)`,
+		opts.Supplier, seq); err != nil {
+		return fmt.Errorf("merge into products: %w", err)
+	}
+	if err := tx.QueryRow(ctx, counts, partition).Scan(&ins1, &upd1); err != nil {
+		return fmt.Errorf("read row counters: %w", err)
+	}
+	res.Inserted, res.Updated = ins1-ins0, upd1-upd0
+	phase("merge")
 	res.Unchanged = valid - res.Duplicates - res.Inserted - res.Updated
 	return nil
 }

@@ -7,3 +7,6 @@ func SetFilterBits(n uint64) func() {
 	filterBits = n
 	return func() { filterBits = old }
 }
+
+// CanonicalJSON exposes canonicalJSON to the tests.
+var CanonicalJSON = canonicalJSON

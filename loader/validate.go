@@ -7,7 +7,8 @@ import (
 )
 
 // Row is a validated record, ready for the staging table. Empty optional fields are NULL
-// (nil); Status "" means the column default ('pending'); Attributes is a JSON object.
+// (nil); Status "" means the column default ('pending'); Attributes is a JSON object, as
+// jsonb prints it when that can be done exactly.
 type Row struct {
 	Line        int64
 	SKU         string
@@ -64,6 +65,8 @@ func Validate(rec *Record) (Row, string) {
 		row.Attributes = "{}"
 	} else if reason := checkAttributes(row.Attributes); reason != "" {
 		return Row{}, "attributes: " + reason
+	} else {
+		row.Attributes, _ = canonicalJSON(row.Attributes)
 	}
 	return row, ""
 }

@@ -31,7 +31,7 @@ func TestValidate(t *testing.T) {
 			return r.Description == nil && r.Price == nil && r.Currency == nil && r.Status == "" && r.Attributes == "{}"
 		}},
 		{"everything", rec("sku", "A", "name", "N", "description", "d", "price", "12.50", "currency", "eur", "status", "active", "attributes", `{"a":1}`), "", func(r loader.Row) bool {
-			return *r.Description == "d" && *r.Price == "12.50" && *r.Currency == "EUR" && r.Status == "active" && r.Attributes == `{"a":1}`
+			return *r.Description == "d" && *r.Price == "12.50" && *r.Currency == "EUR" && r.Status == "active" && r.Attributes == `{"a": 1}`
 		}},
 		{"sku of 100 characters", rec("sku", long, "name", "N"), "", nil},
 		{"empty sku", rec("name", "N"), "sku: empty", nil},
