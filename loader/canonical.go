@@ -1,7 +1,6 @@
 package loader
 
 import (
-	"sort"
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -37,6 +36,14 @@ func (c *canonicalizer) space() {
 	}
 }
 
+// keyLess is jsonb's key order: shorter first, then bytewise.
+func keyLess(a, b string) bool {
+	if len(a) != len(b) {
+		return len(a) < len(b)
+	}
+	return a < b
+}
+
 type member struct {
 	key   string
 	value []byte
@@ -50,7 +57,7 @@ func (c *canonicalizer) value(out []byte) ([]byte, bool) {
 	switch ch := c.s[c.i]; {
 	case ch == '{':
 		c.i++
-		var members []member
+		members := make([]member, 0, 8)
 		c.space()
 		if c.i < len(c.s) && c.s[c.i] == '}' {
 			c.i++
@@ -86,13 +93,13 @@ func (c *canonicalizer) value(out []byte) ([]byte, bool) {
 			c.i++
 			break
 		}
-		sort.SliceStable(members, func(a, b int) bool {
-			ka, kb := members[a].key, members[b].key
-			if len(ka) != len(kb) {
-				return len(ka) < len(kb)
+		// Insertion sort: objects are small, often already in order, and it is stable, so
+		// the last of equal keys stays last.
+		for a := 1; a < len(members); a++ {
+			for b := a; b > 0 && keyLess(members[b].key, members[b-1].key); b-- {
+				members[b], members[b-1] = members[b-1], members[b]
 			}
-			return ka < kb
-		})
+		}
 		out = append(out, '{')
 		first := true
 		for j, m := range members {

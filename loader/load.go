@@ -99,9 +99,17 @@ func Load(ctx context.Context, db DB, rd Reader, opts Options) (Result, error) {
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 
-	// temp_buffers can only be set before the session's first use of a temporary table: a
-	// staging table that fits in local buffers never spills to a file.
-	if _, err := tx.Exec(ctx, "SET LOCAL temp_buffers = '256MB'; SET LOCAL work_mem = '256MB'; SET LOCAL maintenance_work_mem = '256MB'"); err != nil {
+	// Room for the staging table in local buffers, so it does not spill to a file. temp_buffers
+	// cannot change once the session has used a temporary table (a pooled connection may
+	// have): then the load goes on with what the session has.
+	if _, err := tx.Exec(ctx, "SET LOCAL work_mem = '256MB'; SET LOCAL maintenance_work_mem = '256MB'"); err != nil {
+		return Result{}, fmt.Errorf("set session limits: %w", err)
+	}
+	err = pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
+		_, err := sp.Exec(ctx, "SET LOCAL temp_buffers = '1GB'")
+		return err
+	})
+	if err != nil && ctx.Err() != nil {
 		return Result{}, fmt.Errorf("set session limits: %w", err)
 	}
 	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockKey(opts.Supplier)); err != nil {

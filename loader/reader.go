@@ -1,6 +1,7 @@
 // Package loader bulk-loads supplier drops (CSV or NDJSON, maybe gzipped) into the products
-// table: it reads and validates records as a stream, COPYs them into a temporary staging table
-// and applies them with one set-based upsert, so unchanged rows are not written at all.
+// table in one transaction: it reads and validates records as a stream and COPYs them straight
+// into an empty partition, or into a temporary staging table applied with one set-based MERGE,
+// so unchanged rows are not written at all.
 package loader
 
 import (
