@@ -95,9 +95,6 @@ func benchLoad(ctx context.Context, env *Env) ([]Result, error) {
 		return nil, err
 	}
 	env.Log.Info("load fresh", "tidemark", fresh.Elapsed, "summary", lastLine(fresh.Output))
-	if os.Getenv("TIDEMARK_LOG_LEVEL") == "debug" {
-		fmt.Fprintln(os.Stderr, fresh.Output)
-	}
 	if err := reset(false); err != nil {
 		return nil, err
 	}
@@ -132,9 +129,6 @@ func benchLoad(ctx context.Context, env *Env) ([]Result, error) {
 		return nil, err
 	}
 	env.Log.Info("load reload 10%", "tidemark", reload.Elapsed, "summary", lastLine(reload.Output))
-	if os.Getenv("TIDEMARK_LOG_LEVEL") == "debug" {
-		fmt.Fprintln(os.Stderr, reload.Output)
-	}
 	if err := reset(true); err != nil {
 		return nil, err
 	}

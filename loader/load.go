@@ -165,18 +165,22 @@ func Load(ctx context.Context, db DB, rd Reader, opts Options) (Result, error) {
 func stage(ctx context.Context, tx pgx.Tx, rd Reader, opts Options, spill *spillFile, res *Result) error {
 	g, gctx := errgroup.WithContext(ctx)
 	batches := make(chan [][]any, 4)
+	src := &batchSource{ch: batches}
 	g.Go(func() error {
-		defer close(batches)
-		return parse(gctx, rd, opts, spill, res, batches)
+		err := parse(gctx, rd, opts, spill, res, batches)
+		// Through the source, a parse error ends the COPY with CopyFail, which keeps the
+		// connection usable; the channel close publishes it to COPY's goroutine.
+		src.parseErr = err
+		close(batches)
+		return err
 	})
 	g.Go(func() error {
-		src := &batchSource{ch: batches}
 		table, columns := pgx.Identifier{stagingTable}, stagingColumns
 		if spill != nil {
 			table, columns = pgx.Identifier{"products"}, productColumns
 		}
-		if _, err := tx.CopyFrom(gctx, table, columns, src); err != nil {
-			// The errgroup's context is cancelled now, which stops the parser.
+		// ctx, not gctx: a failed parse must not cancel the query and close the connection.
+		if _, err := tx.CopyFrom(ctx, table, columns, src); err != nil {
 			return fmt.Errorf("copy into %s: %w", table.Sanitize(), err)
 		}
 		return nil
@@ -319,6 +323,9 @@ type batchSource struct {
 	ch    <-chan [][]any
 	batch [][]any
 	i     int
+	// parseErr is the parser's error, written before ch is closed and so read only after;
+	// err is what COPY sees.
+	parseErr, err error
 }
 
 func (s *batchSource) Next() bool {
@@ -326,6 +333,7 @@ func (s *batchSource) Next() bool {
 	for s.i >= len(s.batch) {
 		b, ok := <-s.ch
 		if !ok {
+			s.err = s.parseErr
 			return false
 		}
 		s.batch, s.i = b, 0
@@ -335,4 +343,4 @@ func (s *batchSource) Next() bool {
 
 func (s *batchSource) Values() ([]any, error) { return s.batch[s.i], nil }
 
-func (s *batchSource) Err() error { return nil }
+func (s *batchSource) Err() error { return s.err }
