@@ -106,7 +106,7 @@ func Load(ctx context.Context, db DB, rd Reader, opts Options) (Result, error) {
 		return Result{}, fmt.Errorf("set session limits: %w", err)
 	}
 	err = pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
-		_, err := sp.Exec(ctx, "SET LOCAL temp_buffers = '1GB'")
+		_, err := sp.Exec(ctx, "SET LOCAL temp_buffers = '256MB'")
 		return err
 	})
 	if err != nil && ctx.Err() != nil {
