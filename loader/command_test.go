@@ -160,9 +160,16 @@ func TestCommandFailures(t *testing.T) {
 	}
 }
 
-// TestKilledLoadLeavesNothingBehind kills the loader with SIGKILL in the middle of its COPY and
-// checks that the transaction left nothing: no products, no supplier, no partition, no lock.
+// TestKilledLoadLeavesNothingBehind kills the loader with SIGKILL, or stops it with SIGTERM, in
+// the middle of its COPY and checks that the transaction left nothing: no products, no
+// supplier, no partition, no lock.
 func TestKilledLoadLeavesNothingBehind(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) { interruptLoad(t, sig) })
+	}
+}
+
+func interruptLoad(t *testing.T, sig syscall.Signal) {
 	pool, url := newDB(t)
 	ctx := testenv.Context(t, 2*time.Minute)
 	cmd := exec.Command(testenv.Binary(t), "load", "--pg-url", url, "--supplier", "11", "-")
@@ -197,10 +204,16 @@ func TestKilledLoadLeavesNothingBehind(t *testing.T) {
 			t.Fatal("the COPY never showed up in pg_stat_progress_copy")
 		}
 	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)
 	}
 	_ = cmd.Wait()
+	if sig == syscall.SIGTERM {
+		// Stopped, not finished: a non-zero exit that says so.
+		if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(stderr.String(), "interrupted; nothing was written") {
+			t.Errorf("after SIGTERM: exit %d, stderr %q", code, stderr.String())
+		}
+	}
 
 	// The server notices the lost client and rolls back; wait for its backend to go.
 	for {

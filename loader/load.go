@@ -165,7 +165,7 @@ func Load(ctx context.Context, db DB, rd Reader, opts Options) (Result, error) {
 func stage(ctx context.Context, tx pgx.Tx, rd Reader, opts Options, spill *spillFile, res *Result) error {
 	g, gctx := errgroup.WithContext(ctx)
 	batches := make(chan [][]any, 4)
-	src := &batchSource{ch: batches}
+	src := &batchSource{ctx: ctx, ch: batches}
 	g.Go(func() error {
 		err := parse(gctx, rd, opts, spill, res, batches)
 		// Through the source, a parse error ends the COPY with CopyFail, which keeps the
@@ -320,6 +320,9 @@ func writeReject(w *bufio.Writer, line int64, reason string, raw json.RawMessage
 
 // batchSource feeds COPY from the parser's batches.
 type batchSource struct {
+	// ctx ends the wait for a batch: pgx waits for this source before it returns from a
+	// cancelled COPY, and the parser may be blocked reading its input.
+	ctx   context.Context
 	ch    <-chan [][]any
 	batch [][]any
 	i     int
@@ -331,12 +334,17 @@ type batchSource struct {
 func (s *batchSource) Next() bool {
 	s.i++
 	for s.i >= len(s.batch) {
-		b, ok := <-s.ch
-		if !ok {
-			s.err = s.parseErr
+		select {
+		case b, ok := <-s.ch:
+			if !ok {
+				s.err = s.parseErr
+				return false
+			}
+			s.batch, s.i = b, 0
+		case <-s.ctx.Done():
+			s.err = s.ctx.Err()
 			return false
 		}
-		s.batch, s.i = b, 0
 	}
 	return true
 }

@@ -92,16 +92,44 @@ func (c *LoadCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
+	abandoned := false // the load did not return in time after a signal: its connection is in use
+	defer func() {
+		if !abandoned {
+			pool.Close()
+		}
+	}()
 
-	res, err := loader.Load(ctx, pool, rd, loader.Options{
-		Supplier:   c.Supplier,
-		Full:       c.Full,
-		Force:      c.Force,
-		MaxRejects: c.MaxRejects,
-		Rejects:    rejects,
-		Log:        log,
-	})
+	type outcome struct {
+		res loader.Result
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		res, err := loader.Load(ctx, pool, rd, loader.Options{
+			Supplier:   c.Supplier,
+			Full:       c.Full,
+			Force:      c.Force,
+			MaxRejects: c.MaxRejects,
+			Rejects:    rejects,
+			Log:        log,
+		})
+		done <- outcome{res, err}
+	}()
+	var out outcome
+	select {
+	case out = <-done:
+	case <-ctx.Done():
+		// Stopped by a signal. The load rolls back as soon as it notices, but its reader may
+		// be blocked on an input that sends nothing more (a stalled pipe): do not wait for
+		// ever. Exiting closes the connection, and the server rolls back what is not committed.
+		select {
+		case out = <-done:
+		case <-time.After(5 * time.Second):
+			abandoned = true
+			return exitCode{1, fmt.Sprintf("load of %s interrupted; nothing was written", name)}
+		}
+	}
+	res, err := out.res, out.err
 	if cerr := rejects.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
