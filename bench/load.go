@@ -86,23 +86,47 @@ func benchLoad(ctx context.Context, env *Env) ([]Result, error) {
 	rate := func(d time.Duration) float64 { return float64(env.Rows) / d.Seconds() }
 	var results []Result
 
+	// The machine is shared: every tidemark and psql run happens twice, interleaved, and the
+	// faster of the two counts. The ORM-style runs are long enough to run once.
+	best := func(runs int, f func() (Process, error)) (Process, error) {
+		var b Process
+		for i := 0; i < runs; i++ {
+			p, err := f()
+			if err != nil {
+				return p, err
+			}
+			if i == 0 || p.Elapsed < b.Elapsed {
+				b = p
+			}
+		}
+		return b, nil
+	}
+
 	// Fresh: an empty partition.
-	if err := reset(false); err != nil {
-		return nil, err
+	var fresh, pcopy Process
+	for i := 0; i < 2; i++ {
+		if err := reset(false); err != nil {
+			return nil, err
+		}
+		p, err := load(base)
+		if err != nil {
+			return nil, err
+		}
+		env.Log.Info("load fresh", "tidemark", p.Elapsed, "summary", lastLine(p.Output))
+		if i == 0 || p.Elapsed < fresh.Elapsed {
+			fresh = p
+		}
+		if err := reset(false); err != nil {
+			return nil, err
+		}
+		if p, err = psqlCopy(ctx, psql, url, base); err != nil {
+			return nil, err
+		}
+		env.Log.Info("load fresh", "psql \\copy", p.Elapsed)
+		if i == 0 || p.Elapsed < pcopy.Elapsed {
+			pcopy = p
+		}
 	}
-	fresh, err := load(base)
-	if err != nil {
-		return nil, err
-	}
-	env.Log.Info("load fresh", "tidemark", fresh.Elapsed, "summary", lastLine(fresh.Output))
-	if err := reset(false); err != nil {
-		return nil, err
-	}
-	pcopy, err := psqlCopy(ctx, psql, url, base)
-	if err != nil {
-		return nil, err
-	}
-	env.Log.Info("load fresh", "psql \\copy", pcopy.Elapsed)
 	if err := reset(false); err != nil {
 		return nil, err
 	}
@@ -121,14 +145,19 @@ func benchLoad(ctx context.Context, env *Env) ([]Result, error) {
 	)
 
 	// Reload with 10% of the rows changed, from the base drop loaded.
-	if err := reset(true); err != nil {
-		return nil, err
-	}
-	reload, err := load(changed)
+	reload, err := best(2, func() (Process, error) {
+		if err := reset(true); err != nil {
+			return Process{}, err
+		}
+		p, err := load(changed)
+		if err == nil {
+			env.Log.Info("load reload 10%", "tidemark", p.Elapsed, "summary", lastLine(p.Output))
+		}
+		return p, err
+	})
 	if err != nil {
 		return nil, err
 	}
-	env.Log.Info("load reload 10%", "tidemark", reload.Elapsed, "summary", lastLine(reload.Output))
 	if err := reset(true); err != nil {
 		return nil, err
 	}
