@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -45,6 +46,15 @@ type DemoCmd struct {
 // them in-process, changes some products, waits until every vector is current, prints a
 // report on stdout and removes everything. --pg-url and --nats-url are not used.
 func (c *DemoCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error {
+	err := c.run(ctx, g, log)
+	if err != nil && ctx.Err() != nil {
+		// Unlike a service stopped by a signal, an interrupted demo did not do its job.
+		return exitCode{code: 1, msg: "demo interrupted; its servers are stopped and their files removed"}
+	}
+	return err
+}
+
+func (c *DemoCmd) run(ctx context.Context, g *Globals, log *slog.Logger) error {
 	if c.Products < 30 {
 		return fmt.Errorf("--products %d: want at least 30", c.Products)
 	}
@@ -178,7 +188,7 @@ type demo struct {
 	encRegs [2]*prometheus.Registry
 
 	pgVersion string
-	catalogs  [][]demoProduct // per supplier, as loaded
+	sizes     []int // products per supplier, as first loaded
 	loads     []loadReport
 	changes   []string
 	deleted   int64
@@ -217,7 +227,6 @@ func (d *demo) prepare(ctx context.Context) error {
 // script is what a user of the pipeline does while it runs: load drops, change products, then
 // wait for the vectors to catch up and search them.
 func (d *demo) script(ctx context.Context) error {
-	rng := rand.New(rand.NewPCG(42, uint64(d.cmd.Products)))
 	d.start = time.Now()
 	d.log.Info("generating and loading a drop per supplier", "products", d.cmd.Products)
 	for i, s := range demoSuppliers {
@@ -225,10 +234,9 @@ func (d *demo) script(ctx context.Context) error {
 		if i == 0 {
 			n += d.cmd.Products % len(demoSuppliers)
 		}
-		products := s.generate(rng, n)
-		d.catalogs = append(d.catalogs, products)
+		d.sizes = append(d.sizes, n)
 		file := filepath.Join(d.work, s.drop)
-		if err := writeDrop(file, products); err != nil {
+		if err := writeDrop(file, s.products(n)); err != nil {
 			return err
 		}
 		res, err := d.load(ctx, s, file, false)
@@ -237,7 +245,7 @@ func (d *demo) script(ctx context.Context) error {
 		}
 		d.loads = append(d.loads, loadReport{supplier: s, file: s.drop, res: res})
 	}
-	if err := d.changeRound(ctx, rng); err != nil {
+	if err := d.changeRound(ctx); err != nil {
 		return err
 	}
 	d.lastChange = time.Now()
@@ -285,22 +293,28 @@ func (d *demo) load(ctx context.Context, s demoSupplier, file string, full bool)
 // changeRound changes the catalogue the two ways it changes in life: a supplier sends a new
 // whole catalogue (some products renamed, some repriced, some gone; the loader writes only what
 // changed), and the application updates and deletes rows directly.
-func (d *demo) changeRound(ctx context.Context, rng *rand.Rand) error {
+func (d *demo) changeRound(ctx context.Context) error {
 	s := demoSuppliers[0]
-	next := append([]demoProduct(nil), d.catalogs[0]...)
-	n := len(next)
-	renamed, repriced := max(1, n/100), max(1, n/20)
-	for _, i := range rng.Perm(n)[:renamed+repriced] {
-		p := &next[i]
-		if renamed > 0 {
-			p.Name += " (2027 model)"
-			renamed--
-			continue
+	n := d.sizes[0]
+	gone := max(1, n/50) // the oldest products are discontinued
+	next := func(yield func(demoProduct) bool) {
+		i := -1
+		for p := range s.products(n) {
+			i++
+			if i < gone {
+				continue
+			}
+			switch {
+			case i%100 == 5: // 1%: a new name
+				p.Name += " (2027 model)"
+			case i%20 == 7: // 5%: a new price
+				p.Price = fmt.Sprintf("%.2f", mustFloat(p.Price)*1.1)
+			}
+			if !yield(p) {
+				return
+			}
 		}
-		p.Price = fmt.Sprintf("%.2f", mustFloat(p.Price)*1.1)
 	}
-	gone := max(1, n/50)
-	next = next[gone:] // the oldest products are discontinued
 	file := filepath.Join(d.work, "s1-northwind-full.csv")
 	if err := writeDrop(file, next); err != nil {
 		return err
@@ -318,15 +332,22 @@ func (d *demo) changeRound(ctx context.Context, rng *rand.Rand) error {
 	if err != nil {
 		return fmt.Errorf("price update: %w", err)
 	}
-	d.changes = append(d.changes, fmt.Sprintf("supplier %d puts %d products on sale (UPDATE of the price only)", demoSuppliers[1].id, tag.RowsAffected()))
+	d.changes = append(d.changes, fmt.Sprintf("supplier %d puts %s on sale (UPDATE of the price only)", demoSuppliers[1].id, plural(tag.RowsAffected(), "product")))
 	tag, err = d.pool.Exec(ctx, `DELETE FROM products WHERE supplier_id = $1 AND id % 25 = 0`, demoSuppliers[2].id)
 	if err != nil {
 		return fmt.Errorf("delete: %w", err)
 	}
 	d.deleted += tag.RowsAffected()
-	d.changes = append(d.changes, fmt.Sprintf("supplier %d withdraws %d products (DELETE)", demoSuppliers[2].id, tag.RowsAffected()))
+	d.changes = append(d.changes, fmt.Sprintf("supplier %d withdraws %s (DELETE)", demoSuppliers[2].id, plural(tag.RowsAffected(), "product")))
 	d.log.Info("changed products", "changes", strings.Join(d.changes, "; "))
 	return nil
+}
+
+func plural(n int64, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 func mustFloat(s string) float64 {
@@ -451,11 +472,11 @@ func (d *demo) finish(ctx context.Context) error {
 // report prints the outcome on w.
 func (d *demo) report(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	var products int64
-	for _, c := range d.catalogs {
-		products += int64(len(c))
+	products := 0
+	for _, n := range d.sizes {
+		products += n
 	}
-	fmt.Fprintf(tw, "Tidemark demo: %d products from %d suppliers, PostgreSQL %s, NATS JetStream (embedded)\n\n", products, len(d.catalogs), d.pgVersion)
+	fmt.Fprintf(tw, "Tidemark demo: %d products from %d suppliers, PostgreSQL %s, NATS JetStream (embedded)\n\n", products, len(d.sizes), d.pgVersion)
 	fmt.Fprintln(tw, "Loaded (tidemark load):")
 	for _, l := range d.loads {
 		fmt.Fprintf(tw, "  supplier %d\t%s\t%s\t%d rows\t%.2fs\t%.0f rows/s\n", l.supplier.id, l.supplier.name, l.file, l.res.Inserted, l.res.Seconds, l.res.RowsPerSecond)
@@ -533,7 +554,7 @@ type demoProduct struct {
 }
 
 // writeDrop writes products as the file's name says: CSV or NDJSON, gzipped when it ends in .gz.
-func writeDrop(file string, products []demoProduct) (err error) {
+func writeDrop(file string, products iter.Seq[demoProduct]) (err error) {
 	f, err := os.Create(file)
 	if err != nil {
 		return fmt.Errorf("create drop: %w", err)
@@ -553,15 +574,15 @@ func writeDrop(file string, products []demoProduct) (err error) {
 	format, _ := loader.FormatOf(file)
 	if format == loader.NDJSON {
 		enc := json.NewEncoder(out)
-		for i := range products {
-			if err := enc.Encode(&products[i]); err != nil {
+		for p := range products {
+			if err := enc.Encode(&p); err != nil {
 				return fmt.Errorf("write drop: %w", err)
 			}
 		}
 	} else {
 		cw := csv.NewWriter(out)
 		_ = cw.Write(loader.Columns[:])
-		for _, p := range products {
+		for p := range products {
 			attrs, err := json.Marshal(p.Attributes)
 			if err != nil {
 				return fmt.Errorf("write drop: %w", err)
@@ -660,38 +681,40 @@ var demoSuppliers = []demoSupplier{
 	},
 }
 
-// generate makes n products.
-func (s demoSupplier) generate(rng *rand.Rand, n int) []demoProduct {
-	pick := func(xs []string) string { return xs[rng.IntN(len(xs))] }
-	out := make([]demoProduct, n)
-	for i := range out {
-		k := s.kinds[rng.IntN(len(s.kinds))]
-		brand, adj, adj2 := pick(s.brands), pick(s.adjectives), pick(s.adjectives)
-		material, color, use := pick(k.materials), pick(s.colors), pick(s.uses)
-		line := strings.ToUpper(string(rune('A'+rng.IntN(26)))) + strconv.Itoa(10+rng.IntN(90))
-		name := fmt.Sprintf("%s %s %s %s", brand, line, capitalize(adj), titleCase(k.noun))
-		desc := fmt.Sprintf("A %s %s %s in %s, made for %s. %s %s, with a %d-year warranty.",
-			adj, adj2, k.noun, material, use, capitalize(color), "finish", 1+rng.IntN(5))
-		price := k.minPrice + rng.Float64()*(k.maxPrice-k.minPrice)
-		out[i] = demoProduct{
-			SKU:         fmt.Sprintf("%s-%06d", s.prefix, i+1),
-			Name:        name,
-			Description: desc,
-			Price:       fmt.Sprintf("%.2f", price),
-			Currency:    s.currency,
-			Status:      "active",
-			Attributes: map[string]any{
-				"brand":    brand,
-				"category": k.category,
-				"color":    color,
-				"material": material,
-				"tags":     []string{adj, adj2, use},
-				"weight_g": 100 + rng.IntN(4000),
-				"stock":    rng.IntN(500),
-			},
+// products generates n products: the same ones for the same n, so a later drop of the
+// supplier can be made from the first.
+func (s demoSupplier) products(n int) iter.Seq[demoProduct] {
+	return func(yield func(demoProduct) bool) {
+		rng := rand.New(rand.NewPCG(uint64(s.id), uint64(n)))
+		pick := func(xs []string) string { return xs[rng.IntN(len(xs))] }
+		for i := range n {
+			k := s.kinds[rng.IntN(len(s.kinds))]
+			brand, adj, adj2 := pick(s.brands), pick(s.adjectives), pick(s.adjectives)
+			material, color, use := pick(k.materials), pick(s.colors), pick(s.uses)
+			line := string(rune('A'+rng.IntN(26))) + strconv.Itoa(10+rng.IntN(90))
+			p := demoProduct{
+				SKU:  fmt.Sprintf("%s-%06d", s.prefix, i+1),
+				Name: fmt.Sprintf("%s %s %s %s", brand, line, capitalize(adj), titleCase(k.noun)),
+				Description: fmt.Sprintf("A %s %s %s in %s, made for %s. %s finish, with a %d-year warranty.",
+					adj, adj2, k.noun, material, use, capitalize(color), 1+rng.IntN(5)),
+				Price:    fmt.Sprintf("%.2f", k.minPrice+rng.Float64()*(k.maxPrice-k.minPrice)),
+				Currency: s.currency,
+				Status:   "active",
+				Attributes: map[string]any{
+					"brand":    brand,
+					"category": k.category,
+					"color":    color,
+					"material": material,
+					"tags":     []string{adj, adj2, use},
+					"weight_g": 100 + rng.IntN(4000),
+					"stock":    rng.IntN(500),
+				},
+			}
+			if !yield(p) {
+				return
+			}
 		}
 	}
-	return out
 }
 
 func capitalize(s string) string {

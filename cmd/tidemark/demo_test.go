@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -20,6 +21,26 @@ import (
 // stdout, stderr, exit status and that temp dir.
 func runDemo(t *testing.T, env []string, args ...string) (stdout, stderr string, code int, tmp string) {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd, tmp := demoCommand(ctx, t, env, args...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &exit):
+		code = exit.ExitCode()
+	default:
+		t.Fatalf("run demo: %v\n%s", err, errOut.String())
+	}
+	return out.String(), errOut.String(), code, tmp
+}
+
+// demoCommand is the demo command with a temp dir of its own (TMPDIR), which it returns.
+func demoCommand(ctx context.Context, t *testing.T, env []string, args ...string) (*exec.Cmd, string) {
+	t.Helper()
 	// Not t.TempDir(): the throw-away cluster runs as the postgres OS user when we are root,
 	// and must be able to reach its directory.
 	tmp, err := os.MkdirTemp("", "tidemark-demo-test-")
@@ -30,22 +51,9 @@ func runDemo(t *testing.T, env []string, args ...string) (stdout, stderr string,
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
 	cmd := exec.CommandContext(ctx, testenv.Binary(t), append([]string{"demo"}, args...)...)
 	cmd.Env = append(append(os.Environ(), "TMPDIR="+tmp), env...)
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err = cmd.Run()
-	var exit *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &exit):
-		code = exit.ExitCode()
-	default:
-		t.Fatalf("run demo: %v\n%s", err, errOut.String())
-	}
-	return out.String(), errOut.String(), code, tmp
+	return cmd, tmp
 }
 
 // assertEmptyDir checks the demo left nothing behind in its temp dir.
@@ -157,6 +165,50 @@ func TestDemoTimeout(t *testing.T) {
 	}
 	if !strings.Contains(stderr, "the vectors did not catch up with the table within 1ns: ") {
 		t.Errorf("stderr:\n%s", stderr)
+	}
+	assertEmptyDir(t, tmp)
+}
+
+// Interrupted half-way (SIGINT while loading), the demo stops its servers, removes their files
+// and exits 1: it did not do its job.
+func TestDemoInterrupted(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd, tmp := demoCommand(ctx, t, nil, "--products", "300000")
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var log strings.Builder
+	sc := bufio.NewScanner(stderr)
+	signalled := false
+	for sc.Scan() {
+		log.WriteString(sc.Text() + "\n")
+		if !signalled && strings.Contains(sc.Text(), "generating and loading") {
+			if err := cmd.Process.Signal(os.Interrupt); err != nil {
+				t.Fatal(err)
+			}
+			signalled = true
+		}
+	}
+	err = cmd.Wait()
+	if !signalled {
+		t.Fatalf("the demo never started loading:\n%s", log.String())
+	}
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("interrupted demo: %v, want exit status 1\n%s", err, log.String())
+	}
+	if !strings.Contains(log.String(), "demo interrupted; its servers are stopped and their files removed") {
+		t.Errorf("stderr:\n%s", log.String())
+	}
+	if out.Len() != 0 {
+		t.Errorf("a report from an interrupted demo:\n%s", out.String())
 	}
 	assertEmptyDir(t, tmp)
 }
