@@ -29,7 +29,7 @@ const (
 type LoadCmd struct {
 	Supplier   int32  `required:"" help:"Supplier the drop belongs to (its partition is created when missing)."`
 	File       string `arg:"" help:"The drop: a CSV or NDJSON file, maybe gzipped, or - for standard input."`
-	Format     string `help:"Input format, csv or ndjson (default: from the file extension; CSV for standard input)."`
+	Format     string `env:"TIDEMARK_LOAD_FORMAT" help:"Input format, csv or ndjson (default: from the file extension; CSV for standard input)."`
 	Rejects    string `type:"path" help:"Write rejected records here as NDJSON (default: rejects-s<ID>-<time>.ndjson in the current directory, created when there is a reject)."`
 	MaxRejects int    `default:"-1" help:"Fail, writing nothing, when more records than this are rejected (-1: no limit)."`
 	Full       bool   `help:"The drop is the supplier's whole catalogue: delete its products whose sku the drop lacks."`
