@@ -18,10 +18,17 @@ import (
 
 // withDefaults fills cmd with its flags' defaults, as if it had been given no flags, so that a
 // command run from code (demo) takes its defaults from the same struct tags as the command line.
+// The environment is not read: the demo must not stream Debezium events because
+// TIDEMARK_EVENT_FORMAT happens to be set.
 func withDefaults(cmd any) error {
 	p, err := kong.New(cmd, kong.Exit(func(int) {}))
 	if err != nil {
 		return fmt.Errorf("defaults: %w", err)
+	}
+	for _, group := range p.Model.AllFlags(true) {
+		for _, f := range group {
+			f.Tag.Envs = nil
+		}
 	}
 	if _, err := p.Parse(nil); err != nil {
 		return fmt.Errorf("defaults: %w", err)
