@@ -71,17 +71,6 @@ func (c *DemoCmd) run(ctx context.Context, g *Globals, log *slog.Logger) error {
 	// durable consumer.
 	ec.Workers = 1
 
-	work, err := os.MkdirTemp("", "tidemark-demo-")
-	if err != nil {
-		return fmt.Errorf("create work dir: %w", err)
-	}
-	defer func() {
-		if err := os.RemoveAll(work); err != nil {
-			log.Warn("remove work dir", "err", err)
-		}
-		log.Info("stopped the servers and removed their files")
-	}()
-
 	log.Info("starting a throw-away PostgreSQL (wal_level=logical)")
 	pg, err := sandbox.StartPostgres(ctx, sandbox.PostgresOptions{})
 	if err != nil {
@@ -94,6 +83,7 @@ func (c *DemoCmd) run(ctx context.Context, g *Globals, log *slog.Logger) error {
 		if err := pg.Close(); err != nil {
 			log.Warn("stop postgres", "err", err)
 		}
+		log.Info("stopped the servers and removed their files")
 	}()
 	log.Info("starting an embedded NATS server with JetStream")
 	ns, err := sandbox.StartNATS(sandbox.NATSOptions{})
@@ -103,6 +93,15 @@ func (c *DemoCmd) run(ctx context.Context, g *Globals, log *slog.Logger) error {
 	defer func() {
 		if err := ns.Close(); err != nil {
 			log.Warn("stop nats", "err", err)
+		}
+	}()
+	work, err := os.MkdirTemp("", "tidemark-demo-")
+	if err != nil {
+		return fmt.Errorf("create work dir: %w", err)
+	}
+	defer func() {
+		if err := os.RemoveAll(work); err != nil {
+			log.Warn("remove work dir", "err", err)
 		}
 	}()
 	// The demo's own servers, with the caller's logging settings.
