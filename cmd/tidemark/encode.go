@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tidemark/tidemark/encoder"
 	"golang.org/x/sync/errgroup"
 )
@@ -56,33 +55,12 @@ type EncodeCmd struct {
 
 // Run consumes until SIGINT/SIGTERM (finishing the batch in hand) or --exit-idle.
 func (c *EncodeCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error {
-	emb, err := c.EmbedderFlags.New(log)
-	if err != nil {
-		return err
-	}
-	pool, err := g.Pool(ctx, log)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	nc, err := g.NATSConn(log, "encode")
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
 	reg := newRegistry()
-	enc, err := encoder.New(encoder.Config{
-		Stream: c.Stream, Consumer: c.Consumer, Workers: c.Workers, Batch: c.Batch,
-		BatchWait: c.BatchWait, AckWait: c.AckWait, MaxDeliver: c.MaxDeliver,
-		MaxAckPending: c.MaxAckPending, ExitIdle: c.ExitIdle,
-	}, js, pool, emb, log, reg)
+	enc, closeEnc, err := c.newEncoder(ctx, g, log, reg, "encode")
 	if err != nil {
 		return err
 	}
+	defer closeEnc()
 	grp, gctx := errgroup.WithContext(ctx)
 	opsCtx, stopOps := context.WithCancel(gctx)
 	defer stopOps()
@@ -91,12 +69,5 @@ func (c *EncodeCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error
 		defer stopOps()
 		return enc.Run(gctx)
 	})
-	if err := grp.Wait(); err != nil {
-		return err
-	}
-	// Acks are fire-and-forget publishes: make sure the last batch's reached the server.
-	if err := nc.FlushTimeout(5 * time.Second); err != nil {
-		log.Warn("flush acks to nats", "err", err)
-	}
-	return nil
+	return grp.Wait()
 }

@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
-	"github.com/tidemark/tidemark/replication"
-	"github.com/tidemark/tidemark/sink"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -45,68 +43,12 @@ func parseLSNFlag(name, v string) (pglogrepl.LSN, error) {
 
 // Run sets up and streams until SIGINT/SIGTERM.
 func (c *ReplicateCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error {
-	from, err := parseLSNFlag("from-lsn", c.FromLSN)
-	if err != nil {
-		return err
-	}
-	stopAt, err := parseLSNFlag("stop-at-lsn", c.StopAtLSN)
-	if err != nil {
-		return err
-	}
-	pool, err := g.Pool(ctx, log)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	if err := replication.CheckWALLevel(ctx, pool); err != nil {
-		return err
-	}
-	if err := replication.EnsurePublication(ctx, pool, c.Publication, c.Tables); err != nil {
-		return err
-	}
-	// The slot before the stream: once the stream exists the slot already retains WAL.
-	created, err := replication.EnsureSlot(ctx, pool, c.Slot)
-	if err != nil {
-		return err
-	}
-	if created {
-		log.Info("created replication slot", "slot", c.Slot)
-	}
-	pool.Close()
-
-	nc, err := g.NATSConn(log, "replicate")
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
 	reg := newRegistry()
-	pub, err := sink.NewJetStream(nc, sink.Options{
-		Format: replication.Format(c.Format), MaxInFlight: c.MaxInFlight, AckTimeout: c.AckTimeout,
-	}, log, reg)
+	r, closeRepl, err := c.newReplicator(ctx, g, log, reg)
 	if err != nil {
 		return err
 	}
-	defer pub.Close()
-	if _, err := sink.EnsureStream(ctx, pub.JetStream(), sink.StreamConfig{Duplicates: c.DedupWindow, Replicas: c.Replicas}); err != nil {
-		return err
-	}
-	cps, err := sink.EnsureCheckpoints(ctx, pub.JetStream(), c.Replicas)
-	if err != nil {
-		return err
-	}
-	r, err := replication.New(replication.Config{
-		ConnString:     g.Postgres.URL,
-		Slot:           c.Slot,
-		Publication:    c.Publication,
-		StartLSN:       from,
-		StopAtLSN:      stopAt,
-		StatusInterval: c.StatusInterval,
-		Heartbeat:      c.Heartbeat,
-		Checkpoints:    cps,
-	}, pub, log, reg)
-	if err != nil {
-		return err
-	}
+	defer closeRepl()
 	log.Info("replicating", "slot", c.Slot, "publication", c.Publication, "tables", strings.Join(c.Tables, ","), "format", c.Format)
 	grp, gctx := errgroup.WithContext(ctx)
 	opsCtx, stopOps := context.WithCancel(gctx)

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/alecthomas/kong"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tidemark/tidemark/encoder"
+	"github.com/tidemark/tidemark/replication"
+	"github.com/tidemark/tidemark/sink"
+)
+
+// The wiring of replicate and encode, shared with demo, which runs both in-process.
+
+// withDefaults fills cmd with its flags' defaults, as if it had been given no flags, so that a
+// command run from code (demo) takes its defaults from the same struct tags as the command line.
+// The environment is not read: the demo must not stream Debezium events because
+// TIDEMARK_EVENT_FORMAT happens to be set.
+func withDefaults(cmd any) error {
+	p, err := kong.New(cmd, kong.Exit(func(int) {}))
+	if err != nil {
+		return fmt.Errorf("defaults: %w", err)
+	}
+	for _, group := range p.Model.AllFlags(true) {
+		for _, f := range group {
+			f.Tag.Envs = nil
+		}
+	}
+	if _, err := p.Parse(nil); err != nil {
+		return fmt.Errorf("defaults: %w", err)
+	}
+	return nil
+}
+
+// newReplicator sets up the publication, the slot (before the stream: once the stream exists the
+// slot already retains WAL), the stream and the checkpoint bucket, and builds the replicator.
+// The returned close releases its NATS connection and publisher, after Run has returned.
+func (c *ReplicateCmd) newReplicator(ctx context.Context, g *Globals, log *slog.Logger, reg prometheus.Registerer) (r *replication.Replicator, closeFn func(), err error) {
+	from, err := parseLSNFlag("from-lsn", c.FromLSN)
+	if err != nil {
+		return nil, nil, err
+	}
+	stopAt, err := parseLSNFlag("stop-at-lsn", c.StopAtLSN)
+	if err != nil {
+		return nil, nil, err
+	}
+	pool, err := g.Pool(ctx, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer pool.Close()
+	if err := replication.CheckWALLevel(ctx, pool); err != nil {
+		return nil, nil, err
+	}
+	if err := replication.EnsurePublication(ctx, pool, c.Publication, c.Tables); err != nil {
+		return nil, nil, err
+	}
+	created, err := replication.EnsureSlot(ctx, pool, c.Slot)
+	if err != nil {
+		return nil, nil, err
+	}
+	if created {
+		log.Info("created replication slot", "slot", c.Slot)
+	}
+	pool.Close()
+
+	nc, err := g.NATSConn(log, "replicate")
+	if err != nil {
+		return nil, nil, err
+	}
+	pub, err := sink.NewJetStream(nc, sink.Options{
+		Format: replication.Format(c.Format), MaxInFlight: c.MaxInFlight, AckTimeout: c.AckTimeout,
+	}, log, reg)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	closeFn = func() {
+		pub.Close()
+		nc.Close()
+	}
+	defer func() {
+		if err != nil {
+			closeFn()
+		}
+	}()
+	if _, err := sink.EnsureStream(ctx, pub.JetStream(), sink.StreamConfig{Duplicates: c.DedupWindow, Replicas: c.Replicas}); err != nil {
+		return nil, nil, err
+	}
+	cps, err := sink.EnsureCheckpoints(ctx, pub.JetStream(), c.Replicas)
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err = replication.New(replication.Config{
+		ConnString:     g.Postgres.URL,
+		Slot:           c.Slot,
+		Publication:    c.Publication,
+		StartLSN:       from,
+		StopAtLSN:      stopAt,
+		StatusInterval: c.StatusInterval,
+		Heartbeat:      c.Heartbeat,
+		Checkpoints:    cps,
+	}, pub, log, reg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return r, closeFn, nil
+}
+
+// newEncoder connects to PostgreSQL and NATS and builds an encoder (one process's worth of
+// workers). The returned close, called after Run has returned, makes sure the last acks reached
+// the server and closes the connections.
+func (c *EncodeCmd) newEncoder(ctx context.Context, g *Globals, log *slog.Logger, reg prometheus.Registerer, name string) (enc *encoder.Encoder, closeFn func(), err error) {
+	emb, err := c.EmbedderFlags.New(log)
+	if err != nil {
+		return nil, nil, err
+	}
+	pool, err := g.Pool(ctx, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	nc, err := g.NATSConn(log, name)
+	if err != nil {
+		pool.Close()
+		return nil, nil, err
+	}
+	closeFn = func() {
+		// Acks are fire-and-forget publishes: make sure the last batch's reached the server.
+		if err := nc.FlushTimeout(5 * time.Second); err != nil {
+			log.Warn("flush acks to nats", "err", err)
+		}
+		nc.Close()
+		pool.Close()
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		closeFn()
+		return nil, nil, fmt.Errorf("jetstream: %w", err)
+	}
+	enc, err = encoder.New(encoder.Config{
+		Stream: c.Stream, Consumer: c.Consumer, Workers: c.Workers, Batch: c.Batch,
+		BatchWait: c.BatchWait, AckWait: c.AckWait, MaxDeliver: c.MaxDeliver,
+		MaxAckPending: c.MaxAckPending, ExitIdle: c.ExitIdle,
+	}, js, pool, emb, log, reg)
+	if err != nil {
+		closeFn()
+		return nil, nil, err
+	}
+	return enc, closeFn, nil
+}
