@@ -3,7 +3,6 @@
 // Machines are shared and noisy: read the ratios, not the absolute times.
 //
 //	go run ./bench -rows 1000000 -stages load,replicate
-//lint:file-ignore U1000 the stage files register themselves; remove once they land
 
 package main
 

@@ -1,9 +1,123 @@
 package main
 
-import "errors"
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"text/tabwriter"
+	"time"
 
-// DoctorCmd is `tidemark doctor`; it is being built (issue 6).
-type DoctorCmd struct{}
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/tidemark/tidemark/config"
+	"github.com/tidemark/tidemark/health"
+)
 
-// Run reports that the command does not exist yet.
-func (c *DoctorCmd) Run() error { return errors.New("tidemark doctor is not implemented yet") }
+// DoctorCmd is `tidemark doctor`.
+type DoctorCmd struct {
+	Slot        string        `default:"tidemark" help:"Replication slot to check."`
+	Publication string        `default:"tidemark" help:"Publication to check."`
+	Stream      string        `default:"PRODUCTS" help:"JetStream stream to check."`
+	LagWarn     int64         `default:"1073741824" help:"Warn when the slot retains more WAL than this many bytes."`
+	Timeout     time.Duration `default:"30s" help:"Give up on the checks after this long."`
+	JSON        bool          `help:"Print the checks as JSON on stdout."`
+}
+
+// doctorReport is doctor's --json output.
+type doctorReport struct {
+	Checks   []health.Check `json:"checks"`
+	Failures int            `json:"failures"`
+	Warnings int            `json:"warnings"`
+}
+
+// Run checks PostgreSQL and NATS and prints one line per check. It exits non-zero when a check
+// failed, that is when something would stop the pipeline from running.
+func (c *DoctorCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	defer cancel()
+	opts := health.Options{Slot: c.Slot, Publication: c.Publication, Stream: c.Stream, LagWarn: c.LagWarn}
+	checks := c.postgres(ctx, g, log, opts)
+	checks = append(checks, c.nats(ctx, g, log, opts)...)
+	rep := doctorReport{Checks: checks}
+	for _, ch := range checks {
+		switch ch.Level {
+		case health.Fail:
+			rep.Failures++
+		case health.Warn:
+			rep.Warnings++
+		}
+	}
+	if err := printChecks(os.Stdout, rep, c.JSON); err != nil {
+		return err
+	}
+	if rep.Failures > 0 {
+		return exitCode{code: 1, msg: fmt.Sprintf("doctor: %d failed checks", rep.Failures)}
+	}
+	return nil
+}
+
+func (c *DoctorCmd) postgres(ctx context.Context, g *Globals, log *slog.Logger, opts health.Options) []health.Check {
+	pool, err := g.Pool(ctx, log)
+	if err != nil {
+		return []health.Check{{Name: "postgres", Level: health.Fail, Detail: err.Error(),
+			Fix: "start PostgreSQL or fix --pg-url / TIDEMARK_PG_URL"}}
+	}
+	defer pool.Close()
+	var version string
+	if err := pool.QueryRow(ctx, "SELECT current_setting('server_version')").Scan(&version); err != nil {
+		return []health.Check{{Name: "postgres", Level: health.Fail, Detail: err.Error(), Fix: "check the server is healthy"}}
+	}
+	first := health.Check{Name: "postgres", Level: health.OK, Detail: fmt.Sprintf("PostgreSQL %s at %s", version, hostOf(g.Postgres.URL))}
+	return append([]health.Check{first}, health.PostgresChecks(ctx, pool, opts)...)
+}
+
+func (c *DoctorCmd) nats(ctx context.Context, g *Globals, log *slog.Logger, opts health.Options) []health.Check {
+	nc, err := g.NATSConn(log, "doctor")
+	if err != nil {
+		return []health.Check{{Name: "nats", Level: health.Fail, Detail: err.Error(),
+			Fix: "start NATS or fix --nats-url / TIDEMARK_NATS_URL (and the credentials/TLS flags)"}}
+	}
+	defer nc.Close()
+	first := health.Check{Name: "nats", Level: health.OK, Detail: fmt.Sprintf("nats-server %s at %s", nc.ConnectedServerVersion(), nc.ConnectedUrlRedacted())}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return []health.Check{first, {Name: "jetstream", Level: health.Fail, Detail: err.Error()}}
+	}
+	return append([]health.Check{first}, health.NATSChecks(ctx, js, opts)...)
+}
+
+// hostOf names the server and database of a connection string without its credentials.
+func hostOf(pgURL string) string {
+	cfg, err := pgconn.ParseConfig(pgURL)
+	if err != nil {
+		return config.MaskURL(pgURL)
+	}
+	return fmt.Sprintf("%s:%d/%s", cfg.Host, cfg.Port, cfg.Database)
+}
+
+func printChecks(w io.Writer, rep doctorReport, asJSON bool) error {
+	if asJSON {
+		if rep.Checks == nil {
+			rep.Checks = []health.Check{}
+		}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, ch := range rep.Checks {
+		line := ch.Detail
+		if ch.Fix != "" {
+			line += " → fix: " + ch.Fix
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", ch.Level, ch.Name, line)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "%d failed, %d warnings, %d checks\n", rep.Failures, rep.Warnings, len(rep.Checks))
+	return err
+}

@@ -1,9 +1,102 @@
 package main
 
-import "errors"
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
 
-// EncodeCmd is `tidemark encode`; it is being built (issue 5).
-type EncodeCmd struct{}
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/tidemark/tidemark/encoder"
+	"golang.org/x/sync/errgroup"
+)
 
-// Run reports that the command does not exist yet.
-func (c *EncodeCmd) Run() error { return errors.New("tidemark encode is not implemented yet") }
+// EmbedderFlags choose the embedder; encode and search share them, so a query is embedded the
+// way the catalogue was.
+type EmbedderFlags struct {
+	Embedder     string        `default:"hash" enum:"hash,openai" help:"Embedder: hash (offline, deterministic feature hashing) or openai (any OpenAI-compatible /embeddings endpoint)."`
+	Dim          int           `default:"384" help:"Dimensions of the hash embedder."`
+	EmbedModel   string        `name:"embed-model" default:"text-embedding-3-small" help:"Model for the openai embedder; stored verbatim in product_embeddings.model."`
+	EmbedURL     string        `name:"embed-url" default:"https://api.openai.com/v1" help:"Base URL of the OpenAI-compatible API (POST {url}/embeddings)."`
+	EmbedAPIKey  string        `name:"embed-api-key" help:"API key sent as a Bearer token when set; prefer the TIDEMARK_EMBED_API_KEY environment variable."`
+	EmbedBatch   int           `name:"embed-batch" default:"128" help:"Texts per embeddings request (openai)."`
+	EmbedTimeout time.Duration `name:"embed-timeout" default:"60s" help:"Timeout of one embeddings request (openai)."`
+	EmbedRetries int           `name:"embed-retries" default:"8" help:"Retries of an embeddings request on 429, 5xx and timeouts, with exponential backoff and jitter (openai)."`
+}
+
+// New builds the embedder the flags ask for.
+func (f *EmbedderFlags) New(log *slog.Logger) (encoder.Embedder, error) {
+	switch f.Embedder {
+	case "hash":
+		return encoder.NewHash(f.Dim)
+	case "openai":
+		return encoder.NewOpenAI(encoder.OpenAIConfig{
+			URL: f.EmbedURL, Model: f.EmbedModel, APIKey: f.EmbedAPIKey,
+			Batch: f.EmbedBatch, Timeout: f.EmbedTimeout, Retries: f.EmbedRetries,
+		}, log)
+	}
+	return nil, fmt.Errorf("unknown --embedder %q", f.Embedder)
+}
+
+// EncodeCmd is `tidemark encode`.
+type EncodeCmd struct {
+	EmbedderFlags `embed:""`
+
+	Stream        string        `default:"PRODUCTS" help:"Stream of change events."`
+	Consumer      string        `default:"encoders" help:"Durable consumer shared by every encoder process; a new name embeds the whole stream again."`
+	Workers       int           `default:"2" help:"Fetching workers in this process."`
+	Batch         int           `default:"1000" help:"Messages per fetch."`
+	BatchWait     time.Duration `name:"batch-wait" default:"500ms" help:"Longest wait to fill a batch."`
+	AckWait       time.Duration `name:"ack-wait" default:"30s" help:"Time the server waits for an ack before redelivering (first delivery; later ones back off)."`
+	MaxDeliver    int           `name:"max-deliver" default:"8" help:"Deliveries of a message before it goes to the PRODUCTS_DLQ stream."`
+	MaxAckPending int           `name:"max-ack-pending" default:"20000" help:"Messages in flight (delivered, not acked) over all encoders."`
+	ExitIdle      time.Duration `name:"exit-idle" help:"Exit (status 0) once nothing has been pending for this long; 0 runs for ever."`
+	HTTPAddr      string        `name:"http-addr" default:":9465" help:"Address for /metrics, /healthz and /readyz; empty disables."`
+}
+
+// Run consumes until SIGINT/SIGTERM (finishing the batch in hand) or --exit-idle.
+func (c *EncodeCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error {
+	emb, err := c.EmbedderFlags.New(log)
+	if err != nil {
+		return err
+	}
+	pool, err := g.Pool(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	nc, err := g.NATSConn(log, "encode")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	reg := newRegistry()
+	enc, err := encoder.New(encoder.Config{
+		Stream: c.Stream, Consumer: c.Consumer, Workers: c.Workers, Batch: c.Batch,
+		BatchWait: c.BatchWait, AckWait: c.AckWait, MaxDeliver: c.MaxDeliver,
+		MaxAckPending: c.MaxAckPending, ExitIdle: c.ExitIdle,
+	}, js, pool, emb, log, reg)
+	if err != nil {
+		return err
+	}
+	grp, gctx := errgroup.WithContext(ctx)
+	opsCtx, stopOps := context.WithCancel(gctx)
+	defer stopOps()
+	grp.Go(func() error { return serveOps(opsCtx, log, c.HTTPAddr, reg, enc.Ready) })
+	grp.Go(func() error {
+		defer stopOps()
+		return enc.Run(gctx)
+	})
+	if err := grp.Wait(); err != nil {
+		return err
+	}
+	// Acks are fire-and-forget publishes: make sure the last batch's reached the server.
+	if err := nc.FlushTimeout(5 * time.Second); err != nil {
+		log.Warn("flush acks to nats", "err", err)
+	}
+	return nil
+}

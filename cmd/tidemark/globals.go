@@ -2,16 +2,12 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strings"
 	"time"
 
-	"github.com/alecthomas/kong"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
@@ -20,7 +16,7 @@ import (
 
 // Globals are the flags every command takes.
 type Globals struct {
-	ConfigFile kong.ConfigFlag `name:"config" type:"path" help:"YAML configuration file; keys are flag names (pg-url, nats-url, …)."`
+	ConfigFile config.FileFlag `name:"config" help:"YAML configuration file; keys are flag names (pg-url, nats-url, …). Precedence: flags > TIDEMARK_* environment > file > defaults."`
 	config.Postgres
 	config.NATS
 	config.Log
@@ -67,7 +63,7 @@ func (g *Globals) Pool(ctx context.Context, log *slog.Logger) (*pgxpool.Pool, er
 	}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("connect to postgres %s: %w", redactURL(g.Postgres.URL), err)
+		return nil, fmt.Errorf("connect to postgres %s: %w", config.MaskURL(g.Postgres.URL), err)
 	}
 	return pool, nil
 }
@@ -93,46 +89,30 @@ func (g *Globals) NATSConn(log *slog.Logger, name string) (*nats.Conn, error) {
 	if g.NATS.Creds != "" {
 		opts = append(opts, nats.UserCredentials(g.NATS.Creds))
 	}
-	if g.NATS.CA != "" || g.NATS.Cert != "" {
-		tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
-		if g.NATS.CA != "" {
-			pem, err := os.ReadFile(g.NATS.CA)
-			if err != nil {
-				return nil, fmt.Errorf("read --nats-ca: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("--nats-ca %s: no certificates found", g.NATS.CA)
-			}
-			tlsCfg.RootCAs = pool
-		}
-		if g.NATS.Cert != "" {
-			cert, err := tls.LoadX509KeyPair(g.NATS.Cert, g.NATS.Key)
-			if err != nil {
-				return nil, fmt.Errorf("load --nats-cert/--nats-key: %w", err)
-			}
-			tlsCfg.Certificates = []tls.Certificate{cert}
-		}
+	tlsCfg, err := g.NATS.TLSConfig()
+	if err != nil {
+		return nil, err
+	}
+	if tlsCfg != nil {
 		opts = append(opts, nats.Secure(tlsCfg))
 	}
 	nc, err := nats.Connect(g.NATS.URL, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to nats %s: %w", g.NATS.URL, err)
+		return nil, fmt.Errorf("connect to nats %s: %w", config.MaskURL(g.NATS.URL), err)
 	}
 	return nc, nil
 }
 
-// redactURL hides the password of a connection URL.
-func redactURL(s string) string {
-	cfg, err := pgx.ParseConfig(s)
-	if err != nil || cfg.Password == "" {
-		return s
-	}
-	return strings.ReplaceAll(s, cfg.Password, "xxxxx")
-}
-
-// sqlTracer logs every statement with its duration (--log-sql).
+// sqlTracer logs every statement with its duration (--log-sql): queries and Exec, each query of
+// a batch, COPY and prepares. It logs at info level, since asking for it is the point.
 type sqlTracer struct{ log *slog.Logger }
+
+var (
+	_ pgx.QueryTracer    = (*sqlTracer)(nil)
+	_ pgx.BatchTracer    = (*sqlTracer)(nil)
+	_ pgx.CopyFromTracer = (*sqlTracer)(nil)
+	_ pgx.PrepareTracer  = (*sqlTracer)(nil)
+)
 
 type traceKey struct{}
 
@@ -141,15 +121,70 @@ type traceStart struct {
 	start time.Time
 }
 
+func oneLine(sql string) string { return strings.Join(strings.Fields(sql), " ") }
+
+func (t *sqlTracer) begin(ctx context.Context, sql string) context.Context {
+	return context.WithValue(ctx, traceKey{}, &traceStart{sql: sql, start: time.Now()})
+}
+
+func (t *sqlTracer) end(ctx context.Context, msg string, rows int64, err error, extra ...any) {
+	st, _ := ctx.Value(traceKey{}).(*traceStart)
+	if st == nil {
+		st = &traceStart{start: time.Now()}
+	}
+	attrs := append([]any{"sql", oneLine(st.sql), "duration", time.Since(st.start), "rows", rows}, extra...)
+	if err != nil {
+		attrs = append(attrs, "err", err)
+	}
+	t.log.Info(msg, attrs...)
+}
+
 func (t *sqlTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
-	return context.WithValue(ctx, traceKey{}, traceStart{sql: data.SQL, start: time.Now()})
+	return t.begin(ctx, data.SQL)
 }
 
 func (t *sqlTracer) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryEndData) {
-	st, _ := ctx.Value(traceKey{}).(traceStart)
-	attrs := []any{"sql", strings.Join(strings.Fields(st.sql), " "), "duration", time.Since(st.start), "rows", data.CommandTag.RowsAffected()}
-	if data.Err != nil {
-		attrs = append(attrs, "err", data.Err)
+	t.end(ctx, "sql", data.CommandTag.RowsAffected(), data.Err)
+}
+
+func (t *sqlTracer) TraceBatchStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceBatchStartData) context.Context {
+	return t.begin(ctx, "")
+}
+
+// TraceBatchQuery logs each query of a batch with the time since the previous one finished,
+// which is when its result arrived.
+func (t *sqlTracer) TraceBatchQuery(ctx context.Context, _ *pgx.Conn, data pgx.TraceBatchQueryData) {
+	st, _ := ctx.Value(traceKey{}).(*traceStart)
+	if st == nil {
+		return
 	}
-	t.log.Debug("sql", attrs...)
+	st.sql = data.SQL
+	t.end(ctx, "sql", data.CommandTag.RowsAffected(), data.Err, "batch", true)
+	st.start = time.Now()
+}
+
+func (t *sqlTracer) TraceBatchEnd(ctx context.Context, _ *pgx.Conn, data pgx.TraceBatchEndData) {
+	if data.Err != nil {
+		t.end(ctx, "sql batch", 0, data.Err)
+	}
+}
+
+func (t *sqlTracer) TraceCopyFromStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceCopyFromStartData) context.Context {
+	cols := make([]string, len(data.ColumnNames))
+	for i, c := range data.ColumnNames {
+		cols[i] = pgx.Identifier{c}.Sanitize()
+	}
+	return t.begin(ctx, fmt.Sprintf("COPY %s (%s) FROM STDIN", data.TableName.Sanitize(), strings.Join(cols, ", ")))
+}
+
+func (t *sqlTracer) TraceCopyFromEnd(ctx context.Context, _ *pgx.Conn, data pgx.TraceCopyFromEndData) {
+	t.end(ctx, "sql", data.CommandTag.RowsAffected(), data.Err)
+}
+
+func (t *sqlTracer) TracePrepareStart(ctx context.Context, _ *pgx.Conn, data pgx.TracePrepareStartData) context.Context {
+	return t.begin(ctx, data.SQL)
+}
+
+func (t *sqlTracer) TracePrepareEnd(ctx context.Context, _ *pgx.Conn, data pgx.TracePrepareEndData) {
+	t.end(ctx, "sql prepare", 0, data.Err)
 }

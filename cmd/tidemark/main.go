@@ -11,7 +11,6 @@ import (
 	"syscall"
 
 	"github.com/alecthomas/kong"
-	kongyaml "github.com/alecthomas/kong-yaml"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -81,14 +80,13 @@ func run(args []string) int {
 }
 
 // newParser builds the kong parser: every flag also from TIDEMARK_<FLAG> and from the YAML file
-// named by --config.
+// named by --config (see [config.File] for the precedence).
 func newParser(cli *CLI) (*kong.Kong, error) {
 	return kong.New(cli,
 		kong.Name("tidemark"),
 		kong.Description("Change-data-capture from PostgreSQL to NATS JetStream, with bulk loads and embeddings."),
 		kong.UsageOnError(),
 		kong.DefaultEnvars("TIDEMARK"),
-		kong.Configuration(kongyaml.Loader),
 		kong.Vars{"version": version},
 	)
 }

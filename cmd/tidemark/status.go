@@ -1,9 +1,117 @@
 package main
 
-import "errors"
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
 
-// StatusCmd is `tidemark status`; it is being built (issue 6).
-type StatusCmd struct{}
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/tidemark/tidemark/health"
+)
 
-// Run reports that the command does not exist yet.
-func (c *StatusCmd) Run() error { return errors.New("tidemark status is not implemented yet") }
+// StatusCmd is `tidemark status [--json]`.
+type StatusCmd struct {
+	Slot    string        `default:"tidemark" help:"Replication slot (also the checkpoint key)."`
+	Stream  string        `default:"PRODUCTS" help:"JetStream stream."`
+	Bucket  string        `default:"tidemark_checkpoints" help:"Checkpoint KV bucket."`
+	LagMax  int64         `default:"1073741824" help:"Unhealthy when the slot is inactive and retains more WAL than this many bytes."`
+	Timeout time.Duration `default:"30s" help:"Give up after this long."`
+	JSON    bool          `help:"Print the status as JSON on stdout."`
+}
+
+// Run prints where the pipeline stands and exits non-zero, with the reasons, when it is not
+// healthy: slot missing, lost, or inactive and lagging; stream missing; a server unreachable.
+func (c *StatusCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	defer cancel()
+	opts := health.Options{Slot: c.Slot, Stream: c.Stream, Bucket: c.Bucket, LagWarn: c.LagMax}
+	st := health.NewStatus()
+	if pool, err := g.Pool(ctx, log); err != nil {
+		st.Problem("postgres: %v", err)
+	} else {
+		health.GatherPostgres(ctx, pool, opts, st)
+		pool.Close()
+	}
+	if nc, err := g.NATSConn(log, "status"); err != nil {
+		st.Problem("nats: %v", err)
+	} else {
+		if js, err := jetstream.New(nc); err != nil {
+			st.Problem("jetstream: %v", err)
+		} else {
+			health.GatherNATS(ctx, js, opts, st)
+		}
+		nc.Close()
+	}
+	var err error
+	if c.JSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(st)
+	} else {
+		err = printStatus(os.Stdout, st, time.Now())
+	}
+	if err != nil {
+		return err
+	}
+	if !st.Healthy {
+		return exitCode{code: 1, msg: "unhealthy: " + strings.Join(st.Problems, "; ")}
+	}
+	return nil
+}
+
+func printStatus(w io.Writer, st *health.Status, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	if s := st.Slot; s != nil {
+		state := "inactive"
+		if s.Active {
+			state = "active"
+		}
+		fmt.Fprintf(tw, "slot\t%s\t%s, confirmed %s, lag %s, wal_status %s\n", s.Name, state, s.ConfirmedLSN, health.FormatBytes(s.LagBytes), s.WALStatus)
+	} else {
+		fmt.Fprintf(tw, "slot\t-\tnone\n")
+	}
+	if cp := st.Checkpoint; cp != nil {
+		fmt.Fprintf(tw, "checkpoint\t%s\t%s, saved %s ago (revision %d)\n", cp.Key, cp.LSN, now.Sub(cp.Saved).Round(time.Second), cp.Revision)
+	} else {
+		fmt.Fprintf(tw, "checkpoint\t-\tnone saved\n")
+	}
+	if s := st.Stream; s != nil {
+		fmt.Fprintf(tw, "stream\t%s\t%d messages, %s, sequences %d..%d, %d replicas\n", s.Name, s.Messages, health.FormatBytes(int64(s.Bytes)), s.FirstSeq, s.LastSeq, s.Replicas)
+	} else {
+		fmt.Fprintf(tw, "stream\t-\tnone\n")
+	}
+	if len(st.Consumers) == 0 {
+		fmt.Fprintf(tw, "consumers\t-\tnone\n")
+	}
+	for _, c := range st.Consumers {
+		fmt.Fprintf(tw, "consumer\t%s\tpending %d, ack pending %d, redelivered %d, waiting pulls %d\n", c.Name, c.Pending, c.AckPending, c.Redelivered, c.Waiting)
+	}
+	if v := st.Vectors; v != nil {
+		var models []string
+		for _, m := range v.Models {
+			models = append(models, fmt.Sprintf("%s: %d live, %d deleted", m.Model, m.Live, m.Deleted))
+		}
+		fmt.Fprintf(tw, "vectors\t%d live, %d deleted\t%s\n", v.Live, v.Deleted, strings.Join(models, "; "))
+	} else {
+		fmt.Fprintf(tw, "vectors\t-\tno product_embeddings table\n")
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if st.Healthy {
+		_, err := fmt.Fprintln(w, "healthy")
+		return err
+	}
+	for _, p := range st.Problems {
+		if _, err := fmt.Fprintln(w, "problem:", p); err != nil {
+			return err
+		}
+	}
+	return nil
+}

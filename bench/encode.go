@@ -1,0 +1,233 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/tidemark/tidemark/catalog"
+	"github.com/tidemark/tidemark/encoder"
+	"github.com/tidemark/tidemark/replication"
+)
+
+func init() { register(Stage{Name: "encode", Run: benchEncode}) }
+
+// The encode stage measures the hash embedder alone (texts/s on one core) and the encoders
+// end to end: N insert events already in a stream → `tidemark encode --workers 2` → N live
+// vectors. Its baseline is the per-row worker the encoders replace: one event per fetch, one
+// embedding, one INSERT and one ack at a time (`--batch 1 --workers 1`), timed on a sample
+// and scaled to N.
+func benchEncode(ctx context.Context, env *Env) ([]Result, error) {
+	n := env.Rows
+	hashRes, err := benchHashEmbedder(ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	url, err := env.PG.CreateDatabase(ctx, "bench_encode")
+	if err != nil {
+		return nil, err
+	}
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	defer pool.Close()
+	if _, err := catalog.Migrate(ctx, pool); err != nil {
+		return nil, err
+	}
+	const suppliers = 4
+	for s := int32(1); s <= suppliers; s++ {
+		if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return catalog.AddSupplier(ctx, tx, s, "") }); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO products (supplier_id, sku, name, description, price, currency, attributes)
+		SELECT 1 + i % $2, 'SKU-' || i, 'Product ' || i || ' ' || (ARRAY['steel','oak','wool','glass','cotton'])[1 + i % 5] || ' ' ||
+			(ARRAY['knife','table','scarf','vase','shirt','lamp','chair'])[1 + i % 7],
+			'A fine item, number ' || i || ', made with care and shipped in recycled packaging.', (i % 1000) + 0.99, 'EUR',
+			jsonb_build_object('brand', 'Brand ' || (i % 50), 'category', 'Category ' || (i % 20), 'weight_g', i % 900)
+		FROM generate_series(1, $1) AS i`, n, suppliers); err != nil {
+		return nil, fmt.Errorf("insert products: %w", err)
+	}
+
+	nc, err := nats.Connect(env.NATS.URL())
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		return nil, err
+	}
+	const stream = "BENCH_ENCODE"
+	_ = js.DeleteStream(ctx, stream)
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: stream, Subjects: []string{"bench_encode.>"},
+		Storage: jetstream.FileStorage, Duplicates: time.Minute}); err != nil {
+		return nil, fmt.Errorf("create stream: %w", err)
+	}
+	env.Log.Info("encode: publishing insert events", "events", n)
+	if err := publishInserts(ctx, pool, js, stream); err != nil {
+		return nil, err
+	}
+
+	args := []string{"encode", "--pg-url", url, "--nats-url", env.NATS.URL(), "--stream", stream, "--http-addr", "",
+		"--log-level", "warn"}
+	if lv := os.Getenv("BENCH_ENCODE_LOG"); lv != "" {
+		args = append(args, "--log-level", lv)
+	}
+	model, _ := encoder.NewHash(encoder.DefaultDim)
+	secs, rss, err := timeEncode(ctx, pool, env.Bin, append(args, "--workers", "2", "--consumer", "bench"), model.Model(), n)
+	if err != nil {
+		return nil, err
+	}
+	// The per-row baseline on a sample (another model, so nothing is skipped as unchanged).
+	sample := min(n, 5000)
+	base, _ := encoder.NewHash(encoder.DefaultDim + 1)
+	baseSecs, _, err := timeEncode(ctx, pool, env.Bin, append(args, "--workers", "1", "--batch", "1", "--consumer", "baseline",
+		"--dim", fmt.Sprint(encoder.DefaultDim+1)), base.Model(), sample)
+	if err != nil {
+		return nil, err
+	}
+	baseScaled := baseSecs * float64(n) / float64(sample)
+	e2e := Result{Stage: "encode", Rows: n, Seconds: secs, Rate: float64(n) / secs,
+		Baseline: "per-row worker (batch 1)", BaselineSeconds: baseScaled, Ratio: secs / baseScaled, PeakRSSMB: float64(rss) / (1 << 20),
+		Note: fmt.Sprintf("events in the stream → live vectors, 2 workers, hash embedder; baseline timed on %d rows and scaled", sample)}
+	return []Result{hashRes, e2e}, nil
+}
+
+// benchHashEmbedder embeds texts on one core.
+func benchHashEmbedder(ctx context.Context, n int) (Result, error) {
+	h, err := encoder.NewHash(encoder.DefaultDim)
+	if err != nil {
+		return Result{}, err
+	}
+	texts := make([]string, 1000)
+	for i := range texts {
+		texts[i] = encoder.Text(fmt.Sprintf("Product %d steel knife", i),
+			fmt.Sprintf("A fine item, number %d, made with care and shipped in recycled packaging.", i),
+			json.RawMessage(fmt.Sprintf(`{"brand": "Brand %d", "category": "Category %d"}`, i%50, i%20)))
+	}
+	prev := runtime.GOMAXPROCS(1)
+	defer runtime.GOMAXPROCS(prev)
+	start := time.Now()
+	done := 0
+	for done < n {
+		if _, err := h.Embed(ctx, texts[:min(len(texts), n-done)]); err != nil {
+			return Result{}, err
+		}
+		done += min(len(texts), n-done)
+	}
+	secs := time.Since(start).Seconds()
+	return Result{Stage: "encode/hash-embedder", Rows: n, Seconds: secs, Rate: float64(n) / secs,
+		Note: "texts/s on one core (GOMAXPROCS=1), 384 dimensions"}, nil
+}
+
+// publishInserts publishes an insert event for every product, as replicate would.
+func publishInserts(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStream, stream string) error {
+	var base string
+	if err := pool.QueryRow(ctx, "SELECT pg_current_wal_insert_lsn()::text").Scan(&base); err != nil {
+		return err
+	}
+	lsn, err := pglogrepl.ParseLSN(base)
+	if err != nil {
+		return err
+	}
+	rows, err := pool.Query(ctx, `SELECT supplier_id, id, sku, name, description, price::text, attributes::text FROM products`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	subject := strings.ToLower(stream)
+	var (
+		sup, id                int64
+		sku, name, desc, price string
+		attrs                  string
+		i                      int
+	)
+	raw := func(v any) json.RawMessage { b, _ := json.Marshal(v); return b }
+	for rows.Next() {
+		if err := rows.Scan(&sup, &id, &sku, &name, &desc, &price, &attrs); err != nil {
+			return err
+		}
+		i++
+		commit := lsn + pglogrepl.LSN(i)
+		ch := replication.Change{Op: replication.OpInsert, Schema: "public", Table: "products",
+			Key: replication.Key{SupplierID: sup, ID: id},
+			After: replication.Row{{Name: "id", Value: raw(id)}, {Name: "supplier_id", Value: raw(sup)}, {Name: "sku", Value: raw(sku)},
+				{Name: "name", Value: raw(name)}, {Name: "description", Value: raw(desc)}, {Name: "price", Value: raw(price)},
+				{Name: "attributes", Value: json.RawMessage(attrs)}},
+			Source: replication.Source{Slot: "bench", LSN: commit, CommitLSN: commit, CommitTS: time.Now()},
+			TsMs:   time.Now().UnixMilli()}
+		data, err := json.Marshal(ch)
+		if err != nil {
+			return err
+		}
+		if _, err := js.PublishAsync(fmt.Sprintf("%s.%d.insert", subject, sup), data, jetstream.WithMsgID(commit.String()+"-0")); err != nil {
+			return fmt.Errorf("publish: %w", err)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
+}
+
+// timeEncode runs tidemark encode until model has want live vectors, then stops it with
+// SIGTERM; it returns the seconds from start to the last vector and the peak RSS.
+func timeEncode(ctx context.Context, pool *pgxpool.Pool, bin string, args []string, model string, want int) (float64, int64, error) {
+	cmd := exec.CommandContext(ctx, bin, args...)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return 0, 0, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var secs float64
+	for {
+		var n int
+		if err := pool.QueryRow(ctx, "SELECT count(*) FROM product_embeddings WHERE model = $1 AND NOT deleted", model).Scan(&n); err != nil {
+			_ = cmd.Process.Kill()
+			<-done
+			return 0, 0, err
+		}
+		if n >= want {
+			secs = time.Since(start).Seconds()
+			break
+		}
+		select {
+		case err := <-done:
+			return 0, 0, fmt.Errorf("encode exited early (%v) with %d of %d vectors:\n%s", err, n, want, tail(out.String(), 2000))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	if err := <-done; err != nil {
+		return 0, 0, fmt.Errorf("encode after SIGTERM: %w\n%s", err, tail(out.String(), 2000))
+	}
+	var rss int64
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		rss = ru.Maxrss * 1024
+	}
+	if os.Getenv("BENCH_ENCODE_LOG") != "" {
+		fmt.Fprintln(os.Stderr, out.String())
+	}
+	return secs, rss, nil
+}

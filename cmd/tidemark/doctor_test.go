@@ -1,0 +1,239 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/url"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/tidemark/tidemark/catalog"
+	"github.com/tidemark/tidemark/health"
+	"github.com/tidemark/tidemark/internal/sandbox"
+	"github.com/tidemark/tidemark/internal/testenv"
+)
+
+// runTidemark runs the binary with the given URLs and arguments and returns stdout, stderr and
+// the exit code.
+func runTidemark(t *testing.T, pgURL, natsURL string, args ...string) (string, string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, testenv.Binary(t), args...)
+	cmd.Env = append(os.Environ(), "TIDEMARK_PG_URL="+pgURL, "TIDEMARK_NATS_URL="+natsURL, "TIDEMARK_CONFIG=")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return stdout.String(), stderr.String(), 0
+	case errors.As(err, &exit):
+		return stdout.String(), stderr.String(), exit.ExitCode()
+	}
+	t.Fatalf("run tidemark %v: %v", args, err)
+	return "", "", 0
+}
+
+func runDoctor(t *testing.T, pgURL, natsURL string, args ...string) (map[string]health.Check, doctorReport, int, string) {
+	t.Helper()
+	stdout, stderr, code := runTidemark(t, pgURL, natsURL, append([]string{"doctor", "--json", "--timeout", "60s"}, args...)...)
+	var rep doctorReport
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("doctor --json stdout is not JSON: %v\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr)
+	}
+	byName := map[string]health.Check{}
+	for _, c := range rep.Checks {
+		byName[c.Name] = c
+	}
+	return byName, rep, code, stderr
+}
+
+func wantCheck(t *testing.T, checks map[string]health.Check, name string, level health.Level, detail string) {
+	t.Helper()
+	c, ok := checks[name]
+	if !ok {
+		t.Errorf("no %q check in %v", name, checks)
+		return
+	}
+	if c.Level != level || !strings.Contains(c.Detail, detail) {
+		t.Errorf("check %s = %s %q, want %s containing %q", name, c.Level, c.Detail, level, detail)
+	}
+	if level != health.OK && c.Fix == "" {
+		t.Errorf("check %s is %s without a fix", name, level)
+	}
+}
+
+func TestDoctorWalLevelReplica(t *testing.T) {
+	pg := testenv.Postgres(t, sandbox.PostgresOptions{Settings: map[string]string{"wal_level": "replica"}})
+	checks, rep, code, stderr := runDoctor(t, pg.URL("postgres"), testenv.NATS(t).URL())
+	wantCheck(t, checks, "wal_level", health.Fail, "replica")
+	if !strings.Contains(checks["wal_level"].Fix, "wal_level = logical") {
+		t.Errorf("wal_level fix = %q", checks["wal_level"].Fix)
+	}
+	if code == 0 || rep.Failures != 1 {
+		t.Errorf("exit %d with %d failures, want non-zero with 1 (%s)", code, rep.Failures, stderr)
+	}
+	// The text form names the check on a FAIL line.
+	stdout, _, code := runTidemark(t, pg.URL("postgres"), testenv.NATS(t).URL(), "doctor")
+	if code == 0 || !strings.Contains(stdout, "FAIL  wal_level") {
+		t.Errorf("doctor (text) exit %d:\n%s", code, stdout)
+	}
+}
+
+func TestDoctorFreshDatabase(t *testing.T) {
+	checks, rep, code, stderr := runDoctor(t, testenv.Database(t), testenv.NATS(t).URL())
+	if code != 0 || rep.Failures != 0 {
+		t.Fatalf("fresh database: exit %d, %d failures: %+v\n%s", code, rep.Failures, rep.Checks, stderr)
+	}
+	wantCheck(t, checks, "wal_level", health.OK, "logical")
+	wantCheck(t, checks, "schema", health.Warn, "not yet migrated")
+	wantCheck(t, checks, "publication", health.OK, "not yet created")
+	wantCheck(t, checks, "slot", health.OK, "not yet created")
+	wantCheck(t, checks, "stream", health.OK, "not yet created")
+	wantCheck(t, checks, "jetstream", health.OK, "enabled")
+	wantCheck(t, checks, "replication_privilege", health.OK, "superuser")
+}
+
+func TestDoctorMigratedDatabase(t *testing.T) {
+	ctx := testenv.Context(t, 2*time.Minute)
+	dbURL := testenv.Database(t)
+	pool := testenv.Pool(t, dbURL)
+	if _, err := catalog.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	for _, sql := range []string{
+		"INSERT INTO suppliers (id, name) VALUES (7, 'no partition yet')",
+		"CREATE TABLE products_s1 PARTITION OF products FOR VALUES IN (1)",
+		"INSERT INTO suppliers (id, name) VALUES (1, 'with partition')",
+		"CREATE INDEX products_name_idx ON products (name)",
+		"CREATE INDEX products_s1_price_idx ON products_s1 (price)",
+		"CREATE PUBLICATION tidemark FOR TABLE products", // publish_via_partition_root off
+		"SELECT pg_create_logical_replication_slot('tidemark', 'pgoutput')",
+	} {
+		if _, err := pool.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	t.Cleanup(func() {
+		_, _ = pool.Exec(context.Background(), "SELECT pg_drop_replication_slot('tidemark')")
+	})
+	// A stream that would lose events when NATS restarts.
+	n := testenv.NATS(t)
+	nc, err := nats.Connect(n.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "PRODUCTS", Subjects: []string{"products.>"}, Storage: jetstream.MemoryStorage}); err != nil {
+		t.Fatal(err)
+	}
+
+	checks, rep, code, stderr := runDoctor(t, dbURL, n.URL())
+	if code != 0 || rep.Failures != 0 {
+		t.Fatalf("exit %d, %d failures: %+v\n%s", code, rep.Failures, rep.Checks, stderr)
+	}
+	wantCheck(t, checks, "schema", health.OK, "migrated")
+	wantCheck(t, checks, "indexes", health.OK, "products_pkey")
+	wantCheck(t, checks, "index products_name_idx", health.Warn, "never scanned")
+	wantCheck(t, checks, "index products_s1_price_idx", health.Warn, "never scanned")
+	wantCheck(t, checks, "partitions", health.Warn, "7")
+	wantCheck(t, checks, "publication", health.Warn, "publish_via_partition_root off")
+	wantCheck(t, checks, "slot", health.OK, "tidemark inactive")
+	wantCheck(t, checks, "replication_slots", health.OK, "slot tidemark among them")
+	wantCheck(t, checks, "stream", health.Warn, "memory storage")
+	if strings.Contains(checks["partitions"].Detail, "1,") {
+		t.Errorf("supplier 1 has a partition: %q", checks["partitions"].Detail)
+	}
+
+	// Slot lag over the threshold warns; a slot of another plugin fails.
+	if _, err := pool.Exec(ctx, "CREATE TABLE wal_filler AS SELECT g FROM generate_series(1, 10000) g"); err != nil {
+		t.Fatal(err)
+	}
+	checks, _, _, _ = runDoctor(t, dbURL, n.URL(), "--lag-warn", "1024")
+	wantCheck(t, checks, "slot", health.Warn, "over 1.0 KiB")
+	if _, err := pool.Exec(ctx, "SELECT pg_create_logical_replication_slot('other', 'test_decoding')"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = pool.Exec(context.Background(), "SELECT pg_drop_replication_slot('other')") })
+	checks, _, code, _ = runDoctor(t, dbURL, n.URL(), "--slot", "other")
+	wantCheck(t, checks, "slot", health.Fail, "test_decoding")
+	if code == 0 {
+		t.Error("a slot with the wrong plugin exits 0")
+	}
+}
+
+func TestDoctorRoleWithoutReplication(t *testing.T) {
+	ctx := testenv.Context(t, time.Minute)
+	dbURL := testenv.Database(t)
+	pool := testenv.Pool(t, dbURL)
+	if _, err := pool.Exec(ctx, "DROP ROLE IF EXISTS doctor_plain; CREATE ROLE doctor_plain LOGIN"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = pool.Exec(context.Background(), "DROP ROLE IF EXISTS doctor_plain") })
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.User("doctor_plain")
+	checks, _, code, _ := runDoctor(t, u.String(), testenv.NATS(t).URL())
+	wantCheck(t, checks, "replication_privilege", health.Fail, "neither REPLICATION nor superuser")
+	if !strings.Contains(checks["replication_privilege"].Fix, `ALTER ROLE "doctor_plain" REPLICATION`) {
+		t.Errorf("fix = %q", checks["replication_privilege"].Fix)
+	}
+	if code == 0 {
+		t.Error("exit 0 for a role that cannot replicate")
+	}
+}
+
+func TestDoctorNATSProblems(t *testing.T) {
+	dbURL := testenv.Database(t)
+	// Nothing listens: NATS unreachable fails.
+	dead := testenv.NATS(t)
+	deadURL := dead.URL()
+	dead.Shutdown()
+	checks, _, code, _ := runDoctor(t, dbURL, deadURL)
+	wantCheck(t, checks, "nats", health.Fail, "connect to nats")
+	if code == 0 {
+		t.Error("exit 0 with NATS unreachable")
+	}
+	// NATS without JetStream fails on the jetstream check.
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	t.Cleanup(srv.Shutdown)
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	checks, _, code, _ = runDoctor(t, dbURL, srv.ClientURL())
+	wantCheck(t, checks, "nats", health.OK, "nats-server")
+	wantCheck(t, checks, "jetstream", health.Fail, "not enabled")
+	if code == 0 {
+		t.Error("exit 0 with JetStream off")
+	}
+	// PostgreSQL unreachable fails too, and the NATS checks still run.
+	pg := testenv.Postgres(t)
+	pgURL := pg.URL("postgres")
+	if err := pg.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	checks, _, code, _ = runDoctor(t, pgURL, srv.ClientURL())
+	wantCheck(t, checks, "postgres", health.Fail, "connect")
+	if _, ok := checks["jetstream"]; !ok || code == 0 {
+		t.Errorf("postgres down: exit %d, checks %v", code, checks)
+	}
+}

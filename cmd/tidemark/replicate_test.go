@@ -1,0 +1,600 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/tidemark/tidemark/catalog"
+	"github.com/tidemark/tidemark/internal/sandbox"
+	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/replication"
+	"github.com/tidemark/tidemark/sink"
+)
+
+// replEnv is a migrated database with suppliers 1 and 2, and a NATS server of its own.
+type replEnv struct {
+	url  string
+	pool *pgxpool.Pool
+	nats *sandbox.NATS
+	bin  string
+}
+
+func newReplEnv(t *testing.T) *replEnv {
+	t.Helper()
+	ctx := testenv.Context(t, time.Minute)
+	url := testenv.Database(t)
+	pool := testenv.Pool(t, url)
+	if _, err := catalog.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []int32{1, 2} {
+		if err := catalog.AddSupplier(ctx, tx, id, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e := &replEnv{url: url, pool: pool, nats: testenv.NATS(t), bin: testenv.Binary(t)}
+	t.Cleanup(func() {
+		// Slots count against the shared cluster's limit.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for i := 0; i < 50; i++ {
+			_, err := pool.Exec(ctx, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = current_database()")
+			if err == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	return e
+}
+
+// proc is a tidemark subprocess with its output kept for the test log.
+type proc struct {
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan struct{} // closed when the process has exited
+	err  error         // its exit error, once done
+}
+
+// wait waits for the process to exit and returns its exit error.
+func (p *proc) wait() error {
+	<-p.done
+	return p.err
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func (e *replEnv) start(t *testing.T, name string, args ...string) *proc {
+	t.Helper()
+	full := append([]string{name, "--pg-url", e.url, "--nats-url", e.nats.URL(), "--log-level", "debug"}, args...)
+	cmd := exec.Command(e.bin, full...)
+	p := &proc{cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
+	cmd.Stderr = p.out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("%s output:\n%s", name, p.out.String())
+		}
+	})
+	return p
+}
+
+func (e *replEnv) replicate(t *testing.T, args ...string) *proc {
+	t.Helper()
+	return e.start(t, "replicate", append([]string{"--http-addr=", "--status-interval", "200ms", "--heartbeat", "1s", "--ack-timeout", "3s"}, args...)...)
+}
+
+// streaming waits until p streams from the slot.
+func (p *proc) streaming(t *testing.T) {
+	t.Helper()
+	waitUntil(t, "replicate to stream", time.Minute, func() bool { return strings.Contains(p.out.String(), "msg=streaming") })
+}
+
+func (e *replEnv) js(t *testing.T) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(e.nats.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+func (e *replEnv) exec(t *testing.T, sql string) {
+	t.Helper()
+	if _, err := e.pool.Exec(testenv.Context(t, 5*time.Minute), sql); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+// currentLSN is the WAL insert position once it is flushed (the sandbox commits
+// asynchronously, and the slot only ever sees flushed WAL).
+func (e *replEnv) currentLSN(t *testing.T) pglogrepl.LSN {
+	t.Helper()
+	return flushedInsertLSN(t, e.pool)
+}
+
+func flushedInsertLSN(t *testing.T, pool *pgxpool.Pool) pglogrepl.LSN {
+	t.Helper()
+	var s string
+	if err := pool.QueryRow(context.Background(), "SELECT pg_current_wal_insert_lsn()::text").Scan(&s); err != nil {
+		t.Fatal(err)
+	}
+	lsn, _ := pglogrepl.ParseLSN(s)
+	waitUntil(t, "the WAL flush", 30*time.Second, func() bool {
+		var f string
+		if err := pool.QueryRow(context.Background(), "SELECT pg_current_wal_flush_lsn()::text").Scan(&f); err != nil {
+			t.Fatal(err)
+		}
+		fl, _ := pglogrepl.ParseLSN(f)
+		return fl >= lsn
+	})
+	return lsn
+}
+
+func streamMsgs(ctx context.Context, js jetstream.JetStream) uint64 {
+	s, err := js.Stream(ctx, sink.Stream)
+	if err != nil {
+		return 0
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return 0
+	}
+	return info.State.Msgs
+}
+
+// readStream returns every message id of the stream with how often it occurs, and the
+// decoded events.
+func readStream(t *testing.T, js jetstream.JetStream) (map[string]int, []replication.Change) {
+	t.Helper()
+	ctx := testenv.Context(t, 2*time.Minute)
+	n := streamMsgs(ctx, js)
+	cons, err := js.OrderedConsumer(ctx, sink.Stream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]int{}
+	var events []replication.Change
+	for uint64(len(events)) < n {
+		batch, err := cons.Fetch(5000, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			ids[m.Headers().Get(jetstream.MsgIDHeader)]++
+			var c replication.Change
+			if err := json.Unmarshal(m.Data(), &c); err != nil {
+				t.Fatalf("bad event %s: %v", m.Data(), err)
+			}
+			if want := sink.MsgID(&c); want != m.Headers().Get(jetstream.MsgIDHeader) {
+				t.Fatalf("msg id %s, event says %s", m.Headers().Get(jetstream.MsgIDHeader), want)
+			}
+			if want := sink.Subject(&c); want != m.Subject() {
+				t.Fatalf("subject %s, event says %s", m.Subject(), want)
+			}
+			events = append(events, c)
+		}
+		if batch.Error() != nil {
+			t.Fatal(batch.Error())
+		}
+		if got == 0 {
+			t.Fatalf("read %d of %d messages, then nothing", len(events), n)
+		}
+	}
+	return ids, events
+}
+
+func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (e *replEnv) slot(t *testing.T) replication.SlotInfo {
+	t.Helper()
+	s, err := replication.Slot(context.Background(), e.pool, "tidemark")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// checkExactlyOnce reads the stream and checks it holds want distinct changes, each once.
+func checkExactlyOnce(t *testing.T, js jetstream.JetStream, want int) []replication.Change {
+	t.Helper()
+	ids, events := readStream(t, js)
+	if len(ids) != want || len(events) != want {
+		t.Fatalf("stream holds %d messages with %d distinct ids, want %d each", len(events), len(ids), want)
+	}
+	keys := map[replication.Key]int{}
+	for _, c := range events {
+		keys[c.Key]++
+	}
+	for id, n := range ids {
+		if n != 1 {
+			t.Fatalf("msg id %s stored %d times", id, n)
+		}
+	}
+	return events
+}
+
+// TestReplicateKill9MidTransaction kills the replicator with SIGKILL while it publishes a
+// 100k-row transaction; after a restart the stream holds every change exactly once.
+func TestReplicateKill9MidTransaction(t *testing.T) {
+	e := newReplEnv(t)
+	js := e.js(t)
+	p := e.replicate(t)
+	ctx := testenv.Context(t, 5*time.Minute)
+	waitUntil(t, "the stream", 30*time.Second, func() bool { _, err := js.Stream(ctx, sink.Stream); return err == nil })
+	const rows = 100_000
+	e.exec(t, fmt.Sprintf(`INSERT INTO products (supplier_id, sku, name, price)
+		SELECT 1 + g %% 2, 'K-' || g, 'product ' || g, g / 100.0 FROM generate_series(1, %d) g`, rows))
+	end := e.currentLSN(t)
+	waitUntil(t, "part of the transaction in the stream", 2*time.Minute, func() bool { return streamMsgs(ctx, js) >= 20_000 })
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-p.done
+	if n := streamMsgs(ctx, js); n >= rows {
+		t.Fatalf("the whole transaction (%d) was in the stream before the kill: the test proves nothing", n)
+	}
+	if s := e.slot(t); s.ConfirmedLSN >= end {
+		t.Fatalf("slot confirmed %s past the unfinished transaction (end %s)", s.ConfirmedLSN, end)
+	}
+	e.replicate(t)
+	waitUntil(t, "the slot to confirm the transaction", 3*time.Minute, func() bool { return e.slot(t).ConfirmedLSN >= end })
+	events := checkExactlyOnce(t, js, rows)
+	for i, c := range events {
+		if c.Source.Seq != i {
+			t.Fatalf("event %d has seq %d: out of order", i, c.Source.Seq)
+		}
+	}
+}
+
+// TestReplicateSIGTERM: SIGTERM stops it promptly with exit status 0, the final position
+// confirmed to the slot and saved in the checkpoint bucket.
+func TestReplicateSIGTERM(t *testing.T) {
+	e := newReplEnv(t)
+	js := e.js(t)
+	addr := freeAddr(t)
+	p := e.replicate(t, "--http-addr", addr)
+	waitUntil(t, "/readyz", 30*time.Second, func() bool {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	e.exec(t, `INSERT INTO products (supplier_id, sku, name) SELECT 1, 'S-' || g, 'n' FROM generate_series(1, 1000) g`)
+	end := e.currentLSN(t)
+	ctx := testenv.Context(t, time.Minute)
+	waitUntil(t, "the changes in the stream", time.Minute, func() bool { return streamMsgs(ctx, js) >= 1000 })
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var metrics bytes.Buffer
+	_, _ = metrics.ReadFrom(resp.Body)
+	resp.Body.Close()
+	for _, m := range []string{`tidemark_replication_changes_total{op="insert"} 1000`, "tidemark_commit_to_ack_seconds_bucket", "tidemark_replication_slot_lag_bytes", "tidemark_publish_in_flight", "tidemark_replication_reconnects_total"} {
+		if !strings.Contains(metrics.String(), m) {
+			t.Errorf("/metrics lacks %s", m)
+		}
+	}
+	start := time.Now()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.done:
+		if err := p.err; err != nil {
+			t.Fatalf("exit: %v\n%s", err, p.out.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("still running 10s after SIGTERM")
+	}
+	t.Logf("stopped in %s", time.Since(start))
+	s := e.slot(t)
+	if s.ConfirmedLSN < end {
+		t.Errorf("slot confirmed %s, want >= %s", s.ConfirmedLSN, end)
+	}
+	cps, err := sink.OpenCheckpoints(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved, err := cps.Load(ctx, "tidemark")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if saved != s.ConfirmedLSN {
+		t.Errorf("saved checkpoint %s, slot confirmed %s", saved, s.ConfirmedLSN)
+	}
+	checkExactlyOnce(t, js, 1000)
+}
+
+// TestReplicateNATSRestart: NATS goes away during a load and comes back; nothing is lost
+// and nothing doubled.
+func TestReplicateNATSRestart(t *testing.T) {
+	e := newReplEnv(t)
+	js := e.js(t)
+	e.replicate(t)
+	ctx := testenv.Context(t, 3*time.Minute)
+	waitUntil(t, "the stream", 30*time.Second, func() bool { _, err := js.Stream(ctx, sink.Stream); return err == nil })
+	const txns, per = 100, 20
+	writerDone := make(chan error, 1)
+	go func() {
+		for i := 0; i < txns; i++ {
+			_, err := e.pool.Exec(ctx, fmt.Sprintf(`INSERT INTO products (supplier_id, sku, name)
+				SELECT 2, 'N-%d-' || g, 'n' FROM generate_series(1, %d) g`, i, per))
+			if err != nil {
+				writerDone <- err
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		writerDone <- nil
+	}()
+	waitUntil(t, "some changes", time.Minute, func() bool { return streamMsgs(ctx, js) >= 200 })
+	e.nats.Shutdown()
+	time.Sleep(2 * time.Second)
+	if err := e.nats.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-writerDone; err != nil {
+		t.Fatal(err)
+	}
+	end := e.currentLSN(t)
+	waitUntil(t, "the slot to confirm every transaction", 2*time.Minute, func() bool { return e.slot(t).ConfirmedLSN >= end })
+	checkExactlyOnce(t, js, txns*per)
+}
+
+// TestReplicateStandbyTakeover: a second replicator waits while the first holds the slot
+// and takes over when it stops.
+func TestReplicateStandbyTakeover(t *testing.T) {
+	e := newReplEnv(t)
+	js := e.js(t)
+	ctx := testenv.Context(t, 3*time.Minute)
+	first := e.replicate(t)
+	first.streaming(t)
+	second := e.replicate(t)
+	waitUntil(t, "the second to stand by", 30*time.Second, func() bool {
+		return strings.Contains(second.out.String(), "standing by")
+	})
+	e.exec(t, `INSERT INTO products (supplier_id, sku, name) SELECT 1, 'A-' || g, 'n' FROM generate_series(1, 100) g`)
+	waitUntil(t, "the first batch", time.Minute, func() bool { return streamMsgs(ctx, js) >= 100 })
+	if err := first.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.wait(); err != nil {
+		t.Fatalf("first exit: %v", err)
+	}
+	e.exec(t, `INSERT INTO products (supplier_id, sku, name) SELECT 1, 'B-' || g, 'n' FROM generate_series(1, 100) g`)
+	end := e.currentLSN(t)
+	waitUntil(t, "the second to take over", time.Minute, func() bool { return e.slot(t).ConfirmedLSN >= end })
+	if !strings.Contains(second.out.String(), "streaming") {
+		t.Error("the second replicator never streamed")
+	}
+	checkExactlyOnce(t, js, 200)
+}
+
+// TestCheckpointCommands: show, set forward, and set backward refused.
+func TestCheckpointCommands(t *testing.T) {
+	e := newReplEnv(t)
+	js := e.js(t)
+	ctx := testenv.Context(t, 2*time.Minute)
+	p := e.replicate(t)
+	p.streaming(t)
+	e.exec(t, `INSERT INTO products (supplier_id, sku, name) VALUES (1, 'C-1', 'n')`)
+	waitUntil(t, "the change", time.Minute, func() bool { return streamMsgs(ctx, js) >= 1 })
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.wait(); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) (string, string, error) {
+		cmd := exec.Command(e.bin, append([]string{"checkpoint", "--pg-url", e.url, "--nats-url", e.nats.URL()}, args...)...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		return stdout.String(), stderr.String(), err
+	}
+	out, errOut, err := run("show", "--json")
+	if err != nil {
+		t.Fatalf("show: %v\n%s", err, errOut)
+	}
+	var rep checkpointReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("show --json: %v\n%s", err, out)
+	}
+	if rep.Slot != "tidemark" || rep.ConfirmedLSN == "" || rep.SavedLSN != rep.ConfirmedLSN {
+		t.Errorf("show: %+v", rep)
+	}
+	confirmed, _ := pglogrepl.ParseLSN(rep.ConfirmedLSN)
+	_, errOut, err = run("set", (confirmed - 1).String())
+	if err == nil || !strings.Contains(errOut, "backward") {
+		t.Errorf("set backward: err %v, stderr %s", err, errOut)
+	}
+	e.exec(t, `INSERT INTO products (supplier_id, sku, name) VALUES (1, 'C-2', 'n')`)
+	target := e.currentLSN(t)
+	if _, errOut, err = run("set", target.String()); err != nil {
+		t.Fatalf("set forward: %v\n%s", err, errOut)
+	}
+	if s := e.slot(t); s.ConfirmedLSN != target {
+		t.Errorf("slot at %s after set %s", s.ConfirmedLSN, target)
+	}
+	cps, err := sink.OpenCheckpoints(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if saved, _ := cps.Load(ctx, "tidemark"); saved != target {
+		t.Errorf("saved %s after set %s", saved, target)
+	}
+	// Resuming skips what set jumped over: C-2 never reaches the stream.
+	e.replicate(t)
+	e.exec(t, `INSERT INTO products (supplier_id, sku, name) VALUES (1, 'C-3', 'n')`)
+	end := e.currentLSN(t)
+	waitUntil(t, "C-3", time.Minute, func() bool { return e.slot(t).ConfirmedLSN >= end })
+	_, events := readStream(t, js)
+	var skus []string
+	for _, c := range events {
+		v, _ := c.After.Get("sku")
+		skus = append(skus, string(v))
+	}
+	if strings.Join(skus, ",") != `"C-1","C-3"` {
+		t.Errorf("stream skus %v, want C-1 and C-3 (confirmed was %s, set to %s)", skus, confirmed, target)
+	}
+}
+
+// TestTail prints events as JSON lines.
+func TestTail(t *testing.T) {
+	e := newReplEnv(t)
+	js := e.js(t)
+	ctx := testenv.Context(t, time.Minute)
+	e.replicate(t).streaming(t)
+	e.exec(t, `INSERT INTO products (supplier_id, sku, name) VALUES (2, 'T-1', 'tail me')`)
+	waitUntil(t, "the change", time.Minute, func() bool { return streamMsgs(ctx, js) >= 1 })
+	cmd := exec.CommandContext(ctx, e.bin, "tail", "--nats-url", e.nats.URL(), "--from-start", "products.2.>")
+	var stdout syncBuffer
+	cmd.Stdout = &stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "a line", 30*time.Second, func() bool { return strings.Contains(stdout.String(), "\n") })
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("tail exit: %v", err)
+	}
+	line, _, _ := strings.Cut(stdout.String(), "\n")
+	var c replication.Change
+	if err := json.Unmarshal([]byte(line), &c); err != nil {
+		t.Fatalf("tail printed %q: %v", line, err)
+	}
+	if c.Op != replication.OpInsert || c.Key.SupplierID != 2 {
+		t.Errorf("tail printed %+v", c)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestReplicateDebezium: --format debezium publishes the Debezium envelope on the same
+// subjects and ids.
+func TestReplicateDebezium(t *testing.T) {
+	e := newReplEnv(t)
+	js := e.js(t)
+	ctx := testenv.Context(t, time.Minute)
+	e.replicate(t, "--format", "debezium").streaming(t)
+	e.exec(t, `INSERT INTO products (supplier_id, sku, name, price) VALUES (2, 'D-1', 'deb', 1.50)`)
+	e.exec(t, `DELETE FROM products WHERE sku = 'D-1'`)
+	waitUntil(t, "two changes", time.Minute, func() bool { return streamMsgs(ctx, js) >= 2 })
+	s, err := js.Stream(ctx, sink.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seq, want := range map[uint64]string{1: "c", 2: "d"} {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var env struct {
+			Op     string          `json:"op"`
+			Before json.RawMessage `json:"before"`
+			After  json.RawMessage `json:"after"`
+			Source struct {
+				Connector string `json:"connector"`
+				Table     string `json:"table"`
+			} `json:"source"`
+		}
+		if err := json.Unmarshal(m.Data, &env); err != nil {
+			t.Fatalf("%s: %v", m.Data, err)
+		}
+		if env.Op != want || env.Source.Connector != "postgresql" || env.Source.Table != "products" {
+			t.Errorf("message %d: %s", seq, m.Data)
+		}
+		if want := "products.2." + map[string]string{"c": "insert", "d": "delete"}[want]; m.Subject != want {
+			t.Errorf("subject %s, want %s", m.Subject, want)
+		}
+	}
+}
+
+// TestReplicateWALLevelReplica: a server without logical decoding gets a clear error
+// naming wal_level, and a non-zero exit.
+func TestReplicateWALLevelReplica(t *testing.T) {
+	pg := testenv.Postgres(t, sandbox.PostgresOptions{Settings: map[string]string{"wal_level": "replica", "max_wal_senders": "2", "max_replication_slots": "2"}})
+	n := testenv.NATS(t)
+	cmd := exec.Command(testenv.Binary(t), "replicate", "--pg-url", pg.URL("postgres"), "--nats-url", n.URL(), "--http-addr=")
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("replicate succeeded against wal_level=replica:\n%s", out)
+	}
+	if !strings.Contains(string(out), "wal_level") || !strings.Contains(string(out), "logical") {
+		t.Errorf("the error does not explain wal_level:\n%s", out)
+	}
+}

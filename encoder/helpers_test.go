@@ -1,0 +1,360 @@
+package encoder_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tidemark/tidemark/catalog"
+	"github.com/tidemark/tidemark/encoder"
+	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/replication"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// env is a migrated database with suppliers 1 and 2, and a JetStream server with the
+// PRODUCTS stream, as tidemark replicate would leave them.
+type env struct {
+	t       *testing.T
+	ctx     context.Context
+	pgURL   string
+	natsURL string
+	pool    *pgxpool.Pool
+	js      jetstream.JetStream
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	ctx := testenv.Context(t, 4*time.Minute)
+	url := testenv.Database(t)
+	pool := testenv.Pool(t, url)
+	if _, err := catalog.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []int32{1, 2} {
+		if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			return catalog.AddSupplier(ctx, tx, id, fmt.Sprintf("supplier %d", id))
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ns := testenv.NATS(t)
+	nc, err := nats.Connect(ns.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name: encoder.StreamName, Subjects: []string{"products.>"},
+		Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, ctx: ctx, pgURL: url, natsURL: ns.URL(), pool: pool, js: js}
+}
+
+// product is a row of products as the tests see it.
+type product struct {
+	key         replication.Key
+	sku, name   string
+	description *string
+	price       string
+	attributes  string
+}
+
+func (p product) text() string {
+	d := ""
+	if p.description != nil {
+		d = *p.description
+	}
+	return encoder.Text(p.name, d, json.RawMessage(p.attributes))
+}
+
+const returning = `RETURNING supplier_id, id, sku, name, description, coalesce(price::text, ''), attributes::text`
+
+func scanProduct(row pgx.Row) (product, error) {
+	var p product
+	err := row.Scan(&p.key.SupplierID, &p.key.ID, &p.sku, &p.name, &p.description, &p.price, &p.attributes)
+	return p, err
+}
+
+// change builds the event replicate would publish for p.
+func (e *env) change(op replication.Op, p product, lsn pglogrepl.LSN) replication.Change {
+	ch := replication.Change{
+		Op: op, Schema: "public", Table: "products", Key: p.key,
+		Source: replication.Source{Slot: "tidemark", LSN: lsn, CommitLSN: lsn, CommitTS: time.Now(), XID: 1},
+		TsMs:   time.Now().UnixMilli(),
+	}
+	if op != replication.OpDelete {
+		js := func(v any) json.RawMessage { b, _ := json.Marshal(v); return b }
+		ch.After = replication.Row{
+			{Name: "id", Value: js(p.key.ID)}, {Name: "supplier_id", Value: js(p.key.SupplierID)},
+			{Name: "sku", Value: js(p.sku)}, {Name: "name", Value: js(p.name)},
+			{Name: "description", Value: js(p.description)}, {Name: "price", Value: js(p.price)},
+			{Name: "attributes", Value: json.RawMessage(p.attributes)},
+		}
+	} else {
+		ch.Before = replication.Row{{Name: "supplier_id", Value: []byte(fmt.Sprint(p.key.SupplierID))}, {Name: "id", Value: []byte(fmt.Sprint(p.key.ID))}}
+	}
+	return ch
+}
+
+// write runs one statement on products (RETURNING the row), then publishes its event with
+// the WAL position after the commit as its LSN, so LSNs grow as they would from the slot.
+func (e *env) write(op replication.Op, sql string, args ...any) (product, replication.Change) {
+	e.t.Helper()
+	p, err := scanProduct(e.pool.QueryRow(e.ctx, sql+" "+returning, args...))
+	if err != nil {
+		e.t.Fatalf("%s: %v", sql, err)
+	}
+	lsn := e.lsn()
+	ch := e.change(op, p, lsn)
+	e.publish(ch)
+	return p, ch
+}
+
+func (e *env) lsn() pglogrepl.LSN {
+	e.t.Helper()
+	var s string
+	if err := e.pool.QueryRow(e.ctx, "SELECT pg_current_wal_insert_lsn()::text").Scan(&s); err != nil {
+		e.t.Fatal(err)
+	}
+	lsn, err := pglogrepl.ParseLSN(s)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return lsn
+}
+
+func (e *env) insert(supplier int64, sku, name, description string) product {
+	e.t.Helper()
+	p, _ := e.write(replication.OpInsert, `INSERT INTO products (supplier_id, sku, name, description, price, attributes)
+		VALUES ($1, $2, $3, $4, 9.99, '{"brand": "Acme", "weight_g": 120}')`, supplier, sku, name, description)
+	return p
+}
+
+func (e *env) update(k replication.Key, set string, args ...any) (product, replication.Change) {
+	e.t.Helper()
+	args = append([]any{k.SupplierID, k.ID}, args...)
+	return e.write(replication.OpUpdate, "UPDATE products SET "+set+", updated_at = now() WHERE supplier_id = $1 AND id = $2", args...)
+}
+
+func (e *env) delete(k replication.Key) replication.Change {
+	e.t.Helper()
+	p, ch := e.write(replication.OpDelete, "DELETE FROM products WHERE supplier_id = $1 AND id = $2", k.SupplierID, k.ID)
+	_ = p
+	return ch
+}
+
+// publish sends ch as replicate does: subject products.<supplier>.<op>, Msg-Id from its LSN.
+func (e *env) publish(ch replication.Change) {
+	e.t.Helper()
+	data, err := json.Marshal(ch)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	id := fmt.Sprintf("%s-%d-%d-%d", ch.Source.CommitLSN, ch.Source.Seq, ch.Key.SupplierID, ch.Key.ID)
+	e.publishRaw(fmt.Sprintf("products.%d.%s", ch.Key.SupplierID, ch.Op), data, id)
+}
+
+func (e *env) publishRaw(subject string, data []byte, msgID string) {
+	e.t.Helper()
+	if _, err := e.js.Publish(e.ctx, subject, data, jetstream.WithMsgID(msgID)); err != nil {
+		e.t.Fatalf("publish %s: %v", subject, err)
+	}
+}
+
+// running is an encoder running in this process.
+type running struct {
+	enc    *encoder.Encoder
+	reg    *prometheus.Registry
+	cancel context.CancelFunc
+	done   chan struct{} // closed when Run returned
+	err    error
+}
+
+func (r *running) stop(t *testing.T) {
+	t.Helper()
+	r.cancel()
+	<-r.done
+	if r.err != nil {
+		t.Errorf("encoder Run: %v", r.err)
+	}
+}
+
+func (r *running) events(result string) float64 {
+	mfs, _ := r.reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() != "tidemark_encoder_events_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "result" && l.GetValue() == result {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+func (r *running) texts() float64 {
+	mfs, _ := r.reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() == "tidemark_embed_texts_total" {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	return 0
+}
+
+func testLog(t *testing.T) *slog.Logger {
+	var w io.Writer = io.Discard
+	if os.Getenv("TIDEMARK_TEST_LOG") != "" {
+		w = os.Stderr
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name())
+}
+
+// start runs an encoder with cfg (test-friendly defaults filled in) and emb.
+func (e *env) start(cfg encoder.Config, emb encoder.Embedder) *running {
+	e.t.Helper()
+	if cfg.BatchWait == 0 {
+		cfg.BatchWait = 100 * time.Millisecond
+	}
+	if cfg.NakDelay == 0 {
+		cfg.NakDelay = 50 * time.Millisecond
+	}
+	if cfg.StreamWait == 0 {
+		cfg.StreamWait = 100 * time.Millisecond
+	}
+	if emb == nil {
+		emb = hashEmbedder(e.t)
+	}
+	reg := prometheus.NewRegistry()
+	enc, err := encoder.New(cfg, e.js, e.pool, emb, testLog(e.t), reg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(e.ctx)
+	r := &running{enc: enc, reg: reg, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		r.err = enc.Run(ctx)
+	}()
+	e.t.Cleanup(func() {
+		cancel()
+		<-r.done
+	})
+	return r
+}
+
+func hashEmbedder(t *testing.T) *encoder.Hash {
+	h, err := encoder.NewHash(encoder.DefaultDim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// vectorRow is a row of product_embeddings.
+type vectorRow struct {
+	key       replication.Key
+	hash      []byte
+	deleted   bool
+	hasVector bool
+	lsn       string
+}
+
+func (e *env) vectors(model string) map[replication.Key]vectorRow {
+	e.t.Helper()
+	rows, err := e.pool.Query(e.ctx, `SELECT supplier_id, product_id, content_hash, deleted, embedding IS NOT NULL, source_lsn::text
+		FROM product_embeddings WHERE model = $1`, model)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	out := map[replication.Key]vectorRow{}
+	var v vectorRow
+	if _, err := pgx.ForEachRow(rows, []any{&v.key.SupplierID, &v.key.ID, &v.hash, &v.deleted, &v.hasVector, &v.lsn}, func() error {
+		out[v.key] = v
+		return nil
+	}); err != nil {
+		e.t.Fatal(err)
+	}
+	return out
+}
+
+func (e *env) products() map[replication.Key]product {
+	e.t.Helper()
+	rows, err := e.pool.Query(e.ctx, `SELECT supplier_id, id, sku, name, description, coalesce(price::text, ''), attributes::text FROM products`)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	out := map[replication.Key]product{}
+	for rows.Next() {
+		p, err := scanProduct(rows)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		out[p.key] = p
+	}
+	if err := rows.Err(); err != nil {
+		e.t.Fatal(err)
+	}
+	return out
+}
+
+// converged says why the vector table does not match the product table yet ("" when it does):
+// every product has a live vector of its current text, every other vector is a tombstone.
+func (e *env) converged(model string) string {
+	vs := e.vectors(model)
+	ps := e.products()
+	for k, p := range ps {
+		v, ok := vs[k]
+		switch {
+		case !ok:
+			return fmt.Sprintf("product %v has no vector", k)
+		case v.deleted || !v.hasVector:
+			return fmt.Sprintf("product %v is tombstoned", k)
+		case string(v.hash) != string(encoder.ContentHash(model, p.text())):
+			return fmt.Sprintf("product %v has a vector of another text", k)
+		}
+	}
+	for k, v := range vs {
+		if _, ok := ps[k]; !ok && (!v.deleted || v.hasVector) {
+			return fmt.Sprintf("deleted product %v has a live vector", k)
+		}
+	}
+	return ""
+}
+
+// eventually polls cond until it returns "" or the test's time runs out.
+func eventually(t *testing.T, d time.Duration, cond func() string) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	why := ""
+	for time.Now().Before(deadline) {
+		if why = cond(); why == "" {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("not reached after %s: %s", d, why)
+}

@@ -1,0 +1,221 @@
+package encoder_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os/exec"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tidemark/tidemark/encoder"
+	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/replication"
+)
+
+// syncBuffer collects a subprocess's output for the test log.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// proc is a running tidemark subprocess.
+type proc struct {
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan struct{} // closed once it exited; err is then its exit error
+	err  error
+}
+
+func (e *env) encodeProcess(t *testing.T, name string, args ...string) *proc {
+	t.Helper()
+	out := &syncBuffer{}
+	cmd := exec.Command(testenv.Binary(t), append([]string{"encode", "--pg-url", e.pgURL, "--nats-url", e.natsURL,
+		"--http-addr", "", "--workers", "2", "--batch", "50", "--batch-wait", "100ms", "--ack-wait", "2s"}, args...)...)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, out: out, done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		p.err = cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("%s output:\n%s", name, out.String())
+		}
+	})
+	return p
+}
+
+// wait waits up to d for the process to exit and returns its exit error.
+func (p *proc) wait(t *testing.T, d time.Duration) error {
+	t.Helper()
+	select {
+	case <-p.done:
+		return p.err
+	case <-time.After(d):
+		t.Fatalf("process did not exit within %s\n%s", d, p.out.String())
+		return nil
+	}
+}
+
+// Two encoder processes share the consumer; one is killed -9 mid-stream. The other (and the
+// redeliveries of what the dead one held) must leave the vector table equal to the products.
+func TestKill9OneOfTwoProcesses(t *testing.T) {
+	e := newEnv(t)
+	model := hashEmbedder(t).Model()
+	a := e.encodeProcess(t, "encoder A")
+	b := e.encodeProcess(t, "encoder B", "--http-addr", "127.0.0.1:0")
+
+	var keys []replication.Key
+	for i := range 600 {
+		p := e.insert(int64(1+i%2), fmt.Sprintf("S-%d", i), fmt.Sprintf("Item %d", i), fmt.Sprintf("Thing number %d", i))
+		keys = append(keys, p.key)
+	}
+	eventually(t, time.Minute, func() string {
+		if n := len(e.vectors(model)); n < 50 {
+			return fmt.Sprintf("only %d vectors", n)
+		}
+		return ""
+	})
+	if err := a.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for i, k := range keys {
+		switch i % 5 {
+		case 0:
+			e.update(k, "name = name || ' v2'")
+		case 1:
+			e.delete(k)
+		case 2:
+			e.update(k, "price = 1")
+		}
+	}
+	eventually(t, 2*time.Minute, func() string { return e.converged(model) })
+
+	// Search finds the product by its words, and --json is a valid array, best first.
+	want := keys[43]
+	out, err := exec.Command(testenv.Binary(t), "search", "--pg-url", e.pgURL, "--json", "-k", "3", "Item 43 Thing number 43").Output()
+	if err != nil {
+		t.Fatalf("search: %v", err)
+	}
+	var hits []encoder.Hit
+	if err := json.Unmarshal(out, &hits); err != nil {
+		t.Fatalf("search --json is not JSON: %v\n%s", err, out)
+	}
+	if len(hits) != 3 || hits[0].ProductID != want.ID || hits[0].SupplierID != want.SupplierID || hits[0].SKU != "S-43" ||
+		hits[0].Score < hits[1].Score || hits[0].Score <= 0 {
+		t.Fatalf("search hits: %+v, want product %v first", hits, want)
+	}
+	out, err = exec.Command(testenv.Binary(t), "search", "--pg-url", e.pgURL, "--supplier", "2", "Item 43").Output()
+	if err != nil || !strings.Contains(string(out), "S-43") || !strings.Contains(string(out), "SCORE") {
+		t.Fatalf("search table: %v\n%s", err, out)
+	}
+	// A deleted product is never found.
+	out, _ = exec.Command(testenv.Binary(t), "search", "--pg-url", e.pgURL, "--json", "-k", "1", "Item 41 Thing number 41").Output()
+	if strings.Contains(string(out), `"sku": "S-41"`) {
+		t.Fatalf("search found a deleted product: %s", out)
+	}
+
+	// The survivor serves its metrics and readiness.
+	m := regexp.MustCompile(`serving metrics"? addr=(\S+)`).FindStringSubmatch(b.out.String())
+	if m == nil {
+		t.Fatalf("no metrics address in the output:\n%s", b.out.String())
+	}
+	for path, want := range map[string]string{
+		"/metrics": `tidemark_encoder_events_total{result="embedded"}`,
+		"/readyz":  "ready",
+	} {
+		resp, err := http.Get("http://" + m[1] + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), want) {
+			t.Fatalf("GET %s: %s\n%s", path, resp.Status, body)
+		}
+	}
+
+	// SIGTERM: the survivor finishes its batch and exits 0.
+	if err := b.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.wait(t, time.Minute); err != nil {
+		t.Fatalf("encoder B after SIGTERM: %v\n%s", err, b.out.String())
+	}
+}
+
+// --exit-idle ends encode once the stream is drained.
+func TestEncodeExitIdle(t *testing.T) {
+	e := newEnv(t)
+	for i := range 20 {
+		e.insert(1, fmt.Sprintf("E-%d", i), fmt.Sprintf("Idle %d", i), "")
+	}
+	p := e.encodeProcess(t, "encoder", "--exit-idle", "300ms")
+	if err := p.wait(t, 2*time.Minute); err != nil {
+		t.Fatalf("encode --exit-idle: %v\n%s", err, p.out.String())
+	}
+	if why := e.converged(hashEmbedder(t).Model()); why != "" {
+		t.Fatal(why)
+	}
+}
+
+// SIGTERM while a batch is being embedded: the batch finishes, is written and acked, and the
+// process exits 0.
+func TestSIGTERMFinishesTheBatchInHand(t *testing.T) {
+	e := newEnv(t)
+	fake, url := newFakeOpenAI(t, 0, 0)
+	fake.delay = 2 * time.Second
+	for i := range 5 {
+		e.insert(1, fmt.Sprintf("G-%d", i), fmt.Sprintf("Graceful %d", i), "")
+	}
+	p := e.encodeProcess(t, "encoder", "--embedder", "openai", "--embed-url", url, "--embed-model", "test-model", "--workers", "1")
+	select {
+	case <-fake.started:
+	case <-time.After(time.Minute):
+		t.Fatalf("no embedding request\n%s", p.out.String())
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.wait(t, time.Minute); err != nil {
+		t.Fatalf("encode after SIGTERM: %v\n%s", err, p.out.String())
+	}
+	if why := e.converged("test-model"); why != "" {
+		t.Fatalf("the batch in hand was not finished: %s", why)
+	}
+	cons, err := e.js.Consumer(e.ctx, encoder.StreamName, encoder.DefaultConsumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := cons.Info(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.NumAckPending != 0 || info.NumPending != 0 {
+		t.Fatalf("after SIGTERM: %d ack pending, %d pending", info.NumAckPending, info.NumPending)
+	}
+}

@@ -1,0 +1,317 @@
+package encoder
+
+import (
+	"container/heap"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/tidemark/tidemark/replication"
+)
+
+// ErrNotMigrated is returned when product_embeddings does not exist: run `tidemark migrate`.
+var ErrNotMigrated = errors.New("table product_embeddings does not exist (run tidemark migrate)")
+
+// Store is the vector table, product_embeddings.
+type Store struct {
+	pool *pgxpool.Pool
+	// vector is true when the embedding column is pgvector's vector rather than real[]: the
+	// code always sends real[] and casts.
+	vector bool
+	// staged holds the sessions (*pgconn.PgConn) that have created the staging table. A
+	// closed session's entry stays, harmlessly: its pointer is never reused while held.
+	staged sync.Map
+}
+
+// OpenStore checks product_embeddings exists and learns its embedding column's type.
+func OpenStore(ctx context.Context, pool *pgxpool.Pool) (*Store, error) {
+	var typ *string
+	err := pool.QueryRow(ctx, `SELECT (SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+		WHERE attrelid = to_regclass('product_embeddings') AND attname = 'embedding' AND NOT attisdropped)`).Scan(&typ)
+	if err != nil {
+		return nil, fmt.Errorf("inspect product_embeddings: %w", err)
+	}
+	if typ == nil {
+		return nil, ErrNotMigrated
+	}
+	return &Store{pool: pool, vector: strings.HasPrefix(*typ, "vector")}, nil
+}
+
+// Vector reports whether the embedding column is pgvector's vector type.
+func (s *Store) Vector() bool { return s.vector }
+
+type storedHash struct {
+	hash    []byte
+	deleted bool
+}
+
+// hashes returns the stored content hashes of keys for model.
+func (s *Store) hashes(ctx context.Context, model string, keys []replication.Key) (map[replication.Key]storedHash, error) {
+	sup, ids := splitKeys(keys)
+	rows, err := s.pool.Query(ctx, `SELECT e.supplier_id, e.product_id, e.content_hash, e.deleted
+		FROM product_embeddings e
+		JOIN unnest($2::int[], $3::bigint[]) AS k(s, p) ON e.supplier_id = k.s AND e.product_id = k.p
+		WHERE e.model = $1`, model, sup, ids)
+	if err != nil {
+		return nil, fmt.Errorf("read content hashes: %w", err)
+	}
+	out := make(map[replication.Key]storedHash, len(keys))
+	var k replication.Key
+	var sh storedHash
+	_, err = pgx.ForEachRow(rows, []any{&k.SupplierID, &k.ID, &sh.hash, &sh.deleted}, func() error {
+		out[k] = storedHash{hash: slices.Clone(sh.hash), deleted: sh.deleted}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read content hashes: %w", err)
+	}
+	return out, nil
+}
+
+// productText is what the text of a product is made of.
+type productText struct {
+	name, description string
+	attributes        json.RawMessage
+}
+
+// currentRows reads the text columns of keys from products: for updates whose description or
+// attributes came as unchanged TOAST. Keys whose row is gone are absent from the result.
+func (s *Store) currentRows(ctx context.Context, keys []replication.Key) (map[replication.Key]productText, error) {
+	sup, ids := splitKeys(keys)
+	rows, err := s.pool.Query(ctx, `SELECT p.supplier_id, p.id, p.name, coalesce(p.description, ''), p.attributes::text
+		FROM products p
+		JOIN unnest($1::int[], $2::bigint[]) AS k(s, i) ON p.supplier_id = k.s AND p.id = k.i`, sup, ids)
+	if err != nil {
+		return nil, fmt.Errorf("read current products: %w", err)
+	}
+	out := make(map[replication.Key]productText, len(keys))
+	var k replication.Key
+	var pt productText
+	var attrs string
+	_, err = pgx.ForEachRow(rows, []any{&k.SupplierID, &k.ID, &pt.name, &pt.description, &attrs}, func() error {
+		out[k] = productText{name: pt.name, description: pt.description, attributes: json.RawMessage(attrs)}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read current products: %w", err)
+	}
+	return out, nil
+}
+
+func splitKeys(keys []replication.Key) ([]int32, []int64) {
+	sup := make([]int32, len(keys))
+	ids := make([]int64, len(keys))
+	for i, k := range keys {
+		sup[i], ids[i] = int32(k.SupplierID), k.ID
+	}
+	return sup, ids
+}
+
+// write is one row of a batch write.
+type write struct {
+	key     replication.Key
+	sku     *string // nil keeps the stored one (deletes carry no sku)
+	name    *string
+	vec     []float32 // nil with !deleted: the text did not change, keep the stored vector
+	hash    []byte
+	lsn     pglogrepl.LSN // commit LSN of the event's transaction
+	seq     int           // the event's position in its transaction
+	deleted bool
+}
+
+// stagingSQL creates the session's staging table for a batch of vectors: COPY into it is
+// binary and cheap, where slicing vectors out of one big array parameter is not.
+const stagingSQL = `CREATE TEMP TABLE IF NOT EXISTS tidemark_embedding_batch (
+	s int, p bigint, sku text, name text, dim int, e real[], h bytea, lsn text, seq int, del bool
+) ON COMMIT DELETE ROWS`
+
+// upsertSQL writes the staged batch in one statement. A row applies only when its
+// (source_lsn, source_seq) is newer than the stored one, and none that a recorded truncate
+// has overtaken. A row without a vector (unchanged text) applies only while the stored row
+// still holds the vector of that text: when a concurrent write changed it, the caller embeds
+// after all.
+const upsertSQL = `INSERT INTO product_embeddings AS pe
+	(supplier_id, product_id, model, sku, name, dim, embedding, content_hash, source_lsn, source_seq, deleted, updated_at)
+SELECT u.s, u.p, $1, u.sku, u.name, u.dim, u.e%s, u.h, u.lsn::pg_lsn, u.seq, u.del, now()
+FROM tidemark_embedding_batch u
+WHERE NOT EXISTS (SELECT 1 FROM product_embedding_truncations t
+	WHERE t.model = $1 AND t.supplier_id IN (0, u.s) AND (t.source_lsn, t.source_seq) >= (u.lsn::pg_lsn, u.seq))
+ORDER BY u.s, u.p
+ON CONFLICT (supplier_id, product_id, model) DO UPDATE SET
+	sku = coalesce(EXCLUDED.sku, pe.sku),
+	name = coalesce(EXCLUDED.name, pe.name),
+	dim = CASE WHEN EXCLUDED.deleted THEN NULL ELSE coalesce(EXCLUDED.dim, pe.dim) END,
+	embedding = CASE WHEN EXCLUDED.deleted THEN NULL ELSE coalesce(EXCLUDED.embedding, pe.embedding) END,
+	content_hash = EXCLUDED.content_hash,
+	source_lsn = EXCLUDED.source_lsn,
+	source_seq = EXCLUDED.source_seq,
+	deleted = EXCLUDED.deleted,
+	updated_at = now()
+WHERE (pe.source_lsn, pe.source_seq) < (EXCLUDED.source_lsn, EXCLUDED.source_seq)
+	AND (EXCLUDED.deleted OR EXCLUDED.embedding IS NOT NULL
+		OR (NOT pe.deleted AND pe.embedding IS NOT NULL AND pe.content_hash = EXCLUDED.content_hash))
+RETURNING supplier_id, product_id`
+
+// upsert writes ws in tx (COPY to the staging table, then one INSERT … ON CONFLICT) and
+// returns the keys whose write applied.
+func (s *Store) upsert(ctx context.Context, tx pgx.Tx, model string, ws []write, again bool) (map[replication.Key]bool, error) {
+	if len(ws) == 0 {
+		return nil, nil
+	}
+	// Each round trip counts on a busy machine: create the staging table once per session, and
+	// empty it only for a second pass in one transaction (commit empties it otherwise).
+	pc := tx.Conn().PgConn()
+	if _, ok := s.staged.Load(pc); !ok {
+		if _, err := tx.Exec(ctx, stagingSQL); err != nil {
+			return nil, fmt.Errorf("create staging table: %w", err)
+		}
+		s.staged.Store(pc, true)
+	} else if again {
+		if _, err := tx.Exec(ctx, "DELETE FROM tidemark_embedding_batch"); err != nil {
+			return nil, fmt.Errorf("empty staging table: %w", err)
+		}
+	}
+	src := pgx.CopyFromSlice(len(ws), func(i int) ([]any, error) {
+		w := &ws[i]
+		var dim *int32
+		var vec []float32
+		if len(w.vec) > 0 {
+			d := int32(len(w.vec))
+			dim, vec = &d, w.vec
+		}
+		return []any{int32(w.key.SupplierID), w.key.ID, w.sku, w.name, dim, vec, w.hash, w.lsn.String(), int32(w.seq), w.deleted}, nil
+	})
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"tidemark_embedding_batch"},
+		[]string{"s", "p", "sku", "name", "dim", "e", "h", "lsn", "seq", "del"}, src); err != nil {
+		return nil, fmt.Errorf("stage vectors: %w", err)
+	}
+	cast := ""
+	if s.vector {
+		cast = "::vector"
+	}
+	rows, err := tx.Query(ctx, fmt.Sprintf(upsertSQL, cast), model)
+	if err != nil {
+		return nil, fmt.Errorf("write vectors: %w", err)
+	}
+	applied := make(map[replication.Key]bool, len(ws))
+	var k replication.Key
+	if _, err := pgx.ForEachRow(rows, []any{&k.SupplierID, &k.ID}, func() error {
+		applied[k] = true
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("write vectors: %w", err)
+	}
+	return applied, nil
+}
+
+// truncate records a TRUNCATE of supplier's products (0: all of them) at (lsn, seq) and
+// tombstones every vector of model in that scope written by an older event.
+func (s *Store) truncate(ctx context.Context, tx pgx.Tx, model string, supplier int32, lsn pglogrepl.LSN, seq int) (int64, error) {
+	if _, err := tx.Exec(ctx, `INSERT INTO product_embedding_truncations AS t (model, supplier_id, source_lsn, source_seq)
+		VALUES ($1, $2, $3::text::pg_lsn, $4)
+		ON CONFLICT (model, supplier_id) DO UPDATE SET source_lsn = EXCLUDED.source_lsn, source_seq = EXCLUDED.source_seq
+		WHERE (t.source_lsn, t.source_seq) < (EXCLUDED.source_lsn, EXCLUDED.source_seq)`,
+		model, supplier, lsn.String(), seq); err != nil {
+		return 0, fmt.Errorf("record truncate: %w", err)
+	}
+	tag, err := tx.Exec(ctx, `UPDATE product_embeddings SET deleted = true, embedding = NULL, dim = NULL,
+			content_hash = NULL, source_lsn = $3::text::pg_lsn, source_seq = $4, updated_at = now()
+		WHERE model = $1 AND ($2 = 0 OR supplier_id = $2)
+			AND (source_lsn, source_seq) < ($3::text::pg_lsn, $4)`, model, supplier, lsn.String(), seq)
+	if err != nil {
+		return 0, fmt.Errorf("tombstone truncated vectors: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// Hit is a search result.
+type Hit struct {
+	SupplierID int64   `json:"supplier_id"`
+	ProductID  int64   `json:"product_id"`
+	SKU        string  `json:"sku"`
+	Name       string  `json:"name"`
+	Score      float64 `json:"score"` // cosine similarity, 1 is identical
+}
+
+// Search returns the k live products of model nearest to the query vector q, best first,
+// optionally of one supplier (0: all). With pgvector it orders by `<=>` in SQL; with real[] it
+// streams the vectors and keeps the best k in a heap (vectors are unit length, so the dot
+// product is the cosine).
+func (s *Store) Search(ctx context.Context, model string, q []float32, supplier int32, k int) ([]Hit, error) {
+	if k <= 0 {
+		return nil, nil
+	}
+	if s.vector {
+		rows, err := s.pool.Query(ctx, `SELECT supplier_id, product_id, coalesce(sku, ''), coalesce(name, ''),
+				1 - (embedding <=> $2::real[]::vector)
+			FROM product_embeddings
+			WHERE model = $1 AND NOT deleted AND embedding IS NOT NULL AND ($3 = 0 OR supplier_id = $3)
+				AND dim = $5
+			ORDER BY embedding <=> $2::real[]::vector LIMIT $4`, model, q, supplier, k, len(q))
+		if err != nil {
+			return nil, fmt.Errorf("search: %w", err)
+		}
+		hits, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Hit, error) {
+			var h Hit
+			err := r.Scan(&h.SupplierID, &h.ProductID, &h.SKU, &h.Name, &h.Score)
+			return h, err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("search: %w", err)
+		}
+		return hits, nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT supplier_id, product_id, coalesce(sku, ''), coalesce(name, ''), embedding
+		FROM product_embeddings
+		WHERE model = $1 AND NOT deleted AND embedding IS NOT NULL AND ($2 = 0 OR supplier_id = $2)`, model, supplier)
+	if err != nil {
+		return nil, fmt.Errorf("search: %w", err)
+	}
+	var (
+		best hitHeap
+		h    Hit
+		vec  []float32
+	)
+	_, err = pgx.ForEachRow(rows, []any{&h.SupplierID, &h.ProductID, &h.SKU, &h.Name, &vec}, func() error {
+		if len(vec) != len(q) {
+			return nil
+		}
+		h.Score = float64(dot(q, vec))
+		if len(best) < k {
+			heap.Push(&best, h)
+		} else if h.Score > best[0].Score {
+			best[0] = h
+			heap.Fix(&best, 0)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("search: %w", err)
+	}
+	out := make([]Hit, len(best))
+	for i := len(out) - 1; i >= 0; i-- {
+		out[i] = heap.Pop(&best).(Hit)
+	}
+	return out, nil
+}
+
+// hitHeap is a min-heap by score: its root is the worst of the best k.
+type hitHeap []Hit
+
+func (h hitHeap) Len() int           { return len(h) }
+func (h hitHeap) Less(i, j int) bool { return h[i].Score < h[j].Score }
+func (h hitHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *hitHeap) Push(x any)        { *h = append(*h, x.(Hit)) }
+func (h *hitHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}

@@ -1,0 +1,396 @@
+package health
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/tidemark/tidemark/catalog"
+)
+
+// Options name what the checks look for.
+type Options struct {
+	Slot        string // replication slot; default "tidemark"
+	Publication string // default "tidemark"
+	Stream      string // default "PRODUCTS"
+	// Bucket is the checkpoint KV bucket; default "tidemark_checkpoints" (key = slot name).
+	Bucket string
+	// LagWarn is the slot lag, in bytes, above which a check warns; default 1 GiB.
+	LagWarn int64
+}
+
+func (o Options) withDefaults() Options {
+	if o.Slot == "" {
+		o.Slot = "tidemark"
+	}
+	if o.Publication == "" {
+		o.Publication = "tidemark"
+	}
+	if o.Stream == "" {
+		o.Stream = "PRODUCTS"
+	}
+	if o.Bucket == "" {
+		o.Bucket = "tidemark_checkpoints"
+	}
+	if o.LagWarn <= 0 {
+		o.LagWarn = 1 << 30
+	}
+	return o
+}
+
+// PostgresChecks checks the database for logical replication and for the pipeline's objects. A
+// query that fails becomes a failed check rather than an error, so one bad check does not hide
+// the others.
+func PostgresChecks(ctx context.Context, pool *pgxpool.Pool, opts Options) []Check {
+	opts = opts.withDefaults()
+	var checks []Check
+	add := func(c ...Check) { checks = append(checks, c...) }
+	add(walLevel(ctx, pool))
+	add(slotsAndSenders(ctx, pool, opts)...)
+	add(replicationPrivilege(ctx, pool))
+	add(walKeepSize(ctx, pool))
+	migrated, c := schema(ctx, pool)
+	add(c)
+	add(publication(ctx, pool, opts))
+	add(slot(ctx, pool, opts))
+	if migrated {
+		add(indexes(ctx, pool)...)
+		add(partitions(ctx, pool))
+	}
+	return checks
+}
+
+func queryFailed(name string, err error) Check {
+	return fail(name, "check the role can read the pg_catalog views", "query failed: %v", err)
+}
+
+func walLevel(ctx context.Context, db *pgxpool.Pool) Check {
+	var level string
+	if err := db.QueryRow(ctx, "SHOW wal_level").Scan(&level); err != nil {
+		return queryFailed("wal_level", err)
+	}
+	if level != "logical" {
+		return fail("wal_level", "ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL",
+			"wal_level is %s: logical replication needs logical", level)
+	}
+	return ok("wal_level", "logical")
+}
+
+func setting(ctx context.Context, db *pgxpool.Pool, name string) (int64, error) {
+	var s string
+	if err := db.QueryRow(ctx, "SELECT current_setting($1)", name).Scan(&s); err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(s, 10, 64)
+}
+
+func slotsAndSenders(ctx context.Context, db *pgxpool.Pool, opts Options) []Check {
+	maxSlots, err := setting(ctx, db, "max_replication_slots")
+	if err != nil {
+		return []Check{queryFailed("replication_slots", err)}
+	}
+	var used, ours int64
+	var oursActive bool
+	if err := db.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE slot_name = $1),
+		coalesce(bool_or(active) FILTER (WHERE slot_name = $1), false) FROM pg_replication_slots`, opts.Slot).
+		Scan(&used, &ours, &oursActive); err != nil {
+		return []Check{queryFailed("replication_slots", err)}
+	}
+	var out []Check
+	free := maxSlots - used
+	switch {
+	case ours > 0:
+		out = append(out, ok("replication_slots", "%d of %d used, slot %s among them", used, maxSlots, opts.Slot))
+	case free <= 0:
+		out = append(out, fail("replication_slots", "raise max_replication_slots (restart needed) or drop an unused slot with pg_drop_replication_slot()",
+			"all %d replication slots are used and %s is not one of them", maxSlots, opts.Slot))
+	default:
+		out = append(out, ok("replication_slots", "%d of %d used, %d free", used, maxSlots, free))
+	}
+	maxSenders, err := setting(ctx, db, "max_wal_senders")
+	if err != nil {
+		return append(out, queryFailed("wal_senders", err))
+	}
+	var senders int64
+	if err := db.QueryRow(ctx, "SELECT count(*) FROM pg_stat_replication").Scan(&senders); err != nil {
+		return append(out, queryFailed("wal_senders", err))
+	}
+	switch freeSenders := maxSenders - senders; {
+	case oursActive:
+		out = append(out, ok("wal_senders", "%d of %d in use, the replicator's among them", senders, maxSenders))
+	case freeSenders <= 0:
+		out = append(out, fail("wal_senders", "raise max_wal_senders (restart needed)",
+			"all %d WAL senders are in use: the replicator cannot connect", maxSenders))
+	case freeSenders == 1:
+		out = append(out, warn("wal_senders", "raise max_wal_senders (restart needed) to leave room for a standby replicator or a base backup",
+			"%d of %d in use: one left", senders, maxSenders))
+	default:
+		out = append(out, ok("wal_senders", "%d of %d in use", senders, maxSenders))
+	}
+	return out
+}
+
+func replicationPrivilege(ctx context.Context, db *pgxpool.Pool) Check {
+	var role string
+	var repl, super bool
+	if err := db.QueryRow(ctx, "SELECT rolname, rolreplication, rolsuper FROM pg_roles WHERE rolname = current_user").
+		Scan(&role, &repl, &super); err != nil {
+		return queryFailed("replication_privilege", err)
+	}
+	switch {
+	case super:
+		return ok("replication_privilege", "role %s is a superuser", role)
+	case repl:
+		return ok("replication_privilege", "role %s has REPLICATION", role)
+	}
+	return fail("replication_privilege", fmt.Sprintf("ALTER ROLE %s REPLICATION;", pgx.Identifier{role}.Sanitize()),
+		"role %s has neither REPLICATION nor superuser: it cannot create or read a replication slot", role)
+}
+
+func walKeepSize(ctx context.Context, db *pgxpool.Pool) Check {
+	var v string
+	err := db.QueryRow(ctx, "SELECT current_setting('max_slot_wal_keep_size', true)").Scan(&v)
+	if err != nil {
+		return queryFailed("max_slot_wal_keep_size", err)
+	}
+	switch v {
+	case "":
+		return warn("max_slot_wal_keep_size", "upgrade to PostgreSQL 13 or later and set max_slot_wal_keep_size",
+			"not supported by this server: a stalled slot can fill the disk")
+	case "-1":
+		return warn("max_slot_wal_keep_size", "ALTER SYSTEM SET max_slot_wal_keep_size = '50GB' (size it to your disk); SELECT pg_reload_conf();",
+			"unlimited: a stalled or abandoned slot keeps WAL until the disk is full")
+	}
+	return ok("max_slot_wal_keep_size", "%s", v)
+}
+
+func schema(ctx context.Context, db *pgxpool.Pool) (bool, Check) {
+	pending, err := catalog.Pending(ctx, db)
+	if err != nil {
+		return false, queryFailed("schema", err)
+	}
+	if len(pending) > 0 {
+		var hasProducts bool
+		_ = db.QueryRow(ctx, "SELECT to_regclass('products') IS NOT NULL").Scan(&hasProducts)
+		return hasProducts, warn("schema", "run tidemark migrate", "not yet migrated: %s pending", strings.Join(pending, ", "))
+	}
+	return true, ok("schema", "migrated")
+}
+
+func publication(ctx context.Context, db *pgxpool.Pool, opts Options) Check {
+	var viaRoot, hasProducts bool
+	err := db.QueryRow(ctx, `SELECT p.pubviaroot,
+		EXISTS (SELECT 1 FROM pg_publication_tables t WHERE t.pubname = p.pubname AND t.tablename = 'products')
+		FROM pg_publication p WHERE p.pubname = $1`, opts.Publication).Scan(&viaRoot, &hasProducts)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ok("publication", "%s not yet created (tidemark replicate creates it)", opts.Publication)
+	}
+	if err != nil {
+		return queryFailed("publication", err)
+	}
+	name := pgx.Identifier{opts.Publication}.Sanitize()
+	if !viaRoot {
+		return warn("publication", fmt.Sprintf("ALTER PUBLICATION %s SET (publish_via_partition_root = true);", name),
+			"%s has publish_via_partition_root off: changes arrive named after partitions (products_s<ID>), not products", opts.Publication)
+	}
+	if !hasProducts {
+		return warn("publication", fmt.Sprintf("ALTER PUBLICATION %s ADD TABLE products;", name),
+			"%s does not publish products", opts.Publication)
+	}
+	return ok("publication", "%s publishes products via the partition root", opts.Publication)
+}
+
+// Slot is a logical replication slot as pg_replication_slots shows it.
+type Slot struct {
+	Name         string `json:"name"`
+	Plugin       string `json:"plugin"`
+	Database     string `json:"database"`
+	Active       bool   `json:"active"`
+	ActivePID    *int32 `json:"active_pid,omitempty"`
+	ConfirmedLSN string `json:"confirmed_lsn"`
+	RestartLSN   string `json:"restart_lsn"`
+	// LagBytes is the WAL between the server's current position and the confirmed LSN: what
+	// the slot retains and the replicator has yet to confirm.
+	LagBytes int64 `json:"lag_bytes"`
+	// WALStatus is reserved, extended, unreserved or lost (PostgreSQL 13+).
+	WALStatus string `json:"wal_status"`
+}
+
+// ErrNoSlot means the replication slot does not exist.
+var ErrNoSlot = errors.New("replication slot not found")
+
+// SlotInfo reads the slot named name, or returns ErrNoSlot.
+func SlotInfo(ctx context.Context, db *pgxpool.Pool, name string) (*Slot, error) {
+	var s Slot
+	var confirmed, restart *string
+	err := db.QueryRow(ctx, `SELECT slot_name, coalesce(plugin, ''), coalesce(database, ''), active, active_pid,
+		confirmed_flush_lsn::text, restart_lsn::text,
+		coalesce(pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END,
+			confirmed_flush_lsn), 0)::bigint,
+		coalesce(to_jsonb(s) ->> 'wal_status', '')
+		FROM pg_replication_slots s WHERE slot_name = $1`, name).
+		Scan(&s.Name, &s.Plugin, &s.Database, &s.Active, &s.ActivePID, &confirmed, &restart, &s.LagBytes, &s.WALStatus)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("slot %s: %w", name, ErrNoSlot)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read slot %s: %w", name, err)
+	}
+	if confirmed != nil {
+		s.ConfirmedLSN = *confirmed
+	}
+	if restart != nil {
+		s.RestartLSN = *restart
+	}
+	return &s, nil
+}
+
+func slot(ctx context.Context, db *pgxpool.Pool, opts Options) Check {
+	s, err := SlotInfo(ctx, db, opts.Slot)
+	if errors.Is(err, ErrNoSlot) {
+		return ok("slot", "%s not yet created (tidemark replicate creates it)", opts.Slot)
+	}
+	if err != nil {
+		return queryFailed("slot", err)
+	}
+	var dbName string
+	if err := db.QueryRow(ctx, "SELECT current_database()").Scan(&dbName); err != nil {
+		return queryFailed("slot", err)
+	}
+	drop := fmt.Sprintf("SELECT pg_drop_replication_slot('%s'); then restart tidemark replicate (it re-creates the slot; take a snapshot for what was missed)", opts.Slot)
+	switch {
+	case s.Plugin != "pgoutput":
+		return fail("slot", drop, "%s uses the %s plugin, not pgoutput", s.Name, s.Plugin)
+	case s.Database != dbName:
+		return fail("slot", "point --pg-url at database "+s.Database+", or use another --slot name", "%s belongs to database %s, not %s", s.Name, s.Database, dbName)
+	case s.WALStatus == "lost":
+		return fail("slot", drop, "%s is invalidated (wal_status lost): WAL it needed was removed", s.Name)
+	}
+	state := "inactive"
+	if s.Active {
+		state = "active"
+	}
+	if s.LagBytes > opts.LagWarn {
+		return warn("slot", "start (or unblock) tidemark replicate; if the slot is abandoned, drop it before it fills the disk",
+			"%s %s, lag %s (over %s), wal_status %s", s.Name, state, FormatBytes(s.LagBytes), FormatBytes(opts.LagWarn), s.WALStatus)
+	}
+	if s.WALStatus == "unreserved" {
+		return warn("slot", "start (or unblock) tidemark replicate now: the slot is about to lose WAL it needs",
+			"%s %s, lag %s, wal_status unreserved", s.Name, state, FormatBytes(s.LagBytes))
+	}
+	return ok("slot", "%s %s, confirmed %s, lag %s", s.Name, state, s.ConfirmedLSN, FormatBytes(s.LagBytes))
+}
+
+// leanShape names the indexes the schema defines on products; anything else is extra.
+func leanShape(primary, unique bool, cols []string, pred string, hasExprs bool) string {
+	switch {
+	case hasExprs:
+		return ""
+	case primary && slices.Equal(cols, []string{"supplier_id", "id"}) && pred == "":
+		return "primary key"
+	case unique && slices.Equal(cols, []string{"supplier_id", "sku"}) && pred == "":
+		return "unique (supplier_id, sku)"
+	case !unique && slices.Equal(cols, []string{"updated_at"}) && pred == "":
+		return "updated_at"
+	case !unique && strings.Contains(pred, "status") && strings.Contains(pred, "'pending'"):
+		return "pending"
+	}
+	return ""
+}
+
+func indexes(ctx context.Context, db *pgxpool.Pool) []Check {
+	// Top-level indexes of the products tree: those on products itself and those created on a
+	// single partition (which no parent index owns). Scans are summed over each index's
+	// partitions, since a partitioned index keeps no statistics of its own.
+	rows, err := db.Query(ctx, `
+		SELECT c.relname, t.relname, pg_get_indexdef(i.indexrelid), i.indisprimary, i.indisunique,
+		       array(SELECT coalesce(a.attname, '') FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord)
+		             LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum ORDER BY k.ord),
+		       coalesce(pg_get_expr(i.indpred, i.indrelid), ''), i.indexprs IS NOT NULL,
+		       coalesce((SELECT sum(s.idx_scan) FROM pg_partition_tree(i.indexrelid) pt
+		                 JOIN pg_stat_user_indexes s ON s.indexrelid = pt.relid), 0)::bigint
+		FROM pg_partition_tree('products') tree
+		JOIN pg_index i ON i.indrelid = tree.relid
+		JOIN pg_class c ON c.oid = i.indexrelid
+		JOIN pg_class t ON t.oid = i.indrelid
+		WHERE NOT EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = i.indexrelid)
+		ORDER BY tree.level, c.relname`)
+	if err != nil {
+		return []Check{queryFailed("indexes", err)}
+	}
+	type index struct {
+		name, table, def, pred string
+		primary, unique, exprs bool
+		cols                   []string
+		scans                  int64
+	}
+	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (index, error) {
+		var ix index
+		err := r.Scan(&ix.name, &ix.table, &ix.def, &ix.primary, &ix.unique, &ix.cols, &ix.pred, &ix.exprs, &ix.scans)
+		return ix, err
+	})
+	if err != nil {
+		return []Check{queryFailed("indexes", err)}
+	}
+	seen := map[string]bool{}
+	var lean []string
+	var out []Check
+	for _, ix := range list {
+		shape := ""
+		if ix.table == "products" {
+			shape = leanShape(ix.primary, ix.unique, ix.cols, ix.pred, ix.exprs)
+		}
+		if shape != "" && !seen[shape] {
+			seen[shape] = true
+			lean = append(lean, ix.name)
+			continue
+		}
+		fix := fmt.Sprintf("DROP INDEX %s; unless a query needs it", pgx.Identifier{ix.name}.Sanitize())
+		if ix.scans == 0 {
+			out = append(out, warn("index "+ix.name, fix,
+				"beyond the lean set and never scanned: every index is paid on every insert (%s)", ix.def))
+		} else {
+			out = append(out, ok("index "+ix.name, "beyond the lean set, scanned %d times (%s)", ix.scans, ix.def))
+		}
+	}
+	if missing := 4 - len(seen); missing > 0 {
+		out = append([]Check{warn("indexes", "run tidemark migrate, or re-create the schema's indexes (sql/0001_products.sql)",
+			"%d of the schema's 4 indexes on products are missing (present: %s)", missing, strings.Join(lean, ", "))}, out...)
+	} else {
+		out = append([]Check{ok("indexes", "the lean set: %s", strings.Join(lean, ", "))}, out...)
+	}
+	return out
+}
+
+func partitions(ctx context.Context, db *pgxpool.Pool) Check {
+	rows, err := db.Query(ctx, `
+		SELECT s.id FROM suppliers s
+		WHERE NOT EXISTS (SELECT 1 FROM pg_inherits h
+			WHERE h.inhparent = 'products'::regclass AND h.inhrelid = to_regclass(quote_ident('products_s' || s.id)))
+		ORDER BY s.id`)
+	if err != nil {
+		return queryFailed("partitions", err)
+	}
+	missing, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		return queryFailed("partitions", err)
+	}
+	if len(missing) == 0 {
+		var n int
+		if err := db.QueryRow(ctx, "SELECT count(*) FROM suppliers").Scan(&n); err != nil {
+			return queryFailed("partitions", err)
+		}
+		return ok("partitions", "every supplier (%d) has its partition", n)
+	}
+	ids := make([]string, len(missing))
+	for i, id := range missing {
+		ids[i] = strconv.Itoa(int(id))
+	}
+	return warn("partitions", "tidemark supplier add "+ids[0]+" (for each one; the loader also creates them on demand)",
+		"suppliers without a partition (their rows cannot be inserted): %s", strings.Join(ids, ", "))
+}

@@ -1,0 +1,192 @@
+package health
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Status is where the pipeline stands. A nil part was not found or could not be read; Problems
+// says why when that makes the pipeline unhealthy.
+type Status struct {
+	Slot       *Slot       `json:"slot"`
+	Checkpoint *Checkpoint `json:"checkpoint"`
+	Stream     *Stream     `json:"stream"`
+	Consumers  []Consumer  `json:"consumers"`
+	Vectors    *Vectors    `json:"vectors"`
+	Healthy    bool        `json:"healthy"`
+	Problems   []string    `json:"problems"`
+}
+
+// Checkpoint is the LSN the replicator saved in the checkpoint bucket.
+type Checkpoint struct {
+	Bucket   string    `json:"bucket"`
+	Key      string    `json:"key"`
+	LSN      string    `json:"lsn"`
+	Revision uint64    `json:"revision"`
+	Saved    time.Time `json:"saved"`
+}
+
+// Stream is the state of the JetStream stream.
+type Stream struct {
+	Name      string    `json:"name"`
+	Messages  uint64    `json:"messages"`
+	Bytes     uint64    `json:"bytes"`
+	FirstSeq  uint64    `json:"first_seq"`
+	LastSeq   uint64    `json:"last_seq"`
+	LastTime  time.Time `json:"last_time"`
+	Consumers int       `json:"consumer_count"`
+	Replicas  int       `json:"replicas"`
+}
+
+// Consumer is the state of one consumer of the stream.
+type Consumer struct {
+	Name string `json:"name"`
+	// Pending is the number of messages not yet delivered to the consumer.
+	Pending uint64 `json:"pending"`
+	// AckPending is the number delivered and not yet acknowledged.
+	AckPending  int `json:"ack_pending"`
+	Redelivered int `json:"redelivered"`
+	// Waiting is the number of pull requests waiting: a sign of live workers.
+	Waiting      int       `json:"waiting"`
+	LastDelivery time.Time `json:"last_delivery,omitzero"`
+}
+
+// Vectors counts the rows of product_embeddings.
+type Vectors struct {
+	Live    int64         `json:"live"`
+	Deleted int64         `json:"deleted"`
+	Models  []ModelCounts `json:"models"`
+}
+
+// ModelCounts counts one embedding model's rows.
+type ModelCounts struct {
+	Model   string `json:"model"`
+	Live    int64  `json:"live"`
+	Deleted int64  `json:"deleted"`
+}
+
+// NewStatus is an empty status, healthy until a problem is added.
+func NewStatus() *Status {
+	return &Status{Consumers: []Consumer{}, Problems: []string{}, Healthy: true}
+}
+
+// Problem records why the pipeline is not healthy.
+func (s *Status) Problem(format string, args ...any) {
+	s.Healthy = false
+	s.Problems = append(s.Problems, fmt.Sprintf(format, args...))
+}
+
+// GatherPostgres reads the slot and the vector counts. A stopped replicator is healthy as long
+// as its slot retains less than opts.LagWarn bytes.
+func GatherPostgres(ctx context.Context, pool *pgxpool.Pool, opts Options, s *Status) {
+	opts = opts.withDefaults()
+	slot, err := SlotInfo(ctx, pool, opts.Slot)
+	switch {
+	case errors.Is(err, ErrNoSlot):
+		s.Problem("slot %s does not exist: start tidemark replicate", opts.Slot)
+	case err != nil:
+		s.Problem("%v", err)
+	default:
+		s.Slot = slot
+		switch {
+		case slot.WALStatus == "lost":
+			s.Problem("slot %s is invalidated (wal_status lost): drop it, restart tidemark replicate and snapshot what was missed", slot.Name)
+		case !slot.Active && slot.LagBytes > opts.LagWarn:
+			s.Problem("slot %s is inactive with %s of WAL behind (over %s): is tidemark replicate running?",
+				slot.Name, FormatBytes(slot.LagBytes), FormatBytes(opts.LagWarn))
+		}
+	}
+	v, err := vectors(ctx, pool)
+	if err != nil {
+		s.Problem("%v", err)
+	}
+	s.Vectors = v
+}
+
+func vectors(ctx context.Context, pool *pgxpool.Pool) (*Vectors, error) {
+	var exists bool
+	if err := pool.QueryRow(ctx, "SELECT to_regclass('product_embeddings') IS NOT NULL").Scan(&exists); err != nil {
+		return nil, fmt.Errorf("look for product_embeddings: %w", err)
+	}
+	if !exists {
+		return nil, nil
+	}
+	rows, err := pool.Query(ctx, `SELECT model, count(*) FILTER (WHERE NOT deleted), count(*) FILTER (WHERE deleted)
+		FROM product_embeddings GROUP BY model ORDER BY model`)
+	if err != nil {
+		return nil, fmt.Errorf("count vectors: %w", err)
+	}
+	models, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (ModelCounts, error) {
+		var m ModelCounts
+		err := r.Scan(&m.Model, &m.Live, &m.Deleted)
+		return m, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("count vectors: %w", err)
+	}
+	v := &Vectors{Models: models}
+	if v.Models == nil {
+		v.Models = []ModelCounts{}
+	}
+	for _, m := range models {
+		v.Live += m.Live
+		v.Deleted += m.Deleted
+	}
+	return v, nil
+}
+
+// GatherNATS reads the saved checkpoint, the stream and its consumers.
+func GatherNATS(ctx context.Context, js jetstream.JetStream, opts Options, s *Status) {
+	opts = opts.withDefaults()
+	kv, err := js.KeyValue(ctx, opts.Bucket)
+	switch {
+	case errors.Is(err, jetstream.ErrBucketNotFound):
+	case err != nil:
+		s.Problem("checkpoint bucket %s: %v", opts.Bucket, err)
+	default:
+		e, err := kv.Get(ctx, opts.Slot)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		case err != nil:
+			s.Problem("checkpoint %s/%s: %v", opts.Bucket, opts.Slot, err)
+		default:
+			s.Checkpoint = &Checkpoint{Bucket: opts.Bucket, Key: opts.Slot, LSN: strings.TrimSpace(string(e.Value())),
+				Revision: e.Revision(), Saved: e.Created()}
+		}
+	}
+	stream, err := js.Stream(ctx, opts.Stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		s.Problem("stream %s does not exist: start tidemark replicate", opts.Stream)
+		return
+	}
+	if err != nil {
+		s.Problem("stream %s: %v", opts.Stream, err)
+		return
+	}
+	info := stream.CachedInfo()
+	s.Stream = &Stream{Name: info.Config.Name, Messages: info.State.Msgs, Bytes: info.State.Bytes,
+		FirstSeq: info.State.FirstSeq, LastSeq: info.State.LastSeq, LastTime: info.State.LastTime,
+		Consumers: info.State.Consumers, Replicas: info.Config.Replicas}
+	list := stream.ListConsumers(ctx)
+	for c := range list.Info() {
+		s.Consumers = append(s.Consumers, Consumer{Name: c.Name, Pending: c.NumPending, AckPending: c.NumAckPending,
+			Redelivered: c.NumRedelivered, Waiting: c.NumWaiting, LastDelivery: lastActive(c.Delivered.Last)})
+	}
+	if err := list.Err(); err != nil {
+		s.Problem("list consumers of %s: %v", opts.Stream, err)
+	}
+}
+
+func lastActive(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return *t
+}

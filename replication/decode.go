@@ -1,0 +1,492 @@
+package replication
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgtype"
+)
+
+// ErrProtocol wraps every pgoutput message tidemark cannot make sense of.
+var ErrProtocol = errors.New("pgoutput protocol error")
+
+// valueKind picks how a column's text value becomes JSON.
+type valueKind uint8
+
+const (
+	kindString      valueKind = iota // JSON string of the text, escaped
+	kindNumber                       // integers: the text is a JSON number
+	kindFloat                        // a JSON number, or a string for NaN and ±Infinity
+	kindNumeric                      // a JSON string holding the text exactly
+	kindBool                         // t/f → true/false
+	kindJSON                         // json/jsonb: the text is JSON
+	kindTimestamptz                  // RFC 3339 in a JSON string
+	kindOther                        // pgtype decodes it, encoding/json writes it
+)
+
+func kindOf(oid uint32) valueKind {
+	switch oid {
+	case pgtype.Int2OID, pgtype.Int4OID, pgtype.Int8OID, pgtype.OIDOID, pgtype.XIDOID, pgtype.CIDOID:
+		return kindNumber
+	case pgtype.Float4OID, pgtype.Float8OID:
+		return kindFloat
+	case pgtype.NumericOID:
+		return kindNumeric
+	case pgtype.BoolOID:
+		return kindBool
+	case pgtype.JSONOID, pgtype.JSONBOID:
+		return kindJSON
+	case pgtype.TimestamptzOID:
+		return kindTimestamptz
+	case pgtype.TextOID, pgtype.VarcharOID, pgtype.BPCharOID, pgtype.NameOID, pgtype.QCharOID,
+		pgtype.UUIDOID, pgtype.DateOID, pgtype.TimeOID, pgtype.TimetzOID, pgtype.TimestampOID,
+		pgtype.IntervalOID, pgtype.InetOID, pgtype.CIDROID, pgtype.MacaddrOID, pgtype.XMLOID,
+		pgtype.BitOID, pgtype.VarbitOID:
+		return kindString
+	}
+	return kindOther
+}
+
+type relColumn struct {
+	name string
+	oid  uint32
+	kind valueKind
+	key  bool // part of the replica identity
+}
+
+// relation is a cached Relation message: pgoutput sends one before the first change of a
+// table in a session and again after its definition changes, so the latest wins.
+type relation struct {
+	schema, table string
+	cols          []relColumn
+}
+
+// decoder turns pgoutput messages into Changes. It is owned by the receive loop; the Change
+// it hands out (and the memory its values point into) is reused for the next one.
+type decoder struct {
+	slot  string
+	rels  map[uint32]*relation
+	types *pgtype.Map
+	now   func() time.Time
+
+	inTxn     bool
+	xid       uint32
+	commitLSN pglogrepl.LSN
+	commitTS  time.Time
+	seq       int
+
+	change Change
+	arena  []byte
+	after  Row
+	before Row
+	toast  []string
+}
+
+func newDecoder(slot string) *decoder {
+	return &decoder{slot: slot, rels: map[uint32]*relation{}, types: pgtype.NewMap(), now: time.Now}
+}
+
+// msgKind is what a pgoutput message was, for the receive loop's bookkeeping.
+type msgKind uint8
+
+const (
+	msgOther msgKind = iota
+	msgBegin
+	msgCommit
+	msgChange
+	msgMessage
+)
+
+// decoded is the result of one pgoutput message.
+type decoded struct {
+	kind msgKind
+	// endLSN is the transaction's end LSN on commit, the message's LSN on a logical message.
+	endLSN pglogrepl.LSN
+	// changes is how many changes emit received.
+	changes int
+}
+
+// decode reads one pgoutput message at WAL position lsn, calling emit for every row change.
+func (d *decoder) decode(lsn pglogrepl.LSN, data []byte, emit func(*Change) error) (decoded, error) {
+	if len(data) == 0 {
+		return decoded{}, fmt.Errorf("%w: empty message", ErrProtocol)
+	}
+	body := data[1:]
+	switch pglogrepl.MessageType(data[0]) {
+	case pglogrepl.MessageTypeBegin:
+		var m pglogrepl.BeginMessage
+		if err := m.Decode(body); err != nil {
+			return decoded{}, fmt.Errorf("%w: begin: %w", ErrProtocol, err)
+		}
+		d.inTxn, d.xid, d.commitLSN, d.commitTS, d.seq = true, m.Xid, m.FinalLSN, m.CommitTime, 0
+		return decoded{kind: msgBegin}, nil
+	case pglogrepl.MessageTypeCommit:
+		var m pglogrepl.CommitMessage
+		if err := m.Decode(body); err != nil {
+			return decoded{}, fmt.Errorf("%w: commit: %w", ErrProtocol, err)
+		}
+		d.inTxn = false
+		return decoded{kind: msgCommit, endLSN: m.TransactionEndLSN}, nil
+	case pglogrepl.MessageTypeRelation:
+		var m pglogrepl.RelationMessage
+		if err := safeDecode(m.Decode, body); err != nil {
+			return decoded{}, fmt.Errorf("%w: relation: %w", ErrProtocol, err)
+		}
+		rel := &relation{schema: m.Namespace, table: m.RelationName}
+		for _, c := range m.Columns {
+			rel.cols = append(rel.cols, relColumn{name: c.Name, oid: c.DataType, kind: kindOf(c.DataType), key: c.Flags&1 != 0})
+		}
+		d.rels[m.RelationID] = rel
+		return decoded{}, nil
+	case pglogrepl.MessageTypeType:
+		// Custom types are decoded through pgtype by OID or sent as text; nothing to cache.
+		return decoded{}, nil
+	case pglogrepl.MessageTypeOrigin:
+		return decoded{}, nil
+	case pglogrepl.MessageTypeMessage:
+		var m pglogrepl.LogicalDecodingMessage
+		if len(body) < 14 {
+			return decoded{}, fmt.Errorf("%w: logical message too short", ErrProtocol)
+		}
+		if err := safeDecode(m.Decode, body); err != nil {
+			return decoded{}, fmt.Errorf("%w: logical message: %w", ErrProtocol, err)
+		}
+		// Heartbeats and other logical messages never become events.
+		return decoded{kind: msgMessage, endLSN: m.LSN}, nil
+	case pglogrepl.MessageTypeInsert, pglogrepl.MessageTypeUpdate, pglogrepl.MessageTypeDelete:
+		if err := d.rowChange(data[0], lsn, body, emit); err != nil {
+			return decoded{}, err
+		}
+		return decoded{kind: msgChange, changes: 1}, nil
+	case pglogrepl.MessageTypeTruncate:
+		var m pglogrepl.TruncateMessage
+		if len(body) < 9 {
+			return decoded{}, fmt.Errorf("%w: truncate too short", ErrProtocol)
+		}
+		if uint64(len(body)) < 5+4*uint64(binary.BigEndian.Uint32(body)) {
+			return decoded{}, fmt.Errorf("%w: truncate relation list cut short", ErrProtocol)
+		}
+		if err := m.Decode(body); err != nil {
+			return decoded{}, fmt.Errorf("%w: truncate: %w", ErrProtocol, err)
+		}
+		n := 0
+		for _, id := range m.RelationIDs {
+			rel, ok := d.rels[id]
+			if !ok {
+				return decoded{}, fmt.Errorf("%w: truncate of unknown relation %d", ErrProtocol, id)
+			}
+			c := d.reset(OpTruncate, rel, lsn)
+			if err := emit(c); err != nil {
+				return decoded{}, err
+			}
+			n++
+		}
+		return decoded{kind: msgChange, changes: n}, nil
+	}
+	// Stream* messages need protocol v2 and streaming on, which tidemark does not ask for.
+	return decoded{}, fmt.Errorf("%w: unexpected message type %q", ErrProtocol, data[0])
+}
+
+// safeDecode runs one of pglogrepl's decoders, which index past the end of a truncated
+// message instead of returning an error.
+func safeDecode(decode func([]byte) error, src []byte) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("malformed message: %v", r)
+		}
+	}()
+	return decode(src)
+}
+
+func (d *decoder) reset(op Op, rel *relation, lsn pglogrepl.LSN) *Change {
+	c := &d.change
+	d.arena = d.arena[:0]
+	d.after, d.before, d.toast = d.after[:0], d.before[:0], d.toast[:0]
+	*c = Change{
+		Op: op, Schema: rel.schema, Table: rel.table,
+		Source: Source{Slot: d.slot, LSN: lsn, CommitLSN: d.commitLSN, XID: d.xid, CommitTS: d.commitTS, Seq: d.seq},
+		TsMs:   d.now().UnixMilli(),
+	}
+	d.seq++
+	return c
+}
+
+func (d *decoder) rowChange(typ byte, lsn pglogrepl.LSN, src []byte, emit func(*Change) error) error {
+	if len(src) < 5 {
+		return fmt.Errorf("%w: %c message too short", ErrProtocol, typ)
+	}
+	relID := binary.BigEndian.Uint32(src)
+	rel, ok := d.rels[relID]
+	if !ok {
+		return fmt.Errorf("%w: change to unknown relation %d", ErrProtocol, relID)
+	}
+	src = src[4:]
+	var c *Change
+	switch typ {
+	case 'I':
+		c = d.reset(OpInsert, rel, lsn)
+		if src[0] != 'N' {
+			return fmt.Errorf("%w: insert without a new tuple", ErrProtocol)
+		}
+		if _, err := d.tuple(rel, src[1:], &d.after, true); err != nil {
+			return err
+		}
+		c.After = d.after
+	case 'U':
+		c = d.reset(OpUpdate, rel, lsn)
+		if src[0] == 'K' || src[0] == 'O' {
+			n, err := d.tuple(rel, src[1:], &d.before, false)
+			if err != nil {
+				return err
+			}
+			c.Before = d.before
+			src = src[1+n:]
+		}
+		if len(src) == 0 || src[0] != 'N' {
+			return fmt.Errorf("%w: update without a new tuple", ErrProtocol)
+		}
+		if _, err := d.tuple(rel, src[1:], &d.after, true); err != nil {
+			return err
+		}
+		c.After = d.after
+	case 'D':
+		c = d.reset(OpDelete, rel, lsn)
+		if src[0] != 'K' && src[0] != 'O' {
+			return fmt.Errorf("%w: delete without an old key", ErrProtocol)
+		}
+		if _, err := d.tuple(rel, src[1:], &d.before, false); err != nil {
+			return err
+		}
+		c.Before = d.before
+	}
+	c.UnchangedToast = d.toast
+	if len(c.UnchangedToast) == 0 {
+		c.UnchangedToast = nil
+	}
+	if len(c.After) > 0 {
+		c.Key = keyOf(c.After)
+	} else {
+		c.Key = keyOf(c.Before)
+	}
+	return emit(c)
+}
+
+// keyOf reads (supplier_id, id) from a decoded row image.
+func keyOf(row Row) Key {
+	var k Key
+	for _, col := range row {
+		switch col.Name {
+		case "supplier_id":
+			k.SupplierID, _ = parseInt(col.Value)
+		case "id":
+			k.ID, _ = parseInt(col.Value)
+		}
+	}
+	return k
+}
+
+func parseInt(b []byte) (int64, bool) {
+	if len(b) == 0 {
+		return 0, false
+	}
+	neg := b[0] == '-'
+	if neg {
+		b = b[1:]
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	if neg {
+		n = -n
+	}
+	return n, true
+}
+
+// tuple decodes TupleData into *row. For an old tuple ('K') Postgres sends every column with
+// the non-key ones as null: only the key columns are kept. It returns the bytes consumed.
+func (d *decoder) tuple(rel *relation, src []byte, row *Row, isNew bool) (int, error) {
+	if len(src) < 2 {
+		return 0, fmt.Errorf("%w: tuple too short", ErrProtocol)
+	}
+	n := int(binary.BigEndian.Uint16(src))
+	if n > len(rel.cols) {
+		return 0, fmt.Errorf("%w: tuple of %d columns for %s.%s with %d", ErrProtocol, n, rel.schema, rel.table, len(rel.cols))
+	}
+	p := 2
+	for i := 0; i < n; i++ {
+		if p >= len(src) {
+			return 0, fmt.Errorf("%w: tuple cut short", ErrProtocol)
+		}
+		col := &rel.cols[i]
+		t := src[p]
+		p++
+		switch t {
+		case 'n':
+			if isNew || col.key {
+				*row = append(*row, Column{Name: col.name, Value: jsonNull})
+			}
+		case 'u':
+			if isNew {
+				d.toast = append(d.toast, col.name)
+			}
+		case 't':
+			if p+4 > len(src) {
+				return 0, fmt.Errorf("%w: tuple cut short", ErrProtocol)
+			}
+			l := int(binary.BigEndian.Uint32(src[p:]))
+			p += 4
+			if l < 0 || p+l > len(src) {
+				return 0, fmt.Errorf("%w: column %s value cut short", ErrProtocol, col.name)
+			}
+			start := len(d.arena)
+			var err error
+			d.arena, err = d.appendValue(d.arena, col, src[p:p+l])
+			if err != nil {
+				return 0, fmt.Errorf("column %s: %w", col.name, err)
+			}
+			p += l
+			*row = append(*row, Column{Name: col.name, Value: d.arena[start:len(d.arena):len(d.arena)]})
+		default:
+			return 0, fmt.Errorf("%w: column %s has tuple data type %q (binary mode is not used)", ErrProtocol, col.name, t)
+		}
+	}
+	return p, nil
+}
+
+var jsonNull = json.RawMessage("null")
+
+// appendValue appends the JSON form of a column's text value.
+func (d *decoder) appendValue(dst []byte, col *relColumn, v []byte) ([]byte, error) {
+	switch col.kind {
+	case kindNumber:
+		if validNumber(v, false) {
+			return append(dst, v...), nil
+		}
+		return appendString(dst, v), nil
+	case kindFloat:
+		if validNumber(v, true) {
+			return append(dst, v...), nil
+		}
+		// NaN, Infinity and -Infinity have no JSON number form.
+		return appendString(dst, v), nil
+	case kindNumeric:
+		return appendString(dst, v), nil
+	case kindBool:
+		if len(v) == 1 && v[0] == 't' {
+			return append(dst, "true"...), nil
+		}
+		return append(dst, "false"...), nil
+	case kindJSON:
+		// PostgreSQL only stores valid JSON, but a malformed event would poison every
+		// consumer: the check is cheap next to the publish.
+		if json.Valid(v) {
+			return append(dst, v...), nil
+		}
+		return appendString(dst, v), nil
+	case kindTimestamptz:
+		return appendTimestamptz(dst, v), nil
+	case kindOther:
+		return d.appendOther(dst, col.oid, v), nil
+	}
+	return appendString(dst, v), nil
+}
+
+// validNumber reports whether v is a JSON number: PostgreSQL's integer output always is,
+// its float output is unless NaN or ±Infinity.
+func validNumber(v []byte, float bool) bool {
+	if len(v) == 0 {
+		return false
+	}
+	i := 0
+	if v[0] == '-' {
+		i++
+	}
+	if i >= len(v) || v[i] < '0' || v[i] > '9' || (v[i] == '0' && i+1 < len(v) && v[i+1] >= '0' && v[i+1] <= '9') {
+		return false
+	}
+	if !float {
+		for _, c := range v[i:] {
+			if c < '0' || c > '9' {
+				return false
+			}
+		}
+		return true
+	}
+	return json.Valid(v)
+}
+
+// appendTimestamptz turns PostgreSQL's ISO output in UTC (2024-05-01 12:00:00.5+00, which the
+// replication session asks for) into RFC 3339 (2024-05-01T12:00:00.5Z) without parsing.
+func appendTimestamptz(dst, v []byte) []byte {
+	n := len(v)
+	if n >= 22 && n <= 40 && v[10] == ' ' && v[n-3] == '+' && v[n-2] == '0' && v[n-1] == '0' && v[4] == '-' {
+		var buf [40]byte
+		b := append(buf[:0], v[:10]...)
+		b = append(b, 'T')
+		b = append(b, v[11:n-3]...)
+		b = append(b, 'Z')
+		return appendString(dst, b)
+	}
+	for _, layout := range []string{"2006-01-02 15:04:05.999999999-07", "2006-01-02 15:04:05.999999999-07:00", "2006-01-02 15:04:05.999999999-07:00:00"} {
+		if t, err := time.Parse(layout, string(v)); err == nil {
+			dst = append(dst, '"')
+			dst = t.UTC().AppendFormat(dst, time.RFC3339Nano)
+			return append(dst, '"')
+		}
+	}
+	// infinity, -infinity and BC dates have no RFC 3339 form: keep PostgreSQL's text.
+	return appendString(dst, v)
+}
+
+// appendOther decodes a value of a type without a fast path through pgtype and writes it
+// with encoding/json (arrays become JSON arrays); anything pgtype cannot decode is sent as
+// its text.
+func (d *decoder) appendOther(dst []byte, oid uint32, v []byte) []byte {
+	if typ, ok := d.types.TypeForOID(oid); ok {
+		if val, err := typ.Codec.DecodeValue(d.types, oid, pgtype.TextFormatCode, v); err == nil {
+			if b, err := json.Marshal(val); err == nil {
+				return append(dst, b...)
+			}
+		}
+	}
+	return appendString(dst, v)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends v as a JSON string. PostgreSQL sends valid UTF-8 in a UTF8 database,
+// so only quotes, backslashes and control characters need escaping.
+func appendString[T ~string | ~[]byte](dst []byte, v T) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		dst = append(dst, v[start:i]...)
+		switch c {
+		case '"', '\\':
+			dst = append(dst, '\\', c)
+		case '\n':
+			dst = append(dst, '\\', 'n')
+		case '\r':
+			dst = append(dst, '\\', 'r')
+		case '\t':
+			dst = append(dst, '\\', 't')
+		default:
+			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+		}
+		start = i + 1
+	}
+	dst = append(dst, v[start:]...)
+	return append(dst, '"')
+}

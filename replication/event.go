@@ -1,0 +1,182 @@
+package replication
+
+import (
+	"strconv"
+	"time"
+)
+
+// Format is the JSON layout of a published event.
+type Format string
+
+// The event formats.
+const (
+	// FormatNative is tidemark's own event, [Change] as documented in event.schema.json.
+	FormatNative Format = "native"
+	// FormatDebezium is Debezium's envelope (before, after, source, op, ts_ms), for
+	// consumers written against Debezium's PostgreSQL connector.
+	FormatDebezium Format = "debezium"
+)
+
+// DebeziumUnavailable is what Debezium puts in place of an unchanged TOAST value; the
+// Debezium format does the same so its consumers see what they expect.
+const DebeziumUnavailable = "__debezium_unavailable_value"
+
+// AppendJSON appends c's JSON event (the same document encoding/json writes for a Change,
+// without HTML escaping) to dst. It is the publishing hot path, so it writes by hand.
+func (c *Change) AppendJSON(dst []byte) []byte {
+	dst = append(dst, `{"op":`...)
+	dst = appendString(dst, string(c.Op))
+	dst = append(dst, `,"schema":`...)
+	dst = appendString(dst, c.Schema)
+	dst = append(dst, `,"table":`...)
+	dst = appendString(dst, c.Table)
+	dst = append(dst, `,"key":{"supplier_id":`...)
+	dst = strconv.AppendInt(dst, c.Key.SupplierID, 10)
+	dst = append(dst, `,"id":`...)
+	dst = strconv.AppendInt(dst, c.Key.ID, 10)
+	dst = append(dst, '}')
+	if c.After != nil {
+		dst = append(dst, `,"after":`...)
+		dst = c.After.appendJSON(dst, nil)
+	}
+	if c.Before != nil {
+		dst = append(dst, `,"before":`...)
+		dst = c.Before.appendJSON(dst, nil)
+	}
+	if len(c.UnchangedToast) > 0 {
+		dst = append(dst, `,"unchanged_toast":[`...)
+		for i, name := range c.UnchangedToast {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendString(dst, name)
+		}
+		dst = append(dst, ']')
+	}
+	dst = append(dst, `,"source":{"slot":`...)
+	dst = appendString(dst, c.Source.Slot)
+	dst = append(dst, `,"lsn":"`...)
+	dst = appendLSN(dst, uint64(c.Source.LSN))
+	dst = append(dst, `","commit_lsn":"`...)
+	dst = appendLSN(dst, uint64(c.Source.CommitLSN))
+	dst = append(dst, `","xid":`...)
+	dst = strconv.AppendUint(dst, uint64(c.Source.XID), 10)
+	dst = append(dst, `,"commit_ts":"`...)
+	dst = c.Source.CommitTS.UTC().AppendFormat(dst, time.RFC3339Nano)
+	dst = append(dst, `","seq":`...)
+	dst = strconv.AppendInt(dst, int64(c.Source.Seq), 10)
+	dst = append(dst, `},"ts_ms":`...)
+	dst = strconv.AppendInt(dst, c.TsMs, 10)
+	return append(dst, '}')
+}
+
+// appendJSON writes the row as an object; the names in extra are added with value v.
+func (r Row) appendJSON(dst []byte, extra []string) []byte {
+	dst = append(dst, '{')
+	for i, c := range r {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendString(dst, c.Name)
+		dst = append(dst, ':')
+		if len(c.Value) == 0 {
+			dst = append(dst, "null"...)
+		} else {
+			dst = append(dst, c.Value...)
+		}
+	}
+	for i, name := range extra {
+		if i > 0 || len(r) > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendString(dst, name)
+		dst = append(dst, `:"`+DebeziumUnavailable+`"`...)
+	}
+	return append(dst, '}')
+}
+
+// debeziumOp is Debezium's one-letter operation code.
+func debeziumOp(op Op) string {
+	switch op {
+	case OpInsert:
+		return "c"
+	case OpUpdate:
+		return "u"
+	case OpDelete:
+		return "d"
+	case OpSnapshot:
+		return "r"
+	case OpTruncate:
+		return "t"
+	}
+	return string(op)
+}
+
+// AppendDebezium appends c as a Debezium change event envelope (the payload without the
+// schema part, as with JsonConverter schemas.enable=false): before, after, source, op, ts_ms.
+// Unchanged TOAST columns carry Debezium's placeholder value in after.
+func (c *Change) AppendDebezium(dst []byte) []byte {
+	dst = append(dst, `{"before":`...)
+	if c.Before != nil {
+		dst = c.Before.appendJSON(dst, nil)
+	} else {
+		dst = append(dst, "null"...)
+	}
+	dst = append(dst, `,"after":`...)
+	if c.After != nil {
+		dst = c.After.appendJSON(dst, c.UnchangedToast)
+	} else {
+		dst = append(dst, "null"...)
+	}
+	dst = append(dst, `,"source":{"version":"tidemark","connector":"postgresql","name":`...)
+	dst = appendString(dst, c.Source.Slot)
+	dst = append(dst, `,"ts_ms":`...)
+	dst = strconv.AppendInt(dst, c.Source.CommitTS.UnixMilli(), 10)
+	dst = append(dst, `,"snapshot":`...)
+	if c.Op == OpSnapshot {
+		dst = append(dst, `"true"`...)
+	} else {
+		dst = append(dst, `"false"`...)
+	}
+	dst = append(dst, `,"schema":`...)
+	dst = appendString(dst, c.Schema)
+	dst = append(dst, `,"table":`...)
+	dst = appendString(dst, c.Table)
+	dst = append(dst, `,"txId":`...)
+	dst = strconv.AppendUint(dst, uint64(c.Source.XID), 10)
+	dst = append(dst, `,"lsn":`...)
+	dst = strconv.AppendUint(dst, uint64(c.Source.LSN), 10)
+	dst = append(dst, `,"commit_lsn":"`...)
+	dst = appendLSN(dst, uint64(c.Source.CommitLSN))
+	dst = append(dst, `","seq":`...)
+	dst = strconv.AppendInt(dst, int64(c.Source.Seq), 10)
+	dst = append(dst, `},"op":"`...)
+	dst = append(dst, debeziumOp(c.Op)...)
+	dst = append(dst, `","ts_ms":`...)
+	dst = strconv.AppendInt(dst, c.TsMs, 10)
+	return append(dst, '}')
+}
+
+// AppendLSN appends lsn in PostgreSQL's text form (16/B374D848) without allocating.
+func AppendLSN(dst []byte, lsn uint64) []byte { return appendLSN(dst, lsn) }
+
+func appendLSN(dst []byte, lsn uint64) []byte {
+	dst = appendHexUpper(dst, uint32(lsn>>32))
+	dst = append(dst, '/')
+	return appendHexUpper(dst, uint32(lsn))
+}
+
+func appendHexUpper(dst []byte, v uint32) []byte {
+	const digits = "0123456789ABCDEF"
+	var buf [8]byte
+	i := len(buf)
+	for {
+		i--
+		buf[i] = digits[v&0xf]
+		v >>= 4
+		if v == 0 {
+			break
+		}
+	}
+	return append(dst, buf[i:]...)
+}

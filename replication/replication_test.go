@@ -1,0 +1,657 @@
+package replication_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/tidemark/tidemark/catalog"
+	"github.com/tidemark/tidemark/internal/sandbox"
+	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/replication"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// recorder is a Publisher keeping every event it is given, in both formats. failFlushes
+// makes that many Flush calls fail, as a lost JetStream ack would.
+type recorder struct {
+	mu          sync.Mutex
+	native      [][]byte
+	debezium    [][]byte
+	changes     []replication.Change
+	settled     int // events covered by a Flush
+	failFlushes atomic.Int32
+}
+
+func (r *recorder) Publish(_ context.Context, c *replication.Change) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.native = append(r.native, c.AppendJSON(nil))
+	r.debezium = append(r.debezium, c.AppendDebezium(nil))
+	cp := *c
+	// The Change and the memory of its values are reused once Publish returns.
+	cp.After, cp.Before = copyRow(c.After), copyRow(c.Before)
+	cp.UnchangedToast = append([]string(nil), c.UnchangedToast...)
+	r.changes = append(r.changes, cp)
+	return nil
+}
+
+func copyRow(r replication.Row) replication.Row {
+	if r == nil {
+		return nil
+	}
+	out := make(replication.Row, len(r))
+	for i, c := range r {
+		out[i] = replication.Column{Name: c.Name, Value: bytes.Clone(c.Value)}
+	}
+	return out
+}
+
+func (r *recorder) Flush(context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	pending := len(r.native) - r.settled
+	r.settled = len(r.native)
+	if pending > 0 && r.failFlushes.Add(-1) >= 0 {
+		return errors.New("injected ack failure")
+	}
+	return nil
+}
+
+func (r *recorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.native)
+}
+
+// env is a migrated database with two suppliers, the publication and the slot.
+type env struct {
+	url  string
+	pool *pgxpool.Pool
+	slot string
+}
+
+func newEnv(t *testing.T, url string, tables ...string) *env {
+	t.Helper()
+	ctx := testenv.Context(t, time.Minute)
+	pool := testenv.Pool(t, url)
+	if _, err := catalog.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []int32{1, 2} {
+		if err := catalog.AddSupplier(ctx, tx, id, fmt.Sprint("s", id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, stmt := range []string{
+		`CREATE TABLE kinds (id bigint PRIMARY KEY, supplier_id int, i2 smallint, f8 float8, f4 real,
+			b bool, d date, u uuid, tags text[], iv interval, ts timestamp, vc varchar(10), js json)`,
+	} {
+		if _, err := pool.Exec(ctx, stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(tables) == 0 {
+		tables = []string{"products"}
+	}
+	if err := replication.CheckWALLevel(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	if err := replication.EnsurePublication(ctx, pool, "tidemark", tables); err != nil {
+		t.Fatal(err)
+	}
+	// Twice: both are idempotent.
+	if err := replication.EnsurePublication(ctx, pool, "tidemark", tables); err != nil {
+		t.Fatal(err)
+	}
+	e := &env{url: url, pool: pool, slot: fmt.Sprintf("t_%d", time.Now().UnixNano()%1e9)}
+	if created, err := replication.EnsureSlot(ctx, pool, e.slot); err != nil || !created {
+		t.Fatalf("create slot: %v %v", created, err)
+	}
+	if created, err := replication.EnsureSlot(ctx, pool, e.slot); err != nil || created {
+		t.Fatalf("create slot again: %v %v", created, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for i := 0; i < 50; i++ {
+			if _, err := pool.Exec(ctx, "SELECT pg_drop_replication_slot($1)", e.slot); err == nil || !strings.Contains(err.Error(), "active") {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	return e
+}
+
+func (e *env) exec(t *testing.T, sqls ...string) {
+	t.Helper()
+	ctx := testenv.Context(t, time.Minute)
+	for _, s := range sqls {
+		if _, err := e.pool.Exec(ctx, s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+}
+
+// run starts a replicator into pub; the returned stop cancels it and returns Run's error.
+func (e *env) run(t *testing.T, pub replication.Publisher, mod ...func(*replication.Config)) (*replication.Replicator, func() error) {
+	t.Helper()
+	cfg := replication.Config{
+		ConnString: e.url, Slot: e.slot, Publication: "tidemark",
+		StatusInterval: 100 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
+	}
+	for _, m := range mod {
+		m(&cfg)
+	}
+	r, err := replication.New(cfg, pub, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(ctx) }()
+	var once sync.Once
+	var runErr error
+	stop := func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case runErr = <-errc:
+			case <-time.After(15 * time.Second):
+				runErr = errors.New("Run did not return within 15s of cancellation")
+			}
+		})
+		return runErr
+	}
+	t.Cleanup(func() { _ = stop() })
+	return r, stop
+}
+
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// normalize blanks the fields that differ from run to run (LSNs, xid, times, the slot
+// name) and indents the event, keeping its key order.
+func normalize(t *testing.T, event []byte) []byte {
+	t.Helper()
+	if !json.Valid(event) {
+		t.Fatalf("event is not JSON:\n%s", event)
+	}
+	b := reLSN.ReplaceAll(event, []byte(`"$1":"0/0"`))
+	b = reNum.ReplaceAll(b, []byte(`"$1":0`))
+	b = reTS.ReplaceAll(b, []byte(`"commit_ts":"2000-01-01T00:00:00Z"`))
+	b = reSlot.ReplaceAll(b, []byte(`"$1":"tidemark"`))
+	var out bytes.Buffer
+	if err := json.Indent(&out, b, "", "  "); err != nil {
+		t.Fatal(err)
+	}
+	out.WriteByte('\n')
+	return out.Bytes()
+}
+
+var (
+	reLSN  = regexp.MustCompile(`"(lsn|commit_lsn)":"[0-9A-F]+/[0-9A-F]+"`)
+	reNum  = regexp.MustCompile(`"(xid|txId|ts_ms|lsn)":[0-9]+`)
+	reTS   = regexp.MustCompile(`"commit_ts":"[^"]*"`)
+	reSlot = regexp.MustCompile(`"(slot|name)":"t_[0-9]+"`)
+)
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", "golden", name)
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from the golden file:\n--- got\n%s\n--- want\n%s", name, got, want)
+	}
+}
+
+func loadSchema(t *testing.T) *jsonschema.Schema {
+	t.Helper()
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	f, err := os.Open("event.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	doc, err := jsonschema.UnmarshalJSON(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AddResource("event.schema.json", doc); err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Compile("event.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func validate(t *testing.T, s *jsonschema.Schema, name string, event []byte) {
+	t.Helper()
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(event))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Validate(doc); err != nil {
+		t.Errorf("%s does not match event.schema.json: %v\n%s", name, err, event)
+	}
+}
+
+// TestEventGolden runs one of every operation and type through a real slot and compares the
+// events with the golden files, checks them against the JSON Schema, and checks the hand
+// written encoder against encoding/json.
+func TestEventGolden(t *testing.T) {
+	e := newEnv(t, testenv.Database(t), "products", "kinds")
+	rec := &recorder{}
+	_, stop := e.run(t, rec)
+	e.exec(t,
+		`INSERT INTO products (supplier_id, sku, name, description, price, currency, status, attributes, updated_at)
+		 VALUES (1, 'A-1', E'Widget "deluxe"\n\ttab', 'A fine widget', 12.30, 'EUR', 'active',
+		         '{"color": "red", "sizes": [1, 2.5], "nested": {"ok": true}}', '2024-05-01 12:00:00.5+02')`,
+		`INSERT INTO products (supplier_id, sku, name, description, price, currency, updated_at)
+		 VALUES (2, 'B-1', 'Nulls', NULL, NULL, NULL, '2024-01-02 03:04:05+00')`,
+		`UPDATE products SET price = 99999999.99, name = 'Widget 2' WHERE sku = 'A-1'`,
+		`DELETE FROM products WHERE sku = 'B-1'`,
+		`INSERT INTO kinds VALUES (7, 1, -32768, 'NaN', 1.5, true, '2024-02-29', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+		         '{a,"b c",NULL}', '1 day 02:00:00', '2024-05-01 12:00:00.123456', 'x\y', '{"k": [1, null]}')`,
+		`INSERT INTO kinds (id, f8, b) VALUES (8, '-Infinity', false)`,
+		`TRUNCATE products`,
+	)
+	waitFor(t, "7 events", 30*time.Second, func() bool { return rec.count() >= 7 })
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	names := []string{"insert", "insert_nulls", "update", "delete", "kinds", "kinds_special_floats", "truncate"}
+	schema := loadSchema(t)
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.native) != len(names) {
+		for _, ev := range rec.native {
+			t.Logf("%s", ev)
+		}
+		t.Fatalf("got %d events, want %d", len(rec.native), len(names))
+	}
+	for i, name := range names {
+		ev := rec.native[i]
+		golden(t, name+".json", normalize(t, ev))
+		validate(t, schema, name, ev)
+		golden(t, "debezium_"+name+".json", normalize(t, rec.debezium[i]))
+		// The hand-written encoder writes what encoding/json writes for a Change.
+		std, err := json.Marshal(rec.changes[i])
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", name, err, ev)
+		}
+		var a, b any
+		if err := json.Unmarshal(ev, &a); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(std, &b); err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(a) != fmt.Sprint(b) {
+			t.Errorf("%s: AppendJSON and encoding/json differ:\n%s\n%s", name, ev, std)
+		}
+		// And it reads back.
+		var back replication.Change
+		if err := json.Unmarshal(ev, &back); err != nil {
+			t.Fatalf("%s: unmarshal: %v", name, err)
+		}
+		if back.Source.CommitLSN != rec.changes[i].Source.CommitLSN || back.Key != rec.changes[i].Key {
+			t.Errorf("%s: round trip lost source or key: %+v", name, back)
+		}
+	}
+	// Deletes carry the key from the old key.
+	if k := rec.changes[3].Key; k.SupplierID != 2 || k.ID != 2 {
+		t.Errorf("delete key = %+v, want {2 2}", k)
+	}
+	// seq counts within a transaction; every statement above is its own.
+	for i, c := range rec.changes {
+		if c.Source.Seq != 0 {
+			t.Errorf("event %d: seq %d, want 0", i, c.Source.Seq)
+		}
+		if c.Source.CommitLSN == 0 || c.Source.LSN == 0 || c.Source.XID == 0 || c.Source.CommitTS.IsZero() {
+			t.Errorf("event %d: source not filled: %+v", i, c.Source)
+		}
+	}
+}
+
+func TestSchemaRejectsBadEvents(t *testing.T) {
+	schema := loadSchema(t)
+	for name, ev := range map[string]string{
+		"no key":       `{"op":"insert","schema":"public","table":"products","after":{},"source":{"slot":"s","lsn":"0/1","commit_lsn":"0/1","xid":1,"commit_ts":"2024-01-01T00:00:00Z","seq":0},"ts_ms":1}`,
+		"bad lsn":      `{"op":"insert","schema":"public","table":"products","key":{"supplier_id":1,"id":1},"after":{},"source":{"slot":"s","lsn":"1","commit_lsn":"0/1","xid":1,"commit_ts":"2024-01-01T00:00:00Z","seq":0},"ts_ms":1}`,
+		"delete+after": `{"op":"delete","schema":"public","table":"products","key":{"supplier_id":1,"id":1},"before":{},"after":{},"source":{"slot":"s","lsn":"0/1","commit_lsn":"0/1","xid":1,"commit_ts":"2024-01-01T00:00:00Z","seq":0},"ts_ms":1}`,
+		"unknown op":   `{"op":"upsert","schema":"public","table":"products","key":{"supplier_id":1,"id":1},"after":{},"source":{"slot":"s","lsn":"0/1","commit_lsn":"0/1","xid":1,"commit_ts":"2024-01-01T00:00:00Z","seq":0},"ts_ms":1}`,
+	} {
+		doc, err := jsonschema.UnmarshalJSON(strings.NewReader(ev))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if schema.Validate(doc) == nil {
+			t.Errorf("%s: schema accepted %s", name, ev)
+		}
+	}
+}
+
+// TestUnchangedToast: an update that leaves a large (TOASTed) description alone names it in
+// unchanged_toast and leaves it out of after.
+func TestUnchangedToast(t *testing.T) {
+	e := newEnv(t, testenv.Database(t))
+	// Random text does not compress, so it really is stored out of line.
+	e.exec(t, `INSERT INTO products (supplier_id, sku, name, description)
+		SELECT 1, 'T-1', 'Toasty', string_agg(md5(g::text), '') FROM generate_series(1, 2000) g`,
+		`UPDATE products SET updated_at = '2024-05-01 12:00:00+00'`)
+	rec := &recorder{}
+	_, stop := e.run(t, rec)
+	e.exec(t, `UPDATE products SET price = 5 WHERE sku = 'T-1'`)
+	waitFor(t, "3 events", 30*time.Second, func() bool { return rec.count() >= 3 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	upd := rec.changes[2]
+	if upd.Op != replication.OpUpdate {
+		t.Fatalf("second event is %s", upd.Op)
+	}
+	if len(upd.UnchangedToast) != 1 || upd.UnchangedToast[0] != "description" {
+		t.Errorf("unchanged_toast = %v, want [description]", upd.UnchangedToast)
+	}
+	if _, ok := upd.After.Get("description"); ok {
+		t.Error("after carries description although it was not sent")
+	}
+	if v, _ := upd.After.Get("price"); string(v) != `"5.00"` {
+		t.Errorf("price = %s", v)
+	}
+	if _, ok := rec.changes[0].After.Get("description"); !ok {
+		t.Error("the insert must carry the description")
+	}
+	golden(t, "update_unchanged_toast.json", normalize(t, rec.native[2]))
+	golden(t, "debezium_update_unchanged_toast.json", normalize(t, rec.debezium[2]))
+}
+
+// TestRelationChangeMidStream: ALTER TABLE while streaming, without a restart.
+func TestRelationChangeMidStream(t *testing.T) {
+	e := newEnv(t, testenv.Database(t))
+	rec := &recorder{}
+	_, stop := e.run(t, rec)
+	e.exec(t,
+		`INSERT INTO products (supplier_id, sku, name) VALUES (1, 'R-1', 'before')`,
+		`ALTER TABLE products ADD COLUMN colour text`,
+		`INSERT INTO products (supplier_id, sku, name, colour) VALUES (1, 'R-2', 'after', 'blue')`,
+		`ALTER TABLE products DROP COLUMN status`,
+		`UPDATE products SET colour = 'green' WHERE sku = 'R-1'`,
+	)
+	waitFor(t, "3 events", 30*time.Second, func() bool { return rec.count() >= 3 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := rec.changes[0].After.Get("colour"); ok {
+		t.Error("first insert has colour")
+	}
+	if v, _ := rec.changes[1].After.Get("colour"); string(v) != `"blue"` {
+		t.Errorf("second insert colour = %s", v)
+	}
+	if _, ok := rec.changes[2].After.Get("status"); ok {
+		t.Error("update after DROP COLUMN still has status")
+	}
+	if v, _ := rec.changes[2].After.Get("colour"); string(v) != `"green"` {
+		t.Errorf("update colour = %s", v)
+	}
+}
+
+// TestSeqAndMultiRowTransaction: seq counts the changes of one transaction, commit LSN shared.
+func TestSeqAndMultiRowTransaction(t *testing.T) {
+	e := newEnv(t, testenv.Database(t))
+	rec := &recorder{}
+	r, stop := e.run(t, rec)
+	e.exec(t, `INSERT INTO products (supplier_id, sku, name) SELECT 1 + g % 2, 'M-' || g, 'n' FROM generate_series(1, 500) g`)
+	want := flushedInsertLSN(t, e.pool)
+	waitFor(t, "500 events", 30*time.Second, func() bool { return rec.count() >= 500 })
+	waitFor(t, "flushed past the transaction", 30*time.Second, func() bool { return r.Flushed() >= want })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range rec.changes {
+		if c.Source.Seq != i || c.Source.CommitLSN != rec.changes[0].Source.CommitLSN {
+			t.Fatalf("change %d: seq %d commit %s", i, c.Source.Seq, c.Source.CommitLSN)
+		}
+		if i > 0 && c.Source.LSN <= rec.changes[i-1].Source.LSN {
+			t.Fatalf("change %d: lsn %s not after %s", i, c.Source.LSN, rec.changes[i-1].Source.LSN)
+		}
+	}
+	// The slot was told.
+	s, err := replication.Slot(context.Background(), e.pool, e.slot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.ConfirmedLSN < want {
+		t.Errorf("slot confirmed %s, want >= %s", s.ConfirmedLSN, want)
+	}
+}
+
+// TestFailedAckReplays: a failed flush (a lost ack) restarts from the confirmed LSN, so the
+// unconfirmed transaction is published again and nothing is lost.
+func TestFailedAckReplays(t *testing.T) {
+	e := newEnv(t, testenv.Database(t))
+	rec := &recorder{}
+	rec.failFlushes.Store(1)
+	r, stop := e.run(t, rec)
+	e.exec(t, `INSERT INTO products (supplier_id, sku, name) SELECT 1, 'F-' || g, 'n' FROM generate_series(1, 50) g`)
+	waitFor(t, "the replay", 30*time.Second, func() bool { return rec.count() >= 100 })
+	want := flushedInsertLSN(t, e.pool)
+	waitFor(t, "flushed", 30*time.Second, func() bool { return r.Flushed() >= want })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	seen := map[string]int{}
+	for _, c := range rec.changes {
+		seen[fmt.Sprintf("%s:%d", c.Source.CommitLSN, c.Source.Seq)]++
+	}
+	if len(seen) != 50 {
+		t.Fatalf("%d distinct msg ids, want 50", len(seen))
+	}
+	for id, n := range seen {
+		if n != 2 {
+			t.Errorf("%s published %d times, want 2 (once, then the replay)", id, n)
+		}
+	}
+}
+
+// TestIdleSlotAdvances: the published table is idle, another table is busy; the slot's
+// confirmed LSN follows the WAL.
+func TestIdleSlotAdvances(t *testing.T) {
+	e := newEnv(t, testenv.Database(t))
+	rec := &recorder{}
+	_, stop := e.run(t, rec, func(c *replication.Config) { c.Heartbeat = 200 * time.Millisecond })
+	defer stop()
+	e.exec(t, `CREATE TABLE busy (id serial PRIMARY KEY, v text)`)
+	other := testenv.Pool(t, testenv.Database(t))
+	ctx := testenv.Context(t, time.Minute)
+	if _, err := other.Exec(ctx, `CREATE TABLE elsewhere (id serial PRIMARY KEY, v text)`); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20; i++ {
+		e.exec(t, `INSERT INTO busy (v) SELECT md5(g::text) FROM generate_series(1, 1000) g`)
+		if _, err := other.Exec(ctx, `INSERT INTO elsewhere (v) SELECT md5(g::text) FROM generate_series(1, 1000) g`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	target := flushedInsertLSN(t, e.pool)
+	waitFor(t, "the slot to pass the busy writes", 30*time.Second, func() bool {
+		s, err := replication.Slot(ctx, e.pool, e.slot)
+		return err == nil && s.ConfirmedLSN >= target
+	})
+	if rec.count() != 0 {
+		t.Errorf("heartbeats or other tables produced %d events", rec.count())
+	}
+}
+
+func TestWALLevelReplica(t *testing.T) {
+	pg := testenv.Postgres(t, sandbox.PostgresOptions{Settings: map[string]string{"wal_level": "replica", "max_wal_senders": "2", "max_replication_slots": "2"}})
+	pool := testenv.Pool(t, pg.URL("postgres"))
+	err := replication.CheckWALLevel(testenv.Context(t, time.Minute), pool)
+	if !errors.Is(err, replication.ErrWALLevel) || !strings.Contains(err.Error(), "wal_level=replica") {
+		t.Fatalf("err = %v, want ErrWALLevel naming wal_level=replica", err)
+	}
+}
+
+func TestAdvanceSlot(t *testing.T) {
+	e := newEnv(t, testenv.Database(t))
+	ctx := testenv.Context(t, time.Minute)
+	e.exec(t, `INSERT INTO products (supplier_id, sku, name) VALUES (1, 'X', 'x')`)
+	target := flushedInsertLSN(t, e.pool)
+	got, err := replication.AdvanceSlot(ctx, e.pool, e.slot, target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != target {
+		t.Errorf("advanced to %s, want %s", got, target)
+	}
+	_, err = replication.AdvanceSlot(ctx, e.pool, e.slot, target-1)
+	if !errors.Is(err, replication.ErrBackward) {
+		t.Fatalf("moving backward: err = %v, want ErrBackward", err)
+	}
+	if _, err := replication.Slot(ctx, e.pool, "no_such_slot"); !errors.Is(err, replication.ErrNoSlot) {
+		t.Errorf("missing slot: %v", err)
+	}
+}
+
+// TestPostgresRestart: the server restarts mid-stream; the replicator reconnects and every
+// committed change arrives.
+func TestPostgresRestart(t *testing.T) {
+	pg := testenv.Postgres(t)
+	e := newEnv(t, testenv.DatabaseIn(t, pg))
+	rec := &recorder{}
+	r, stop := e.run(t, rec)
+	e.exec(t, `INSERT INTO products (supplier_id, sku, name) SELECT 1, 'P-' || g, 'n' FROM generate_series(1, 100) g`)
+	waitFor(t, "100 events", 30*time.Second, func() bool { return rec.count() >= 100 })
+	e.pool.Reset()
+	if err := pg.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := pg.Start(testenv.Context(t, time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a reconnect", 30*time.Second, func() bool { return r.Ready() == nil })
+	e.exec(t, `INSERT INTO products (supplier_id, sku, name) SELECT 2, 'Q-' || g, 'n' FROM generate_series(1, 100) g`)
+	waitFor(t, "the changes after the restart", 60*time.Second, func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		n := 0
+		for _, c := range rec.changes {
+			if c.Key.SupplierID == 2 {
+				n++
+			}
+		}
+		return n >= 100
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	keys := map[replication.Key]bool{}
+	for _, c := range rec.changes {
+		keys[c.Key] = true
+	}
+	if len(keys) != 200 {
+		t.Errorf("%d distinct keys, want 200", len(keys))
+	}
+}
+
+// flushedInsertLSN is the WAL insert position once it is flushed (the test cluster commits
+// asynchronously, and slots only ever see flushed WAL).
+func flushedInsertLSN(t *testing.T, pool *pgxpool.Pool) pglogrepl.LSN {
+	t.Helper()
+	ctx := testenv.Context(t, time.Minute)
+	var s string
+	if err := pool.QueryRow(ctx, "SELECT pg_current_wal_insert_lsn()::text").Scan(&s); err != nil {
+		t.Fatal(err)
+	}
+	lsn, err := pglogrepl.ParseLSN(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the WAL flush", 30*time.Second, func() bool {
+		var f string
+		if err := pool.QueryRow(ctx, "SELECT pg_current_wal_flush_lsn()::text").Scan(&f); err != nil {
+			t.Fatal(err)
+		}
+		fl, _ := pglogrepl.ParseLSN(f)
+		return fl >= lsn
+	})
+	return lsn
+}
+
+// TestStartLSN: a start LSN past a transaction skips it (--from-lsn).
+func TestStartLSN(t *testing.T) {
+	e := newEnv(t, testenv.Database(t))
+	e.exec(t, `INSERT INTO products (supplier_id, sku, name) VALUES (1, 'skip', 'n')`)
+	from := flushedInsertLSN(t, e.pool)
+	e.exec(t, `INSERT INTO products (supplier_id, sku, name) VALUES (1, 'keep', 'n')`)
+	end := flushedInsertLSN(t, e.pool)
+	rec := &recorder{}
+	r, stop := e.run(t, rec, func(c *replication.Config) { c.StartLSN = from })
+	waitFor(t, "flushed", 30*time.Second, func() bool { return r.Flushed() >= end })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.changes) != 1 {
+		t.Fatalf("%d changes, want only the one after the start LSN", len(rec.changes))
+	}
+	if v, _ := rec.changes[0].After.Get("sku"); string(v) != `"keep"` {
+		t.Errorf("got sku %s", v)
+	}
+}

@@ -1,0 +1,552 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"golang.org/x/sync/errgroup"
+)
+
+// Publisher is where the replicator sends changes. Publish enqueues one change and may
+// block only for back-pressure (a bounded number of unacknowledged messages); it must not
+// keep c, which the replicator reuses, after it returns. Flush blocks until every change
+// enqueued before it has been acknowledged, and returns the first failure since the last
+// Flush (after which publishing starts afresh). Once an acknowledgement has failed, Publish
+// may return that error until the next Flush.
+type Publisher interface {
+	Publish(ctx context.Context, c *Change) error
+	Flush(ctx context.Context) error
+}
+
+// Checkpoints stores the confirmed LSN of a slot outside PostgreSQL, so an operator can see
+// it and resume from it.
+type Checkpoints interface {
+	// Load returns the saved LSN of slot, or 0 when none is saved.
+	Load(ctx context.Context, slot string) (pglogrepl.LSN, error)
+	// Save records lsn as slot's confirmed position.
+	Save(ctx context.Context, slot string, lsn pglogrepl.LSN) error
+}
+
+// Config tunes a Replicator.
+type Config struct {
+	// ConnString is a normal PostgreSQL connection string; the replicator adds
+	// replication=database for its replication connection and uses it as is for heartbeats.
+	ConnString string
+	// Slot is the logical replication slot (pgoutput) to stream from.
+	Slot string
+	// Publication is the publication whose tables are streamed.
+	Publication string
+	// StartLSN, when not 0, is where to start instead of the saved checkpoint or the slot.
+	StartLSN pglogrepl.LSN
+	// StopAtLSN, when not 0, makes Run return nil once the flushed LSN reaches it.
+	StopAtLSN pglogrepl.LSN
+	// StatusInterval is how often acknowledged changes are flushed and the slot told about
+	// them; default 1s.
+	StatusInterval time.Duration
+	// FlushCommits also flushes once this many commits wait to be confirmed; default 10000.
+	FlushCommits int
+	// Heartbeat is how often a logical message is written so an idle slot advances while
+	// the database is busy elsewhere; 0 disables it.
+	Heartbeat time.Duration
+	// ShutdownTimeout bounds the final flush and status update; default 5s.
+	ShutdownTimeout time.Duration
+	// MaxBackoff caps the wait between reconnects; default 10s.
+	MaxBackoff time.Duration
+	// Checkpoints, when set, saves the confirmed LSN after each successful flush.
+	Checkpoints Checkpoints
+}
+
+var slotName = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
+
+// Replicator streams the changes of a publication from a slot to a Publisher.
+type Replicator struct {
+	cfg Config
+	pub Publisher
+	log *slog.Logger
+
+	ready   atomic.Bool
+	flushed atomic.Uint64
+	saves   chan pglogrepl.LSN // checkpoints for saveLoop, latest only
+
+	changes      *prometheus.CounterVec
+	transactions prometheus.Counter
+	lagBytes     prometheus.Gauge
+	confirmed    prometheus.Gauge
+	reconnects   prometheus.Counter
+}
+
+// New builds a Replicator; Run starts it.
+func New(cfg Config, pub Publisher, log *slog.Logger, reg prometheus.Registerer) (*Replicator, error) {
+	if !slotName.MatchString(cfg.Slot) {
+		return nil, fmt.Errorf("slot name %q: use 1-63 lower-case letters, digits and underscores", cfg.Slot)
+	}
+	if cfg.Publication == "" {
+		return nil, errors.New("publication name is empty")
+	}
+	if cfg.StatusInterval <= 0 {
+		cfg.StatusInterval = time.Second
+	}
+	if cfg.FlushCommits <= 0 {
+		cfg.FlushCommits = 10000
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = 5 * time.Second
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = 10 * time.Second
+	}
+	f := promauto.With(reg)
+	return &Replicator{
+		cfg: cfg, pub: pub, log: log,
+		changes: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "tidemark_replication_changes_total", Help: "Row changes decoded and published, by operation.",
+		}, []string{"op"}),
+		transactions: f.NewCounter(prometheus.CounterOpts{
+			Name: "tidemark_replication_transactions_total", Help: "Transactions decoded.",
+		}),
+		lagBytes: f.NewGauge(prometheus.GaugeOpts{
+			Name: "tidemark_replication_slot_lag_bytes", Help: "WAL bytes between the server's position and the confirmed LSN.",
+		}),
+		confirmed: f.NewGauge(prometheus.GaugeOpts{
+			Name: "tidemark_replication_confirmed_lsn", Help: "The confirmed (flushed) LSN reported to the slot, as a number.",
+		}),
+		reconnects: f.NewCounter(prometheus.CounterOpts{
+			Name: "tidemark_replication_reconnects_total", Help: "Replication sessions restarted after an error.",
+		}),
+	}, nil
+}
+
+// Ready returns nil while the replicator is streaming, else why not.
+func (r *Replicator) Ready() error {
+	if r.ready.Load() {
+		return nil
+	}
+	return errors.New("not streaming")
+}
+
+// Flushed is the LSN up to which every change is acknowledged (the slot's confirmed LSN once
+// reported).
+func (r *Replicator) Flushed() pglogrepl.LSN { return pglogrepl.LSN(r.flushed.Load()) }
+
+// Run streams until ctx is done (a clean stop: final flush and status update, nil returned),
+// StopAtLSN is reached, or an error that a reconnect cannot fix. Connection, publishing and
+// acknowledgement failures restart the session from the last confirmed LSN after a backoff.
+// Run may be called once.
+func (r *Replicator) Run(ctx context.Context) error {
+	start := r.cfg.StartLSN
+	if start == 0 && r.cfg.Checkpoints != nil {
+		saved, err := r.cfg.Checkpoints.Load(ctx, r.cfg.Slot)
+		if err != nil {
+			return fmt.Errorf("load checkpoint: %w", err)
+		}
+		start = saved
+	}
+	r.flushed.Store(uint64(start))
+	if start != 0 {
+		r.log.Info("starting from LSN", "lsn", start, "from_lsn", r.cfg.StartLSN != 0)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	// The heartbeat has no reason to outlive the stream.
+	hbCtx, stopHeartbeat := context.WithCancel(gctx)
+	if r.cfg.Heartbeat > 0 {
+		g.Go(func() error { return r.heartbeat(hbCtx) })
+	}
+	r.saves = make(chan pglogrepl.LSN, 1)
+	if r.cfg.Checkpoints != nil {
+		g.Go(func() error { return r.saveLoop(gctx) })
+	}
+	g.Go(func() error {
+		defer stopHeartbeat()
+		defer close(r.saves)
+		return r.loop(gctx)
+	})
+	return g.Wait()
+}
+
+// loop runs sessions, reconnecting with backoff.
+func (r *Replicator) loop(ctx context.Context) error {
+	backoff := 250 * time.Millisecond
+	for {
+		streamed, err := r.session(ctx)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, ErrProtocol) || errors.Is(err, ErrWALLevel) {
+			return err
+		}
+		wait := backoff
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "55006" {
+			// Another replicator holds the slot: stand by and take over when it lets go.
+			r.log.Info("slot is in use by another replicator; standing by", "slot", r.cfg.Slot, "detail", pgErr.Message)
+			wait = time.Second
+		} else {
+			r.reconnects.Inc()
+			if streamed {
+				backoff = 250 * time.Millisecond
+				wait = backoff
+			}
+			r.log.Warn("replication interrupted; resuming from the confirmed LSN", "err", err, "lsn", r.Flushed(), "retry_in", wait)
+			backoff = min(backoff*2, r.cfg.MaxBackoff)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+// session state, owned by the goroutine running session.
+type session struct {
+	conn      *pgconn.PgConn
+	written   pglogrepl.LSN // WALStart + len(WALData) of the last XLogData
+	enqueued  pglogrepl.LSN // end LSN of the last commit whose changes were all enqueued
+	serverEnd pglogrepl.LSN // the server's sent position from keepalives
+	inTxn     bool
+	published int // changes published since the last Flush
+	commits   int // commits since the last flush
+	saved     pglogrepl.LSN
+}
+
+// session runs one replication connection. It reports whether it got as far as streaming.
+func (r *Replicator) session(ctx context.Context) (streamed bool, err error) {
+	// Leftovers of a failed session: wait for their acks (or failures) so the new session
+	// starts with a clean publisher.
+	fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	if err := r.pub.Flush(fctx); err != nil {
+		r.log.Debug("discarding unacknowledged changes of the previous session", "err", err)
+	}
+	cancel()
+
+	cfg, err := pgconn.ParseConfig(r.cfg.ConnString)
+	if err != nil {
+		return false, fmt.Errorf("parse connection string: %w", err)
+	}
+	cfg.RuntimeParams["replication"] = "database"
+	cfg.RuntimeParams["application_name"] = "tidemark replicate"
+	// Value decoding relies on ISO dates in UTC.
+	cfg.RuntimeParams["DateStyle"] = "ISO"
+	cfg.RuntimeParams["TimeZone"] = "UTC"
+	cfg.RuntimeParams["IntervalStyle"] = "iso_8601"
+	conn, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return false, fmt.Errorf("connect for replication: %w", err)
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		_ = conn.Close(cctx)
+	}()
+
+	startLSN := r.Flushed()
+	err = pglogrepl.StartReplication(ctx, conn, r.cfg.Slot, startLSN, pglogrepl.StartReplicationOptions{
+		PluginArgs: []string{
+			"proto_version '1'",
+			"publication_names " + quoteLiteral(r.cfg.Publication),
+			"messages 'true'",
+		},
+	})
+	if err != nil {
+		return false, fmt.Errorf("start replication on slot %s: %w", r.cfg.Slot, err)
+	}
+	r.log.Info("streaming", "slot", r.cfg.Slot, "publication", r.cfg.Publication, "from", startLSN)
+	r.ready.Store(true)
+	defer r.ready.Store(false)
+
+	s := &session{conn: conn, enqueued: startLSN, saved: startLSN}
+	dec := newDecoder(r.cfg.Slot)
+	counters := map[Op]prometheus.Counter{}
+	for _, op := range []Op{OpInsert, OpUpdate, OpDelete, OpTruncate} {
+		counters[op] = r.changes.WithLabelValues(string(op))
+	}
+	emit := func(c *Change) error {
+		if err := r.pub.Publish(ctx, c); err != nil {
+			return fmt.Errorf("publish: %w", err)
+		}
+		s.published++
+		counters[c.Op].Inc()
+		return nil
+	}
+
+	netConn := conn.Conn()
+	// Cancellation interrupts a blocked read at once.
+	stopCancel := context.AfterFunc(ctx, func() { _ = netConn.SetReadDeadline(time.Now()) })
+	defer stopCancel()
+	var deadline time.Time
+	next := time.Now().Add(r.cfg.StatusInterval)
+	for {
+		if now := time.Now(); !now.Before(next) || s.commits >= r.cfg.FlushCommits || r.stopReached(s) {
+			if err := r.flushAndReport(ctx, s); err != nil {
+				return true, err
+			}
+			next = now.Add(r.cfg.StatusInterval)
+			if r.cfg.StopAtLSN != 0 && r.Flushed() >= r.cfg.StopAtLSN {
+				r.log.Info("reached --stop-at-lsn", "lsn", r.Flushed())
+				return true, r.shutdown(ctx, s)
+			}
+		}
+		// A read deadline on the socket rather than a context per message: pgconn would
+		// arm a context watcher for every one, which costs more than decoding it.
+		if !next.Equal(deadline) {
+			deadline = next
+			if err := netConn.SetReadDeadline(deadline); err != nil {
+				return true, fmt.Errorf("set read deadline: %w", err)
+			}
+		}
+		if ctx.Err() != nil {
+			return true, r.shutdown(ctx, s)
+		}
+		msg, err := conn.ReceiveMessage(context.Background())
+		if err != nil {
+			// After cancellation pgconn's error also reports Timeout: check ctx first.
+			if ctx.Err() != nil {
+				return true, r.shutdown(ctx, s)
+			}
+			if pgconn.Timeout(err) {
+				continue
+			}
+			return true, fmt.Errorf("receive: %w", err)
+		}
+		switch msg := msg.(type) {
+		case *pgproto3.CopyData:
+			if len(msg.Data) == 0 {
+				continue
+			}
+			switch msg.Data[0] {
+			case pglogrepl.PrimaryKeepaliveMessageByteID:
+				pkm, err := pglogrepl.ParsePrimaryKeepaliveMessage(msg.Data[1:])
+				if err != nil {
+					return true, fmt.Errorf("%w: keepalive: %w", ErrProtocol, err)
+				}
+				s.serverEnd = max(s.serverEnd, pkm.ServerWALEnd)
+				if pkm.ReplyRequested {
+					if err := r.sendStatus(ctx, s); err != nil {
+						return true, err
+					}
+				}
+			case pglogrepl.XLogDataByteID:
+				xld, err := pglogrepl.ParseXLogData(msg.Data[1:])
+				if err != nil {
+					return true, fmt.Errorf("%w: xlogdata: %w", ErrProtocol, err)
+				}
+				res, err := dec.decode(xld.WALStart, xld.WALData, emit)
+				if err != nil {
+					if ctx.Err() != nil {
+						return true, r.shutdown(ctx, s)
+					}
+					return true, fmt.Errorf("decode at %s: %w", xld.WALStart, err)
+				}
+				s.written = max(s.written, xld.WALStart+pglogrepl.LSN(len(xld.WALData)))
+				switch res.kind {
+				case msgBegin:
+					s.inTxn = true
+				case msgCommit:
+					s.inTxn = false
+					s.enqueued = res.endLSN
+					s.commits++
+					r.transactions.Inc()
+				case msgMessage:
+					if !s.inTxn {
+						// A non-transactional message (the heartbeat): everything before it
+						// has been received, so an idle slot may move up to it.
+						s.serverEnd = max(s.serverEnd, res.endLSN)
+					}
+				}
+			}
+		case *pgproto3.ErrorResponse:
+			return true, fmt.Errorf("replication stream: %w", pgconn.ErrorResponseToPgError(msg))
+		case *pgproto3.CopyDone:
+			return true, errors.New("server ended the replication stream")
+		}
+	}
+}
+
+// stopReached says whether everything up to StopAtLSN has been received, so waiting for the
+// next status interval would only delay the stop.
+func (r *Replicator) stopReached(s *session) bool {
+	stop := r.cfg.StopAtLSN
+	return stop != 0 && !s.inTxn && (s.enqueued >= stop || (s.serverEnd >= stop && s.enqueued <= r.Flushed()))
+}
+
+// flushAndReport waits for the acks of everything enqueued, moves the flushed LSN to the
+// last commit enqueued before the wait, saves the checkpoint and tells the server.
+func (r *Replicator) flushAndReport(ctx context.Context, s *session) error {
+	flushed := r.Flushed()
+	if s.enqueued > flushed {
+		target := s.enqueued
+		if s.published > 0 {
+			if err := r.pub.Flush(ctx); err != nil {
+				return fmt.Errorf("flush: %w", err)
+			}
+			s.published = 0
+		}
+		flushed = target
+		s.commits = 0
+	}
+	if !s.inTxn && s.enqueued <= flushed && s.serverEnd > flushed {
+		// Nothing pending: the slot may move to where the server has read, so an idle slot
+		// holds no WAL.
+		flushed = s.serverEnd
+		s.enqueued = flushed
+	}
+	r.setFlushed(flushed)
+	if err := r.sendStatus(ctx, s); err != nil {
+		return err
+	}
+	r.saveCheckpoint(s)
+	return nil
+}
+
+func (r *Replicator) setFlushed(lsn pglogrepl.LSN) {
+	if lsn > r.Flushed() {
+		r.flushed.Store(uint64(lsn))
+	}
+	r.confirmed.Set(float64(lsn))
+}
+
+// saveCheckpoint hands the flushed LSN to the checkpoint saver without waiting for it: a
+// KV write in the receive loop would stall decoding for a round trip every interval.
+func (r *Replicator) saveCheckpoint(s *session) {
+	flushed := r.Flushed()
+	if r.cfg.Checkpoints == nil || flushed == s.saved {
+		return
+	}
+	// Only the latest position matters: replace one the saver has not taken yet.
+	select {
+	case r.saves <- flushed:
+	default:
+		select {
+		case <-r.saves:
+		default:
+		}
+		r.saves <- flushed
+	}
+	s.saved = flushed
+}
+
+// saveLoop writes checkpoints handed over by saveCheckpoint until the channel is closed,
+// which happens after the final one.
+func (r *Replicator) saveLoop(ctx context.Context) error {
+	for lsn := range r.saves {
+		// Not ctx itself: the final checkpoint is saved after cancellation.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		if err := r.cfg.Checkpoints.Save(sctx, r.cfg.Slot, lsn); err != nil {
+			// The slot is the authority; the saved copy catches up at the next flush.
+			r.log.Warn("save checkpoint", "err", err, "lsn", lsn)
+		}
+		cancel()
+	}
+	return nil
+}
+
+func (r *Replicator) sendStatus(ctx context.Context, s *session) error {
+	flushed := r.Flushed()
+	err := pglogrepl.SendStandbyStatusUpdate(ctx, s.conn, pglogrepl.StandbyStatusUpdate{
+		WALWritePosition: max(s.written, flushed),
+		WALFlushPosition: flushed,
+		WALApplyPosition: flushed,
+	})
+	if err != nil {
+		return fmt.Errorf("send standby status update: %w", err)
+	}
+	if end := max(s.serverEnd, s.written); end > flushed {
+		r.lagBytes.Set(float64(end - flushed))
+	} else {
+		r.lagBytes.Set(0)
+	}
+	return nil
+}
+
+// shutdown flushes what is enqueued, reports the final position and ends the stream, with a
+// fresh bounded context because ctx is usually done by now.
+func (r *Replicator) shutdown(ctx context.Context, s *session) error {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.ShutdownTimeout)
+	defer cancel()
+	if s.enqueued > r.Flushed() {
+		if err := r.pub.Flush(sctx); err != nil {
+			r.log.Warn("final flush failed; the unacknowledged changes will be replayed", "err", err)
+		} else {
+			r.setFlushed(s.enqueued)
+		}
+	}
+	r.saveCheckpoint(s)
+	if err := r.sendStatus(sctx, s); err != nil {
+		return err
+	}
+	// CopyDone waits for the server's reply without a context: bound it with a deadline.
+	if nc := s.conn.Conn(); nc != nil {
+		_ = nc.SetDeadline(time.Now().Add(2 * time.Second))
+	}
+	if _, err := pglogrepl.SendStandbyCopyDone(sctx, s.conn); err != nil {
+		r.log.Debug("copy done", "err", err)
+	}
+	r.log.Info("stopped streaming", "confirmed", r.Flushed())
+	return nil
+}
+
+// heartbeat writes a non-transactional logical message every Heartbeat on a normal
+// connection of its own, so the slot advances even when the published tables are idle.
+func (r *Replicator) heartbeat(hbCtx context.Context) error {
+	ctx := hbCtx
+	t := time.NewTicker(r.cfg.Heartbeat)
+	defer t.Stop()
+	var conn *pgx.Conn
+	defer func() {
+		if conn != nil {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			defer cancel()
+			_ = conn.Close(cctx)
+		}
+	}()
+	for {
+		select {
+		case <-hbCtx.Done():
+			return nil
+		case <-t.C:
+		}
+		if conn == nil {
+			c, err := pgx.Connect(hbCtx, r.cfg.ConnString)
+			if err != nil {
+				r.log.Debug("heartbeat connect", "err", err)
+				continue
+			}
+			conn = c
+		}
+		qctx, qcancel := context.WithTimeout(hbCtx, 5*time.Second)
+		_, err := conn.Exec(qctx, "SELECT pg_logical_emit_message(false, 'tidemark.heartbeat', now()::text)")
+		qcancel()
+		if err != nil && hbCtx.Err() == nil {
+			r.log.Debug("heartbeat", "err", err)
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			_ = conn.Close(cctx)
+			cancel()
+			conn = nil
+		}
+	}
+}
+
+func quoteLiteral(s string) string {
+	out := []byte{'\''}
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\'' {
+			out = append(out, '\'')
+		}
+		out = append(out, s[i])
+	}
+	return string(append(out, '\''))
+}

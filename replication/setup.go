@@ -1,0 +1,159 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// ErrWALLevel means the server's wal_level is not logical, so no logical slot can exist.
+var ErrWALLevel = errors.New("wal_level must be logical")
+
+// ErrBackward means a checkpoint move would go behind the slot's confirmed LSN, which would
+// need WAL the slot no longer keeps.
+var ErrBackward = errors.New("cannot move the slot backward")
+
+// Querier is what setup and checkpoints need from a normal (non-replication) connection:
+// *pgx.Conn, *pgxpool.Pool and pgx.Tx all fit.
+type Querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// CheckWALLevel returns ErrWALLevel (naming the current setting) unless wal_level is logical.
+func CheckWALLevel(ctx context.Context, db Querier) error {
+	var level string
+	if err := db.QueryRow(ctx, "SHOW wal_level").Scan(&level); err != nil {
+		return fmt.Errorf("read wal_level: %w", err)
+	}
+	if level != "logical" {
+		return fmt.Errorf("%w: the server has wal_level=%s; set wal_level = logical in postgresql.conf (or ALTER SYSTEM SET wal_level = logical) and restart PostgreSQL", ErrWALLevel, level)
+	}
+	return nil
+}
+
+// EnsurePublication creates publication name for tables (with publish_via_partition_root,
+// so partitions publish under their root) or, when it exists, sets its table list. It is
+// idempotent.
+func EnsurePublication(ctx context.Context, db Querier, name string, tables []string) error {
+	if len(tables) == 0 {
+		return errors.New("publication needs at least one table")
+	}
+	idents := make([]string, len(tables))
+	for i, t := range tables {
+		idents[i] = pgx.Identifier(strings.Split(t, ".")).Sanitize()
+	}
+	list := strings.Join(idents, ", ")
+	ident := pgx.Identifier{name}.Sanitize()
+	var exists bool
+	if err := db.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)", name).Scan(&exists); err != nil {
+		return fmt.Errorf("look up publication %s: %w", name, err)
+	}
+	if !exists {
+		_, err := db.Exec(ctx, fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE %s WITH (publish_via_partition_root = true)", ident, list))
+		var pgErr *pgconn.PgError
+		if err == nil || (errors.As(err, &pgErr) && pgErr.Code == "42710") {
+			return nil
+		}
+		return fmt.Errorf("create publication %s: %w", name, err)
+	}
+	if _, err := db.Exec(ctx, fmt.Sprintf("ALTER PUBLICATION %s SET TABLE %s", ident, list)); err != nil {
+		return fmt.Errorf("set tables of publication %s: %w", name, err)
+	}
+	if _, err := db.Exec(ctx, fmt.Sprintf("ALTER PUBLICATION %s SET (publish_via_partition_root = true)", ident)); err != nil {
+		return fmt.Errorf("alter publication %s: %w", name, err)
+	}
+	return nil
+}
+
+// EnsureSlot creates logical slot name with pgoutput; an existing slot (42710) is kept.
+// It reports whether it created the slot.
+func EnsureSlot(ctx context.Context, db Querier, name string) (bool, error) {
+	_, err := db.Exec(ctx, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", name)
+	if err == nil {
+		return true, nil
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42710" {
+		return false, nil
+	}
+	return false, fmt.Errorf("create replication slot %s: %w", name, err)
+}
+
+// SlotInfo is a replication slot's state.
+type SlotInfo struct {
+	Name         string
+	Plugin       string
+	Database     string
+	Active       bool
+	ActivePID    int32
+	ConfirmedLSN pglogrepl.LSN
+	RestartLSN   pglogrepl.LSN
+	CurrentLSN   pglogrepl.LSN // the server's current WAL insert position
+}
+
+// LagBytes is how much WAL the slot holds beyond its confirmed position.
+func (s SlotInfo) LagBytes() int64 {
+	if s.CurrentLSN < s.ConfirmedLSN {
+		return 0
+	}
+	return int64(s.CurrentLSN - s.ConfirmedLSN)
+}
+
+// ErrNoSlot means the replication slot does not exist.
+var ErrNoSlot = errors.New("replication slot does not exist")
+
+// Slot reads slot name's state.
+func Slot(ctx context.Context, db Querier, name string) (SlotInfo, error) {
+	s := SlotInfo{Name: name}
+	var confirmed, restart, current string
+	var pid *int32
+	err := db.QueryRow(ctx, `SELECT coalesce(plugin, ''), coalesce(database, ''), active, active_pid,
+			coalesce(confirmed_flush_lsn, '0/0')::text, coalesce(restart_lsn, '0/0')::text, pg_current_wal_lsn()::text
+		FROM pg_replication_slots WHERE slot_name = $1`, name).
+		Scan(&s.Plugin, &s.Database, &s.Active, &pid, &confirmed, &restart, &current)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return s, fmt.Errorf("%s: %w", name, ErrNoSlot)
+	}
+	if err != nil {
+		return s, fmt.Errorf("read slot %s: %w", name, err)
+	}
+	if pid != nil {
+		s.ActivePID = *pid
+	}
+	if s.ConfirmedLSN, err = pglogrepl.ParseLSN(confirmed); err != nil {
+		return s, err
+	}
+	if s.RestartLSN, err = pglogrepl.ParseLSN(restart); err != nil {
+		return s, err
+	}
+	if s.CurrentLSN, err = pglogrepl.ParseLSN(current); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
+// AdvanceSlot moves a slot that no replicator is using forward to lsn with
+// pg_replication_slot_advance. Moving it behind its confirmed LSN returns ErrBackward.
+func AdvanceSlot(ctx context.Context, db Querier, name string, lsn pglogrepl.LSN) (pglogrepl.LSN, error) {
+	s, err := Slot(ctx, db, name)
+	if err != nil {
+		return 0, err
+	}
+	if lsn < s.ConfirmedLSN {
+		return 0, fmt.Errorf("%w: slot %s is confirmed up to %s, and %s is before it (the WAL in between is gone)", ErrBackward, name, s.ConfirmedLSN, lsn)
+	}
+	if s.Active {
+		return 0, fmt.Errorf("slot %s is in use by PID %d: stop the replicator first", name, s.ActivePID)
+	}
+	var end string
+	if err := db.QueryRow(ctx, "SELECT end_lsn::text FROM pg_replication_slot_advance($1, $2::pg_lsn)", name, lsn.String()).Scan(&end); err != nil {
+		return 0, fmt.Errorf("advance slot %s to %s: %w", name, lsn, err)
+	}
+	return pglogrepl.ParseLSN(end)
+}
