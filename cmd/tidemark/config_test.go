@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alecthomas/kong"
 	"github.com/jackc/pgx/v5"
 	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/internal/testenv"
@@ -158,5 +159,39 @@ func TestPGConfigSSLMode(t *testing.T) {
 	g := &Globals{Postgres: config.Postgres{URL: "postgres://u@db/app?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem"}}
 	if _, err := g.PGConfig(log); err == nil {
 		t.Error("a missing sslrootcert parsed without error")
+	}
+}
+
+// TestFlagsShareNoEnvironmentVariable guards against two commands' flags of one name but
+// different meaning reading the same TIDEMARK_* variable (load --format csv vs replicate
+// --format debezium once did).
+func TestFlagsShareNoEnvironmentVariable(t *testing.T) {
+	var cli CLI
+	parser, err := newParser(&cli)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A flag's kind is its Go type and allowed values: same-named flags of one kind (--slot,
+	// --json) may share a variable, flags of different kinds must not.
+	owners := map[string]map[string]string{} // env → flag kind → command
+	var walk func(n *kong.Node)
+	walk = func(n *kong.Node) {
+		for _, f := range n.Flags {
+			for _, env := range f.Envs {
+				if owners[env] == nil {
+					owners[env] = map[string]string{}
+				}
+				owners[env][f.Target.Type().String()+" "+f.Enum] = n.Path()
+			}
+		}
+		for _, c := range n.Children {
+			walk(c)
+		}
+	}
+	walk(parser.Model.Node)
+	for env, helps := range owners {
+		if len(helps) > 1 {
+			t.Errorf("%s is read by flags of different kinds: %v", env, helps)
+		}
 	}
 }

@@ -23,7 +23,7 @@ type ReplicateCmd struct {
 	Slot           string        `default:"tidemark" help:"Logical replication slot (pgoutput)."`
 	DedupWindow    time.Duration `default:"2m" help:"JetStream duplicate window of the PRODUCTS stream (Nats-Msg-Id)."`
 	Replicas       int           `default:"1" help:"Stream and checkpoint bucket replicas (NATS cluster)."`
-	Format         string        `default:"native" enum:"native,debezium" help:"Event format: native or debezium."`
+	Format         string        `default:"native" enum:"native,debezium" env:"TIDEMARK_EVENT_FORMAT" help:"Event format: native or debezium."`
 	MaxInFlight    int           `default:"4096" help:"Messages published and not yet acknowledged, at most."`
 	AckTimeout     time.Duration `default:"10s" help:"Fail (and replay from the confirmed LSN) a publish not acknowledged in this time."`
 	StatusInterval time.Duration `default:"1s" help:"How often acknowledged changes are confirmed to the slot and checkpointed."`

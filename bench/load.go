@@ -1,0 +1,321 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/tidemark/tidemark/catalog"
+)
+
+func init() { register(Stage{Name: "load", Run: benchLoad}) }
+
+// benchSupplier is the supplier every load run writes to.
+const benchSupplier = 1
+
+// ormBatch is the batch size of the ORM-style baseline (Django's bulk_create batch_size).
+const ormBatch = 5000
+
+// benchLoad times `tidemark load` against psql \copy of the same file (fresh) and against the
+// ORM-style method (fresh, and a reload where 10% of the rows changed). Every run starts from
+// the same table state: empty for fresh, the base drop loaded and vacuumed for reloads.
+func benchLoad(ctx context.Context, env *Env) ([]Result, error) {
+	url, err := env.PG.CreateDatabase(ctx, "bench_load")
+	if err != nil {
+		return nil, err
+	}
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	defer pool.Close()
+	if _, err := catalog.Migrate(ctx, pool); err != nil {
+		return nil, err
+	}
+	if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		return catalog.AddSupplier(ctx, tx, benchSupplier, "bench")
+	}); err != nil {
+		return nil, err
+	}
+	base := filepath.Join(env.Dir, "drop.csv")
+	changed := filepath.Join(env.Dir, "drop-10pct.csv")
+	if err := writeDrop(base, env.Rows, 0); err != nil {
+		return nil, err
+	}
+	if err := writeDrop(changed, env.Rows, 10); err != nil {
+		return nil, err
+	}
+	_ = os.Chmod(base, 0o644)
+	_ = os.Chmod(changed, 0o644)
+	partition := catalog.PartitionName(benchSupplier)
+	psql := "/usr/bin/psql"
+	if _, err := os.Stat(psql); err != nil {
+		psql = filepath.Join(env.PG.BinDir(), "psql")
+	}
+
+	reset := func(withBase bool) error {
+		if _, err := pool.Exec(ctx, "TRUNCATE "+partition); err != nil {
+			return fmt.Errorf("truncate: %w", err)
+		}
+		if withBase {
+			if _, err := psqlCopy(ctx, psql, url, base); err != nil {
+				return err
+			}
+		}
+		// A checkpoint too, so no run pays for the previous one's dirty pages.
+		if _, err := pool.Exec(ctx, "VACUUM ANALYZE "+partition); err != nil {
+			return fmt.Errorf("vacuum: %w", err)
+		}
+		_, err := pool.Exec(ctx, "CHECKPOINT")
+		return err
+	}
+	load := func(file string) (Process, error) {
+		return runProcess(ctx, env.Bin, "load", "--pg-url", url, "--supplier", strconv.Itoa(benchSupplier), "--json", file)
+	}
+	rate := func(d time.Duration) float64 { return float64(env.Rows) / d.Seconds() }
+	var results []Result
+
+	// The machine is shared: every tidemark and psql run happens twice, interleaved, and the
+	// faster of the two counts. The ORM-style runs are long enough to run once.
+	best := func(runs int, f func() (Process, error)) (Process, error) {
+		var b Process
+		for i := 0; i < runs; i++ {
+			p, err := f()
+			if err != nil {
+				return p, err
+			}
+			if i == 0 || p.Elapsed < b.Elapsed {
+				b = p
+			}
+		}
+		return b, nil
+	}
+
+	// Fresh: an empty partition.
+	var fresh, pcopy Process
+	for i := 0; i < 2; i++ {
+		if err := reset(false); err != nil {
+			return nil, err
+		}
+		p, err := load(base)
+		if err != nil {
+			return nil, err
+		}
+		env.Log.Info("load fresh", "tidemark", p.Elapsed, "summary", lastLine(p.Output))
+		if i == 0 || p.Elapsed < fresh.Elapsed {
+			fresh = p
+		}
+		if err := reset(false); err != nil {
+			return nil, err
+		}
+		if p, err = psqlCopy(ctx, psql, url, base); err != nil {
+			return nil, err
+		}
+		env.Log.Info("load fresh", "psql \\copy", p.Elapsed)
+		if i == 0 || p.Elapsed < pcopy.Elapsed {
+			pcopy = p
+		}
+	}
+	if err := reset(false); err != nil {
+		return nil, err
+	}
+	ormFresh, err := ormLoad(ctx, pool, base)
+	if err != nil {
+		return nil, err
+	}
+	env.Log.Info("load fresh", "orm", ormFresh)
+	results = append(results,
+		Result{Stage: "load fresh", Rows: env.Rows, Seconds: fresh.Elapsed.Seconds(), Rate: rate(fresh.Elapsed),
+			Baseline: `psql \copy`, BaselineSeconds: pcopy.Elapsed.Seconds(), Ratio: fresh.Elapsed.Seconds() / pcopy.Elapsed.Seconds(),
+			PeakRSSMB: float64(fresh.PeakRSS) / (1 << 20)},
+		Result{Stage: "load fresh", Rows: env.Rows, Seconds: fresh.Elapsed.Seconds(), Rate: rate(fresh.Elapsed),
+			Baseline: "ORM batches", BaselineSeconds: ormFresh.Seconds(), Ratio: fresh.Elapsed.Seconds() / ormFresh.Seconds(),
+			PeakRSSMB: float64(fresh.PeakRSS) / (1 << 20)},
+	)
+
+	// Reload with 10% of the rows changed, from the base drop loaded.
+	reload, err := best(2, func() (Process, error) {
+		if err := reset(true); err != nil {
+			return Process{}, err
+		}
+		p, err := load(changed)
+		if err == nil {
+			env.Log.Info("load reload 10%", "tidemark", p.Elapsed, "summary", lastLine(p.Output))
+		}
+		return p, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := reset(true); err != nil {
+		return nil, err
+	}
+	ormReload, err := ormLoad(ctx, pool, changed)
+	if err != nil {
+		return nil, err
+	}
+	env.Log.Info("load reload 10%", "orm", ormReload)
+	results = append(results, Result{Stage: "load reload 10%", Rows: env.Rows, Seconds: reload.Elapsed.Seconds(), Rate: rate(reload.Elapsed),
+		Baseline: "ORM batches", BaselineSeconds: ormReload.Seconds(), Ratio: reload.Elapsed.Seconds() / ormReload.Seconds(),
+		PeakRSSMB: float64(reload.PeakRSS) / (1 << 20)})
+
+	// An identical reload: nothing to write.
+	if err := reset(true); err != nil {
+		return nil, err
+	}
+	same, err := load(base)
+	if err != nil {
+		return nil, err
+	}
+	var sum struct{ Inserted, Updated, Unchanged int64 }
+	_ = json.Unmarshal([]byte(lastLine(same.Output)), &sum)
+	results = append(results, Result{Stage: "load reload identical", Rows: env.Rows, Seconds: same.Elapsed.Seconds(), Rate: rate(same.Elapsed),
+		PeakRSSMB: float64(same.PeakRSS) / (1 << 20),
+		Note:      fmt.Sprintf("%d inserted, %d updated, %d unchanged", sum.Inserted, sum.Updated, sum.Unchanged)})
+	return results, nil
+}
+
+// writeDrop writes a CSV drop of n products; with changedPct > 0 that share of them differs
+// from the base drop (a new price and description).
+func writeDrop(path string, n, changedPct int) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	cw := csv.NewWriter(w)
+	_ = cw.Write([]string{"sku", "name", "description", "price", "currency", "attributes"})
+	every := 0
+	if changedPct > 0 {
+		every = 100 / changedPct
+	}
+	for i := 0; i < n; i++ {
+		cents := 100 + (i*7919)%99900
+		desc := fmt.Sprintf("A sturdy, well-made product number %d, suited to daily use; colour %s, size %d.", i, colours[i%len(colours)], i%50)
+		if every > 0 && i%every == 0 {
+			cents += 1
+			desc += " Now improved."
+		}
+		_ = cw.Write([]string{
+			fmt.Sprintf("SKU-%09d", i),
+			fmt.Sprintf("Product %d %s", i, colours[(i/7)%len(colours)]),
+			desc,
+			fmt.Sprintf("%d.%02d", cents/100, cents%100),
+			currencies[i%len(currencies)],
+			fmt.Sprintf(`{"colour":%q,"size":%d,"tags":["a","b"]}`, colours[i%len(colours)], i%50),
+		})
+	}
+	cw.Flush()
+	if err := cw.Error(); err != nil {
+		return err
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+var (
+	colours    = []string{"red", "green", "blue", "black", "white", "teal", "amber"}
+	currencies = []string{"EUR", "USD", "GBP"}
+)
+
+// psqlCopy loads the CSV file straight into the partition with psql's \copy: the floor for a
+// fresh load. It goes through the parent (before PostgreSQL 17 a partition lacks the identity
+// default), which gets a supplier_id default for the duration, as the file has none.
+func psqlCopy(ctx context.Context, psql, url, file string) (Process, error) {
+	if _, err := runProcess(ctx, psql, "-X", "-q", "-d", url, "-c",
+		fmt.Sprintf("ALTER TABLE products ALTER supplier_id SET DEFAULT %d", benchSupplier)); err != nil {
+		return Process{}, err
+	}
+	p, err := runProcess(ctx, psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c",
+		fmt.Sprintf(`\copy products (sku, name, description, price, currency, attributes) FROM '%s' WITH (FORMAT csv, HEADER true)`, file))
+	if err != nil {
+		return p, err
+	}
+	_, err = runProcess(ctx, psql, "-X", "-q", "-d", url, "-c", "ALTER TABLE products ALTER supplier_id DROP DEFAULT")
+	return p, err
+}
+
+// ormLoad is the method tidemark replaces: an ORM's bulk upsert in batches of 5,000 rows
+// (INSERT … VALUES … ON CONFLICT DO UPDATE of every column), in one transaction.
+func ormLoad(ctx context.Context, pool *pgxpool.Pool, file string) (time.Duration, error) {
+	start := time.Now()
+	f, err := os.Open(file)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	r := csv.NewReader(bufio.NewReaderSize(f, 1<<20))
+	if _, err := r.Read(); err != nil {
+		return 0, err
+	}
+	const cols = 7
+	var stmt strings.Builder
+	build := func(rows int) string {
+		stmt.Reset()
+		stmt.WriteString("INSERT INTO products (supplier_id, sku, name, description, price, currency, attributes) VALUES ")
+		for i := 0; i < rows; i++ {
+			if i > 0 {
+				stmt.WriteByte(',')
+			}
+			b := i * cols
+			fmt.Fprintf(&stmt, "($%d,$%d,$%d,$%d,$%d,$%d,$%d)", b+1, b+2, b+3, b+4, b+5, b+6, b+7)
+		}
+		stmt.WriteString(` ON CONFLICT (supplier_id, sku) DO UPDATE SET name = EXCLUDED.name,
+			description = EXCLUDED.description, price = EXCLUDED.price, currency = EXCLUDED.currency,
+			attributes = EXCLUDED.attributes, status = EXCLUDED.status, updated_at = now()`)
+		return stmt.String()
+	}
+	full := build(ormBatch)
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		args := make([]any, 0, ormBatch*cols)
+		flush := func(sql string) error {
+			if len(args) == 0 {
+				return nil
+			}
+			_, err := tx.Exec(ctx, sql, args...)
+			args = args[:0]
+			return err
+		}
+		for {
+			rec, err := r.Read()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return err
+			}
+			args = append(args, benchSupplier, rec[0], rec[1], rec[2], rec[3], rec[4], rec[5])
+			if len(args) == ormBatch*cols {
+				if err := flush(full); err != nil {
+					return err
+				}
+			}
+		}
+		return flush(build(len(args) / cols))
+	})
+	if err != nil {
+		return 0, fmt.Errorf("orm-style load: %w", err)
+	}
+	return time.Since(start), nil
+}
+
+func lastLine(s string) string {
+	s = strings.TrimRight(s, "\n")
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}

@@ -1,0 +1,311 @@
+package loader
+
+import (
+	"strconv"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// canonicalJSON rewrites a valid JSON object the way PostgreSQL prints it back as jsonb: keys
+// ordered by length then bytes, the last of duplicate keys kept, ", " and ": " separators,
+// strings re-escaped as jsonb does. Comparing that text with the stored jsonb's text spares
+// the database a jsonb parse per unchanged row on a reload. It reports false for what it does
+// not reproduce exactly (numbers with exponents); the load then compares as jsonb, which is
+// always right, only slower.
+func canonicalJSON(s string) (string, bool) {
+	c := canonicalizer{s: s}
+	out, ok := c.value(make([]byte, 0, len(s)+len(s)/4))
+	if !ok {
+		return s, false
+	}
+	c.space()
+	if c.i != len(s) {
+		return s, false
+	}
+	return string(out), true
+}
+
+type canonicalizer struct {
+	s string
+	i int
+}
+
+func (c *canonicalizer) space() {
+	for c.i < len(c.s) && (c.s[c.i] == ' ' || c.s[c.i] == '\t' || c.s[c.i] == '\n' || c.s[c.i] == '\r') {
+		c.i++
+	}
+}
+
+// keyLess is jsonb's key order: shorter first, then bytewise.
+func keyLess(a, b string) bool {
+	if len(a) != len(b) {
+		return len(a) < len(b)
+	}
+	return a < b
+}
+
+type member struct {
+	key   string
+	value []byte
+}
+
+func (c *canonicalizer) value(out []byte) ([]byte, bool) {
+	c.space()
+	if c.i >= len(c.s) {
+		return out, false
+	}
+	switch ch := c.s[c.i]; {
+	case ch == '{':
+		c.i++
+		members := make([]member, 0, 8)
+		c.space()
+		if c.i < len(c.s) && c.s[c.i] == '}' {
+			c.i++
+			return append(out, "{}"...), true
+		}
+		for {
+			c.space()
+			key, ok := c.str()
+			if !ok {
+				return out, false
+			}
+			c.space()
+			if c.i >= len(c.s) || c.s[c.i] != ':' {
+				return out, false
+			}
+			c.i++
+			v, ok := c.value(nil)
+			if !ok {
+				return out, false
+			}
+			members = append(members, member{key, v})
+			c.space()
+			if c.i >= len(c.s) {
+				return out, false
+			}
+			if c.s[c.i] == ',' {
+				c.i++
+				continue
+			}
+			if c.s[c.i] != '}' {
+				return out, false
+			}
+			c.i++
+			break
+		}
+		// Insertion sort: objects are small, often already in order, and it is stable, so
+		// the last of equal keys stays last.
+		for a := 1; a < len(members); a++ {
+			for b := a; b > 0 && keyLess(members[b].key, members[b-1].key); b-- {
+				members[b], members[b-1] = members[b-1], members[b]
+			}
+		}
+		out = append(out, '{')
+		first := true
+		for j, m := range members {
+			if j+1 < len(members) && members[j+1].key == m.key {
+				continue // the last of duplicate keys wins
+			}
+			if !first {
+				out = append(out, ", "...)
+			}
+			first = false
+			out = appendJSONBString(out, m.key)
+			out = append(out, ": "...)
+			out = append(out, m.value...)
+		}
+		return append(out, '}'), true
+	case ch == '[':
+		c.i++
+		out = append(out, '[')
+		c.space()
+		if c.i < len(c.s) && c.s[c.i] == ']' {
+			c.i++
+			return append(out, ']'), true
+		}
+		for n := 0; ; n++ {
+			if n > 0 {
+				out = append(out, ", "...)
+			}
+			var ok bool
+			if out, ok = c.value(out); !ok {
+				return out, false
+			}
+			c.space()
+			if c.i >= len(c.s) {
+				return out, false
+			}
+			if c.s[c.i] == ',' {
+				c.i++
+				continue
+			}
+			if c.s[c.i] != ']' {
+				return out, false
+			}
+			c.i++
+			return append(out, ']'), true
+		}
+	case ch == '"':
+		v, ok := c.str()
+		if !ok {
+			return out, false
+		}
+		return appendJSONBString(out, v), true
+	case ch == '-' || ch >= '0' && ch <= '9':
+		return c.number(out)
+	default:
+		for _, lit := range []string{"true", "false", "null"} {
+			if len(c.s)-c.i >= len(lit) && c.s[c.i:c.i+len(lit)] == lit {
+				c.i += len(lit)
+				return append(out, lit...), true
+			}
+		}
+		return out, false
+	}
+}
+
+// number copies a number as numeric prints it: verbatim, except that numeric has no negative
+// zero. Exponents are left to the database.
+func (c *canonicalizer) number(out []byte) ([]byte, bool) {
+	start := c.i
+	if c.s[c.i] == '-' {
+		c.i++
+	}
+	zero := true
+	for c.i < len(c.s) {
+		ch := c.s[c.i]
+		switch {
+		case ch >= '0' && ch <= '9':
+			zero = zero && ch == '0'
+		case ch == '.':
+		case ch == 'e' || ch == 'E':
+			return out, false
+		default:
+			goto done
+		}
+		c.i++
+	}
+done:
+	num := c.s[start:c.i]
+	if zero && num[0] == '-' {
+		num = num[1:]
+	}
+	return append(out, num...), true
+}
+
+// str decodes a JSON string at c.i.
+func (c *canonicalizer) str() (string, bool) {
+	if c.i >= len(c.s) || c.s[c.i] != '"' {
+		return "", false
+	}
+	c.i++
+	start := c.i
+	// Fast path: no escapes.
+	for c.i < len(c.s) && c.s[c.i] != '"' && c.s[c.i] != '\\' {
+		c.i++
+	}
+	if c.i < len(c.s) && c.s[c.i] == '"' {
+		c.i++
+		return c.s[start : c.i-1], true
+	}
+	b := []byte(c.s[start:c.i])
+	for c.i < len(c.s) {
+		ch := c.s[c.i]
+		switch {
+		case ch == '"':
+			c.i++
+			return string(b), true
+		case ch != '\\':
+			b = append(b, ch)
+			c.i++
+			continue
+		}
+		if c.i+1 >= len(c.s) {
+			return "", false
+		}
+		esc := c.s[c.i+1]
+		c.i += 2
+		switch esc {
+		case '"', '\\', '/':
+			b = append(b, esc)
+		case 'b':
+			b = append(b, '\b')
+		case 'f':
+			b = append(b, '\f')
+		case 'n':
+			b = append(b, '\n')
+		case 'r':
+			b = append(b, '\r')
+		case 't':
+			b = append(b, '\t')
+		case 'u':
+			r, ok := c.hex()
+			if !ok {
+				return "", false
+			}
+			if utf16.IsSurrogate(r) {
+				if c.i+1 >= len(c.s) || c.s[c.i] != '\\' || c.s[c.i+1] != 'u' {
+					return "", false
+				}
+				c.i += 2
+				lo, ok := c.hex()
+				if !ok {
+					return "", false
+				}
+				if r = utf16.DecodeRune(r, lo); r == utf8.RuneError {
+					return "", false
+				}
+			}
+			if r == 0 {
+				return "", false
+			}
+			b = utf8.AppendRune(b, r)
+		default:
+			return "", false
+		}
+	}
+	return "", false
+}
+
+func (c *canonicalizer) hex() (rune, bool) {
+	if c.i+4 > len(c.s) {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(c.s[c.i:c.i+4], 16, 32)
+	if err != nil {
+		return 0, false
+	}
+	c.i += 4
+	return rune(v), true
+}
+
+// appendJSONBString quotes s as PostgreSQL's escape_json does.
+func appendJSONBString(out []byte, s string) []byte {
+	const hexDigits = "0123456789abcdef"
+	out = append(out, '"')
+	for i := 0; i < len(s); i++ {
+		switch ch := s[i]; ch {
+		case '\b':
+			out = append(out, `\b`...)
+		case '\f':
+			out = append(out, `\f`...)
+		case '\n':
+			out = append(out, `\n`...)
+		case '\r':
+			out = append(out, `\r`...)
+		case '\t':
+			out = append(out, `\t`...)
+		case '"':
+			out = append(out, `\"`...)
+		case '\\':
+			out = append(out, `\\`...)
+		default:
+			if ch < ' ' {
+				out = append(out, '\\', 'u', '0', '0', hexDigits[ch>>4], hexDigits[ch&0xf])
+			} else {
+				out = append(out, ch)
+			}
+		}
+	}
+	return append(out, '"')
+}

@@ -1,0 +1,211 @@
+package loader_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tidemark/tidemark/loader"
+)
+
+// readAll returns every record of a drop as (line, fields or reason) strings.
+func readAll(t *testing.T, input []byte, format loader.Format) ([]string, error) {
+	t.Helper()
+	rd, err := loader.Open(bytes.NewReader(input), format)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for {
+		rec, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+		if !json.Valid(rd.Raw()) {
+			t.Fatalf("line %d: Raw() is not JSON: %s", rec.Line, rd.Raw())
+		}
+		if rec.Reason != "" {
+			out = append(out, jsonLine(rec.Line, "reason", rec.Reason))
+			continue
+		}
+		out = append(out, jsonLine(rec.Line, "fields", rec.Fields))
+	}
+}
+
+func jsonLine(line int64, k string, v any) string {
+	b, _ := json.Marshal(map[string]any{"line": line, k: v})
+	return string(b)
+}
+
+func gz(t *testing.T, b []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	w := gzip.NewWriter(&buf)
+	if _, err := w.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func TestCSVQuotingAndLines(t *testing.T) {
+	input, err := os.ReadFile(filepath.Join("testdata", "quoting.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		`{"fields":["A1","Widget, large","He said \"hi\"\nand left","12.50","usd","","{\"c\":1}"],"line":2}`,
+		`{"fields":["A2","Gadget","","0","","active",""],"line":4}`,
+	}
+	for name, in := range map[string][]byte{"plain": input, "gzip": gz(t, input)} {
+		t.Run(name, func(t *testing.T) {
+			got, err := readAll(t, in, loader.CSV)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+			}
+		})
+	}
+}
+
+func TestCSVBadRecordsAreRejectedAndReadingGoesOn(t *testing.T) {
+	input := "name,sku\n" + // any column order
+		"ok1,A\n" +
+		"bare \"quote,B\n" +
+		"too,many,fields\n" +
+		"\"multi\nline\",C\n" +
+		"\"unterminated,D\n"
+	got, err := readAll(t, []byte(input), loader.CSV)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		`{"fields":["A","ok1","","","","",""],"line":2}`,
+		`{"line":3,"reason":"record: bare \" in non-quoted-field"}`,
+		`{"line":4,"reason":"record: 3 fields, the header has 2"}`,
+		`{"fields":["C","multi\nline","","","","",""],"line":5}`,
+		`{"line":7,"reason":"record: extraneous or missing \" in quoted-field"}`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestCSVHeaderErrors(t *testing.T) {
+	for _, tc := range []struct{ input, want string }{
+		{"sku,name,colour\n", `unknown column "colour"`},
+		{"sku,name,sku\n", `"sku" given twice`},
+		{"sku,price\n", `required column "name" missing`},
+		{"", "empty input"},
+	} {
+		_, err := loader.Open(strings.NewReader(tc.input), loader.CSV)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: got %v, want an error containing %q", tc.input, err, tc.want)
+		}
+	}
+	_, err := loader.Open(strings.NewReader("sku,name,colour\n"), loader.CSV)
+	if !errors.Is(err, loader.ErrUnknownColumn) {
+		t.Errorf("unknown column: %v is not ErrUnknownColumn", err)
+	}
+}
+
+func TestNDJSON(t *testing.T) {
+	input, err := os.ReadFile(filepath.Join("testdata", "mixed.ndjson"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		`{"fields":["N1","One","","1.50","","","{\"a\":[1,2]}"],"line":1}`,
+		`{"fields":["N2","Two","","2","eur","",""],"line":2}`,
+		`{"fields":["N3","Three","","","","",""],"line":4}`,
+		`{"line":5,"reason":"record: not a JSON object: invalid character 'o' in literal null (expecting 'u')"}`,
+		`{"line":6,"reason":"sku: not a string (4)"}`,
+		`{"line":7,"reason":"attributes: not a JSON object (a string)"}`,
+	}
+	for name, in := range map[string][]byte{"plain": input, "gzip": gz(t, input)} {
+		t.Run(name, func(t *testing.T) {
+			got, err := readAll(t, in, loader.NDJSON)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+			}
+		})
+	}
+	_, err = readAll(t, []byte(`{"sku":"a","name":"b"}`+"\n"+`{"sku":"a","name":"b","colour":"red"}`), loader.NDJSON)
+	if !errors.Is(err, loader.ErrUnknownColumn) || !strings.Contains(err.Error(), `line 2: unknown column "colour"`) {
+		t.Fatalf("unknown key: got %v", err)
+	}
+}
+
+func TestFormatOf(t *testing.T) {
+	for name, want := range map[string]loader.Format{
+		"a.csv": loader.CSV, "a.CSV.gz": loader.CSV, "a.ndjson": loader.NDJSON, "a.jsonl.gz": loader.NDJSON, "a.json": "", "a.gz": "",
+	} {
+		if got, _ := loader.FormatOf(name); got != want {
+			t.Errorf("FormatOf(%q) = %q, want %q", name, got, want)
+		}
+	}
+}
+
+// fuzzRead reads a whole drop: readers must never panic, and every record they return must
+// either validate or carry a reason.
+func fuzzRead(t *testing.T, input []byte, format loader.Format) {
+	rd, err := loader.Open(bytes.NewReader(input), format)
+	if err != nil {
+		return
+	}
+	for {
+		rec, err := rd.Next()
+		if err != nil {
+			return
+		}
+		if rec.Line < 1 {
+			t.Fatalf("record with line %d", rec.Line)
+		}
+		if !json.Valid(rd.Raw()) {
+			t.Fatalf("Raw() is not JSON: %q", rd.Raw())
+		}
+		row, reason := loader.Validate(rec)
+		if reason == "" && (row.SKU == "" || row.Name == "" || !json.Valid([]byte(row.Attributes))) {
+			t.Fatalf("invalid row passed validation: %+v", row)
+		}
+	}
+}
+
+func addSeeds(f *testing.F, glob string) {
+	files, _ := filepath.Glob(filepath.Join("testdata", glob))
+	for _, name := range files {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+}
+
+func FuzzCSV(f *testing.F) {
+	addSeeds(f, "*.csv")
+	f.Add([]byte("sku,name\n\"a\nb\",\"c\"\"d\"\n"))
+	f.Fuzz(func(t *testing.T, input []byte) { fuzzRead(t, input, loader.CSV) })
+}
+
+func FuzzNDJSON(f *testing.F) {
+	addSeeds(f, "*.ndjson")
+	f.Add([]byte(`{"sku":"a","name":"b","attributes":{"x":"\ud800"}}`))
+	f.Fuzz(func(t *testing.T, input []byte) { fuzzRead(t, input, loader.NDJSON) })
+}
