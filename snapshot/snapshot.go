@@ -53,14 +53,17 @@ func Supplier(ctx context.Context, pool *pgxpool.Pool, id int32, opts Options) (
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
 	res := Result{SupplierID: id}
-	var lastID int64
+	var lastID, untilID int64
 	var chunk int
-	err := pool.QueryRow(ctx, `SELECT id, last_id, chunks, rows FROM tidemark_snapshots
-		WHERE supplier_id = $1 AND finished_at IS NULL`, id).Scan(&res.ID, &lastID, &chunk, &res.Rows)
+	err := pool.QueryRow(ctx, `SELECT id, last_id, until_id, chunks, rows FROM tidemark_snapshots
+		WHERE supplier_id = $1 AND finished_at IS NULL`, id).Scan(&res.ID, &lastID, &untilID, &chunk, &res.Rows)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		res.ID = fmt.Sprintf("s%d-%d", id, time.Now().UnixNano())
-		if _, err := pool.Exec(ctx, `INSERT INTO tidemark_snapshots (id, supplier_id) VALUES ($1, $2)`, res.ID, id); err != nil {
+		err := pool.QueryRow(ctx, `INSERT INTO tidemark_snapshots (id, supplier_id, until_id)
+			VALUES ($1, $2, (SELECT coalesce(max(id), 0) FROM products WHERE supplier_id = $2))
+			RETURNING until_id`, res.ID, id).Scan(&untilID)
+		if err != nil {
 			return res, fmt.Errorf("start snapshot of supplier %d: %w", id, err)
 		}
 	case err != nil:
@@ -71,7 +74,7 @@ func Supplier(ctx context.Context, pool *pgxpool.Pool, id int32, opts Options) (
 	}
 	var total int64
 	if opts.Progress != nil {
-		if err := pool.QueryRow(ctx, "SELECT count(*) FROM products WHERE supplier_id = $1", id).Scan(&total); err != nil {
+		if err := pool.QueryRow(ctx, "SELECT count(*) FROM products WHERE supplier_id = $1 AND id <= $2", id, untilID).Scan(&total); err != nil {
 			return res, fmt.Errorf("count products of supplier %d: %w", id, err)
 		}
 		opts.Progress(res.Rows, total)
@@ -82,7 +85,7 @@ func Supplier(ctx context.Context, pool *pgxpool.Pool, id int32, opts Options) (
 	}
 	for {
 		chunk++
-		n, next, err := readChunk(ctx, pool, opts, res.ID, chunk, id, lastID, cols)
+		n, next, err := readChunk(ctx, pool, opts, res.ID, chunk, id, lastID, untilID, cols)
 		if err != nil {
 			return res, fmt.Errorf("snapshot %s chunk %d: %w", res.ID, chunk, err)
 		}
@@ -123,9 +126,9 @@ func columns(ctx context.Context, pool *pgxpool.Pool) ([]replication.SnapshotCol
 // readChunk writes the low watermark, waits until every transaction that might have committed
 // before it is visible, then reads up to ChunkSize rows after lastID and writes them as the
 // chunk message, with the progress, in one transaction. It returns the rows read and the last
-// id.
+// id. Rows above untilID were inserted after the snapshot began and reach the stream anyway.
 func readChunk(ctx context.Context, pool *pgxpool.Pool, opts Options, snapID string, chunk int,
-	supplier int32, lastID int64, cols []replication.SnapshotColumn) (int, int64, error) {
+	supplier int32, lastID, untilID int64, cols []replication.SnapshotColumn) (int, int64, error) {
 	low, err := json.Marshal(replication.SnapshotLow{ID: snapID, Chunk: chunk})
 	if err != nil {
 		return 0, 0, err
@@ -142,7 +145,7 @@ func readChunk(ctx context.Context, pool *pgxpool.Pool, opts Options, snapID str
 		// Qualified, so ORDER BY p.id sorts the bigint, not this text output column.
 		selectList[i] = "p." + pgx.Identifier{c.Name}.Sanitize() + "::text"
 	}
-	query := fmt.Sprintf("SELECT %s FROM products p WHERE p.supplier_id = $1 AND p.id > $2 ORDER BY p.id LIMIT $3",
+	query := fmt.Sprintf("SELECT %s FROM products p WHERE p.supplier_id = $1 AND p.id > $2 AND p.id <= $3 ORDER BY p.id LIMIT $4",
 		strings.Join(selectList, ", "))
 	idCol := -1
 	for i, c := range cols {
@@ -157,7 +160,7 @@ func readChunk(ctx context.Context, pool *pgxpool.Pool, opts Options, snapID str
 	var n int
 	var next int64
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, query, supplier, lastID, opts.ChunkSize)
+		rows, err := tx.Query(ctx, query, supplier, lastID, untilID, opts.ChunkSize)
 		if err != nil {
 			return fmt.Errorf("read chunk: %w", err)
 		}

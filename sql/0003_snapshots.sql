@@ -5,6 +5,9 @@ CREATE TABLE tidemark_snapshots (
     id          text        PRIMARY KEY,
     supplier_id integer     NOT NULL,
     last_id     bigint      NOT NULL DEFAULT 0,
+    -- The highest id when the snapshot began: rows inserted later reach the stream as
+    -- inserts anyway, and without the bound a busy writer could keep the snapshot going.
+    until_id    bigint      NOT NULL,
     chunks      integer     NOT NULL DEFAULT 0,
     rows        bigint      NOT NULL DEFAULT 0,
     started_at  timestamptz NOT NULL DEFAULT now(),
