@@ -352,6 +352,11 @@ func (r *Replicator) session(ctx context.Context) (streamed bool, err error) {
 					}
 					return true, fmt.Errorf("decode at %s: %w", xld.WALStart, err)
 				}
+				if len(dec.marks.expired) > 0 {
+					r.log.Error("snapshot chunks arrived after their windows expired and were not published; run tidemark snapshot for their suppliers again",
+						"chunks", dec.marks.expired)
+					dec.marks.expired = nil
+				}
 				s.written = max(s.written, xld.WALStart+pglogrepl.LSN(len(xld.WALData)))
 				switch res.kind {
 				case msgBegin:

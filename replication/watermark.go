@@ -3,6 +3,7 @@ package replication
 import (
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pglogrepl"
 )
@@ -50,14 +51,31 @@ type windowKey struct {
 
 type window struct {
 	low       pglogrepl.LSN
+	opened    time.Time
 	changed   map[Key]struct{}
 	truncated bool
 }
+
+// WindowExpiry is how long the replicator keeps a snapshot window open waiting for its chunk.
+// A snapshot process that died between its watermarks never sends the chunk; without a bound
+// the slot would hold WAL for ever. A chunk arriving after its window expired publishes
+// nothing (its rows could be stale) and is logged: run the snapshot again.
+const WindowExpiry = 10 * time.Minute
 
 // watermarks tracks the open snapshot windows of one replication session. It is owned by the
 // receive loop's goroutine.
 type watermarks struct {
 	open map[windowKey]*window
+	now  func() time.Time // for tests; default time.Now
+	// expired counts chunks that arrived after their window expired (logged by the caller).
+	expired []string
+}
+
+func (w *watermarks) clock() time.Time {
+	if w.now != nil {
+		return w.now()
+	}
+	return time.Now()
 }
 
 // low opens a window at the low watermark's LSN.
@@ -69,7 +87,7 @@ func (w *watermarks) low(content []byte, lsn pglogrepl.LSN) error {
 	if w.open == nil {
 		w.open = map[windowKey]*window{}
 	}
-	w.open[windowKey{m.ID, m.Chunk}] = &window{low: lsn, changed: map[Key]struct{}{}}
+	w.open[windowKey{m.ID, m.Chunk}] = &window{low: lsn, opened: w.clock(), changed: map[Key]struct{}{}}
 	return nil
 }
 
@@ -99,6 +117,9 @@ func (w *watermarks) chunk(content []byte, lsn pglogrepl.LSN) (*SnapshotChunk, f
 	k := windowKey{m.ID, m.Chunk}
 	win, ok := w.open[k]
 	if !ok {
+		if len(m.Rows) > 0 {
+			w.expired = append(w.expired, fmt.Sprintf("%s chunk %d", m.ID, m.Chunk))
+		}
 		return &m, func(Key) bool { return false }, nil
 	}
 	delete(w.open, k)
@@ -115,7 +136,12 @@ func (w *watermarks) chunk(content []byte, lsn pglogrepl.LSN) (*SnapshotChunk, f
 // replay from before the low watermark, or it would see the chunk without its window.
 func (w *watermarks) holdLSN() (pglogrepl.LSN, bool) {
 	var min pglogrepl.LSN
-	for _, win := range w.open {
+	now := w.clock()
+	for k, win := range w.open {
+		if now.Sub(win.opened) > WindowExpiry {
+			delete(w.open, k)
+			continue
+		}
 		if min == 0 || win.low < min {
 			min = win.low
 		}

@@ -3,6 +3,7 @@ package replication
 import (
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/jackc/pglogrepl"
 )
@@ -64,5 +65,31 @@ func TestWatermarksDropKeysChangedInsideTheWindow(t *testing.T) {
 	}
 	if _, _, err := w.chunk([]byte("[]"), 1); err == nil {
 		t.Fatal("malformed chunk: want an error")
+	}
+}
+
+// A window whose chunk never comes (the snapshot process died) must not hold the slot for
+// ever; a chunk that arrives after its window expired publishes nothing and is reported.
+func TestWatermarksExpire(t *testing.T) {
+	now := time.Unix(0, 0)
+	w := watermarks{now: func() time.Time { return now }}
+	b, _ := json.Marshal(SnapshotLow{ID: "s", Chunk: 1})
+	if err := w.low(b, 100); err != nil {
+		t.Fatal(err)
+	}
+	if _, held := w.holdLSN(); !held {
+		t.Fatal("fresh window: want the slot held")
+	}
+	now = now.Add(WindowExpiry + time.Second)
+	if _, held := w.holdLSN(); held {
+		t.Fatal("expired window still holds the slot")
+	}
+	c, _ := json.Marshal(SnapshotChunk{ID: "s", Chunk: 1, Rows: [][]*string{{nil}}})
+	_, keep, err := w.chunk(c, 200)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keep(Key{1, 1}) || len(w.expired) != 1 {
+		t.Fatalf("late chunk: keep=%v expired=%v; want nothing published and the chunk reported", keep(Key{1, 1}), w.expired)
 	}
 }

@@ -22,6 +22,14 @@ import (
 // DefaultChunkSize is the number of rows read per chunk.
 const DefaultChunkSize = 2000
 
+// MaxWait bounds the wait, per chunk, for transactions that were running at its low
+// watermark. It stays below replication.WindowExpiry, after which the replicator gives up on
+// a window (so a snapshot that died cannot hold the slot's WAL for ever).
+const MaxWait = replication.WindowExpiry / 2
+
+// ErrWaitedTooLong means a long-running transaction held a chunk up for MaxWait.
+var ErrWaitedTooLong = errors.New("snapshot waited too long for running transactions")
+
 // Options tunes a snapshot.
 type Options struct {
 	// ChunkSize is the number of rows per chunk; default DefaultChunkSize.
@@ -55,20 +63,16 @@ func Supplier(ctx context.Context, pool *pgxpool.Pool, id int32, opts Options) (
 	res := Result{SupplierID: id}
 	var lastID, untilID int64
 	var chunk int
-	err := pool.QueryRow(ctx, `SELECT id, last_id, until_id, chunks, rows FROM tidemark_snapshots
+	resumed, err := Begin(ctx, pool, id)
+	if err != nil {
+		return res, err
+	}
+	err = pool.QueryRow(ctx, `SELECT id, last_id, until_id, chunks, rows FROM tidemark_snapshots
 		WHERE supplier_id = $1 AND finished_at IS NULL`, id).Scan(&res.ID, &lastID, &untilID, &chunk, &res.Rows)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		res.ID = fmt.Sprintf("s%d-%d", id, time.Now().UnixNano())
-		err := pool.QueryRow(ctx, `INSERT INTO tidemark_snapshots (id, supplier_id, until_id)
-			VALUES ($1, $2, (SELECT coalesce(max(id), 0) FROM products WHERE supplier_id = $2))
-			RETURNING until_id`, res.ID, id).Scan(&untilID)
-		if err != nil {
-			return res, fmt.Errorf("start snapshot of supplier %d: %w", id, err)
-		}
-	case err != nil:
+	if err != nil {
 		return res, fmt.Errorf("look up snapshot of supplier %d: %w", id, err)
-	default:
+	}
+	if resumed && chunk > 0 {
 		res.Resumed = true
 		opts.Log.Info("resuming snapshot", "snapshot", res.ID, "supplier", id, "after_id", lastID, "rows", res.Rows)
 	}
@@ -103,6 +107,20 @@ func Supplier(ctx context.Context, pool *pgxpool.Pool, id int32, opts Options) (
 		return res, fmt.Errorf("finish snapshot %s: %w", res.ID, err)
 	}
 	return res, nil
+}
+
+// Begin records a snapshot of supplier id as requested, unless one is already unfinished
+// (then it reports true): recorded snapshots survive a crash, so a plan of many suppliers
+// resumes whole. Supplier calls it; call it ahead to record a plan before running it.
+func Begin(ctx context.Context, pool *pgxpool.Pool, id int32) (existed bool, err error) {
+	tag, err := pool.Exec(ctx, `INSERT INTO tidemark_snapshots (id, supplier_id, until_id)
+		VALUES ($1, $2, (SELECT coalesce(max(id), 0) FROM products WHERE supplier_id = $2))
+		ON CONFLICT (supplier_id) WHERE finished_at IS NULL DO NOTHING`,
+		fmt.Sprintf("s%d-%d", id, time.Now().UnixNano()), id)
+	if err != nil {
+		return false, fmt.Errorf("start snapshot of supplier %d: %w", id, err)
+	}
+	return tag.RowsAffected() == 0, nil
 }
 
 // columns reads products' columns and type OIDs, in table order.
@@ -181,18 +199,19 @@ func readChunk(ctx context.Context, pool *pgxpool.Pool, opts Options, snapID str
 			return fmt.Errorf("read chunk: %w", err)
 		}
 		n = len(msg.Rows)
+		content, err := json.Marshal(msg)
+		if err != nil {
+			return err
+		}
+		// Written even when empty: it closes the low watermark's window in the replicator.
+		if _, err := tx.Exec(ctx, "SELECT pg_logical_emit_message(true, $1, $2::text)", replication.SnapshotChunkPrefix, string(content)); err != nil {
+			return fmt.Errorf("write chunk: %w", err)
+		}
 		if n == 0 {
 			return nil
 		}
 		if _, err := fmt.Sscan(*msg.Rows[n-1][idCol], &next); err != nil {
 			return fmt.Errorf("chunk's last id %q: %w", *msg.Rows[n-1][idCol], err)
-		}
-		content, err := json.Marshal(msg)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, "SELECT pg_logical_emit_message(true, $1, $2::text)", replication.SnapshotChunkPrefix, string(content)); err != nil {
-			return fmt.Errorf("write chunk: %w", err)
 		}
 		_, err = tx.Exec(ctx, `UPDATE tidemark_snapshots SET last_id = $2, chunks = chunks + 1, rows = rows + $3
 			WHERE id = $1`, snapID, next, n)
@@ -229,6 +248,9 @@ func waitForInProgress(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger
 			return nil
 		}
 		xids = running
+		if time.Since(start) > MaxWait {
+			return fmt.Errorf("transactions %v ran for over %s while the snapshot waited for them; retry when they end: %w", running, MaxWait, ErrWaitedTooLong)
+		}
 		if time.Since(lastLog) > 10*time.Second {
 			log.Warn("snapshot waiting for transactions to end", "xids", running, "waited", time.Since(start).Round(time.Second))
 			lastLog = time.Now()
