@@ -79,6 +79,9 @@ type decoder struct {
 	commitTS  time.Time
 	seq       int
 
+	// marks are the open snapshot windows (see watermark.go).
+	marks watermarks
+
 	change Change
 	arena  []byte
 	after  Row
@@ -155,6 +158,24 @@ func (d *decoder) decode(lsn pglogrepl.LSN, data []byte, emit func(*Change) erro
 		if err := safeDecode(m.Decode, body); err != nil {
 			return decoded{}, fmt.Errorf("%w: logical message: %w", ErrProtocol, err)
 		}
+		switch m.Prefix {
+		case SnapshotLowPrefix:
+			// A transactional low watermark opens its window at its commit: a restart must
+			// replay from at or before it (see watermarks.holdLSN).
+			at := m.LSN
+			if m.Transactional {
+				at = d.commitLSN
+			}
+			if err := d.marks.low(m.Content, at); err != nil {
+				return decoded{}, err
+			}
+		case SnapshotChunkPrefix:
+			n, err := d.snapshotChunk(lsn, m.Content, emit)
+			if err != nil {
+				return decoded{}, err
+			}
+			return decoded{kind: msgChange, changes: n}, nil
+		}
 		// Heartbeats and other logical messages never become events.
 		return decoded{kind: msgMessage, endLSN: m.LSN}, nil
 	case pglogrepl.MessageTypeInsert, pglogrepl.MessageTypeUpdate, pglogrepl.MessageTypeDelete:
@@ -180,6 +201,7 @@ func (d *decoder) decode(lsn pglogrepl.LSN, data []byte, emit func(*Change) erro
 				return decoded{}, fmt.Errorf("%w: truncate of unknown relation %d", ErrProtocol, id)
 			}
 			c := d.reset(OpTruncate, rel, lsn)
+			d.marks.observe(c)
 			if err := emit(c); err != nil {
 				return decoded{}, err
 			}
@@ -272,7 +294,56 @@ func (d *decoder) rowChange(typ byte, lsn pglogrepl.LSN, src []byte, emit func(*
 	} else {
 		c.Key = keyOf(c.Before)
 	}
+	d.marks.observe(c)
+	if typ == 'U' && len(c.Before) > 0 {
+		// An update that moved the key changes the old key too.
+		d.marks.observe(&Change{Op: OpDelete, Key: keyOf(c.Before)})
+	}
 	return emit(c)
+}
+
+// snapshotChunk publishes the rows of a snapshot chunk whose keys did not change since the
+// chunk's low watermark, rendering values exactly as pgoutput's. It returns how many it emitted.
+func (d *decoder) snapshotChunk(lsn pglogrepl.LSN, content []byte, emit func(*Change) error) (int, error) {
+	chunk, keep, err := d.marks.chunk(content, lsn)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrProtocol, err)
+	}
+	rel := &relation{schema: chunk.Schema, table: chunk.Table, cols: make([]relColumn, len(chunk.Columns))}
+	for i, c := range chunk.Columns {
+		rel.cols[i] = relColumn{name: c.Name, oid: c.Type, kind: kindOf(c.Type)}
+	}
+	n := 0
+	for _, values := range chunk.Rows {
+		if len(values) != len(rel.cols) {
+			return n, fmt.Errorf("%w: snapshot %s chunk %d: row of %d values for %d columns", ErrProtocol, chunk.ID, chunk.Chunk, len(values), len(rel.cols))
+		}
+		c := d.reset(OpSnapshot, rel, lsn)
+		for i, v := range values {
+			col := &rel.cols[i]
+			if v == nil {
+				d.after = append(d.after, Column{Name: col.name, Value: jsonNull})
+				continue
+			}
+			start := len(d.arena)
+			if d.arena, err = d.appendValue(d.arena, col, []byte(*v)); err != nil {
+				return n, fmt.Errorf("snapshot column %s: %w", col.name, err)
+			}
+			d.after = append(d.after, Column{Name: col.name, Value: d.arena[start:len(d.arena):len(d.arena)]})
+		}
+		c.After = d.after
+		c.Key = keyOf(c.After)
+		if !keep(c.Key) {
+			// A newer change of this product is already in the stream: the row would undo it.
+			d.seq--
+			continue
+		}
+		if err := emit(c); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
 }
 
 // keyOf reads (supplier_id, id) from a decoded row image.

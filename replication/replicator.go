@@ -221,6 +221,7 @@ type session struct {
 	published int // changes published since the last Flush
 	commits   int // commits since the last flush
 	saved     pglogrepl.LSN
+	marks     *watermarks // the decoder's open snapshot windows
 }
 
 // session runs one replication connection. It reports whether it got as far as streaming.
@@ -268,10 +269,10 @@ func (r *Replicator) session(ctx context.Context) (streamed bool, err error) {
 	r.ready.Store(true)
 	defer r.ready.Store(false)
 
-	s := &session{conn: conn, enqueued: startLSN, saved: startLSN}
 	dec := newDecoder(r.cfg.Slot)
+	s := &session{conn: conn, enqueued: startLSN, saved: startLSN, marks: &dec.marks}
 	counters := map[Op]prometheus.Counter{}
-	for _, op := range []Op{OpInsert, OpUpdate, OpDelete, OpTruncate} {
+	for _, op := range []Op{OpInsert, OpUpdate, OpDelete, OpTruncate, OpSnapshot} {
 		counters[op] = r.changes.WithLabelValues(string(op))
 	}
 	emit := func(c *Change) error {
@@ -351,6 +352,11 @@ func (r *Replicator) session(ctx context.Context) (streamed bool, err error) {
 					}
 					return true, fmt.Errorf("decode at %s: %w", xld.WALStart, err)
 				}
+				if len(dec.marks.expired) > 0 {
+					r.log.Error("snapshot chunks arrived after their windows expired and were not published; run tidemark snapshot for their suppliers again",
+						"chunks", dec.marks.expired)
+					dec.marks.expired = nil
+				}
 				s.written = max(s.written, xld.WALStart+pglogrepl.LSN(len(xld.WALData)))
 				switch res.kind {
 				case msgBegin:
@@ -403,6 +409,11 @@ func (r *Replicator) flushAndReport(ctx context.Context, s *session) error {
 		// holds no WAL.
 		flushed = s.serverEnd
 		s.enqueued = flushed
+	}
+	if hold, ok := s.marks.holdLSN(); ok && flushed > hold {
+		// A snapshot window is open: the slot must not move past its low watermark, or a
+		// restart would see the chunk without the window that filters it.
+		flushed = max(hold, r.Flushed())
 	}
 	r.setFlushed(flushed)
 	if err := r.sendStatus(ctx, s); err != nil {

@@ -67,6 +67,8 @@ func (c *DemoCmd) run(ctx context.Context, g *Globals, log *slog.Logger) error {
 		return err
 	}
 	rc.HTTPAddr, ec.HTTPAddr = "", ""
+	// The demo starts from an empty table: every row reaches the stream as an insert.
+	rc.Snapshot = "never"
 	// Two encoders of one worker each stand for two `tidemark encode` processes sharing the
 	// durable consumer.
 	ec.Workers = 1
@@ -129,7 +131,7 @@ func (c *DemoCmd) run(ctx context.Context, g *Globals, log *slog.Logger) error {
 	// The pipeline: replicate and two encoders, each with a registry of its own as separate
 	// processes would have.
 	d.replReg = prometheus.NewRegistry()
-	r, closeRepl, err := rc.newReplicator(ctx, dg, log.With("component", "replicate"), d.replReg)
+	r, _, closeRepl, err := rc.newReplicator(ctx, dg, log.With("component", "replicate"), d.replReg)
 	if err != nil {
 		return err
 	}

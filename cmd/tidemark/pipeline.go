@@ -39,45 +39,48 @@ func withDefaults(cmd any) error {
 // newReplicator sets up the publication, the slot (before the stream: once the stream exists the
 // slot already retains WAL), the stream and the checkpoint bucket, and builds the replicator.
 // The returned close releases its NATS connection and publisher, after Run has returned.
-func (c *ReplicateCmd) newReplicator(ctx context.Context, g *Globals, log *slog.Logger, reg prometheus.Registerer) (r *replication.Replicator, closeFn func(), err error) {
+func (c *ReplicateCmd) newReplicator(ctx context.Context, g *Globals, log *slog.Logger, reg prometheus.Registerer) (r *replication.Replicator, snapshots []int32, closeFn func(), err error) {
 	from, err := parseLSNFlag("from-lsn", c.FromLSN)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	stopAt, err := parseLSNFlag("stop-at-lsn", c.StopAtLSN)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	pool, err := g.Pool(ctx, log)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	defer pool.Close()
 	if err := replication.CheckWALLevel(ctx, pool); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if err := replication.EnsurePublication(ctx, pool, c.Publication, c.Tables); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	created, err := replication.EnsureSlot(ctx, pool, c.Slot)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if created {
 		log.Info("created replication slot", "slot", c.Slot)
+	}
+	if snapshots, err = c.snapshotPlan(ctx, pool, created); err != nil {
+		return nil, nil, nil, err
 	}
 	pool.Close()
 
 	nc, err := g.NATSConn(log, "replicate")
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	pub, err := sink.NewJetStream(nc, sink.Options{
 		Format: replication.Format(c.Format), MaxInFlight: c.MaxInFlight, AckTimeout: c.AckTimeout,
 	}, log, reg)
 	if err != nil {
 		nc.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	closeFn = func() {
 		pub.Close()
@@ -89,11 +92,11 @@ func (c *ReplicateCmd) newReplicator(ctx context.Context, g *Globals, log *slog.
 		}
 	}()
 	if _, err := sink.EnsureStream(ctx, pub.JetStream(), sink.StreamConfig{Duplicates: c.DedupWindow, Replicas: c.Replicas}); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	cps, err := sink.EnsureCheckpoints(ctx, pub.JetStream(), c.Replicas)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	r, err = replication.New(replication.Config{
 		ConnString:     g.Postgres.URL,
@@ -106,9 +109,9 @@ func (c *ReplicateCmd) newReplicator(ctx context.Context, g *Globals, log *slog.
 		Checkpoints:    cps,
 	}, pub, log, reg)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return r, closeFn, nil
+	return r, snapshots, closeFn, nil
 }
 
 // newEncoder connects to PostgreSQL and NATS and builds an encoder (one process's worth of

@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/tidemark/tidemark/snapshot"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -28,6 +31,8 @@ type ReplicateCmd struct {
 	Heartbeat      time.Duration `default:"10s" help:"Interval of the logical-message heartbeat that keeps an idle slot moving; 0 disables."`
 	FromLSN        string        `name:"from-lsn" help:"Start from this LSN instead of the saved checkpoint or the slot."`
 	StopAtLSN      string        `name:"stop-at-lsn" help:"Stop cleanly once everything up to this LSN is acknowledged."`
+	Snapshot       string        `default:"auto" enum:"auto,initial,never" help:"Publish the rows already in the table: auto (when this run creates the slot and the table holds rows), initial (every supplier, now), never. Interrupted snapshots resume unless never."`
+	SnapshotChunk  int           `default:"2000" help:"Rows per snapshot chunk."`
 }
 
 func parseLSNFlag(name, v string) (pglogrepl.LSN, error) {
@@ -44,7 +49,7 @@ func parseLSNFlag(name, v string) (pglogrepl.LSN, error) {
 // Run sets up and streams until SIGINT/SIGTERM.
 func (c *ReplicateCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error {
 	reg := newRegistry()
-	r, closeRepl, err := c.newReplicator(ctx, g, log, reg)
+	r, snapshots, closeRepl, err := c.newReplicator(ctx, g, log, reg)
 	if err != nil {
 		return err
 	}
@@ -57,9 +62,76 @@ func (c *ReplicateCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) er
 		defer stopOps()
 		return r.Run(gctx)
 	})
+	if len(snapshots) > 0 {
+		// The snapshot writes its watermarks and chunks to the WAL; the replicator publishes
+		// them in order with the changes around them.
+		grp.Go(func() error { return c.snapshot(gctx, g, log, snapshots) })
+	}
 	if err := grp.Wait(); err != nil {
 		return err
 	}
 	log.Info("replicate stopped", "confirmed", r.Flushed())
+	return nil
+}
+
+// snapshotPlan lists the suppliers whose rows this run publishes as snapshot events: those
+// with an interrupted snapshot, plus every supplier when --snapshot=initial, or when auto and
+// this run created the slot on a table that already holds rows (a subscriber starting from an
+// empty stream needs them).
+func (c *ReplicateCmd) snapshotPlan(ctx context.Context, pool *pgxpool.Pool, created bool) ([]int32, error) {
+	if c.Snapshot == "never" {
+		return nil, nil
+	}
+	var ids []int32
+	err := pool.QueryRow(ctx, `SELECT coalesce(array_agg(supplier_id ORDER BY supplier_id), '{}')
+		FROM tidemark_snapshots WHERE finished_at IS NULL`).Scan(&ids)
+	if err != nil {
+		return nil, fmt.Errorf("read unfinished snapshots (has tidemark migrate run?): %w", err)
+	}
+	all := c.Snapshot == "initial"
+	if c.Snapshot == "auto" && created {
+		if err := pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM products)").Scan(&all); err != nil {
+			return nil, fmt.Errorf("look for existing products: %w", err)
+		}
+	}
+	if !all {
+		return ids, nil
+	}
+	err = pool.QueryRow(ctx, `SELECT coalesce(array_agg(DISTINCT supplier_id ORDER BY supplier_id), '{}')
+		FROM (SELECT id AS supplier_id FROM suppliers UNION SELECT supplier_id FROM tidemark_snapshots
+		      WHERE finished_at IS NULL) s`).Scan(&ids)
+	if err != nil {
+		return nil, fmt.Errorf("list suppliers: %w", err)
+	}
+	// Recorded before any is read, so a crash part-way resumes the whole plan.
+	for _, id := range ids {
+		if _, err := snapshot.Begin(ctx, pool, id); err != nil {
+			return nil, err
+		}
+	}
+	return ids, nil
+}
+
+// snapshot runs the planned snapshots one supplier at a time while the replicator streams.
+func (c *ReplicateCmd) snapshot(ctx context.Context, g *Globals, log *slog.Logger, suppliers []int32) error {
+	pool, err := g.Pool(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	log.Info("snapshot starting", "suppliers", len(suppliers))
+	var rows int64
+	for _, id := range suppliers {
+		res, err := snapshot.Supplier(ctx, pool, id, snapshot.Options{ChunkSize: c.SnapshotChunk, Log: log})
+		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+			return nil // stopping: the next run resumes it
+		}
+		if err != nil {
+			return fmt.Errorf("snapshot of supplier %d: %w", id, err)
+		}
+		rows += res.Rows
+		log.Info("snapshot of supplier written", "supplier", id, "rows", res.Rows, "resumed", res.Resumed)
+	}
+	log.Info("snapshot done", "suppliers", len(suppliers), "rows", rows)
 	return nil
 }

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os/exec"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/replication"
+	"github.com/tidemark/tidemark/snapshot"
+)
+
+// TestReplicateInitialSnapshot: replicate's first run on a table that already holds rows
+// publishes every row as a snapshot event; killed with SIGKILL half-way, the next run resumes,
+// and the stream ends with every product exactly once. Then `tidemark snapshot --supplier`
+// re-publishes one supplier while replicate streams.
+func TestReplicateInitialSnapshot(t *testing.T) {
+	e := newReplEnv(t)
+	js := e.js(t)
+	ctx := testenv.Context(t, 5*time.Minute)
+	const rows = 20_000
+	e.exec(t, `INSERT INTO products (supplier_id, sku, name, price)
+		SELECT 1 + g % 2, 'S-' || g, 'product ' || g, g / 100.0 FROM generate_series(1, 20000) g`)
+
+	p := e.replicate(t, "--snapshot-chunk", "250")
+	chunks := func() int {
+		var n int
+		if err := e.pool.QueryRow(ctx, "SELECT coalesce(sum(chunks), 0) FROM tidemark_snapshots").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	waitUntil(t, "a few snapshot chunks", time.Minute, func() bool { return chunks() >= 8 })
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-p.done
+	if n := chunks(); n*250 >= rows {
+		t.Fatalf("the snapshot finished (%d chunks) before the kill: the test proves nothing", n)
+	}
+
+	e.replicate(t, "--snapshot-chunk", "250")
+	waitUntil(t, "the snapshot to finish", 2*time.Minute, func() bool {
+		var open int
+		if err := e.pool.QueryRow(ctx, "SELECT count(*) FROM tidemark_snapshots WHERE finished_at IS NULL").Scan(&open); err != nil {
+			t.Fatal(err)
+		}
+		return open == 0
+	})
+	end := e.currentLSN(t)
+	waitUntil(t, "the slot to confirm the snapshot", 2*time.Minute, func() bool { return e.slot(t).ConfirmedLSN >= end })
+	events := checkExactlyOnce(t, js, rows)
+	seen := map[replication.Key]bool{}
+	for _, c := range events {
+		if c.Op != replication.OpSnapshot {
+			t.Fatalf("event %s for %v: want only snapshot events", c.Op, c.Key)
+		}
+		seen[c.Key] = true
+	}
+	if len(seen) != rows {
+		t.Fatalf("%d products snapshotted, want %d", len(seen), rows)
+	}
+
+	// On request, one supplier again; the stream now holds its rows twice (distinct ids).
+	out, err := exec.Command(e.bin, "snapshot", "--pg-url", e.url, "--supplier", "2", "--json").Output()
+	if err != nil {
+		t.Fatalf("tidemark snapshot: %v", err)
+	}
+	var results []snapshot.Result
+	if err := json.Unmarshal(out, &results); err != nil || len(results) != 1 || results[0].Rows != rows/2 {
+		t.Fatalf("snapshot --json = %s (%v); want one result of %d rows", out, err, rows/2)
+	}
+	end = e.currentLSN(t)
+	waitUntil(t, "the slot to confirm the second snapshot", 2*time.Minute, func() bool { return e.slot(t).ConfirmedLSN >= end })
+	if n := streamMsgs(context.Background(), js); n != rows+rows/2 {
+		t.Fatalf("stream holds %d messages after re-snapshotting supplier 2, want %d", n, rows+rows/2)
+	}
+}

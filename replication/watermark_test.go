@@ -1,0 +1,95 @@
+package replication
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+)
+
+func TestWatermarksDropKeysChangedInsideTheWindow(t *testing.T) {
+	var w watermarks
+	low := func(id string, chunk int, lsn pglogrepl.LSN) {
+		t.Helper()
+		b, _ := json.Marshal(SnapshotLow{ID: id, Chunk: chunk})
+		if err := w.low(b, lsn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	chunk := func(id string, n int) func(Key) bool {
+		t.Helper()
+		b, _ := json.Marshal(SnapshotChunk{ID: id, Chunk: n})
+		_, keep, err := w.chunk(b, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return keep
+	}
+
+	w.observe(&Change{Op: OpUpdate, Key: Key{1, 1}}) // before any window: irrelevant
+	if _, held := w.holdLSN(); held {
+		t.Fatal("holdLSN with no window open")
+	}
+	low("a", 1, 100)
+	low("b", 1, 150)
+	if lsn, _ := w.holdLSN(); lsn != 100 {
+		t.Fatalf("holdLSN = %v, want the oldest low watermark 100", lsn)
+	}
+	w.observe(&Change{Op: OpUpdate, Key: Key{1, 2}})
+	w.observe(&Change{Op: OpDelete, Key: Key{2, 5}})
+
+	keepA := chunk("a", 1)
+	for key, want := range map[Key]bool{{1, 1}: true, {1, 2}: false, {2, 5}: false, {1, 3}: true} {
+		if got := keepA(key); got != want {
+			t.Errorf("chunk a keep(%v) = %v, want %v", key, got, want)
+		}
+	}
+	if lsn, _ := w.holdLSN(); lsn != 150 {
+		t.Fatalf("holdLSN after closing a = %v, want 150", lsn)
+	}
+	w.observe(&Change{Op: OpTruncate})
+	keepB := chunk("b", 1)
+	if keepB(Key{9, 9}) {
+		t.Fatal("a truncate inside the window must drop the whole chunk")
+	}
+	if _, held := w.holdLSN(); held {
+		t.Fatal("holdLSN after every window closed")
+	}
+	// A chunk whose low watermark this session never saw publishes nothing.
+	if chunk("c", 1)(Key{1, 1}) {
+		t.Fatal("chunk without a window must publish nothing")
+	}
+	if err := w.low([]byte("{not json"), 1); err == nil {
+		t.Fatal("malformed low watermark: want an error")
+	}
+	if _, _, err := w.chunk([]byte("[]"), 1); err == nil {
+		t.Fatal("malformed chunk: want an error")
+	}
+}
+
+// A window whose chunk never comes (the snapshot process died) must not hold the slot for
+// ever; a chunk that arrives after its window expired publishes nothing and is reported.
+func TestWatermarksExpire(t *testing.T) {
+	now := time.Unix(0, 0)
+	w := watermarks{now: func() time.Time { return now }}
+	b, _ := json.Marshal(SnapshotLow{ID: "s", Chunk: 1})
+	if err := w.low(b, 100); err != nil {
+		t.Fatal(err)
+	}
+	if _, held := w.holdLSN(); !held {
+		t.Fatal("fresh window: want the slot held")
+	}
+	now = now.Add(WindowExpiry + time.Second)
+	if _, held := w.holdLSN(); held {
+		t.Fatal("expired window still holds the slot")
+	}
+	c, _ := json.Marshal(SnapshotChunk{ID: "s", Chunk: 1, Rows: [][]*string{{nil}}})
+	_, keep, err := w.chunk(c, 200)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keep(Key{1, 1}) || len(w.expired) != 1 {
+		t.Fatalf("late chunk: keep=%v expired=%v; want nothing published and the chunk reported", keep(Key{1, 1}), w.expired)
+	}
+}
