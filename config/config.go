@@ -52,7 +52,7 @@ func (n NATS) Validate() error {
 type Log struct {
 	Level  string `name:"log-level" default:"info" enum:"debug,info,warn,error" help:"Log level: debug, info, warn, error."`
 	Format string `name:"log-format" default:"text" enum:"text,json" help:"Log format: text or json."`
-	SQL    bool   `name:"log-sql" help:"Log every SQL statement with its duration (debug level)."`
+	SQL    bool   `name:"log-sql" help:"Log every SQL statement with its duration (info level)."`
 }
 
 // HTTP is the listen address of a long-running command's /metrics, /healthz and /readyz.

@@ -195,3 +195,22 @@ func TestFlagsShareNoEnvironmentVariable(t *testing.T) {
 		}
 	}
 }
+
+// TestVersionIgnoresEnvironment: a deployment that sets TIDEMARK_VERSION (an image tag, say)
+// must still run its command rather than print a version and exit 0.
+func TestVersionIgnoresEnvironment(t *testing.T) {
+	t.Setenv("TIDEMARK_VERSION", "1.2.3")
+	var cli CLI
+	parser, err := newParser(&cli)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exited := false
+	parser.Exit = func(int) { exited = true }
+	if _, err := parser.Parse([]string{"migrate"}); err != nil {
+		t.Fatal(err)
+	}
+	if exited {
+		t.Fatal("TIDEMARK_VERSION made the parser print the version and exit")
+	}
+}

@@ -16,7 +16,7 @@ import (
 
 // Globals are the flags every command takes.
 type Globals struct {
-	ConfigFile config.FileFlag `name:"config" help:"YAML configuration file; keys are flag names (pg-url, nats-url, …). Precedence: flags > TIDEMARK_* environment > file > defaults."`
+	ConfigFile config.FileFlag `name:"config" placeholder:"FILE" help:"YAML configuration file; keys are flag names (pg-url, nats-url, …). Precedence: flags > TIDEMARK_* environment > file > defaults."`
 	config.Postgres
 	config.NATS
 	config.Log

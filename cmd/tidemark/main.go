@@ -34,7 +34,8 @@ type CLI struct {
 	Demo       DemoCmd       `cmd:"" help:"Run the whole pipeline against throw-away servers."`
 	Config     ConfigCmd     `cmd:"" help:"Inspect the effective configuration."`
 
-	Version kong.VersionFlag `help:"Print the version and exit."`
+	// env:"-": an image tag in TIDEMARK_VERSION must not turn every command into --version.
+	Version kong.VersionFlag `env:"-" help:"Print the version and exit."`
 }
 
 func main() {

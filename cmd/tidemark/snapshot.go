@@ -15,7 +15,7 @@ import (
 
 // SnapshotCmd is `tidemark snapshot --supplier ID | --all`.
 type SnapshotCmd struct {
-	Supplier  []int32 `help:"Supplier(s) to re-publish." xor:"which" required:""`
+	Supplier  []int32 `env:"TIDEMARK_SNAPSHOT_SUPPLIERS" help:"Supplier(s) to re-publish." xor:"which" required:""`
 	All       bool    `help:"Every supplier." xor:"which" required:""`
 	ChunkSize int     `default:"2000" help:"Rows per chunk (one low/high watermark pair each)."`
 	JSON      bool    `help:"Print a JSON array of results on stdout."`
