@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/tidemark/tidemark/catalog"
+	"github.com/tidemark/tidemark/replication"
+	"github.com/tidemark/tidemark/sink"
+)
+
+func init() { register(Stage{Name: "snapshot", Run: benchSnapshot}) }
+
+// benchSnapshot times an incremental snapshot of one supplier of N rows: `tidemark snapshot`
+// writing the chunks to the WAL, then `tidemark replicate` publishing them to JetStream; the
+// baseline is reading the same rows out with psql \copy (SELECT …) TO /dev/null, the floor for
+// reading the table at all.
+func benchSnapshot(ctx context.Context, env *Env) ([]Result, error) {
+	url, err := env.PG.CreateDatabase(ctx, "bench_snapshot")
+	if err != nil {
+		return nil, err
+	}
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	defer pool.Close()
+	if _, err := catalog.Migrate(ctx, pool); err != nil {
+		return nil, err
+	}
+	if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return catalog.AddSupplier(ctx, tx, 1, "bench") }); err != nil {
+		return nil, err
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO products (supplier_id, sku, name, description, price, currency, attributes)
+		SELECT 1, 'SKU-' || i, 'Product ' || i, 'A fine item, number ' || i || ', shipped in recycled packaging.',
+			(i % 1000) + 0.99, 'EUR', jsonb_build_object('brand', 'Brand ' || (i % 50), 'weight_g', i % 900)
+		FROM generate_series(1, $1) AS i`, env.Rows); err != nil {
+		return nil, fmt.Errorf("fill products: %w", err)
+	}
+	if _, err := pool.Exec(ctx, "VACUUM ANALYZE products"); err != nil {
+		return nil, err
+	}
+	if err := replication.EnsurePublication(ctx, pool, "tidemark", []string{"products"}); err != nil {
+		return nil, err
+	}
+	if _, err := replication.EnsureSlot(ctx, pool, "tidemark"); err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect(env.NATS.URL())
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	_ = js.DeleteStream(ctx, sink.Stream)
+
+	psql := "/usr/bin/psql"
+	if _, err := os.Stat(psql); err != nil {
+		psql = filepath.Join(env.PG.BinDir(), "psql")
+	}
+	env.Log.Info("snapshot: psql \\copy out")
+	base, err := runProcess(ctx, psql, url, "-c", `\copy (SELECT * FROM products WHERE supplier_id = 1 ORDER BY id) TO '/dev/null'`)
+	if err != nil {
+		return nil, err
+	}
+
+	env.Log.Info("snapshot: tidemark snapshot", "rows", env.Rows)
+	snap, err := runProcess(ctx, env.Bin, "snapshot", "--pg-url", url, "--supplier", "1", "--log-level", "warn")
+	if err != nil {
+		return nil, err
+	}
+	var lsnText string
+	if err := pool.QueryRow(ctx, "SELECT pg_current_wal_flush_lsn()::text").Scan(&lsnText); err != nil {
+		return nil, err
+	}
+	end, err := pglogrepl.ParseLSN(lsnText)
+	if err != nil {
+		return nil, err
+	}
+	env.Log.Info("snapshot: tidemark replicate publishes the chunks", "stop_at", end)
+	rep, err := runProcess(ctx, env.Bin, "replicate", "--pg-url", url, "--nats-url", env.NATS.URL(),
+		"--http-addr=", "--snapshot", "never", "--stop-at-lsn", end.String(), "--log-level", "warn")
+	if err != nil {
+		return nil, err
+	}
+	stream, err := js.Stream(ctx, sink.Stream)
+	if err != nil {
+		return nil, err
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if info.State.Msgs != uint64(env.Rows) {
+		return nil, fmt.Errorf("stream holds %d snapshot events, want %d", info.State.Msgs, env.Rows)
+	}
+	total := snap.Elapsed + rep.Elapsed
+	return []Result{
+		{
+			Stage: "snapshot write", Rows: env.Rows, Seconds: snap.Elapsed.Seconds(), Rate: float64(env.Rows) / snap.Elapsed.Seconds(),
+			Baseline: "psql \\copy out", BaselineSeconds: base.Elapsed.Seconds(), Ratio: snap.Elapsed.Seconds() / base.Elapsed.Seconds(),
+			PeakRSSMB: float64(snap.PeakRSS) / (1 << 20),
+			Note:      "tidemark snapshot: watermarks and chunks of 2000 rows written to the WAL",
+		},
+		{
+			Stage: "snapshot end-to-end", Rows: env.Rows, Seconds: total.Seconds(), Rate: float64(env.Rows) / total.Seconds(),
+			PeakRSSMB: float64(max(snap.PeakRSS, rep.PeakRSS)) / (1 << 20),
+			Note:      "snapshot written, then published by replicate: " + strconv.Itoa(int(info.State.Msgs)) + " events in the stream",
+		},
+	}, nil
+}
