@@ -12,11 +12,9 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/tidemark/tidemark/catalog"
 	"github.com/tidemark/tidemark/encoder"
 	"github.com/tidemark/tidemark/replication"
 )
@@ -34,24 +32,12 @@ func benchEncode(ctx context.Context, env *Env) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	url, err := env.PG.CreateDatabase(ctx, "bench_encode")
-	if err != nil {
-		return nil, err
-	}
-	pool, err := pgxpool.New(ctx, url)
+	const suppliers = 4
+	url, pool, err := env.database(ctx, "bench_encode", suppliers)
 	if err != nil {
 		return nil, err
 	}
 	defer pool.Close()
-	if _, err := catalog.Migrate(ctx, pool); err != nil {
-		return nil, err
-	}
-	const suppliers = 4
-	for s := int32(1); s <= suppliers; s++ {
-		if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return catalog.AddSupplier(ctx, tx, s, "") }); err != nil {
-			return nil, err
-		}
-	}
 	if _, err := pool.Exec(ctx, `INSERT INTO products (supplier_id, sku, name, description, price, currency, attributes)
 		SELECT 1 + i % $2, 'SKU-' || i, 'Product ' || i || ' ' || (ARRAY['steel','oak','wool','glass','cotton'])[1 + i % 5] || ' ' ||
 			(ARRAY['knife','table','scarf','vase','shirt','lamp','chair'])[1 + i % 7],

@@ -31,23 +31,11 @@ const ormBatch = 5000
 // ORM-style method (fresh, and a reload where 10% of the rows changed). Every run starts from
 // the same table state: empty for fresh, the base drop loaded and vacuumed for reloads.
 func benchLoad(ctx context.Context, env *Env) ([]Result, error) {
-	url, err := env.PG.CreateDatabase(ctx, "bench_load")
-	if err != nil {
-		return nil, err
-	}
-	pool, err := pgxpool.New(ctx, url)
+	url, pool, err := env.database(ctx, "bench_load", benchSupplier)
 	if err != nil {
 		return nil, err
 	}
 	defer pool.Close()
-	if _, err := catalog.Migrate(ctx, pool); err != nil {
-		return nil, err
-	}
-	if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		return catalog.AddSupplier(ctx, tx, benchSupplier, "bench")
-	}); err != nil {
-		return nil, err
-	}
 	base := filepath.Join(env.Dir, "drop.csv")
 	changed := filepath.Join(env.Dir, "drop-10pct.csv")
 	if err := writeDrop(base, env.Rows, 0); err != nil {

@@ -23,6 +23,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/tidemark/tidemark/catalog"
 	"github.com/tidemark/tidemark/internal/sandbox"
 )
 
@@ -79,6 +82,7 @@ func run() error {
 	only := flag.String("stages", "", "comma-separated stages to run (default all)")
 	out := flag.String("out", "bench/out/results.json", "where to write the results")
 	bin := flag.String("bin", "bin/tidemark", "the tidemark binary to measure")
+	stageTimeout := flag.Duration("stage-timeout", 10*time.Minute, "give up on a stage after this long")
 	flag.Parse()
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -124,8 +128,13 @@ func run() error {
 			continue
 		}
 		log.Info("stage", "name", s.Name, "rows", rows)
-		rs, err := s.Run(ctx, env)
+		// A stage that hangs (a subprocess that never reaches its stop LSN, say) fails
+		// loudly instead of holding the run past its budget.
+		sctx, cancel := context.WithTimeout(ctx, *stageTimeout)
+		rs, err := s.Run(sctx, env)
+		cancel()
 		if err != nil {
+			printTable(os.Stdout, results) // what the finished stages measured
 			return fmt.Errorf("stage %s: %w", s.Name, err)
 		}
 		results = append(results, rs...)
@@ -199,4 +208,28 @@ func tail(s string, n int) string {
 		return "…" + s[len(s)-n:]
 	}
 	return s
+}
+
+// database creates database name, migrated, with suppliers 1..suppliers and their partitions,
+// and returns its URL and a pool the caller closes.
+func (e *Env) database(ctx context.Context, name string, suppliers int32) (string, *pgxpool.Pool, error) {
+	url, err := e.PG.CreateDatabase(ctx, name)
+	if err != nil {
+		return "", nil, err
+	}
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return "", nil, err
+	}
+	if _, err := catalog.Migrate(ctx, pool); err != nil {
+		pool.Close()
+		return "", nil, err
+	}
+	for id := int32(1); id <= suppliers; id++ {
+		if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return catalog.AddSupplier(ctx, tx, id, "bench") }); err != nil {
+			pool.Close()
+			return "", nil, err
+		}
+	}
+	return url, pool, nil
 }

@@ -20,7 +20,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/tidemark/tidemark/catalog"
 	"github.com/tidemark/tidemark/replication"
 	"github.com/tidemark/tidemark/sink"
 )
@@ -32,28 +31,11 @@ func init() { register(Stage{Name: "replicate", Run: benchReplicate}) }
 // same point) and a raw JetStream async-publish loop of messages of the same size; then it
 // measures commit→ack latency at a steady 7k changes/s.
 func benchReplicate(ctx context.Context, env *Env) ([]Result, error) {
-	url, err := env.PG.CreateDatabase(ctx, "bench_replicate")
-	if err != nil {
-		return nil, err
-	}
-	pool, err := pgxpool.New(ctx, url)
+	url, pool, err := env.database(ctx, "bench_replicate", 1)
 	if err != nil {
 		return nil, err
 	}
 	defer pool.Close()
-	if _, err := catalog.Migrate(ctx, pool); err != nil {
-		return nil, err
-	}
-	tx, err := pool.Begin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if err := catalog.AddSupplier(ctx, tx, 1, "bench"); err != nil {
-		return nil, err
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return nil, err
-	}
 	if err := replication.EnsurePublication(ctx, pool, "tidemark", []string{"products"}); err != nil {
 		return nil, err
 	}

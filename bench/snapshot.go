@@ -8,37 +8,28 @@ import (
 	"strconv"
 
 	"github.com/jackc/pglogrepl"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/tidemark/tidemark/catalog"
 	"github.com/tidemark/tidemark/replication"
 	"github.com/tidemark/tidemark/sink"
 )
 
 func init() { register(Stage{Name: "snapshot", Run: benchSnapshot}) }
 
+// snapshotSlot is the stage's own slot: slot names are cluster-wide, and the replicate stage
+// has "tidemark" in another database of the same server.
+const snapshotSlot = "bench_snapshot"
+
 // benchSnapshot times an incremental snapshot of one supplier of N rows: `tidemark snapshot`
 // writing the chunks to the WAL, then `tidemark replicate` publishing them to JetStream; the
 // baseline is reading the same rows out with psql \copy (SELECT …) TO /dev/null, the floor for
 // reading the table at all.
 func benchSnapshot(ctx context.Context, env *Env) ([]Result, error) {
-	url, err := env.PG.CreateDatabase(ctx, "bench_snapshot")
-	if err != nil {
-		return nil, err
-	}
-	pool, err := pgxpool.New(ctx, url)
+	url, pool, err := env.database(ctx, "bench_snapshot", 1)
 	if err != nil {
 		return nil, err
 	}
 	defer pool.Close()
-	if _, err := catalog.Migrate(ctx, pool); err != nil {
-		return nil, err
-	}
-	if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return catalog.AddSupplier(ctx, tx, 1, "bench") }); err != nil {
-		return nil, err
-	}
 	if _, err := pool.Exec(ctx, `INSERT INTO products (supplier_id, sku, name, description, price, currency, attributes)
 		SELECT 1, 'SKU-' || i, 'Product ' || i, 'A fine item, number ' || i || ', shipped in recycled packaging.',
 			(i % 1000) + 0.99, 'EUR', jsonb_build_object('brand', 'Brand ' || (i % 50), 'weight_g', i % 900)
@@ -51,7 +42,7 @@ func benchSnapshot(ctx context.Context, env *Env) ([]Result, error) {
 	if err := replication.EnsurePublication(ctx, pool, "tidemark", []string{"products"}); err != nil {
 		return nil, err
 	}
-	if _, err := replication.EnsureSlot(ctx, pool, "tidemark"); err != nil {
+	if _, err := replication.EnsureSlot(ctx, pool, snapshotSlot); err != nil {
 		return nil, err
 	}
 	nc, err := nats.Connect(env.NATS.URL())
@@ -90,7 +81,7 @@ func benchSnapshot(ctx context.Context, env *Env) ([]Result, error) {
 	}
 	env.Log.Info("snapshot: tidemark replicate publishes the chunks", "stop_at", end)
 	rep, err := runProcess(ctx, env.Bin, "replicate", "--pg-url", url, "--nats-url", env.NATS.URL(),
-		"--http-addr=", "--snapshot", "never", "--stop-at-lsn", end.String(), "--log-level", "warn")
+		"--http-addr=", "--slot", snapshotSlot, "--snapshot", "never", "--stop-at-lsn", end.String(), "--log-level", "warn")
 	if err != nil {
 		return nil, err
 	}

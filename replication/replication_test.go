@@ -655,3 +655,28 @@ func TestStartLSN(t *testing.T) {
 		t.Errorf("got sku %s", v)
 	}
 }
+
+// TestEnsureSlotRefusesAnotherDatabasesSlot: slot names are cluster-wide. A slot of the same
+// name made for another database (or another plugin) must be a clear error at setup, not a
+// replicator that retries START_REPLICATION for ever.
+func TestEnsureSlotRefusesAnotherDatabasesSlot(t *testing.T) {
+	ctx := testenv.Context(t, time.Minute)
+	a := testenv.Pool(t, testenv.Database(t))
+	b := testenv.Pool(t, testenv.Database(t))
+	name := fmt.Sprintf("shared_%d", time.Now().UnixNano()%1e9)
+	if created, err := replication.EnsureSlot(ctx, a, name); err != nil || !created {
+		t.Fatalf("create in a: %v %v", created, err)
+	}
+	t.Cleanup(func() { _, _ = a.Exec(context.Background(), "SELECT pg_drop_replication_slot($1)", name) })
+	if _, err := replication.EnsureSlot(ctx, b, name); !errors.Is(err, replication.ErrSlotNotOurs) {
+		t.Fatalf("ensure in another database: %v, want ErrSlotNotOurs", err)
+	}
+	other := name + "_td"
+	if _, err := a.Exec(ctx, "SELECT pg_create_logical_replication_slot($1, 'test_decoding')", other); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = a.Exec(context.Background(), "SELECT pg_drop_replication_slot($1)", other) })
+	if _, err := replication.EnsureSlot(ctx, a, other); !errors.Is(err, replication.ErrSlotNotOurs) {
+		t.Fatalf("ensure over a test_decoding slot: %v, want ErrSlotNotOurs", err)
+	}
+}

@@ -79,11 +79,28 @@ func EnsureSlot(ctx context.Context, db Querier, name string) (bool, error) {
 		return true, nil
 	}
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "42710" {
-		return false, nil
+	if !errors.As(err, &pgErr) || pgErr.Code != "42710" {
+		return false, fmt.Errorf("create replication slot %s: %w", name, err)
 	}
-	return false, fmt.Errorf("create replication slot %s: %w", name, err)
+	// Slot names are cluster-wide: one of this name may belong to another database or
+	// plugin, and streaming from it would fail on every retry.
+	var plugin, database string
+	var ours bool
+	err = db.QueryRow(ctx, `SELECT coalesce(plugin, ''), coalesce(database, ''), coalesce(database = current_database(), false)
+		FROM pg_replication_slots WHERE slot_name = $1`, name).Scan(&plugin, &database, &ours)
+	if err != nil {
+		return false, fmt.Errorf("inspect replication slot %s: %w", name, err)
+	}
+	if !ours || plugin != "pgoutput" {
+		return false, fmt.Errorf("replication slot %s exists for database %q with plugin %q: %w (choose another --slot, or drop it)",
+			name, database, plugin, ErrSlotNotOurs)
+	}
+	return false, nil
 }
+
+// ErrSlotNotOurs means a slot of the wanted name exists for another database or another
+// output plugin; slot names are shared by the whole cluster.
+var ErrSlotNotOurs = errors.New("replication slot belongs to another database or plugin")
 
 // SlotInfo is a replication slot's state.
 type SlotInfo struct {
