@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -30,6 +32,7 @@ type ReplicateCmd struct {
 	Heartbeat      time.Duration `default:"10s" help:"Interval of the logical-message heartbeat that keeps an idle slot moving; 0 disables."`
 	FromLSN        string        `name:"from-lsn" help:"Start from this LSN instead of the saved checkpoint or the slot."`
 	StopAtLSN      string        `name:"stop-at-lsn" help:"Stop cleanly once everything up to this LSN is acknowledged."`
+	CPUProfile     string        `name:"cpuprofile" hidden:"" type:"path" help:"Write a CPU profile of the run to this file (for the benchmark)."`
 }
 
 func parseLSNFlag(name, v string) (pglogrepl.LSN, error) {
@@ -43,6 +46,22 @@ func parseLSNFlag(name, v string) (pglogrepl.LSN, error) {
 	return lsn, nil
 }
 
+// startCPUProfile profiles the process until the returned function is called.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}, nil
+}
+
 // Run sets up and streams until SIGINT/SIGTERM.
 func (c *ReplicateCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error {
 	from, err := parseLSNFlag("from-lsn", c.FromLSN)
@@ -52,6 +71,13 @@ func (c *ReplicateCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) er
 	stopAt, err := parseLSNFlag("stop-at-lsn", c.StopAtLSN)
 	if err != nil {
 		return err
+	}
+	if c.CPUProfile != "" {
+		stopProfile, err := startCPUProfile(c.CPUProfile)
+		if err != nil {
+			return err
+		}
+		defer stopProfile()
 	}
 	pool, err := g.Pool(ctx, log)
 	if err != nil {
