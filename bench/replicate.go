@@ -268,8 +268,8 @@ func latency(ctx context.Context, env *Env, url string) (p50, p99 float64, n int
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	// PostgreSQL's default: the sandbox commits asynchronously, which would add up to
-	// wal_writer_delay (200ms) before the walsender may even send a commit.
+	// Stated rather than inherited (the sandbox's default is on too): with asynchronous
+	// commits the walsender may only send a commit up to wal_writer_delay (200ms) later.
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return 0, 0, 0, err
