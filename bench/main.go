@@ -182,7 +182,8 @@ func optional(v float64, format string) string {
 // Process is a finished subprocess run: its wall time and peak resident memory.
 type Process struct {
 	Elapsed time.Duration
-	PeakRSS int64 // bytes
+	PeakRSS int64         // bytes
+	CPU     time.Duration // user + system time
 	Output  string
 }
 
@@ -196,6 +197,7 @@ func runProcess(ctx context.Context, name string, args ...string) (Process, erro
 	p := Process{Elapsed: time.Since(start), Output: out.String()}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok && cmd.ProcessState != nil {
 		p.PeakRSS = ru.Maxrss * 1024 // Linux reports KiB
+		p.CPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
 	if err != nil {
 		return p, fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, tail(p.Output, 2000))

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"syscall"
 	"testing"
 	"time"
 
@@ -218,4 +219,51 @@ func BenchmarkSubject(b *testing.B) {
 	for b.Loop() {
 		buf = sink.AppendSubject(buf[:0], c)
 	}
+}
+
+// BenchmarkPublish is the publish path end to end against an embedded server (whose work is
+// in the figures too): encode, publish, ack, with a Flush per 1,000 changes as at commits.
+func BenchmarkPublish(b *testing.B) {
+	n := testenv.NATS(b)
+	ctx := testenv.Context(b, 5*time.Minute)
+	nc, err := nats.Connect(n.URL())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	pub, err := sink.NewJetStream(nc, sink.Options{}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pub.Close()
+	if _, err := sink.EnsureStream(ctx, pub.JetStream(), sink.StreamConfig{}); err != nil {
+		b.Fatal(err)
+	}
+	c := change(pglogrepl.LSN(1<<32), 0, 7)
+	b.ReportAllocs()
+	b.ResetTimer()
+	// CPU time as well as wall time: on a shared machine it varies less.
+	cpu0 := processCPU()
+	for i := 0; i < b.N; i++ {
+		c.Source.Seq = i
+		if err := pub.Publish(ctx, c); err != nil {
+			b.Fatal(err)
+		}
+		if i%1000 == 999 {
+			if err := pub.Flush(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	if err := pub.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+}
+
+// processCPU is the user and system time of the process (client and embedded server).
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
