@@ -204,13 +204,11 @@ func timeEncode(ctx context.Context, pool *pgxpool.Pool, bin string, args []stri
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+	// The peak so far, read while it runs (see runProcess for why not rusage's maxrss).
+	rss := vmHWM(cmd.Process.Pid)
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	if err := <-done; err != nil {
 		return 0, 0, fmt.Errorf("encode after SIGTERM: %w\n%s", err, tail(out.String(), 2000))
-	}
-	var rss int64
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		rss = ru.Maxrss * 1024
 	}
 	if os.Getenv("BENCH_ENCODE_LOG") != "" {
 		fmt.Fprintln(os.Stderr, out.String())

@@ -19,6 +19,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -193,16 +194,55 @@ func runProcess(ctx context.Context, name string, args ...string) (Process, erro
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()
-	err := cmd.Run()
-	p := Process{Elapsed: time.Since(start), Output: out.String()}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok && cmd.ProcessState != nil {
-		p.PeakRSS = ru.Maxrss * 1024 // Linux reports KiB
-		p.CPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	err := cmd.Start()
+	var peak atomic.Int64
+	if err == nil {
+		// Not rusage's maxrss: it counts the forking parent's memory from before exec (Go
+		// forks with the parent's address space), so a large bench process would show as
+		// every child's peak. The child's own high-water mark is sampled instead.
+		done := make(chan struct{})
+		go func() {
+			tick := time.NewTicker(10 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				if hwm := vmHWM(cmd.Process.Pid); hwm > peak.Load() {
+					peak.Store(hwm)
+				}
+				select {
+				case <-done:
+					return
+				case <-tick.C:
+				}
+			}
+		}()
+		err = cmd.Wait()
+		close(done)
+	}
+	p := Process{Elapsed: time.Since(start), Output: out.String(), PeakRSS: peak.Load()}
+	if cmd.ProcessState != nil {
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			p.CPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		}
 	}
 	if err != nil {
 		return p, fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, tail(p.Output, 2000))
 	}
 	return p, nil
+}
+
+// vmHWM is process pid's peak resident set size in bytes, 0 once it has exited.
+func vmHWM(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
 }
 
 func tail(s string, n int) string {
