@@ -106,16 +106,9 @@ func benchReplicate(ctx context.Context, env *Env) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	stream, err := js.Stream(ctx, sink.Stream)
+	stream, info, err := checkStream(ctx, js, env.Rows)
 	if err != nil {
 		return nil, err
-	}
-	info, err := stream.Info(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if info.State.Msgs != uint64(env.Rows) {
-		return nil, fmt.Errorf("stream holds %d messages after replicate, want %d", info.State.Msgs, env.Rows)
 	}
 	sample, err := stream.GetMsg(ctx, info.State.LastSeq)
 	if err != nil {
@@ -364,4 +357,20 @@ func quantile(bounds, counts []float64, rank float64) float64 {
 		lower, prev = bounds[i], c
 	}
 	return lower
+}
+
+// checkStream checks that the PRODUCTS stream holds exactly want messages after a run.
+func checkStream(ctx context.Context, js jetstream.JetStream, want int) (jetstream.Stream, *jetstream.StreamInfo, error) {
+	stream, err := js.Stream(ctx, sink.Stream)
+	if err != nil {
+		return nil, nil, err
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if info.State.Msgs != uint64(want) {
+		return nil, nil, fmt.Errorf("stream %s holds %d messages after replicate, want %d", sink.Stream, info.State.Msgs, want)
+	}
+	return stream, info, nil
 }

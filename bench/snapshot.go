@@ -85,16 +85,9 @@ func benchSnapshot(ctx context.Context, env *Env) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	stream, err := js.Stream(ctx, sink.Stream)
+	_, info, err := checkStream(ctx, js, env.Rows)
 	if err != nil {
 		return nil, err
-	}
-	info, err := stream.Info(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if info.State.Msgs != uint64(env.Rows) {
-		return nil, fmt.Errorf("stream holds %d snapshot events, want %d", info.State.Msgs, env.Rows)
 	}
 	total := snap.Elapsed + rep.Elapsed
 	return []Result{
