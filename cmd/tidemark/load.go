@@ -13,9 +13,6 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/loader"
-	"github.com/vbauerster/mpb/v8"
-	"github.com/vbauerster/mpb/v8/decor"
-	"golang.org/x/sys/unix"
 )
 
 // Exit statuses of `tidemark load` beyond 0 (loaded) and 1 (failed), so scripts can tell a bad
@@ -58,22 +55,8 @@ func (c *LoadCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error {
 	}
 	defer in.Close()
 
-	var progress *mpb.Progress
-	var src io.Reader = in
-	if isTerminal(os.Stderr) {
-		progress = mpb.NewWithContext(ctx, mpb.WithOutput(os.Stderr), mpb.WithWidth(40))
-		bar := progress.AddBar(size,
-			mpb.PrependDecorators(decor.Name(name+" "), decor.CountersKibiByte("% .1f / % .1f")),
-			mpb.AppendDecorators(decor.Percentage(), decor.Name(" "), decor.AverageSpeed(decor.SizeB1024(0), "% .1f")),
-		)
-		if pr, err := bar.ProxyReader(in); err == nil {
-			src = pr
-		}
-		defer func() {
-			bar.Abort(false)
-			progress.Wait()
-		}()
-	}
+	src, stopProgress := readProgress(name, size, in)
+	defer stopProgress()
 
 	rd, err := loader.Open(src, format)
 	if err != nil {
@@ -133,10 +116,7 @@ func (c *LoadCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error {
 	if cerr := rejects.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
-	if progress != nil {
-		// Finish the bar before the summary so the two do not interleave.
-		progress.Shutdown()
-	}
+	stopProgress() // before the summary, so the two do not interleave
 	if err != nil {
 		if ctx.Err() != nil {
 			// Interrupted: not the clean exit a stopped service makes.
@@ -247,9 +227,4 @@ func (r *rejectsFile) Close() error {
 		return fmt.Errorf("close rejects file: %w", err)
 	}
 	return nil
-}
-
-func isTerminal(f *os.File) bool {
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
 }

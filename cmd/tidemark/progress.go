@@ -1,7 +1,9 @@
 package main
 
 import (
+	"io"
 	"os"
+	"sync"
 
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
@@ -17,7 +19,7 @@ type progressBar struct {
 
 // newProgressBar starts a bar for total units (0 when unknown yet); unit names what is counted.
 func newProgressBar(name string, total int64, unit string) *progressBar {
-	if !term.IsTerminal(int(os.Stderr.Fd())) {
+	if !stderrIsTerminal() {
 		return &progressBar{}
 	}
 	p := mpb.New(mpb.WithOutput(os.Stderr), mpb.WithWidth(48))
@@ -49,3 +51,30 @@ func (b *progressBar) Done(ok bool) {
 	}
 	b.p.Wait()
 }
+
+// readProgress wraps r, of size bytes (0 when unknown), in a bar of the bytes read, on a
+// terminal; elsewhere it returns r as it is. stop removes the bar; it may be called again.
+func readProgress(name string, size int64, r io.Reader) (_ io.Reader, stop func()) {
+	if !stderrIsTerminal() {
+		return r, func() {}
+	}
+	p := mpb.New(mpb.WithOutput(os.Stderr), mpb.WithWidth(40))
+	bar := p.AddBar(size,
+		mpb.PrependDecorators(decor.Name(name+" "), decor.CountersKibiByte("% .1f / % .1f")),
+		mpb.AppendDecorators(decor.Percentage(), decor.Name(" "), decor.AverageSpeed(decor.SizeB1024(0), "% .1f")),
+	)
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			bar.Abort(false)
+			p.Wait()
+		})
+	}
+	pr, err := bar.ProxyReader(r)
+	if err != nil {
+		return r, stop
+	}
+	return pr, stop
+}
+
+func stderrIsTerminal() bool { return term.IsTerminal(int(os.Stderr.Fd())) }
