@@ -1,7 +1,6 @@
 package encoder_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,7 +8,6 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,35 +17,17 @@ import (
 	"github.com/tidemark/tidemark/replication"
 )
 
-// syncBuffer collects a subprocess's output for the test log.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // proc is a running tidemark subprocess.
 type proc struct {
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *testenv.Buffer
 	done chan struct{} // closed once it exited; err is then its exit error
 	err  error
 }
 
 func (e *env) encodeProcess(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
-	out := &syncBuffer{}
+	out := &testenv.Buffer{}
 	cmd := exec.Command(testenv.Binary(t), append([]string{"encode", "--pg-url", e.pgURL, "--nats-url", e.natsURL,
 		"--http-addr", "", "--workers", "2", "--batch", "50", "--batch-wait", "100ms", "--ack-wait", "2s"}, args...)...)
 	cmd.Stdout, cmd.Stderr = out, out

@@ -194,17 +194,6 @@ func (e *env) run(t *testing.T, pub replication.Publisher, mod ...func(*replicat
 	return r, stop
 }
 
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // normalize blanks the fields that differ from run to run (LSNs, xid, times, the slot
 // name) and indents the event, keeping its key order.
 func normalize(t *testing.T, event []byte) []byte {
@@ -306,7 +295,7 @@ func TestEventGolden(t *testing.T) {
 		`INSERT INTO kinds (id, f8, b) VALUES (8, '-Infinity', false)`,
 		`TRUNCATE products`,
 	)
-	waitFor(t, "7 events", 30*time.Second, func() bool { return rec.count() >= 7 })
+	testenv.WaitFor(t, "7 events", 30*time.Second, func() bool { return rec.count() >= 7 })
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
@@ -393,7 +382,7 @@ func TestUnchangedToast(t *testing.T) {
 	rec := &recorder{}
 	_, stop := e.run(t, rec)
 	e.exec(t, `UPDATE products SET price = 5 WHERE sku = 'T-1'`)
-	waitFor(t, "3 events", 30*time.Second, func() bool { return rec.count() >= 3 })
+	testenv.WaitFor(t, "3 events", 30*time.Second, func() bool { return rec.count() >= 3 })
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -431,7 +420,7 @@ func TestRelationChangeMidStream(t *testing.T) {
 		`ALTER TABLE products DROP COLUMN status`,
 		`UPDATE products SET colour = 'green' WHERE sku = 'R-1'`,
 	)
-	waitFor(t, "3 events", 30*time.Second, func() bool { return rec.count() >= 3 })
+	testenv.WaitFor(t, "3 events", 30*time.Second, func() bool { return rec.count() >= 3 })
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -456,8 +445,8 @@ func TestSeqAndMultiRowTransaction(t *testing.T) {
 	r, stop := e.run(t, rec)
 	e.exec(t, `INSERT INTO products (supplier_id, sku, name) SELECT 1 + g % 2, 'M-' || g, 'n' FROM generate_series(1, 500) g`)
 	want := flushedInsertLSN(t, e.pool)
-	waitFor(t, "500 events", 30*time.Second, func() bool { return rec.count() >= 500 })
-	waitFor(t, "flushed past the transaction", 30*time.Second, func() bool { return r.Flushed() >= want })
+	testenv.WaitFor(t, "500 events", 30*time.Second, func() bool { return rec.count() >= 500 })
+	testenv.WaitFor(t, "flushed past the transaction", 30*time.Second, func() bool { return r.Flushed() >= want })
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -487,9 +476,9 @@ func TestFailedAckReplays(t *testing.T) {
 	rec.failFlushes.Store(1)
 	r, stop := e.run(t, rec)
 	e.exec(t, `INSERT INTO products (supplier_id, sku, name) SELECT 1, 'F-' || g, 'n' FROM generate_series(1, 50) g`)
-	waitFor(t, "the replay", 30*time.Second, func() bool { return rec.count() >= 100 })
+	testenv.WaitFor(t, "the replay", 30*time.Second, func() bool { return rec.count() >= 100 })
 	want := flushedInsertLSN(t, e.pool)
-	waitFor(t, "flushed", 30*time.Second, func() bool { return r.Flushed() >= want })
+	testenv.WaitFor(t, "flushed", 30*time.Second, func() bool { return r.Flushed() >= want })
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -529,7 +518,7 @@ func TestIdleSlotAdvances(t *testing.T) {
 		}
 	}
 	target := flushedInsertLSN(t, e.pool)
-	waitFor(t, "the slot to pass the busy writes", 30*time.Second, func() bool {
+	testenv.WaitFor(t, "the slot to pass the busy writes", 30*time.Second, func() bool {
 		s, err := replication.Slot(ctx, e.pool, e.slot)
 		return err == nil && s.ConfirmedLSN >= target
 	})
@@ -576,7 +565,7 @@ func TestPostgresRestart(t *testing.T) {
 	rec := &recorder{}
 	r, stop := e.run(t, rec)
 	e.exec(t, `INSERT INTO products (supplier_id, sku, name) SELECT 1, 'P-' || g, 'n' FROM generate_series(1, 100) g`)
-	waitFor(t, "100 events", 30*time.Second, func() bool { return rec.count() >= 100 })
+	testenv.WaitFor(t, "100 events", 30*time.Second, func() bool { return rec.count() >= 100 })
 	e.pool.Reset()
 	if err := pg.Kill(); err != nil {
 		t.Fatal(err)
@@ -584,9 +573,9 @@ func TestPostgresRestart(t *testing.T) {
 	if err := pg.Start(testenv.Context(t, time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "a reconnect", 30*time.Second, func() bool { return r.Ready() == nil })
+	testenv.WaitFor(t, "a reconnect", 30*time.Second, func() bool { return r.Ready() == nil })
 	e.exec(t, `INSERT INTO products (supplier_id, sku, name) SELECT 2, 'Q-' || g, 'n' FROM generate_series(1, 100) g`)
-	waitFor(t, "the changes after the restart", 60*time.Second, func() bool {
+	testenv.WaitFor(t, "the changes after the restart", 60*time.Second, func() bool {
 		rec.mu.Lock()
 		defer rec.mu.Unlock()
 		n := 0
@@ -622,7 +611,7 @@ func flushedInsertLSN(t *testing.T, pool *pgxpool.Pool) pglogrepl.LSN {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the WAL flush", 30*time.Second, func() bool {
+	testenv.WaitFor(t, "the WAL flush", 30*time.Second, func() bool {
 		var f string
 		if err := pool.QueryRow(ctx, "SELECT pg_current_wal_flush_lsn()::text").Scan(&f); err != nil {
 			t.Fatal(err)
@@ -642,7 +631,7 @@ func TestStartLSN(t *testing.T) {
 	end := flushedInsertLSN(t, e.pool)
 	rec := &recorder{}
 	r, stop := e.run(t, rec, func(c *replication.Config) { c.StartLSN = from })
-	waitFor(t, "flushed", 30*time.Second, func() bool { return r.Flushed() >= end })
+	testenv.WaitFor(t, "flushed", 30*time.Second, func() bool { return r.Flushed() >= end })
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}

@@ -27,7 +27,7 @@ func TestSnapshotUnderConcurrentWrites(t *testing.T) {
 
 	rec := &recorder{}
 	_, stop := e.run(t, rec)
-	waitFor(t, "the initial rows", time.Minute, func() bool { return rec.count() >= 3000 })
+	testenv.WaitFor(t, "the initial rows", time.Minute, func() bool { return rec.count() >= 3000 })
 
 	// The writer updates, deletes and adds products at random while the snapshot runs.
 	touched := sync.Map{}
@@ -95,7 +95,7 @@ func TestSnapshotUnderConcurrentWrites(t *testing.T) {
 
 	// A marker after everything: once it arrives the stream has caught up.
 	e.exec(t, "INSERT INTO products (supplier_id, sku, name) VALUES (2, 'marker', 'marker')")
-	waitFor(t, "the marker event", time.Minute, func() bool {
+	testenv.WaitFor(t, "the marker event", time.Minute, func() bool {
 		rec.mu.Lock()
 		defer rec.mu.Unlock()
 		for i := len(rec.changes) - 1; i >= 0; i-- {

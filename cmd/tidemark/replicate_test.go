@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -72,7 +71,7 @@ func newReplEnv(t *testing.T) *replEnv {
 // proc is a tidemark subprocess with its output kept for the test log.
 type proc struct {
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *testenv.Buffer
 	done chan struct{} // closed when the process has exited
 	err  error         // its exit error, once done
 }
@@ -83,28 +82,11 @@ func (p *proc) wait() error {
 	return p.err
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func (e *replEnv) start(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
 	full := append([]string{name, "--pg-url", e.url, "--nats-url", e.nats.URL(), "--log-level", "debug"}, args...)
 	cmd := exec.Command(e.bin, full...)
-	p := &proc{cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
+	p := &proc{cmd: cmd, out: &testenv.Buffer{}, done: make(chan struct{})}
 	cmd.Stderr = p.out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -131,7 +113,7 @@ func (e *replEnv) replicate(t *testing.T, args ...string) *proc {
 // streaming waits until p streams from the slot.
 func (p *proc) streaming(t *testing.T) {
 	t.Helper()
-	waitUntil(t, "replicate to stream", time.Minute, func() bool { return strings.Contains(p.out.String(), "msg=streaming") })
+	testenv.WaitFor(t, "replicate to stream", time.Minute, func() bool { return strings.Contains(p.out.String(), "msg=streaming") })
 }
 
 func (e *replEnv) js(t *testing.T) jetstream.JetStream {
@@ -169,7 +151,7 @@ func flushedInsertLSN(t *testing.T, pool *pgxpool.Pool) pglogrepl.LSN {
 		t.Fatal(err)
 	}
 	lsn, _ := pglogrepl.ParseLSN(s)
-	waitUntil(t, "the WAL flush", 30*time.Second, func() bool {
+	testenv.WaitFor(t, "the WAL flush", 30*time.Second, func() bool {
 		var f string
 		if err := pool.QueryRow(context.Background(), "SELECT pg_current_wal_flush_lsn()::text").Scan(&f); err != nil {
 			t.Fatal(err)
@@ -235,17 +217,6 @@ func readStream(t *testing.T, js jetstream.JetStream) (map[string]int, []replica
 	return ids, events
 }
 
-func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 func (e *replEnv) slot(t *testing.T) replication.SlotInfo {
 	t.Helper()
 	s, err := replication.Slot(context.Background(), e.pool, "tidemark")
@@ -281,12 +252,12 @@ func TestReplicateKill9MidTransaction(t *testing.T) {
 	js := e.js(t)
 	p := e.replicate(t)
 	ctx := testenv.Context(t, 5*time.Minute)
-	waitUntil(t, "the stream", 30*time.Second, func() bool { _, err := js.Stream(ctx, sink.Stream); return err == nil })
+	testenv.WaitFor(t, "the stream", 30*time.Second, func() bool { _, err := js.Stream(ctx, sink.Stream); return err == nil })
 	const rows = 100_000
 	e.exec(t, fmt.Sprintf(`INSERT INTO products (supplier_id, sku, name, price)
 		SELECT 1 + g %% 2, 'K-' || g, 'product ' || g, g / 100.0 FROM generate_series(1, %d) g`, rows))
 	end := e.currentLSN(t)
-	waitUntil(t, "part of the transaction in the stream", 2*time.Minute, func() bool { return streamMsgs(ctx, js) >= 20_000 })
+	testenv.WaitFor(t, "part of the transaction in the stream", 2*time.Minute, func() bool { return streamMsgs(ctx, js) >= 20_000 })
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +269,7 @@ func TestReplicateKill9MidTransaction(t *testing.T) {
 		t.Fatalf("slot confirmed %s past the unfinished transaction (end %s)", s.ConfirmedLSN, end)
 	}
 	e.replicate(t)
-	waitUntil(t, "the slot to confirm the transaction", 3*time.Minute, func() bool { return e.slot(t).ConfirmedLSN >= end })
+	testenv.WaitFor(t, "the slot to confirm the transaction", 3*time.Minute, func() bool { return e.slot(t).ConfirmedLSN >= end })
 	events := checkExactlyOnce(t, js, rows)
 	for i, c := range events {
 		if c.Source.Seq != i {
@@ -314,7 +285,7 @@ func TestReplicateSIGTERM(t *testing.T) {
 	js := e.js(t)
 	addr := freeAddr(t)
 	p := e.replicate(t, "--http-addr", addr)
-	waitUntil(t, "/readyz", 30*time.Second, func() bool {
+	testenv.WaitFor(t, "/readyz", 30*time.Second, func() bool {
 		resp, err := http.Get("http://" + addr + "/readyz")
 		if err != nil {
 			return false
@@ -325,7 +296,7 @@ func TestReplicateSIGTERM(t *testing.T) {
 	e.exec(t, `INSERT INTO products (supplier_id, sku, name) SELECT 1, 'S-' || g, 'n' FROM generate_series(1, 1000) g`)
 	end := e.currentLSN(t)
 	ctx := testenv.Context(t, time.Minute)
-	waitUntil(t, "the changes in the stream", time.Minute, func() bool { return streamMsgs(ctx, js) >= 1000 })
+	testenv.WaitFor(t, "the changes in the stream", time.Minute, func() bool { return streamMsgs(ctx, js) >= 1000 })
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -376,7 +347,7 @@ func TestReplicateNATSRestart(t *testing.T) {
 	js := e.js(t)
 	e.replicate(t)
 	ctx := testenv.Context(t, 3*time.Minute)
-	waitUntil(t, "the stream", 30*time.Second, func() bool { _, err := js.Stream(ctx, sink.Stream); return err == nil })
+	testenv.WaitFor(t, "the stream", 30*time.Second, func() bool { _, err := js.Stream(ctx, sink.Stream); return err == nil })
 	const txns, per = 100, 20
 	writerDone := make(chan error, 1)
 	go func() {
@@ -391,7 +362,7 @@ func TestReplicateNATSRestart(t *testing.T) {
 		}
 		writerDone <- nil
 	}()
-	waitUntil(t, "some changes", time.Minute, func() bool { return streamMsgs(ctx, js) >= 200 })
+	testenv.WaitFor(t, "some changes", time.Minute, func() bool { return streamMsgs(ctx, js) >= 200 })
 	e.nats.Shutdown()
 	time.Sleep(2 * time.Second)
 	if err := e.nats.Start(); err != nil {
@@ -401,7 +372,7 @@ func TestReplicateNATSRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	end := e.currentLSN(t)
-	waitUntil(t, "the slot to confirm every transaction", 2*time.Minute, func() bool { return e.slot(t).ConfirmedLSN >= end })
+	testenv.WaitFor(t, "the slot to confirm every transaction", 2*time.Minute, func() bool { return e.slot(t).ConfirmedLSN >= end })
 	checkExactlyOnce(t, js, txns*per)
 }
 
@@ -414,11 +385,11 @@ func TestReplicateStandbyTakeover(t *testing.T) {
 	first := e.replicate(t)
 	first.streaming(t)
 	second := e.replicate(t)
-	waitUntil(t, "the second to stand by", 30*time.Second, func() bool {
+	testenv.WaitFor(t, "the second to stand by", 30*time.Second, func() bool {
 		return strings.Contains(second.out.String(), "standing by")
 	})
 	e.exec(t, `INSERT INTO products (supplier_id, sku, name) SELECT 1, 'A-' || g, 'n' FROM generate_series(1, 100) g`)
-	waitUntil(t, "the first batch", time.Minute, func() bool { return streamMsgs(ctx, js) >= 100 })
+	testenv.WaitFor(t, "the first batch", time.Minute, func() bool { return streamMsgs(ctx, js) >= 100 })
 	if err := first.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -427,7 +398,7 @@ func TestReplicateStandbyTakeover(t *testing.T) {
 	}
 	e.exec(t, `INSERT INTO products (supplier_id, sku, name) SELECT 1, 'B-' || g, 'n' FROM generate_series(1, 100) g`)
 	end := e.currentLSN(t)
-	waitUntil(t, "the second to take over", time.Minute, func() bool { return e.slot(t).ConfirmedLSN >= end })
+	testenv.WaitFor(t, "the second to take over", time.Minute, func() bool { return e.slot(t).ConfirmedLSN >= end })
 	if !strings.Contains(second.out.String(), "streaming") {
 		t.Error("the second replicator never streamed")
 	}
@@ -442,7 +413,7 @@ func TestCheckpointCommands(t *testing.T) {
 	p := e.replicate(t)
 	p.streaming(t)
 	e.exec(t, `INSERT INTO products (supplier_id, sku, name) VALUES (1, 'C-1', 'n')`)
-	waitUntil(t, "the change", time.Minute, func() bool { return streamMsgs(ctx, js) >= 1 })
+	testenv.WaitFor(t, "the change", time.Minute, func() bool { return streamMsgs(ctx, js) >= 1 })
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -491,7 +462,7 @@ func TestCheckpointCommands(t *testing.T) {
 	e.replicate(t)
 	e.exec(t, `INSERT INTO products (supplier_id, sku, name) VALUES (1, 'C-3', 'n')`)
 	end := e.currentLSN(t)
-	waitUntil(t, "C-3", time.Minute, func() bool { return e.slot(t).ConfirmedLSN >= end })
+	testenv.WaitFor(t, "C-3", time.Minute, func() bool { return e.slot(t).ConfirmedLSN >= end })
 	_, events := readStream(t, js)
 	var skus []string
 	for _, c := range events {
@@ -510,14 +481,14 @@ func TestTail(t *testing.T) {
 	ctx := testenv.Context(t, time.Minute)
 	e.replicate(t).streaming(t)
 	e.exec(t, `INSERT INTO products (supplier_id, sku, name) VALUES (2, 'T-1', 'tail me')`)
-	waitUntil(t, "the change", time.Minute, func() bool { return streamMsgs(ctx, js) >= 1 })
+	testenv.WaitFor(t, "the change", time.Minute, func() bool { return streamMsgs(ctx, js) >= 1 })
 	cmd := exec.CommandContext(ctx, e.bin, "tail", "--nats-url", e.nats.URL(), "--from-start", "products.2.>")
-	var stdout syncBuffer
+	var stdout testenv.Buffer
 	cmd.Stdout = &stdout
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "a line", 30*time.Second, func() bool { return strings.Contains(stdout.String(), "\n") })
+	testenv.WaitFor(t, "a line", 30*time.Second, func() bool { return strings.Contains(stdout.String(), "\n") })
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
@@ -553,7 +524,7 @@ func TestReplicateDebezium(t *testing.T) {
 	e.replicate(t, "--format", "debezium").streaming(t)
 	e.exec(t, `INSERT INTO products (supplier_id, sku, name, price) VALUES (2, 'D-1', 'deb', 1.50)`)
 	e.exec(t, `DELETE FROM products WHERE sku = 'D-1'`)
-	waitUntil(t, "two changes", time.Minute, func() bool { return streamMsgs(ctx, js) >= 2 })
+	testenv.WaitFor(t, "two changes", time.Minute, func() bool { return streamMsgs(ctx, js) >= 2 })
 	s, err := js.Stream(ctx, sink.Stream)
 	if err != nil {
 		t.Fatal(err)

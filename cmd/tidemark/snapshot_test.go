@@ -33,7 +33,7 @@ func TestReplicateInitialSnapshot(t *testing.T) {
 		}
 		return n
 	}
-	waitUntil(t, "a few snapshot chunks", time.Minute, func() bool { return chunks() >= 8 })
+	testenv.WaitFor(t, "a few snapshot chunks", time.Minute, func() bool { return chunks() >= 8 })
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +43,7 @@ func TestReplicateInitialSnapshot(t *testing.T) {
 	}
 
 	e.replicate(t, "--snapshot-chunk", "250")
-	waitUntil(t, "the snapshot to finish", 2*time.Minute, func() bool {
+	testenv.WaitFor(t, "the snapshot to finish", 2*time.Minute, func() bool {
 		var open int
 		if err := e.pool.QueryRow(ctx, "SELECT count(*) FROM tidemark_snapshots WHERE finished_at IS NULL").Scan(&open); err != nil {
 			t.Fatal(err)
@@ -51,7 +51,7 @@ func TestReplicateInitialSnapshot(t *testing.T) {
 		return open == 0
 	})
 	end := e.currentLSN(t)
-	waitUntil(t, "the slot to confirm the snapshot", 2*time.Minute, func() bool { return e.slot(t).ConfirmedLSN >= end })
+	testenv.WaitFor(t, "the slot to confirm the snapshot", 2*time.Minute, func() bool { return e.slot(t).ConfirmedLSN >= end })
 	events := checkExactlyOnce(t, js, rows)
 	seen := map[replication.Key]bool{}
 	for _, c := range events {
@@ -74,7 +74,7 @@ func TestReplicateInitialSnapshot(t *testing.T) {
 		t.Fatalf("snapshot --json = %s (%v); want one result of %d rows", out, err, rows/2)
 	}
 	end = e.currentLSN(t)
-	waitUntil(t, "the slot to confirm the second snapshot", 2*time.Minute, func() bool { return e.slot(t).ConfirmedLSN >= end })
+	testenv.WaitFor(t, "the slot to confirm the second snapshot", 2*time.Minute, func() bool { return e.slot(t).ConfirmedLSN >= end })
 	if n := streamMsgs(context.Background(), js); n != rows+rows/2 {
 		t.Fatalf("stream holds %d messages after re-snapshotting supplier 2, want %d", n, rows+rows/2)
 	}
