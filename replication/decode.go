@@ -201,7 +201,7 @@ func (d *decoder) decode(lsn pglogrepl.LSN, data []byte, emit func(*Change) erro
 				return decoded{}, fmt.Errorf("%w: truncate of unknown relation %d", ErrProtocol, id)
 			}
 			c := d.reset(OpTruncate, rel, lsn)
-			d.marks.observe(c)
+			d.marks.observe(c.Op, c.Key)
 			if err := emit(c); err != nil {
 				return decoded{}, err
 			}
@@ -294,10 +294,10 @@ func (d *decoder) rowChange(typ byte, lsn pglogrepl.LSN, src []byte, emit func(*
 	} else {
 		c.Key = keyOf(c.Before)
 	}
-	d.marks.observe(c)
+	d.marks.observe(c.Op, c.Key)
 	if typ == 'U' && len(c.Before) > 0 {
 		// An update that moved the key changes the old key too.
-		d.marks.observe(&Change{Op: OpDelete, Key: keyOf(c.Before)})
+		d.marks.observe(OpDelete, keyOf(c.Before))
 	}
 	return emit(c)
 }

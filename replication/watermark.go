@@ -91,17 +91,18 @@ func (w *watermarks) low(content []byte, lsn pglogrepl.LSN) error {
 	return nil
 }
 
-// observe records a published change in every open window. Cheap when none is open.
-func (w *watermarks) observe(c *Change) {
+// observe records a published change of key in every open window (a truncate spoils them
+// all). Cheap when none is open.
+func (w *watermarks) observe(op Op, key Key) {
 	if len(w.open) == 0 {
 		return
 	}
 	for _, win := range w.open {
-		if c.Op == OpTruncate {
+		if op == OpTruncate {
 			win.truncated = true
 			continue
 		}
-		win.changed[c.Key] = struct{}{}
+		win.changed[key] = struct{}{}
 	}
 }
 

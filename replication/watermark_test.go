@@ -27,7 +27,7 @@ func TestWatermarksDropKeysChangedInsideTheWindow(t *testing.T) {
 		return keep
 	}
 
-	w.observe(&Change{Op: OpUpdate, Key: Key{1, 1}}) // before any window: irrelevant
+	w.observe(OpUpdate, Key{1, 1}) // before any window: irrelevant
 	if _, held := w.holdLSN(); held {
 		t.Fatal("holdLSN with no window open")
 	}
@@ -36,8 +36,8 @@ func TestWatermarksDropKeysChangedInsideTheWindow(t *testing.T) {
 	if lsn, _ := w.holdLSN(); lsn != 100 {
 		t.Fatalf("holdLSN = %v, want the oldest low watermark 100", lsn)
 	}
-	w.observe(&Change{Op: OpUpdate, Key: Key{1, 2}})
-	w.observe(&Change{Op: OpDelete, Key: Key{2, 5}})
+	w.observe(OpUpdate, Key{1, 2})
+	w.observe(OpDelete, Key{2, 5})
 
 	keepA := chunk("a", 1)
 	for key, want := range map[Key]bool{{1, 1}: true, {1, 2}: false, {2, 5}: false, {1, 3}: true} {
@@ -48,7 +48,7 @@ func TestWatermarksDropKeysChangedInsideTheWindow(t *testing.T) {
 	if lsn, _ := w.holdLSN(); lsn != 150 {
 		t.Fatalf("holdLSN after closing a = %v, want 150", lsn)
 	}
-	w.observe(&Change{Op: OpTruncate})
+	w.observe(OpTruncate, Key{})
 	keepB := chunk("b", 1)
 	if keepB(Key{9, 9}) {
 		t.Fatal("a truncate inside the window must drop the whole chunk")
