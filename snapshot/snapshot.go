@@ -22,12 +22,12 @@ import (
 // DefaultChunkSize is the number of rows read per chunk.
 const DefaultChunkSize = 2000
 
-// MaxWait bounds the wait, per chunk, for transactions that were running at its low
+// DefaultMaxWait bounds the wait, per chunk, for transactions that were running at its low
 // watermark. It stays below replication.WindowExpiry, after which the replicator gives up on
 // a window (so a snapshot that died cannot hold the slot's WAL for ever).
-const MaxWait = replication.WindowExpiry / 2
+const DefaultMaxWait = replication.WindowExpiry / 2
 
-// ErrWaitedTooLong means a long-running transaction held a chunk up for MaxWait.
+// ErrWaitedTooLong means a long-running transaction held a chunk up for Options.MaxWait.
 var ErrWaitedTooLong = errors.New("snapshot waited too long for running transactions")
 
 // Options tunes a snapshot.
@@ -39,6 +39,9 @@ type Options struct {
 	Progress func(done, total int64)
 	// Log receives progress and waits; default discards.
 	Log *slog.Logger
+	// MaxWait bounds the wait for transactions running at a chunk's low watermark; default
+	// DefaultMaxWait. Keep it below replication.WindowExpiry.
+	MaxWait time.Duration
 }
 
 // Result describes a finished snapshot of one supplier.
@@ -59,6 +62,9 @@ func Supplier(ctx context.Context, pool *pgxpool.Pool, id int32, opts Options) (
 	}
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.MaxWait <= 0 || opts.MaxWait > DefaultMaxWait {
+		opts.MaxWait = DefaultMaxWait
 	}
 	res := Result{SupplierID: id}
 	var lastID, untilID int64
@@ -154,7 +160,7 @@ func readChunk(ctx context.Context, pool *pgxpool.Pool, opts Options, snapID str
 	if _, err := pool.Exec(ctx, "SELECT pg_logical_emit_message(true, $1, $2::text)", replication.SnapshotLowPrefix, string(low)); err != nil {
 		return 0, 0, fmt.Errorf("write low watermark: %w", err)
 	}
-	if err := waitForInProgress(ctx, pool, opts.Log); err != nil {
+	if err := waitForInProgress(ctx, pool, opts.Log, opts.MaxWait); err != nil {
 		return 0, 0, err
 	}
 
@@ -226,7 +232,7 @@ func readChunk(ctx context.Context, pool *pgxpool.Pool, opts Options, snapID str
 // invisible to the chunk read while its change event precedes the window, and the chunk would
 // then republish the older row after it. Like CREATE INDEX CONCURRENTLY, a long-running
 // transaction holds the snapshot up: it is logged.
-func waitForInProgress(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
+func waitForInProgress(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger, maxWait time.Duration) error {
 	var xids []string
 	err := pool.QueryRow(ctx, `SELECT coalesce(array_agg(x::text), '{}') FROM pg_snapshot_xip(pg_current_snapshot()) x`).Scan(&xids)
 	if err != nil {
@@ -248,8 +254,8 @@ func waitForInProgress(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger
 			return nil
 		}
 		xids = running
-		if time.Since(start) > MaxWait {
-			return fmt.Errorf("transactions %v ran for over %s while the snapshot waited for them; retry when they end: %w", running, MaxWait, ErrWaitedTooLong)
+		if time.Since(start) > maxWait {
+			return fmt.Errorf("transactions %v ran for over %s while the snapshot waited for them; retry when they end: %w", running, maxWait, ErrWaitedTooLong)
 		}
 		if time.Since(lastLog) > 10*time.Second {
 			log.Warn("snapshot waiting for transactions to end", "xids", running, "waited", time.Since(start).Round(time.Second))

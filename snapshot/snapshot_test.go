@@ -3,6 +3,7 @@ package snapshot_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -107,5 +108,42 @@ func TestSupplierWritesWatermarksAndResumes(t *testing.T) {
 	}
 	if unfinished != 0 {
 		t.Fatalf("%d unfinished snapshots after completion", unfinished)
+	}
+}
+
+// TestSupplierGivesUpOnALongTransaction: a transaction that stays open holds every chunk up;
+// the snapshot gives up after MaxWait with ErrWaitedTooLong instead of waiting for ever (the
+// replicator would expire its window anyway), and a later run resumes.
+func TestSupplierGivesUpOnALongTransaction(t *testing.T) {
+	ctx := testenv.Context(t, time.Minute)
+	pool := testenv.Pool(t, testenv.Database(t))
+	if _, err := catalog.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return catalog.AddSupplier(ctx, tx, 3, "") }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO products (supplier_id, sku, name) SELECT 3, 'k' || g, 'n' FROM generate_series(1, 10) g`); err != nil {
+		t.Fatal(err)
+	}
+	long, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Before the pool's own cleanup (LIFO), which would wait for this connection for ever.
+	t.Cleanup(func() { _ = long.Rollback(context.Background()) })
+	if _, err := long.Exec(ctx, "SELECT pg_current_xact_id()"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = snapshot.Supplier(ctx, pool, 3, snapshot.Options{MaxWait: 300 * time.Millisecond})
+	if !errors.Is(err, snapshot.ErrWaitedTooLong) {
+		t.Fatalf("snapshot behind an open transaction: %v, want ErrWaitedTooLong", err)
+	}
+	if err := long.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	res, err := snapshot.Supplier(ctx, pool, 3, snapshot.Options{MaxWait: 300 * time.Millisecond})
+	if err != nil || res.Rows != 10 {
+		t.Fatalf("after the transaction ended: %+v, %v; want 10 rows", res, err)
 	}
 }
