@@ -7,12 +7,13 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/tidemark/tidemark/catalog"
 )
 
 // apply turns the staged rows into products: duplicates out, the --full deletes, then one
 // upsert that leaves rows equal to the drop untouched (no new row version, no WAL, no event).
-func apply(ctx context.Context, tx pgx.Tx, log *slog.Logger, opts Options, valid int64, res *Result) error {
+func apply(ctx context.Context, tx pgx.Tx, log *slog.Logger, opts Options, stored *storedRows, res *Result) error {
 	t := time.Now()
 	phase := func(name string) {
 		log.Debug("load phase", "phase", name, "elapsed", time.Since(t))
@@ -28,30 +29,42 @@ func apply(ctx context.Context, tx pgx.Tx, log *slog.Logger, opts Options, valid
 
 	// Most drops hold no duplicate: the sku filter proved it while reading, else a hash
 	// aggregate over the skus tells more cheaply than the self-join that removes them.
-	distinct := valid
+	staged := res.valid - res.skipped
+	distinct := staged
 	if res.maybeDups {
 		if err := tx.QueryRow(ctx, `SELECT count(*) FROM (SELECT DISTINCT sku FROM `+stagingTable+` WHERE ok) d`).Scan(&distinct); err != nil {
 			return fmt.Errorf("count distinct skus: %w", err)
 		}
 		phase("count distinct")
 	}
-	if distinct < valid {
+	if distinct < staged {
 		tag, err := tx.Exec(ctx, `DELETE FROM `+stagingTable+` s USING `+stagingTable+` l
 			WHERE s.ok AND l.ok AND l.sku = s.sku AND l.line > s.line`)
 		if err != nil {
 			return fmt.Errorf("drop overridden duplicates: %w", err)
 		}
-		res.Duplicates = tag.RowsAffected()
+		res.Duplicates += tag.RowsAffected()
 		phase("dedupe")
 	}
 
 	if opts.Full {
+		// A product stays when a record matched it (the stored rows know) or names it in
+		// the staging table (changed, or rejected but naming its sku).
 		var total int64
-		if err := tx.QueryRow(ctx, `SELECT count(*) FROM `+partition).Scan(&total); err != nil {
-			return fmt.Errorf("count products: %w", err)
+		var tag pgconn.CommandTag
+		var err error
+		if stored != nil {
+			total = int64(stored.n)
+			tag, err = tx.Exec(ctx, `DELETE FROM `+partition+` p
+				WHERE p.supplier_id = $1 AND p.id = ANY($2)
+				AND NOT EXISTS (SELECT 1 FROM `+stagingTable+` s WHERE s.sku = p.sku)`, opts.Supplier, stored.unmatched())
+		} else {
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM `+partition).Scan(&total); err != nil {
+				return fmt.Errorf("count products: %w", err)
+			}
+			tag, err = tx.Exec(ctx, `DELETE FROM `+partition+` p
+				WHERE NOT EXISTS (SELECT 1 FROM `+stagingTable+` s WHERE s.sku = p.sku)`)
 		}
-		tag, err := tx.Exec(ctx, `DELETE FROM `+partition+` p
-			WHERE NOT EXISTS (SELECT 1 FROM `+stagingTable+` s WHERE s.sku = p.sku)`)
 		if err != nil {
 			return fmt.Errorf("delete products absent from the drop: %w", err)
 		}
@@ -104,6 +117,6 @@ func apply(ctx context.Context, tx pgx.Tx, log *slog.Logger, opts Options, valid
 	}
 	res.Inserted, res.Updated = ins1-ins0, upd1-upd0
 	phase("merge")
-	res.Unchanged = valid - res.Duplicates - res.Inserted - res.Updated
+	res.Unchanged = res.valid - res.Duplicates - res.Inserted - res.Updated
 	return nil
 }

@@ -10,3 +10,9 @@ func SetFilterBits(n uint64) func() {
 
 // CanonicalJSON exposes canonicalJSON to the tests.
 var CanonicalJSON = canonicalJSON
+
+// Skipped is how many valid records a load left out as equal to their stored row.
+func Skipped(r Result) int64 { return r.skipped }
+
+// HashBytesExtended exposes the client's copy of PostgreSQL's hash_bytes_extended.
+var HashBytesExtended = hashBytesExtended

@@ -54,8 +54,9 @@ type Result struct {
 	// RowsPerSecond is the records read (loaded or rejected) per second of the whole load.
 	RowsPerSecond float64 `json:"rows_per_second"`
 
-	valid     int64 // valid records staged, duplicates included
-	maybeDups bool  // the sku filter saw a sku that may have come before
+	valid     int64 // valid records, duplicates included
+	skipped   int64 // valid records left out of the staging table: equal to the stored row
+	maybeDups bool  // the sku filter saw a staged sku that may have come before
 }
 
 // Records is every record the drop held.
@@ -134,11 +135,19 @@ func Load(ctx context.Context, db DB, rd Reader, opts Options) (Result, error) {
 	}
 	var res Result
 	if !direct {
-		if err := stage(ctx, tx, rd, opts, nil, &res); err != nil {
+		t := time.Now()
+		stored, err := readStored(ctx, tx, partition)
+		if err != nil {
 			return Result{}, err
 		}
-		log.Debug("staged", "rows", res.valid, "rejected", res.Rejected, "elapsed", time.Since(start))
-		if err := apply(ctx, tx, log, opts, res.valid, &res); err != nil {
+		if stored != nil {
+			log.Debug("load phase", "phase", "read digests", "products", stored.n, "elapsed", time.Since(t))
+		}
+		if err := stage(ctx, tx, rd, opts, nil, stored, &res); err != nil {
+			return Result{}, err
+		}
+		log.Debug("staged", "rows", res.valid-res.skipped, "unchanged", res.skipped, "rejected", res.Rejected, "elapsed", time.Since(start))
+		if err := apply(ctx, tx, log, opts, stored, &res); err != nil {
 			return Result{}, err
 		}
 	} else {
@@ -162,12 +171,12 @@ func Load(ctx context.Context, db DB, rd Reader, opts Options) (Result, error) {
 // stage streams the drop into the staging table (or, with a spill file, straight into
 // products): one goroutine reads and validates, COPY encodes and sends, with a small bounded
 // channel between them.
-func stage(ctx context.Context, tx pgx.Tx, rd Reader, opts Options, spill *spillFile, res *Result) error {
+func stage(ctx context.Context, tx pgx.Tx, rd Reader, opts Options, spill *spillFile, stored *storedRows, res *Result) error {
 	g, gctx := errgroup.WithContext(ctx)
 	batches := make(chan [][]any, 4)
 	src := &batchSource{ctx: ctx, ch: batches}
 	g.Go(func() error {
-		err := parse(gctx, rd, opts, spill, res, batches)
+		err := parse(gctx, rd, opts, spill, stored, res, batches)
 		// Through the source, a parse error ends the COPY with CopyFail, which keeps the
 		// connection usable; the channel close publishes it to COPY's goroutine.
 		src.parseErr = err
@@ -190,8 +199,8 @@ func stage(ctx context.Context, tx pgx.Tx, rd Reader, opts Options, spill *spill
 
 // parse reads and validates every record, sends rows to COPY in batches and writes rejects.
 // With a spill file, rows are for products, and those whose sku may have come before go to
-// the spill file instead.
-func parse(ctx context.Context, rd Reader, opts Options, spill *spillFile, res *Result, out chan<- [][]any) error {
+// the spill file instead. With the stored rows, a record equal to its stored row is left out.
+func parse(ctx context.Context, rd Reader, opts Options, spill *spillFile, stored *storedRows, res *Result, out chan<- [][]any) error {
 	var rejects *bufio.Writer
 	if opts.Rejects != nil {
 		rejects = bufio.NewWriterSize(opts.Rejects, 64<<10)
@@ -262,6 +271,16 @@ func parse(ctx context.Context, rd Reader, opts Options, spill *spillFile, res *
 			}
 		} else {
 			res.valid++
+			if stored != nil {
+				stage, overrides := stored.observe(&row)
+				if overrides {
+					res.Duplicates++
+				}
+				if !stage {
+					res.skipped++
+					continue
+				}
+			}
 			maybeSeen := seen.add(row.SKU)
 			res.maybeDups = res.maybeDups || maybeSeen
 			switch {

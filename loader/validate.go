@@ -18,6 +18,8 @@ type Row struct {
 	Currency    *string // 3 upper-case letters
 	Status      string
 	Attributes  string
+
+	attrsExact bool // Attributes is exactly how jsonb prints them
 }
 
 // maxSKU is the length of products.sku (varchar(100)), in characters.
@@ -62,11 +64,11 @@ func Validate(rec *Record) (Row, string) {
 		row.Currency = &v
 	}
 	if row.Attributes == "" {
-		row.Attributes = "{}"
+		row.Attributes, row.attrsExact = "{}", true
 	} else if reason := checkAttributes(row.Attributes); reason != "" {
 		return Row{}, "attributes: " + reason
 	} else {
-		row.Attributes, _ = canonicalJSON(row.Attributes)
+		row.Attributes, row.attrsExact = canonicalJSON(row.Attributes)
 	}
 	return row, ""
 }

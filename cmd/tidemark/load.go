@@ -32,6 +32,7 @@ type LoadCmd struct {
 	Full       bool   `help:"The drop is the supplier's whole catalogue: delete its products whose sku the drop lacks."`
 	Force      bool   `help:"With --full, allow deleting more than half of the supplier's products."`
 	JSON       bool   `help:"Print the counts as one JSON object on standard output."`
+	CPUProfile string `name:"cpuprofile" hidden:"" type:"path" help:"Write a CPU profile of the load to this file (for the benchmark)."`
 }
 
 // loadSummary is the --json output.
@@ -45,6 +46,13 @@ func (c *LoadCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error {
 	// The live heap stays small and flat (bounded batches, a fixed-size sku filter): collect
 	// less often, as every row allocates a little.
 	debug.SetGCPercent(400)
+	if c.CPUProfile != "" {
+		stopProfile, err := startCPUProfile(c.CPUProfile)
+		if err != nil {
+			return err
+		}
+		defer stopProfile()
+	}
 	format, err := c.format()
 	if err != nil {
 		return err
