@@ -4,16 +4,17 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/tidemark/tidemark/catalog"
 )
 
 // apply turns the staged rows into products: duplicates out, the --full deletes, then one
 // upsert that leaves rows equal to the drop untouched (no new row version, no WAL, no event).
-func apply(ctx context.Context, tx pgx.Tx, log *slog.Logger, opts Options, stored *storedRows, res *Result) error {
+// A direct load applies the rows it set aside with it.
+func apply(ctx context.Context, tx pgx.Tx, log *slog.Logger, opts Options, res *Result) error {
 	t := time.Now()
 	phase := func(name string) {
 		log.Debug("load phase", "phase", name, "elapsed", time.Since(t))
@@ -29,72 +30,118 @@ func apply(ctx context.Context, tx pgx.Tx, log *slog.Logger, opts Options, store
 
 	// Most drops hold no duplicate: the sku filter proved it while reading, else a hash
 	// aggregate over the skus tells more cheaply than the self-join that removes them.
-	staged := res.valid - res.skipped
-	distinct := staged
+	distinct := res.valid
 	if res.maybeDups {
 		if err := tx.QueryRow(ctx, `SELECT count(*) FROM (SELECT DISTINCT sku FROM `+stagingTable+` WHERE ok) d`).Scan(&distinct); err != nil {
 			return fmt.Errorf("count distinct skus: %w", err)
 		}
 		phase("count distinct")
 	}
-	if distinct < staged {
-		tag, err := tx.Exec(ctx, `DELETE FROM `+stagingTable+` s USING `+stagingTable+` l
-			WHERE s.ok AND l.ok AND l.sku = s.sku AND l.line > s.line`)
+	if distinct < res.valid {
+		n, err := dropOverridden(ctx, tx, allChunks)
 		if err != nil {
-			return fmt.Errorf("drop overridden duplicates: %w", err)
+			return err
 		}
-		res.Duplicates += tag.RowsAffected()
+		res.Duplicates = n
 		phase("dedupe")
 	}
 
 	if opts.Full {
-		// A product stays when a record matched it (the stored rows know) or names it in
-		// the staging table (changed, or rejected but naming its sku).
 		var total int64
-		var tag pgconn.CommandTag
-		var err error
-		if stored != nil {
-			total = int64(stored.n)
-			tag, err = tx.Exec(ctx, `DELETE FROM `+partition+` p
-				WHERE p.supplier_id = $1 AND p.id = ANY($2)
-				AND NOT EXISTS (SELECT 1 FROM `+stagingTable+` s WHERE s.sku = p.sku)`, opts.Supplier, stored.unmatched())
-		} else {
-			if err := tx.QueryRow(ctx, `SELECT count(*) FROM `+partition).Scan(&total); err != nil {
-				return fmt.Errorf("count products: %w", err)
-			}
-			tag, err = tx.Exec(ctx, `DELETE FROM `+partition+` p
-				WHERE NOT EXISTS (SELECT 1 FROM `+stagingTable+` s WHERE s.sku = p.sku)`)
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM `+partition).Scan(&total); err != nil {
+			return fmt.Errorf("count products: %w", err)
 		}
+		tag, err := tx.Exec(ctx, `DELETE FROM `+partition+` p
+			WHERE NOT EXISTS (SELECT 1 FROM `+stagingTable+` s WHERE s.sku = p.sku)`)
 		if err != nil {
 			return fmt.Errorf("delete products absent from the drop: %w", err)
 		}
-		res.Deleted = tag.RowsAffected()
-		if !opts.Force && res.Deleted*2 > total {
-			return fmt.Errorf("%w: %d of %d absent from the drop (use --force if that is meant)",
-				ErrFullWouldDeleteTooMuch, res.Deleted, total)
+		if err := checkFull(opts, tag.RowsAffected(), total, res); err != nil {
+			return err
 		}
 		phase("full delete")
 	}
 
-	// One MERGE: a hash join of the staging table with the partition (carrying only sku and
-	// row position), updating only rows whose values differ, so an unchanged row gets no new
-	// version, no WAL, no event. Attributes compare as text first (the loader wrote them as
-	// jsonb prints them), as jsonb only when the texts differ. It also inserts the new skus straight into the partition (no
-	// tuple routing). Before PostgreSQL 17 a partition does not inherit the identity default,
-	// so the id is drawn from the parent's identity sequence, as the default would.
-	var seq string
-	if err := tx.QueryRow(ctx, "SELECT pg_get_serial_sequence('products', 'id')").Scan(&seq); err != nil {
-		return fmt.Errorf("find the products id sequence: %w", err)
+	m, err := newMerger(ctx, tx, opts.Supplier)
+	if err != nil {
+		return err
 	}
+	ins, upd, err := m.merge(ctx, tx, allChunks)
+	if err != nil {
+		return err
+	}
+	res.Inserted, res.Updated = ins, upd
+	phase("merge")
+	res.Unchanged = res.valid - res.Duplicates - res.Inserted - res.Updated
+	return nil
+}
+
+// allChunks selects every staged row, where a chunk number selects one chunk's.
+const allChunks = -1
+
+// chunkFilter is the SQL condition on the staging table's row s that selects a chunk.
+func chunkFilter(chunk int32, s string) string {
+	if chunk == allChunks {
+		return "true"
+	}
+	return s + ".chunk = " + strconv.Itoa(int(chunk))
+}
+
+// dropOverridden deletes the staged rows of a chunk that a later row of the same sku
+// overrides (the last one wins), and counts them.
+func dropOverridden(ctx context.Context, tx pgx.Tx, chunk int32) (int64, error) {
+	tag, err := tx.Exec(ctx, `DELETE FROM `+stagingTable+` s USING `+stagingTable+` l
+		WHERE s.ok AND l.ok AND l.sku = s.sku AND l.line > s.line
+		AND `+chunkFilter(chunk, "s")+` AND `+chunkFilter(chunk, "l"))
+	if err != nil {
+		return 0, fmt.Errorf("drop overridden duplicates: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// checkFull refuses a --full load that deleted more than half the products, unless forced.
+func checkFull(opts Options, deleted, total int64, res *Result) error {
+	res.Deleted = deleted
+	if !opts.Force && deleted*2 > total {
+		return fmt.Errorf("%w: %d of %d absent from the drop (use --force if that is meant)",
+			ErrFullWouldDeleteTooMuch, deleted, total)
+	}
+	return nil
+}
+
+// merger applies staged rows to the partition with MERGE: rows whose values differ are
+// updated, so an unchanged row gets no new version, no WAL, no event; new skus are inserted
+// straight into the partition (no tuple routing). Attributes compare as text first (the loader
+// wrote them as jsonb prints them), as jsonb only when the texts differ.
+type merger struct {
+	supplier  int32
+	partition string
+	seq       string // the products id sequence
+}
+
+func newMerger(ctx context.Context, tx pgx.Tx, supplier int32) (*merger, error) {
+	m := &merger{supplier: supplier, partition: pgx.Identifier{catalog.PartitionName(supplier)}.Sanitize()}
+	// Before PostgreSQL 17 a partition does not inherit the identity default, so the id is
+	// drawn from the parent's identity sequence, as the default would.
+	if err := tx.QueryRow(ctx, "SELECT pg_get_serial_sequence('products', 'id')").Scan(&m.seq); err != nil {
+		return nil, fmt.Errorf("find the products id sequence: %w", err)
+	}
+	return m, nil
+}
+
+// merge applies the staged rows of a chunk and reports how many rows it inserted and updated.
+// The chunk is in the statement's text, so each plan is made for the planner settings of
+// the moment, never reused from a cache.
+func (m *merger) merge(ctx context.Context, tx pgx.Tx, chunk int32) (inserted, updated int64, err error) {
 	// MERGE reports one total; this transaction's own statistics counters tell inserts from
 	// updates, and no other session can move them.
 	counts := `SELECT pg_stat_get_xact_tuples_inserted($1::regclass), pg_stat_get_xact_tuples_updated($1::regclass)`
 	var ins0, upd0, ins1, upd1 int64
-	if err := tx.QueryRow(ctx, counts, partition).Scan(&ins0, &upd0); err != nil {
-		return fmt.Errorf("read row counters: %w", err)
+	if err := tx.QueryRow(ctx, counts, m.partition).Scan(&ins0, &upd0); err != nil {
+		return 0, 0, fmt.Errorf("read row counters: %w", err)
 	}
-	if _, err := tx.Exec(ctx, `MERGE INTO `+partition+` AS p
-		USING (SELECT * FROM `+stagingTable+` WHERE ok) AS s
+	if _, err := tx.Exec(ctx, `MERGE INTO `+m.partition+` AS p
+		USING (SELECT * FROM `+stagingTable+` s WHERE s.ok AND `+chunkFilter(chunk, "s")+`) AS s
 		ON p.supplier_id = $1 AND p.sku = s.sku
 		WHEN MATCHED AND ((p.name, p.description, p.price, p.currency, p.status)
 			IS DISTINCT FROM
@@ -109,14 +156,11 @@ func apply(ctx context.Context, tx pgx.Tx, log *slog.Logger, opts Options, store
 			OVERRIDING SYSTEM VALUE
 			VALUES (nextval($2::regclass), $1, s.sku, s.name, s.description, s.price::numeric(12,2),
 				s.currency, coalesce(nullif(s.status, ''), 'pending'), s.attributes::jsonb)`,
-		opts.Supplier, seq); err != nil {
-		return fmt.Errorf("merge into products: %w", err)
+		pgx.QueryExecModeExec, m.supplier, m.seq); err != nil {
+		return 0, 0, fmt.Errorf("merge into products: %w", err)
 	}
-	if err := tx.QueryRow(ctx, counts, partition).Scan(&ins1, &upd1); err != nil {
-		return fmt.Errorf("read row counters: %w", err)
+	if err := tx.QueryRow(ctx, counts, m.partition).Scan(&ins1, &upd1); err != nil {
+		return 0, 0, fmt.Errorf("read row counters: %w", err)
 	}
-	res.Inserted, res.Updated = ins1-ins0, upd1-upd0
-	phase("merge")
-	res.Unchanged = res.valid - res.Duplicates - res.Inserted - res.Updated
-	return nil
+	return ins1 - ins0, upd1 - upd0, nil
 }

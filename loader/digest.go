@@ -34,41 +34,69 @@ const storedSQL = `SELECT id, sku, hashtextextended(t, 0), hashtextextended(t, %
 
 type digest [2]uint64
 
-// Where a stored product stands in this drop.
+// Where a sku stands in this drop.
 const (
 	unseen  uint8 = iota
-	matched       // a record equal to it came, and nothing else since
-	staged        // a record with its sku (or one hashing alike) went to the staging table
+	matched       // a record equal to the stored row came, and nothing else since
+	staged        // a record went to the staging table, in chunk
 )
 
-// storedRow is one product of the partition, in an open-addressing table keyed by a 64-bit hash
-// of its sku: one cache line per lookup, where a Go map of a million entries costs several
-// misses. Two skus hashing alike cannot corrupt a load: a record is left out only when its
-// digest, which covers the sku, equals the stored row's; at worst the counts are off.
+// storedRow is one sku, in an open-addressing table keyed by a 64-bit hash of the sku: one
+// cache line per lookup, where a Go map of a million entries costs several misses. 32 bytes.
+//
+// Two skus hashing alike share the entry found first, and that cannot corrupt a load. A record
+// is left out only when its digest, which covers the sku, equals the entry's stored row: it is
+// that very product, unchanged. A record of the other sku always goes to the staging table.
+// The state only ever moves towards "staged", so a sku staged once is staged again. And a
+// --full load deletes only products no record matched exactly whose sku the staging table
+// lacks. At worst, the counts are off.
 type storedRow struct {
-	key   uint64 // 0: an empty slot
-	sum   digest
-	id    int64
-	state uint8
+	key  uint64 // 0: an empty slot
+	sum  digest
+	pos  uint32 // 1 + the product's position in storedRows.ids; 0: a sku new in this drop
+	mark uint32 // state in bits 0-1, kept in bit 2, above them the chunk of the last staged record
 }
 
-// storedRows is the partition as the load found it.
-type storedRows struct {
-	seed  maphash.Seed
-	table []storedRow // a power of two long, at most half full
-	n     int
-	buf   []byte
+// kept marks a stored product a record matched exactly: a --full load keeps it.
+const kept = 1 << 2
+
+func (r *storedRow) state() uint8 { return uint8(r.mark & 3) }
+func (r *storedRow) chunk() int32 { return int32(r.mark >> 3) }
+func (r *storedRow) set(state uint8, c int32) {
+	r.mark = uint32(c)<<3 | r.mark&kept | uint32(state)
 }
+
+// storedRows is the partition as the load found it, and the skus the drop added.
+type storedRows struct {
+	seed     maphash.Seed
+	table    []storedRow // a power of two long, at most 70% full
+	ids      []int64     // the products' ids, in the order read
+	n        int         // stored products
+	estimate int64       // the planner's count of them
+	used     int         // slots in use
+	buf      []byte
+}
+
+// fits reports whether a table of size slots holds n skus.
+func fits(n, size int) bool { return 10*n <= 7*size }
 
 func newStoredRows(estimate int) *storedRows {
 	size := 1024
-	for size < 2*estimate {
+	for !fits(estimate, size) {
 		size *= 2
 	}
-	return &storedRows{seed: maphash.MakeSeed(), table: make([]storedRow, size)}
+	return &storedRows{seed: maphash.MakeSeed(), table: make([]storedRow, size), ids: make([]int64, 0, estimate)}
 }
 
-func (s *storedRows) keyOf(sku []byte) uint64 { return max(maphash.Bytes(s.seed, sku), 1) }
+// sameKeys makes every sku hash alike (tests of the collision argument above).
+var sameKeys = false
+
+func (s *storedRows) keyOf(sku []byte) uint64 {
+	if sameKeys {
+		return 1
+	}
+	return max(maphash.Bytes(s.seed, sku), 1)
+}
 
 // slot returns the slot holding key, or the empty slot where it would go.
 func (s *storedRows) slot(key uint64) *storedRow {
@@ -80,34 +108,42 @@ func (s *storedRows) slot(key uint64) *storedRow {
 	}
 }
 
-// add records a stored product; false means its sku's key is taken.
-func (s *storedRows) add(r storedRow) bool {
-	if 2*(s.n+1) > len(s.table) {
-		old := s.table
-		s.table = make([]storedRow, 2*len(old))
-		for _, o := range old {
-			if o.key != 0 {
-				*s.slot(o.key) = o
-			}
+// reserve makes room for one more sku; pointers from slot are stale afterwards.
+func (s *storedRows) reserve() {
+	if fits(s.used+1, len(s.table)) {
+		return
+	}
+	old := s.table
+	s.table = make([]storedRow, 2*len(old))
+	for _, o := range old {
+		if o.key != 0 {
+			*s.slot(o.key) = o
 		}
 	}
-	slot := s.slot(r.key)
-	if slot.key != 0 {
-		return false
-	}
-	*slot = r
-	s.n++
-	return true
 }
 
-// readStored reads every product of the partition as (id, sku, digest). It returns nil when
-// two skus share a key: the load then stages every record, as it cannot count right otherwise.
+// add records a stored product.
+func (s *storedRows) add(key uint64, id int64, sum digest) {
+	s.reserve()
+	mask := uint64(len(s.table) - 1)
+	i := key & mask
+	for s.table[i].key != 0 {
+		i = (i + 1) & mask
+	}
+	s.ids = append(s.ids, id)
+	s.table[i] = storedRow{key: key, sum: sum, pos: uint32(len(s.ids))}
+	s.n++
+	s.used++
+}
+
+// readStored reads every product of the partition as (id, sku, digest).
 func readStored(ctx context.Context, tx pgx.Tx, partition string) (*storedRows, error) {
 	var estimate int64
 	if err := tx.QueryRow(ctx, "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = $1::regclass", partition).Scan(&estimate); err != nil {
 		return nil, fmt.Errorf("estimate products: %w", err)
 	}
 	s := newStoredRows(int(estimate))
+	s.estimate = estimate
 	// The digests are CPU work the server can share among parallel workers while the client
 	// only files them; the planner would not pay for a Gather of a million rows unasked.
 	if _, err := tx.Exec(ctx, "SET LOCAL parallel_setup_cost = 0; SET LOCAL parallel_tuple_cost = 0"); err != nil {
@@ -122,63 +158,73 @@ func readStored(ctx context.Context, tx pgx.Tx, partition string) (*storedRows, 
 		return nil, fmt.Errorf("read product digests: %w", err)
 	}
 	defer rows.Close()
-	unique := true
 	for rows.Next() {
 		v := rows.RawValues()
 		if len(v[0]) != 8 || len(v[2]) != 8 || len(v[3]) != 8 {
 			return nil, fmt.Errorf("read product digests: unexpected row (%d, %d, %d bytes)", len(v[0]), len(v[2]), len(v[3]))
 		}
-		unique = unique && s.add(storedRow{
-			key: s.keyOf(v[1]),
-			id:  int64(binary.BigEndian.Uint64(v[0])),
-			sum: digest{binary.BigEndian.Uint64(v[2]), binary.BigEndian.Uint64(v[3])},
-		})
+		s.add(s.keyOf(v[1]), int64(binary.BigEndian.Uint64(v[0])),
+			digest{binary.BigEndian.Uint64(v[2]), binary.BigEndian.Uint64(v[3])})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read product digests: %w", err)
 	}
-	if !unique {
-		return nil, nil
-	}
 	return s, nil
 }
 
-// observe reports whether a valid record must go to the staging table, and whether it
-// overrides an earlier record of its sku that was left out as unchanged (a duplicate the
-// staging table cannot count).
-func (s *storedRows) observe(row *Row) (stage, overrides bool) {
-	r := s.slot(max(maphash.String(s.seed, row.SKU), 1))
+// verdict is what becomes of a valid record.
+type verdict struct {
+	stage     bool // it goes to the staging table…
+	late      bool // …on the late pile: its sku's last record is in an earlier chunk
+	repeat    bool // its sku's last record is in the same chunk
+	overrides bool // it overrides a record left out as unchanged (a duplicate)
+}
+
+// observe decides for a valid record, with chunk the chunk being filled.
+func (s *storedRows) observe(row *Row, chunk int32) verdict {
+	s.reserve()
+	key := max(maphash.String(s.seed, row.SKU), 1)
+	if sameKeys {
+		key = 1
+	}
+	r := s.slot(key)
 	if r.key == 0 {
-		return true, false // a new sku
+		// A new sku, remembered so that its repeats are known.
+		*r = storedRow{key: key}
+		r.set(staged, chunk)
+		s.used++
+		return verdict{stage: true}
 	}
 	var same bool
-	if row.attrsExact {
+	if r.pos != 0 && row.attrsExact {
 		var sum digest
 		s.buf, sum = rowDigest(s.buf[:0], row)
 		same = sum == r.sum
 	}
-	switch {
-	case same && r.state == unseen:
-		r.state = matched
-		return false, false
-	case same && r.state == matched:
-		return false, true
+	switch state := r.state(); {
+	case same && state == unseen:
+		r.mark |= kept
+		r.set(matched, 0)
+		return verdict{}
+	case same && state == matched:
+		return verdict{overrides: true}
+	case state == staged && r.chunk() != chunk:
+		return verdict{stage: true, late: true}
 	default:
-		// A change, or a sku already staged: the staging table orders its records, and
-		// the last one wins there.
-		overrides = r.state == matched
-		r.state = staged
-		return true, overrides
+		// A change, or a record of a sku staged in this chunk: the staging table orders
+		// its records, and the last one wins there.
+		r.set(staged, chunk)
+		return verdict{stage: true, overrides: state == matched, repeat: state == staged}
 	}
 }
 
-// unmatched is the ids of the products no record matched: with a --full drop, the ones to
-// delete unless the staging table names their sku (changed, or rejected but named).
+// unmatched is the ids of the products no record matched exactly: with a --full drop, the
+// ones to delete unless the staging table names their sku (changed, or rejected but named).
 func (s *storedRows) unmatched() []int64 {
 	var ids []int64
 	for _, r := range s.table {
-		if r.key != 0 && r.state != matched {
-			ids = append(ids, r.id)
+		if r.pos != 0 && r.mark&kept == 0 {
+			ids = append(ids, s.ids[r.pos-1])
 		}
 	}
 	return ids

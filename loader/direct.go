@@ -25,7 +25,7 @@ func loadDirect(ctx context.Context, tx pgx.Tx, log *slog.Logger, rd Reader, opt
 		return err
 	}
 	defer spill.remove()
-	if err := stage(ctx, tx, rd, opts, spill, nil, res); err != nil {
+	if err := stage(ctx, tx, rd, opts, spill, res); err != nil {
 		return err
 	}
 	copied := res.valid - spill.rows
@@ -43,7 +43,7 @@ func loadDirect(ctx context.Context, tx pgx.Tx, log *slog.Logger, rd Reader, opt
 	side := Result{valid: spill.rows, maybeDups: true}
 	sideOpts := opts
 	sideOpts.Full = false
-	if err := apply(ctx, tx, log, sideOpts, nil, &side); err != nil {
+	if err := apply(ctx, tx, log, sideOpts, &side); err != nil {
 		return err
 	}
 	// A set-aside row that found its sku already loaded overrode an earlier occurrence.

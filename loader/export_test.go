@@ -16,3 +16,18 @@ func Skipped(r Result) int64 { return r.skipped }
 
 // HashBytesExtended exposes the client's copy of PostgreSQL's hash_bytes_extended.
 var HashBytesExtended = hashBytesExtended
+
+// SetChunkRows sets how many staged rows make a reload chunk and returns a function that
+// restores it.
+func SetChunkRows(n int) func() {
+	old := chunkRows
+	chunkRows = n
+	return func() { chunkRows = old }
+}
+
+// SetSameKeys makes every sku hash alike in the reload's table and returns a function that
+// undoes it.
+func SetSameKeys() func() {
+	sameKeys = true
+	return func() { sameKeys = false }
+}

@@ -55,7 +55,7 @@ type Result struct {
 	RowsPerSecond float64 `json:"rows_per_second"`
 
 	valid     int64 // valid records, duplicates included
-	skipped   int64 // valid records left out of the staging table: equal to the stored row
+	skipped   int64 // valid records left out of the staging table: equal to their stored row
 	maybeDups bool  // the sku filter saw a staged sku that may have come before
 }
 
@@ -120,7 +120,7 @@ func Load(ctx context.Context, db DB, rd Reader, opts Options) (Result, error) {
 		return Result{}, err
 	}
 	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE `+stagingTable+` (
-		line bigint NOT NULL, ok boolean NOT NULL, sku text NOT NULL, name text, description text,
+		chunk integer NOT NULL DEFAULT 0, line bigint NOT NULL, ok boolean NOT NULL, sku text NOT NULL, name text, description text,
 		price text, currency text, status text, attributes text) ON COMMIT DROP`); err != nil {
 		return Result{}, fmt.Errorf("create staging table: %w", err)
 	}
@@ -134,27 +134,21 @@ func Load(ctx context.Context, db DB, rd Reader, opts Options) (Result, error) {
 		return Result{}, fmt.Errorf("look into partition: %w", err)
 	}
 	var res Result
-	if !direct {
+	if direct {
+		if err := loadDirect(ctx, tx, log, rd, opts, &res); err != nil {
+			return Result{}, err
+		}
+		log.Debug("copied", "rows", res.Inserted, "duplicates", res.Duplicates, "rejected", res.Rejected, "elapsed", time.Since(start))
+	} else {
 		t := time.Now()
 		stored, err := readStored(ctx, tx, partition)
 		if err != nil {
 			return Result{}, err
 		}
-		if stored != nil {
-			log.Debug("load phase", "phase", "read digests", "products", stored.n, "elapsed", time.Since(t))
-		}
-		if err := stage(ctx, tx, rd, opts, nil, stored, &res); err != nil {
+		log.Debug("load phase", "phase", "read digests", "products", stored.n, "elapsed", time.Since(t))
+		if err := reload(ctx, tx, log, rd, opts, stored, &res); err != nil {
 			return Result{}, err
 		}
-		log.Debug("staged", "rows", res.valid-res.skipped, "unchanged", res.skipped, "rejected", res.Rejected, "elapsed", time.Since(start))
-		if err := apply(ctx, tx, log, opts, stored, &res); err != nil {
-			return Result{}, err
-		}
-	} else {
-		if err := loadDirect(ctx, tx, log, rd, opts, &res); err != nil {
-			return Result{}, err
-		}
-		log.Debug("copied", "rows", res.Inserted, "duplicates", res.Duplicates, "rejected", res.Rejected, "elapsed", time.Since(start))
 	}
 	t := time.Now()
 	if err := tx.Commit(ctx); err != nil {
@@ -171,12 +165,12 @@ func Load(ctx context.Context, db DB, rd Reader, opts Options) (Result, error) {
 // stage streams the drop into the staging table (or, with a spill file, straight into
 // products): one goroutine reads and validates, COPY encodes and sends, with a small bounded
 // channel between them.
-func stage(ctx context.Context, tx pgx.Tx, rd Reader, opts Options, spill *spillFile, stored *storedRows, res *Result) error {
+func stage(ctx context.Context, tx pgx.Tx, rd Reader, opts Options, spill *spillFile, res *Result) error {
 	g, gctx := errgroup.WithContext(ctx)
 	batches := make(chan [][]any, 4)
 	src := &batchSource{ctx: ctx, ch: batches}
 	g.Go(func() error {
-		err := parse(gctx, rd, opts, spill, stored, res, batches)
+		err := parse(gctx, rd, opts, spill, res, batches)
 		// Through the source, a parse error ends the COPY with CopyFail, which keeps the
 		// connection usable; the channel close publishes it to COPY's goroutine.
 		src.parseErr = err
@@ -197,10 +191,10 @@ func stage(ctx context.Context, tx pgx.Tx, rd Reader, opts Options, spill *spill
 	return g.Wait()
 }
 
-// parse reads and validates every record, sends rows to COPY in batches and writes rejects.
-// With a spill file, rows are for products, and those whose sku may have come before go to
-// the spill file instead. With the stored rows, a record equal to its stored row is left out.
-func parse(ctx context.Context, rd Reader, opts Options, spill *spillFile, stored *storedRows, res *Result, out chan<- [][]any) error {
+// readDrop reads and validates every record and writes the rejects. Each valid row goes to
+// emit with ok true; with a --full drop, so is each rejected record that names a sku, with
+// ok false: a bad record must not delete its product.
+func readDrop(rd Reader, opts Options, res *Result, emit func(row *Row, ok bool) error) error {
 	var rejects *bufio.Writer
 	if opts.Rejects != nil {
 		rejects = bufio.NewWriterSize(opts.Rejects, 64<<10)
@@ -214,6 +208,46 @@ func parse(ctx context.Context, rd Reader, opts Options, spill *spillFile, store
 		}
 		return nil
 	}
+	for {
+		rec, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			_ = flush()
+			return fmt.Errorf("read drop: %w", err)
+		}
+		row, reason := Validate(rec)
+		if reason == "" {
+			res.valid++
+			if err := emit(&row, true); err != nil {
+				return err
+			}
+			continue
+		}
+		res.Rejected++
+		if rejects != nil {
+			if err := writeReject(rejects, rec.Line, reason, rd.Raw()); err != nil {
+				return err
+			}
+		}
+		if opts.MaxRejects >= 0 && res.Rejected > int64(opts.MaxRejects) {
+			_ = flush()
+			return fmt.Errorf("%w: more than %d (the last at line %d: %s)", ErrTooManyRejects, opts.MaxRejects, rec.Line, reason)
+		}
+		if opts.Full && rec.Reason == "" && rec.Fields[colSKU] != "" && checkText(rec.Fields[colSKU]) == "" {
+			named := Row{Line: rec.Line, SKU: rec.Fields[colSKU]}
+			if err := emit(&named, false); err != nil {
+				return err
+			}
+		}
+	}
+	return flush()
+}
+
+// parse sends the drop's rows to COPY in batches: into the staging table, or with a spill
+// file into products, the rows whose sku may have come before going to the spill file instead.
+func parse(ctx context.Context, rd Reader, opts Options, spill *spillFile, res *Result, out chan<- [][]any) error {
 	// Rows and their values are allocated per batch, in one slab each: COPY is done with a
 	// batch when it asks for the next.
 	var (
@@ -237,81 +271,48 @@ func parse(ctx context.Context, rd Reader, opts Options, spill *spillFile, store
 		ncol = len(productColumns)
 	}
 	seen := newSKUFilter()
-	for {
-		rec, err := rd.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			_ = flush()
-			return fmt.Errorf("read drop: %w", err)
-		}
+	err := readDrop(rd, opts, res, func(row *Row, ok bool) error {
 		if batch == nil {
 			batch = make([][]any, 0, batchRows)
 			vals = make([]any, 0, batchRows*ncol)
 		}
-		row, reason := Validate(rec)
-		if reason != "" {
-			res.Rejected++
-			if rejects != nil {
-				if err := writeReject(rejects, rec.Line, reason, rd.Raw()); err != nil {
-					return err
-				}
-			}
-			if opts.MaxRejects >= 0 && res.Rejected > int64(opts.MaxRejects) {
-				_ = flush()
-				return fmt.Errorf("%w: more than %d (the last at line %d: %s)", ErrTooManyRejects, opts.MaxRejects, rec.Line, reason)
-			}
-			// A --full drop names the products it keeps even when a record is bad: a
-			// rejected record must not delete its product.
-			if spill == nil && opts.Full && rec.Reason == "" && rec.Fields[colSKU] != "" && checkText(rec.Fields[colSKU]) == "" {
-				vals = append(vals, rec.Line, false, rec.Fields[colSKU], nil, nil, nil, nil, nil, nil)
-			} else {
-				continue
-			}
-		} else {
-			res.valid++
-			if stored != nil {
-				stage, overrides := stored.observe(&row)
-				if overrides {
-					res.Duplicates++
-				}
-				if !stage {
-					res.skipped++
-					continue
-				}
-			}
+		switch {
+		case !ok && spill != nil:
+			return nil // an empty partition has nothing to keep
+		case !ok:
+			vals = append(vals, row.Line, false, row.SKU, nil, nil, nil, nil, nil, nil)
+		case spill != nil:
 			maybeSeen := seen.add(row.SKU)
 			res.maybeDups = res.maybeDups || maybeSeen
-			switch {
-			case spill != nil && maybeSeen:
-				if err := spill.write(row); err != nil {
-					return err
-				}
-				continue
-			case spill != nil:
-				status := row.Status
-				if status == "" {
-					status = "pending"
-				}
-				vals = append(vals, opts.Supplier, row.SKU, row.Name, nullable(row.Description),
-					priceNumeric(row.Price), nullable(row.Currency), status, row.Attributes)
-			default:
-				vals = append(vals, row.Line, true, row.SKU, row.Name, nullable(row.Description),
-					nullable(row.Price), nullable(row.Currency), row.Status, row.Attributes)
+			if maybeSeen {
+				return spill.write(*row)
 			}
+			status := row.Status
+			if status == "" {
+				status = "pending"
+			}
+			vals = append(vals, opts.Supplier, row.SKU, row.Name, nullable(row.Description),
+				priceNumeric(row.Price), nullable(row.Currency), status, row.Attributes)
+		default:
+			res.maybeDups = seen.add(row.SKU) || res.maybeDups
+			vals = append(vals, stagingValues(row, true)...)
 		}
 		batch = append(batch, vals[len(vals)-ncol:len(vals):len(vals)])
 		if len(batch) == batchRows {
-			if err := send(); err != nil {
-				return err
-			}
+			return send()
 		}
-	}
-	if err := send(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return err
 	}
-	return flush()
+	return send()
+}
+
+// stagingValues is a row as stagingColumns lists them.
+func stagingValues(row *Row, ok bool) []any {
+	return []any{row.Line, ok, row.SKU, row.Name, nullable(row.Description),
+		nullable(row.Price), nullable(row.Currency), row.Status, row.Attributes}
 }
 
 func nullable(p *string) any {

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"time"
 
 	"github.com/tidemark/tidemark/loader"
@@ -43,9 +42,6 @@ type loadSummary struct {
 
 // Run loads the drop in one transaction and reports what it did.
 func (c *LoadCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error {
-	// The live heap stays small and flat (bounded batches, a fixed-size sku filter): collect
-	// less often, as every row allocates a little.
-	debug.SetGCPercent(400)
 	if c.CPUProfile != "" {
 		stopProfile, err := startCPUProfile(c.CPUProfile)
 		if err != nil {
