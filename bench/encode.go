@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -73,14 +74,14 @@ func benchEncode(ctx context.Context, env *Env) ([]Result, error) {
 		args = append(args, "--log-level", lv)
 	}
 	model, _ := encoder.NewHash(encoder.DefaultDim)
-	secs, rss, err := timeEncode(ctx, pool, env.Bin, append(args, "--workers", "2", "--consumer", "bench"), model.Model(), n)
+	secs, rss, err := timeEncode(ctx, pool, js, stream, "bench", env.Bin, append(args, "--workers", "2", "--consumer", "bench"), model.Model(), n)
 	if err != nil {
 		return nil, err
 	}
 	// The per-row baseline on a sample (another model, so nothing is skipped as unchanged).
 	sample := min(n, 5000)
 	base, _ := encoder.NewHash(encoder.DefaultDim + 1)
-	baseSecs, _, err := timeEncode(ctx, pool, env.Bin, append(args, "--workers", "1", "--batch", "1", "--consumer", "baseline",
+	baseSecs, _, err := timeEncode(ctx, pool, js, stream, "baseline", env.Bin, append(args, "--workers", "1", "--batch", "1", "--consumer", "baseline",
 		"--dim", fmt.Sprint(encoder.DefaultDim+1)), base.Model(), sample)
 	if err != nil {
 		return nil, err
@@ -175,32 +176,51 @@ func publishInserts(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStr
 }
 
 // timeEncode runs tidemark encode until model has want live vectors, then stops it with
-// SIGTERM; it returns the seconds from start to the last vector and the peak RSS.
-func timeEncode(ctx context.Context, pool *pgxpool.Pool, bin string, args []string, model string, want int) (float64, int64, error) {
+// SIGTERM; it returns the seconds from start to the last vector and the peak RSS. It watches
+// the consumer's acks (an encoder acks after its commit), not the table: counting a million
+// vectors every 50 ms would take a core from the encoders it measures. The count is checked
+// once the stream is acked.
+func timeEncode(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStream, stream, consumer, bin string, args []string, model string, want int) (float64, int64, error) {
 	cmd := exec.CommandContext(ctx, bin, args...)
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
+	info, err := js.Stream(ctx, stream)
+	if err != nil {
+		return 0, 0, err
+	}
+	// The want-th message: the encoders have acked it and all before it.
+	last := info.CachedInfo().State.FirstSeq + uint64(want) - 1
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return 0, 0, err
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
+	fail := func(err error) (float64, int64, error) {
+		_ = cmd.Process.Kill()
+		<-done
+		return 0, 0, err
+	}
 	var secs float64
 	for {
-		var n int
-		if err := pool.QueryRow(ctx, "SELECT count(*) FROM product_embeddings WHERE model = $1 AND NOT deleted", model).Scan(&n); err != nil {
-			_ = cmd.Process.Kill()
-			<-done
-			return 0, 0, err
-		}
-		if n >= want {
-			secs = time.Since(start).Seconds()
-			break
+		if c, err := js.Consumer(ctx, stream, consumer); err == nil {
+			ci := c.CachedInfo()
+			if ci.AckFloor.Stream >= last {
+				var n int
+				if err := pool.QueryRow(ctx, "SELECT count(*) FROM product_embeddings WHERE model = $1 AND NOT deleted", model).Scan(&n); err != nil {
+					return fail(err)
+				}
+				if n >= want {
+					secs = time.Since(start).Seconds()
+					break
+				}
+			}
+		} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return fail(err)
 		}
 		select {
 		case err := <-done:
-			return 0, 0, fmt.Errorf("encode exited early (%v) with %d of %d vectors:\n%s", err, n, want, tail(out.String(), 2000))
+			return 0, 0, fmt.Errorf("encode exited early (%v):\n%s", err, tail(out.String(), 2000))
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
