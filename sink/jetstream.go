@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -115,6 +116,8 @@ type JetStream struct {
 	err error // first failure since the last Flush
 
 	done chan struct{}
+
+	sizeHint atomic.Int64 // bytes to allocate for the next event
 
 	inFlight prometheus.Gauge
 	latency  prometheus.Histogram
@@ -265,15 +268,21 @@ func (s *JetStream) Publish(ctx context.Context, c *replication.Change) error {
 		return ctx.Err()
 	}
 	s.inFlight.Inc()
+	// Sized from the last event, so that a typical one is encoded without growing its buffer
+	// (a copy per event).
 	var data []byte
 	if s.format == replication.FormatDebezium {
-		data = c.AppendDebezium(make([]byte, 0, 512))
+		data = c.AppendDebezium(make([]byte, 0, s.sizeHint.Load()))
 	} else {
-		data = c.AppendJSON(make([]byte, 0, 512))
+		data = c.AppendJSON(make([]byte, 0, s.sizeHint.Load()))
 	}
+	s.sizeHint.Store(int64(max(512, len(data)+len(data)/8)))
 	// The header set directly is what jetstream.WithMsgID sets, without the option's
-	// allocations.
-	msg := &nats.Msg{Subject: Subject(c), Data: data, Header: nats.Header{jetstream.MsgIDHeader: []string{MsgID(c)}}}
+	// allocations; subject and id are built on the stack.
+	var buf [64]byte
+	subject := string(AppendSubject(buf[:0], c))
+	id := string(AppendMsgID(buf[:0], c))
+	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{jetstream.MsgIDHeader: []string{id}}}
 	s.out <- outgoing{msg: msg, commitTS: c.Source.CommitTS}
 	return nil
 }
