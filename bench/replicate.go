@@ -27,9 +27,9 @@ import (
 func init() { register(Stage{Name: "replicate", Run: benchReplicate}) }
 
 // benchReplicate drains one Rows-row transaction three ways: tidemark replicate
-// (--stop-at-lsn), pg_recvlogical (pgoutput, same publication, its own slot created at the
-// same point) and a raw JetStream async-publish loop of messages of the same size; then it
-// measures commit→ack latency at a steady 7k changes/s.
+// (--stop-at-lsn) and pg_recvlogical (pgoutput, same publication, slots created at the same
+// point), twice each, alternately; and a raw JetStream async-publish loop of messages of the
+// same size. Then it measures commit→ack latency at a steady 7k changes/s.
 func benchReplicate(ctx context.Context, env *Env) ([]Result, error) {
 	url, pool, err := env.database(ctx, "bench_replicate", 1)
 	if err != nil {
@@ -39,7 +39,12 @@ func benchReplicate(ctx context.Context, env *Env) ([]Result, error) {
 	if err := replication.EnsurePublication(ctx, pool, "tidemark", []string{"products"}); err != nil {
 		return nil, err
 	}
-	for _, slot := range []string{"tidemark", "bench_recvlogical"} {
+	// Two slots for each side, created at the same point: each side drains the transaction
+	// twice, alternately, and the best of its two runs counts. The first tidemark slot is the
+	// default one, which the latency run then goes on with.
+	tidemarkSlots := []string{"tidemark", "bench_tidemark_2"}
+	recvSlots := []string{"bench_recvlogical", "bench_recvlogical_2"}
+	for _, slot := range append(append([]string{}, tidemarkSlots...), recvSlots...) {
 		if _, err := replication.EnsureSlot(ctx, pool, slot); err != nil {
 			return nil, err
 		}
@@ -87,24 +92,57 @@ func benchReplicate(ctx context.Context, env *Env) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	env.Log.Info("replicate: pg_recvlogical", "endpos", end)
-	base, err := runProcess(ctx, recv, "-d", url, "--slot", "bench_recvlogical", "--start",
-		"--endpos", end.String(), "--no-loop", "-o", "proto_version=1", "-o", "publication_names=tidemark",
-		"-f", "/dev/null")
-	if err != nil {
-		return nil, err
+	// Each run starts after a checkpoint, so none pays for the one the last write started.
+	checkpoint := func() error {
+		if _, err := pool.Exec(ctx, "CHECKPOINT"); err != nil {
+			return fmt.Errorf("checkpoint: %w", err)
+		}
+		return nil
 	}
-
-	env.Log.Info("replicate: tidemark replicate", "stop_at", end)
-	args := []string{"replicate", "--pg-url", url, "--nats-url", env.NATS.URL(),
-		"--http-addr=", "--stop-at-lsn", end.String(), "--log-level", "warn"}
-	// BENCH_CPUPROFILE=file profiles this run (go tool pprof bin/tidemark file).
-	if p := os.Getenv("BENCH_CPUPROFILE"); p != "" {
-		args = append(args, "--cpuprofile", p)
+	var base, rep Process
+	for round := range 2 {
+		if err := checkpoint(); err != nil {
+			return nil, err
+		}
+		env.Log.Info("replicate: pg_recvlogical", "endpos", end, "round", round+1)
+		b, err := runProcess(ctx, recv, "-d", url, "--slot", recvSlots[round], "--start",
+			"--endpos", end.String(), "--no-loop", "-o", "proto_version=1", "-o", "publication_names=tidemark",
+			"-f", "/dev/null")
+		if err != nil {
+			return nil, err
+		}
+		if err := checkpoint(); err != nil {
+			return nil, err
+		}
+		_ = js.DeleteStream(ctx, sink.Stream)
+		env.Log.Info("replicate: tidemark replicate", "stop_at", end, "round", round+1)
+		args := []string{"replicate", "--pg-url", url, "--nats-url", env.NATS.URL(), "--slot", tidemarkSlots[round],
+			"--http-addr=", "--stop-at-lsn", end.String(), "--log-level", "warn"}
+		// BENCH_CPUPROFILE=file profiles the first run (go tool pprof bin/tidemark file).
+		if p := os.Getenv("BENCH_CPUPROFILE"); p != "" && round == 0 {
+			args = append(args, "--cpuprofile", p)
+		}
+		r, err := runProcess(ctx, env.Bin, args...)
+		if err != nil {
+			return nil, err
+		}
+		env.Log.Info("replicate: round", "round", round+1, "pg_recvlogical", b.Elapsed, "tidemark", r.Elapsed)
+		if round == 0 || b.Elapsed < base.Elapsed {
+			base = b
+		}
+		if round == 0 || r.Elapsed < rep.Elapsed {
+			rep = r
+		}
+		if round == 0 {
+			if _, _, err := checkStream(ctx, js, env.Rows); err != nil {
+				return nil, err
+			}
+		}
 	}
-	rep, err := runProcess(ctx, env.Bin, args...)
-	if err != nil {
-		return nil, err
+	for _, slot := range append(tidemarkSlots[1:], recvSlots...) {
+		if _, err := pool.Exec(ctx, "SELECT pg_drop_replication_slot($1)", slot); err != nil {
+			return nil, fmt.Errorf("drop slot %s: %w", slot, err)
+		}
 	}
 	stream, info, err := checkStream(ctx, js, env.Rows)
 	if err != nil {

@@ -12,16 +12,16 @@ import (
 
 // A reload mostly repeats what the partition already holds. Before the drop streams, the
 // partition is read as one digest per product (two 64-bit hashes of the row's text, computed by
-// PostgreSQL); each record of the drop is digested the same way as it is validated, and only
+// PostgreSQL); each record of the drop is digested the same way once validated, and only
 // records whose digest differs travel to the staging table and the MERGE. The text is what
 // PostgreSQL prints for the typed row, and prints differ for different rows, so equal digests
 // mean an unchanged row (but for a 128-bit collision). A digest the loader cannot reproduce
-// exactly (attributes it does not canonicalise, a server with another byte order) only sends
-// the record to the MERGE, which compares column by column as before.
+// exactly (attributes it does not canonicalise, a server of another byte order) only sends
+// the record to the MERGE, which compares column by column.
 //
-// hashtextextended rather than sha256() or md5(): it costs the server a tenth as much per row
-// (no cryptographic context per call), and no one forges collisions between a supplier's own
-// old and new rows.
+// hashtextextended rather than sha256() or md5(): its hashing costs the server a tenth as much
+// (they set up a cryptographic context per call), and no one forges collisions between a
+// supplier's own old and new rows.
 
 // digestSeed is the second hash's seed; the first is 0.
 const digestSeed = 0x7469_6465_6d61_726b

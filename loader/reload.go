@@ -21,7 +21,7 @@ import (
 // A chunk is merged while the next one is read. A sku whose earlier record is in a chunk
 // already closed goes to the late pile instead (chunk 0), merged after the last chunk, so the
 // last record still wins; such a product is written twice, once per chunk, which the counts
-// report as a duplicate. Drops rarely repeat a sku, and never far apart.
+// report as a duplicate. Drops rarely repeat a sku.
 
 // chunkRows is how many staged rows make a chunk: enough that the per-statement costs vanish,
 // few enough that the MERGE of one chunk overlaps the reading of the next.
