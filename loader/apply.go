@@ -11,17 +11,15 @@ import (
 	"github.com/tidemark/tidemark/catalog"
 )
 
-// apply turns the staged rows into products: duplicates out, the --full deletes, then one
-// upsert that leaves rows equal to the drop untouched (no new row version, no WAL, no event).
-// A direct load applies the rows it set aside with it.
+// apply turns the staged rows into products: duplicates out, then one upsert that leaves rows
+// equal to the drop untouched (no new row version, no WAL, no event). A direct load applies
+// the rows it set aside with it.
 func apply(ctx context.Context, tx pgx.Tx, log *slog.Logger, opts Options, res *Result) error {
 	t := time.Now()
 	phase := func(name string) {
 		log.Debug("load phase", "phase", name, "elapsed", time.Since(t))
 		t = time.Now()
 	}
-	partition := pgx.Identifier{catalog.PartitionName(opts.Supplier)}.Sanitize()
-
 	// Whole-table joins only: the partition's statistics may say it is empty (it was just
 	// created or truncated), and a nested loop over a table this load is filling is quadratic.
 	if _, err := tx.Exec(ctx, "SET LOCAL enable_nestloop = off"); err != nil {
@@ -44,22 +42,6 @@ func apply(ctx context.Context, tx pgx.Tx, log *slog.Logger, opts Options, res *
 		}
 		res.Duplicates = n
 		phase("dedupe")
-	}
-
-	if opts.Full {
-		var total int64
-		if err := tx.QueryRow(ctx, `SELECT count(*) FROM `+partition).Scan(&total); err != nil {
-			return fmt.Errorf("count products: %w", err)
-		}
-		tag, err := tx.Exec(ctx, `DELETE FROM `+partition+` p
-			WHERE NOT EXISTS (SELECT 1 FROM `+stagingTable+` s WHERE s.sku = p.sku)`)
-		if err != nil {
-			return fmt.Errorf("delete products absent from the drop: %w", err)
-		}
-		if err := checkFull(opts, tag.RowsAffected(), total, res); err != nil {
-			return err
-		}
-		phase("full delete")
 	}
 
 	m, err := newMerger(ctx, tx, opts.Supplier)
@@ -99,20 +81,17 @@ func dropOverridden(ctx context.Context, tx pgx.Tx, chunk int32) (int64, error) 
 	return tag.RowsAffected(), nil
 }
 
-// checkFull refuses a --full load that deleted more than half the products, unless forced.
-func checkFull(opts Options, deleted, total int64, res *Result) error {
-	res.Deleted = deleted
-	if !opts.Force && deleted*2 > total {
-		return fmt.Errorf("%w: %d of %d absent from the drop (use --force if that is meant)",
-			ErrFullWouldDeleteTooMuch, deleted, total)
-	}
-	return nil
-}
+// changedSQL holds when the staged row s differs from the product p. Attributes compare as
+// text first (the loader wrote them as jsonb prints them), as jsonb only when the texts differ.
+const changedSQL = `((p.name, p.description, p.price, p.currency, p.status)
+	IS DISTINCT FROM
+	(s.name, s.description, s.price::numeric(12,2), s.currency::bpchar, coalesce(nullif(s.status, ''), 'pending'))
+	OR CASE WHEN p.attributes::text = s.attributes THEN false
+	        ELSE p.attributes <> s.attributes::jsonb END)`
 
 // merger applies staged rows to the partition with MERGE: rows whose values differ are
 // updated, so an unchanged row gets no new version, no WAL, no event; new skus are inserted
-// straight into the partition (no tuple routing). Attributes compare as text first (the loader
-// wrote them as jsonb prints them), as jsonb only when the texts differ.
+// straight into the partition (no tuple routing).
 type merger struct {
 	supplier  int32
 	partition string
@@ -143,11 +122,7 @@ func (m *merger) merge(ctx context.Context, tx pgx.Tx, chunk int32) (inserted, u
 	if _, err := tx.Exec(ctx, `MERGE INTO `+m.partition+` AS p
 		USING (SELECT * FROM `+stagingTable+` s WHERE s.ok AND `+chunkFilter(chunk, "s")+`) AS s
 		ON p.supplier_id = $1 AND p.sku = s.sku
-		WHEN MATCHED AND ((p.name, p.description, p.price, p.currency, p.status)
-			IS DISTINCT FROM
-			(s.name, s.description, s.price::numeric(12,2), s.currency::bpchar, coalesce(nullif(s.status, ''), 'pending'))
-			OR CASE WHEN p.attributes::text = s.attributes THEN false
-			        ELSE p.attributes <> s.attributes::jsonb END) THEN
+		WHEN MATCHED AND `+changedSQL+` THEN
 			UPDATE SET name = s.name, description = s.description, price = s.price::numeric(12,2),
 				currency = s.currency, status = coalesce(nullif(s.status, ''), 'pending'),
 				attributes = s.attributes::jsonb, updated_at = now()

@@ -41,19 +41,21 @@ const (
 	staged        // a record went to the staging table, in chunk
 )
 
-// storedRow is one sku, in an open-addressing table keyed by a 64-bit hash of the sku: one
-// cache line per lookup, where a Go map of a million entries costs several misses. 32 bytes.
+// storedRow is one stored product, in an open-addressing table keyed by a 64-bit hash of its
+// sku: one cache line per lookup, where a Go map of a million entries costs several misses.
+// 32 bytes.
 //
 // Two skus hashing alike share the entry found first, and that cannot corrupt a load. A record
 // is left out only when its digest, which covers the sku, equals the entry's stored row: it is
 // that very product, unchanged. A record of the other sku always goes to the staging table.
 // The state only ever moves towards "staged", so a sku staged once is staged again. And a
 // --full load deletes only products no record matched exactly whose sku the staging table
-// lacks. At worst, the counts are off.
+// lacks. At worst, the counts are off. Entries of one key keep their order when the table
+// grows, so the one found first stays the same.
 type storedRow struct {
 	key  uint64 // 0: an empty slot
 	sum  digest
-	pos  uint32 // 1 + the product's position in storedRows.ids; 0: a sku new in this drop
+	pos  uint32 // 1 + the product's position in storedRows.ids
 	mark uint32 // state in bits 0-1, kept in bit 2, above them the chunk of the last staged record
 }
 
@@ -66,14 +68,14 @@ func (r *storedRow) set(state uint8, c int32) {
 	r.mark = uint32(c)<<3 | r.mark&kept | uint32(state)
 }
 
-// storedRows is the partition as the load found it, and the skus the drop added.
+// storedRows is the partition as the load found it, and the skus new in the drop so far.
 type storedRows struct {
 	seed     maphash.Seed
 	table    []storedRow // a power of two long, at most 70% full
 	ids      []int64     // the products' ids, in the order read
 	n        int         // stored products
 	estimate int64       // the planner's count of them
-	used     int         // slots in use
+	fresh    *skuFilter  // skus not stored that the drop has staged: a Bloom filter, fixed size, made on the first
 	buf      []byte
 }
 
@@ -98,42 +100,56 @@ func (s *storedRows) keyOf(sku []byte) uint64 {
 	return max(maphash.Bytes(s.seed, sku), 1)
 }
 
-// slot returns the slot holding key, or the empty slot where it would go.
-func (s *storedRows) slot(key uint64) *storedRow {
+func (s *storedRows) keyOfString(sku string) uint64 {
+	if sameKeys {
+		return 1
+	}
+	return max(maphash.String(s.seed, sku), 1)
+}
+
+// lookup returns the first entry of key, or nil.
+func (s *storedRows) lookup(key uint64) *storedRow {
 	mask := uint64(len(s.table) - 1)
 	for i := key & mask; ; i = (i + 1) & mask {
-		if r := &s.table[i]; r.key == key || r.key == 0 {
+		switch r := &s.table[i]; r.key {
+		case key:
 			return r
+		case 0:
+			return nil
 		}
 	}
 }
 
-// reserve makes room for one more sku; pointers from slot are stale afterwards.
-func (s *storedRows) reserve() {
-	if fits(s.used+1, len(s.table)) {
-		return
+// insert puts r in the first empty slot from its key's: after the entries of the same key.
+func (s *storedRows) insert(r storedRow) {
+	mask := uint64(len(s.table) - 1)
+	i := r.key & mask
+	for s.table[i].key != 0 {
+		i = (i + 1) & mask
 	}
-	old := s.table
-	s.table = make([]storedRow, 2*len(old))
-	for _, o := range old {
-		if o.key != 0 {
-			*s.slot(o.key) = o
-		}
-	}
+	s.table[i] = r
 }
 
 // add records a stored product.
 func (s *storedRows) add(key uint64, id int64, sum digest) {
-	s.reserve()
-	mask := uint64(len(s.table) - 1)
-	i := key & mask
-	for s.table[i].key != 0 {
-		i = (i + 1) & mask
+	if !fits(s.n+1, len(s.table)) {
+		// Re-inserted from an empty slot on, so that no run of entries is cut where the
+		// table wraps and the entries of one key go in in their order.
+		old := s.table
+		s.table = make([]storedRow, 2*len(old))
+		start := 0
+		for old[start].key != 0 {
+			start++
+		}
+		for j := range old {
+			if o := old[(start+j)%len(old)]; o.key != 0 {
+				s.insert(o)
+			}
+		}
 	}
 	s.ids = append(s.ids, id)
-	s.table[i] = storedRow{key: key, sum: sum, pos: uint32(len(s.ids))}
+	s.insert(storedRow{key: key, sum: sum, pos: uint32(len(s.ids))})
 	s.n++
-	s.used++
 }
 
 // readStored reads every product of the partition as (id, sku, digest).
@@ -142,16 +158,19 @@ func readStored(ctx context.Context, tx pgx.Tx, partition string) (*storedRows, 
 	if err := tx.QueryRow(ctx, "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = $1::regclass", partition).Scan(&estimate); err != nil {
 		return nil, fmt.Errorf("estimate products: %w", err)
 	}
-	s := newStoredRows(int(estimate))
+	// Sized for the planner's count, up to a million (a stale count can be far too high);
+	// past that the table grows as the rows come.
+	s := newStoredRows(int(min(estimate, 1<<20)))
 	s.estimate = estimate
 	// The digests are CPU work the server can share among parallel workers while the client
 	// only files them; the planner would not pay for a Gather of a million rows unasked.
-	if _, err := tx.Exec(ctx, "SET LOCAL parallel_setup_cost = 0; SET LOCAL parallel_tuple_cost = 0"); err != nil {
-		return nil, fmt.Errorf("set planner options: %w", err)
+	planner, err := savePlanner(ctx, tx, "parallel_setup_cost", "parallel_tuple_cost")
+	if err != nil {
+		return nil, err
 	}
-	defer func() {
-		_, _ = tx.Exec(ctx, "SET LOCAL parallel_setup_cost TO DEFAULT; SET LOCAL parallel_tuple_cost TO DEFAULT")
-	}()
+	if err := planner.set(ctx, tx, "0", "0"); err != nil {
+		return nil, err
+	}
 	rows, err := tx.Query(ctx, fmt.Sprintf(storedSQL, digestSeed, partition), pgx.QueryResultFormats{
 		pgx.BinaryFormatCode, pgx.TextFormatCode, pgx.BinaryFormatCode, pgx.BinaryFormatCode})
 	if err != nil {
@@ -169,34 +188,33 @@ func readStored(ctx context.Context, tx pgx.Tx, partition string) (*storedRows, 
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read product digests: %w", err)
 	}
+	if err := planner.restore(ctx, tx); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
 // verdict is what becomes of a valid record.
 type verdict struct {
 	stage     bool // it goes to the staging table…
-	late      bool // …on the late pile: its sku's last record is in an earlier chunk
+	late      bool // …on the late pile: its sku's last record may be in an earlier chunk
 	repeat    bool // its sku's last record is in the same chunk
 	overrides bool // it overrides a record left out as unchanged (a duplicate)
 }
 
 // observe decides for a valid record, with chunk the chunk being filled.
 func (s *storedRows) observe(row *Row, chunk int32) verdict {
-	s.reserve()
-	key := max(maphash.String(s.seed, row.SKU), 1)
-	if sameKeys {
-		key = 1
-	}
-	r := s.slot(key)
-	if r.key == 0 {
-		// A new sku, remembered so that its repeats are known.
-		*r = storedRow{key: key}
-		r.set(staged, chunk)
-		s.used++
-		return verdict{stage: true}
+	r := s.lookup(s.keyOfString(row.SKU))
+	if r == nil {
+		// A new sku. One the filter may have seen staged before goes to the late pile,
+		// which is applied last and in order: right whether it was a repeat or not.
+		if s.fresh == nil {
+			s.fresh = newSKUFilter()
+		}
+		return verdict{stage: true, late: s.fresh.add(row.SKU)}
 	}
 	var same bool
-	if r.pos != 0 && row.attrsExact {
+	if row.attrsExact {
 		var sum digest
 		s.buf, sum = rowDigest(s.buf[:0], row)
 		same = sum == r.sum
@@ -223,7 +241,7 @@ func (s *storedRows) observe(row *Row, chunk int32) verdict {
 func (s *storedRows) unmatched() []int64 {
 	var ids []int64
 	for _, r := range s.table {
-		if r.pos != 0 && r.mark&kept == 0 {
+		if r.key != 0 && r.mark&kept == 0 {
 			ids = append(ids, s.ids[r.pos-1])
 		}
 	}
@@ -267,8 +285,9 @@ func appendRowText(b []byte, row *Row) []byte {
 }
 
 // appendRecordField quotes a field as record_out does: in double quotes when it is empty or
-// holds a quote, backslash, parenthesis, comma or ASCII white space, with quotes and
-// backslashes doubled. NULL is the empty, unquoted field.
+// holds a quote, backslash, parenthesis, comma or white space, with quotes and backslashes
+// doubled. NULL is the empty, unquoted field. record_out asks the server locale's isspace();
+// a locale that counts more bytes as space only makes digests differ, never agree wrongly.
 func appendRecordField(b []byte, s string) []byte {
 	quote := s == ""
 	for i := 0; i < len(s) && !quote; i++ {

@@ -25,7 +25,7 @@ func loadDirect(ctx context.Context, tx pgx.Tx, log *slog.Logger, rd Reader, opt
 		return err
 	}
 	defer spill.remove()
-	if err := stage(ctx, tx, rd, opts, spill, res); err != nil {
+	if err := copyProducts(ctx, tx, rd, opts, spill, res); err != nil {
 		return err
 	}
 	copied := res.valid - spill.rows

@@ -56,7 +56,7 @@ type Result struct {
 
 	valid     int64 // valid records, duplicates included
 	skipped   int64 // valid records left out of the staging table: equal to their stored row
-	maybeDups bool  // the sku filter saw a staged sku that may have come before
+	maybeDups bool  // a direct load's sku filter saw a sku that may have come before
 }
 
 // Records is every record the drop held.
@@ -119,6 +119,14 @@ func Load(ctx context.Context, db DB, rd Reader, opts Options) (Result, error) {
 	if err := catalog.AddSupplier(ctx, tx, opts.Supplier, ""); err != nil {
 		return Result{}, err
 	}
+	// The drop is applied against the partition as it stands now: a reload compares it with
+	// digests read first, and a write committed by another session meanwhile would be
+	// judged on stale ones. So other writers wait for the load; readers (replication,
+	// encoders, searches) do not.
+	partition := pgx.Identifier{catalog.PartitionName(opts.Supplier)}.Sanitize()
+	if _, err := tx.Exec(ctx, "LOCK TABLE "+partition+" IN SHARE ROW EXCLUSIVE MODE"); err != nil {
+		return Result{}, fmt.Errorf("lock %s: %w", partition, err)
+	}
 	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE `+stagingTable+` (
 		chunk integer NOT NULL DEFAULT 0, line bigint NOT NULL, ok boolean NOT NULL, sku text NOT NULL, name text, description text,
 		price text, currency text, status text, attributes text) ON COMMIT DROP`); err != nil {
@@ -128,7 +136,6 @@ func Load(ctx context.Context, db DB, rd Reader, opts Options) (Result, error) {
 	// Into an empty partition, rows go straight in with COPY: no staging, no second write.
 	// A sku the filter may have seen before (a duplicate) is set aside in a temporary file
 	// instead, and applied afterwards over the row that came first, so the last one wins.
-	partition := pgx.Identifier{catalog.PartitionName(opts.Supplier)}.Sanitize()
 	var direct bool
 	if err := tx.QueryRow(ctx, "SELECT NOT EXISTS (SELECT 1 FROM "+partition+")").Scan(&direct); err != nil {
 		return Result{}, fmt.Errorf("look into partition: %w", err)
@@ -162,10 +169,10 @@ func Load(ctx context.Context, db DB, rd Reader, opts Options) (Result, error) {
 	return res, nil
 }
 
-// stage streams the drop into the staging table (or, with a spill file, straight into
-// products): one goroutine reads and validates, COPY encodes and sends, with a small bounded
-// channel between them.
-func stage(ctx context.Context, tx pgx.Tx, rd Reader, opts Options, spill *spillFile, res *Result) error {
+// copyProducts streams the drop straight into products, the rows whose sku may have come
+// before going to the spill file: one goroutine reads and validates, COPY encodes and sends,
+// with a small bounded channel between them.
+func copyProducts(ctx context.Context, tx pgx.Tx, rd Reader, opts Options, spill *spillFile, res *Result) error {
 	g, gctx := errgroup.WithContext(ctx)
 	batches := make(chan [][]any, 4)
 	src := &batchSource{ctx: ctx, ch: batches}
@@ -178,13 +185,9 @@ func stage(ctx context.Context, tx pgx.Tx, rd Reader, opts Options, spill *spill
 		return err
 	})
 	g.Go(func() error {
-		table, columns := pgx.Identifier{stagingTable}, stagingColumns
-		if spill != nil {
-			table, columns = pgx.Identifier{"products"}, productColumns
-		}
 		// ctx, not gctx: a failed parse must not cancel the query and close the connection.
-		if _, err := tx.CopyFrom(ctx, table, columns, src); err != nil {
-			return fmt.Errorf("copy into %s: %w", table.Sanitize(), err)
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"products"}, productColumns, src); err != nil {
+			return fmt.Errorf("copy into products: %w", err)
 		}
 		return nil
 	})
@@ -192,8 +195,8 @@ func stage(ctx context.Context, tx pgx.Tx, rd Reader, opts Options, spill *spill
 }
 
 // readDrop reads and validates every record and writes the rejects. Each valid row goes to
-// emit with ok true; with a --full drop, so is each rejected record that names a sku, with
-// ok false: a bad record must not delete its product.
+// emit with ok true; with a --full drop, so does each rejected record whose sku could be
+// read, with ok false: a bad record must not delete its product.
 func readDrop(rd Reader, opts Options, res *Result, emit func(row *Row, ok bool) error) error {
 	var rejects *bufio.Writer
 	if opts.Rejects != nil {
@@ -235,7 +238,7 @@ func readDrop(rd Reader, opts Options, res *Result, emit func(row *Row, ok bool)
 			_ = flush()
 			return fmt.Errorf("%w: more than %d (the last at line %d: %s)", ErrTooManyRejects, opts.MaxRejects, rec.Line, reason)
 		}
-		if opts.Full && rec.Reason == "" && rec.Fields[colSKU] != "" && checkText(rec.Fields[colSKU]) == "" {
+		if opts.Full && rec.Fields[colSKU] != "" && checkText(rec.Fields[colSKU]) == "" {
 			named := Row{Line: rec.Line, SKU: rec.Fields[colSKU]}
 			if err := emit(&named, false); err != nil {
 				return err
@@ -245,8 +248,8 @@ func readDrop(rd Reader, opts Options, res *Result, emit func(row *Row, ok bool)
 	return flush()
 }
 
-// parse sends the drop's rows to COPY in batches: into the staging table, or with a spill
-// file into products, the rows whose sku may have come before going to the spill file instead.
+// parse sends the drop's rows to COPY in batches, for products; the rows whose sku may have
+// come before go to the spill file instead.
 func parse(ctx context.Context, rd Reader, opts Options, spill *spillFile, res *Result, out chan<- [][]any) error {
 	// Rows and their values are allocated per batch, in one slab each: COPY is done with a
 	// batch when it asks for the next.
@@ -266,37 +269,27 @@ func parse(ctx context.Context, rd Reader, opts Options, spill *spillFile, res *
 		batch, vals = nil, nil
 		return nil
 	}
-	ncol := len(stagingColumns)
-	if spill != nil {
-		ncol = len(productColumns)
-	}
+	ncol := len(productColumns)
 	seen := newSKUFilter()
 	err := readDrop(rd, opts, res, func(row *Row, ok bool) error {
+		if !ok {
+			return nil // an empty partition has no product to keep
+		}
+		maybeSeen := seen.add(row.SKU)
+		res.maybeDups = res.maybeDups || maybeSeen
+		if maybeSeen {
+			return spill.write(*row)
+		}
 		if batch == nil {
 			batch = make([][]any, 0, batchRows)
 			vals = make([]any, 0, batchRows*ncol)
 		}
-		switch {
-		case !ok && spill != nil:
-			return nil // an empty partition has nothing to keep
-		case !ok:
-			vals = append(vals, row.Line, false, row.SKU, nil, nil, nil, nil, nil, nil)
-		case spill != nil:
-			maybeSeen := seen.add(row.SKU)
-			res.maybeDups = res.maybeDups || maybeSeen
-			if maybeSeen {
-				return spill.write(*row)
-			}
-			status := row.Status
-			if status == "" {
-				status = "pending"
-			}
-			vals = append(vals, opts.Supplier, row.SKU, row.Name, nullable(row.Description),
-				priceNumeric(row.Price), nullable(row.Currency), status, row.Attributes)
-		default:
-			res.maybeDups = seen.add(row.SKU) || res.maybeDups
-			vals = append(vals, stagingValues(row, true)...)
+		status := row.Status
+		if status == "" {
+			status = "pending"
 		}
+		vals = append(vals, opts.Supplier, row.SKU, row.Name, nullable(row.Description),
+			priceNumeric(row.Price), nullable(row.Currency), status, row.Attributes)
 		batch = append(batch, vals[len(vals)-ncol:len(vals):len(vals)])
 		if len(batch) == batchRows {
 			return send()

@@ -343,6 +343,25 @@ func TestFullLoad(t *testing.T) {
 	}
 }
 
+// TestFullKeepsProductsOfUnparsedRecords: a record rejected before validation (a field of
+// the wrong JSON type, a CSV row with an extra field) still names its sku.
+func TestFullKeepsProductsOfUnparsedRecords(t *testing.T) {
+	pool, _ := newDB(t)
+	mustLoad(t, pool, loader.CSV, "sku,name\nA,a\nB,b\nC,c\nD,d\n", loader.Options{})
+	res, _ := mustLoad(t, pool, loader.NDJSON, `{"sku":"A","name":"a"}
+{"sku":"B","name":"b"}
+{"sku":"C","name":"c"}
+{"description":5,"sku":"D","name":"d"}
+`, loader.Options{Full: true, MaxRejects: -1})
+	if got := products(t, pool, 7); len(got) != 4 || res.Rejected != 1 || res.Deleted != 0 {
+		t.Fatalf("NDJSON: %+v, products %v", res, got)
+	}
+	res, _ = mustLoad(t, pool, loader.CSV, "sku,name\nA,a\nB,b\nC,c,extra\nD,d\n", loader.Options{Full: true, MaxRejects: -1})
+	if got := products(t, pool, 7); len(got) != 4 || res.Rejected != 1 || res.Deleted != 0 {
+		t.Fatalf("CSV: %+v, products %v", res, got)
+	}
+}
+
 func TestMaxRejectsLeavesNothingBehind(t *testing.T) {
 	pool, _ := newDB(t)
 	input := drop(100, 0, "bad,,,,,\nworse,,,,,\n")

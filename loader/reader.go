@@ -165,6 +165,11 @@ func (c *csvReader) Next() (*Record, error) {
 	case errors.As(err, &perr) && errors.Is(perr.Err, csv.ErrFieldCount):
 		c.fields = fields
 		c.rec.Line = int64(perr.StartLine)
+		// The fields the header names are still known: a --full load keeps the product of a
+		// record rejected for its field count.
+		for i, f := range fields[:min(len(fields), len(c.index))] {
+			c.rec.Fields[c.index[i]] = f
+		}
 		c.rec.Reason = fmt.Sprintf("record: %d fields, the header has %d", len(fields), len(c.header))
 		return &c.rec, nil
 	case errors.As(err, &perr):
@@ -269,10 +274,22 @@ func (n *ndjsonReader) parse(line []byte) error {
 		}
 		return nil
 	}
-	for k, v := range obj {
-		i := columnIndex(k)
-		if i < 0 {
+	for k := range obj {
+		if columnIndex(k) < 0 {
 			return fmt.Errorf("line %d: %w %q (known: %s)", n.line, ErrUnknownColumn, k, strings.Join(Columns[:], ", "))
+		}
+	}
+	// Every field is read even after a bad one, in column order: the first problem is the
+	// reason, and the sku of a rejected record is still known (a --full load keeps its product).
+	fail := func(reason string) {
+		if n.rec.Reason == "" {
+			n.rec.Reason = reason
+		}
+	}
+	for i, col := range Columns {
+		v, ok := obj[col]
+		if !ok {
+			continue
 		}
 		v = bytes.TrimSpace(v)
 		switch {
@@ -280,24 +297,20 @@ func (n *ndjsonReader) parse(line []byte) error {
 		case v[0] == '"':
 			var s string
 			if err := json.Unmarshal(v, &s); err != nil {
-				n.rec.Reason = Columns[i] + ": " + err.Error()
-				return nil
+				fail(col + ": " + err.Error())
+			} else if i == colAttributes {
+				fail("attributes: not a JSON object (a string)")
+			} else {
+				n.rec.Fields[i] = s
 			}
-			if i == colAttributes {
-				n.rec.Reason = "attributes: not a JSON object (a string)"
-				return nil
-			}
-			n.rec.Fields[i] = s
 		case i == colPrice && (v[0] == '-' || (v[0] >= '0' && v[0] <= '9')):
 			n.rec.Fields[i] = string(v)
 		case i == colAttributes && v[0] == '{':
 			n.rec.Fields[i] = string(v)
 		case i == colAttributes:
-			n.rec.Reason = "attributes: not a JSON object"
-			return nil
+			fail("attributes: not a JSON object")
 		default:
-			n.rec.Reason = fmt.Sprintf("%s: not a string (%s)", Columns[i], truncate(string(v), 40))
-			return nil
+			fail(fmt.Sprintf("%s: not a string (%s)", col, truncate(string(v), 40)))
 		}
 	}
 	return nil

@@ -13,21 +13,30 @@ import (
 // A reload into a partition that holds products runs as three goroutines, so that both cores
 // work and the database writes while the client reads:
 //
-//	read:  parse and validate the drop, write the rejects        → rows
+//	read:  parse and validate the drop, write the rejects        → items
 //	sort:  compare each row's digest with the stored row's; group
 //	       the changed and new ones into chunks of staged rows    → COPY batches
 //	write: COPY each chunk into the staging table, then MERGE it
 //
-// A chunk is merged while the next one is read. A sku whose earlier record is in a chunk
-// already closed goes to the late pile instead (chunk 0), merged after the last chunk, so the
-// last record still wins; such a product is written twice, once per chunk, which the counts
-// report as a duplicate. Drops rarely repeat a sku.
+// A chunk is merged while the next one is read, then the staging table is emptied, so each
+// MERGE reads only its chunk. A record of a sku whose earlier record is in a chunk already
+// closed goes to the late pile instead (chunk 0), kept aside and merged after the last chunk:
+// the last record still wins, and a product is written at most twice. The second write is a
+// duplicate in the counts. Drops rarely repeat a sku.
+//
+// With --full, the skus of every staged row are kept aside too: the products the drop names.
 
 // chunkRows is how many staged rows make a chunk: enough that the per-statement costs vanish,
 // few enough that the MERGE of one chunk overlaps the reading of the next.
 var chunkRows = 16384
 
 const latePile = 0
+
+// The temporary tables a reload keeps aside: the late pile, and (with --full) the skus staged.
+const (
+	lateTable  = "tidemark_late"
+	namedTable = "tidemark_named"
+)
 
 // reloadColumns are the staging columns a reload fills.
 var reloadColumns = append([]string{"chunk"}, stagingColumns...)
@@ -62,6 +71,15 @@ func reload(ctx context.Context, tx pgx.Tx, log *slog.Logger, rd Reader, opts Op
 		}
 		log.Debug("load phase", "phase", "analyze", "planner estimate", stored.estimate, "products", n, "elapsed", time.Since(t))
 	}
+	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE `+lateTable+` (LIKE `+stagingTable+`) ON COMMIT DROP;
+		CREATE TEMP TABLE `+namedTable+` (sku text NOT NULL) ON COMMIT DROP`); err != nil {
+		return fmt.Errorf("create staging tables: %w", err)
+	}
+	planner, err := savePlanner(ctx, tx, "enable_hashjoin", "enable_mergejoin", "enable_seqscan", "jit")
+	if err != nil {
+		return err
+	}
+
 	g, gctx := errgroup.WithContext(ctx)
 	items := make(chan []item, 8)
 	msgs := make(chan chunkMsg, 64)
@@ -123,8 +141,11 @@ func reload(ctx context.Context, tx pgx.Tx, log *slog.Logger, rd Reader, opts Op
 				return fmt.Errorf("copy into %s: %w", stagingTable, err)
 			}
 			if src.end.end != 0 {
+				if err := gctx.Err(); err != nil {
+					return err // the load has failed: no point merging
+				}
 				t := time.Now()
-				n, err := applyChunk(ctx, tx, m, src.end)
+				n, err := applyChunk(ctx, tx, m, planner, src.end, opts.Full)
 				if err != nil {
 					return err
 				}
@@ -142,22 +163,19 @@ func reload(ctx context.Context, tx pgx.Tx, log *slog.Logger, rd Reader, opts Op
 	res.Duplicates += dups
 	log.Debug("load phase", "phase", "stage and merge chunks", "staged", res.valid-res.skipped, "unchanged", res.skipped, "late", late, "elapsed", time.Since(start))
 
-	// The late pile: each of its records overrides one already merged.
 	if late > 0 {
-		if _, err := dropOverridden(ctx, tx, latePile); err != nil {
+		n, err := mergeLate(ctx, tx, m, late)
+		if err != nil {
 			return err
 		}
-		if _, _, err := m.merge(ctx, tx, latePile); err != nil {
-			return err
-		}
-		res.Duplicates += late
+		ins, upd, res.Duplicates = ins+n.inserted, upd+n.updated, res.Duplicates+n.duplicates
 	}
 	if opts.Full {
-		// A product stays when a record matched it or the staging table names its sku
-		// (changed, new, or rejected but named).
+		// A product stays when a record matched it or the drop named its sku (changed,
+		// new, or rejected but named).
 		tag, err := tx.Exec(ctx, `DELETE FROM `+m.partition+` p
 			WHERE p.supplier_id = $1 AND p.id = ANY($2)
-			AND NOT EXISTS (SELECT 1 FROM `+stagingTable+` s WHERE s.sku = p.sku)`,
+			AND NOT EXISTS (SELECT 1 FROM `+namedTable+` s WHERE s.sku = p.sku)`,
 			pgx.QueryExecModeExec, opts.Supplier, stored.unmatched())
 		if err != nil {
 			return fmt.Errorf("delete products absent from the drop: %w", err)
@@ -171,12 +189,47 @@ func reload(ctx context.Context, tx pgx.Tx, log *slog.Logger, rd Reader, opts Op
 	return nil
 }
 
+// mergeLate applies the late pile, last. Each of its records overrides an earlier one of its
+// sku (a duplicate), but for a new sku the filter only thought it had seen (then it inserts),
+// and for a product whose chunk record changed nothing (then this one is its update).
+func mergeLate(ctx context.Context, tx pgx.Tx, m *merger, late int64) (chunkCounts, error) {
+	var n chunkCounts
+	if _, err := tx.Exec(ctx, `TRUNCATE `+stagingTable+`;
+		INSERT INTO `+stagingTable+` SELECT * FROM `+lateTable); err != nil {
+		return n, fmt.Errorf("stage the late pile: %w", err)
+	}
+	if _, err := dropOverridden(ctx, tx, latePile); err != nil {
+		return n, err
+	}
+	if err := tx.QueryRow(ctx, `SELECT count(*) FROM `+stagingTable+` s
+		JOIN `+m.partition+` p ON p.supplier_id = $1 AND p.sku = s.sku
+		WHERE s.ok AND p.xmin <> pg_current_xact_id()::xid AND `+changedSQL, m.supplier).Scan(&n.updated); err != nil {
+		return n, fmt.Errorf("count late updates: %w", err)
+	}
+	ins, _, err := m.merge(ctx, tx, latePile)
+	if err != nil {
+		return n, err
+	}
+	n.inserted, n.duplicates = ins, late-ins
+	return n, nil
+}
+
+// checkFull refuses a --full load that deleted more than half the products, unless forced.
+func checkFull(opts Options, deleted, total int64, res *Result) error {
+	res.Deleted = deleted
+	if !opts.Force && deleted*2 > total {
+		return fmt.Errorf("%w: %d of %d absent from the drop (use --force if that is meant)",
+			ErrFullWouldDeleteTooMuch, deleted, total)
+	}
+	return nil
+}
+
 type chunkCounts struct{ inserted, updated, duplicates int64 }
 
 // applyChunk merges one chunk: its overridden duplicates out first, then a MERGE that finds
-// each row's product through the sku index. The settings hold for this statement only: the
-// rest of the load joins whole tables.
-func applyChunk(ctx context.Context, tx pgx.Tx, m *merger, end chunkMsg) (chunkCounts, error) {
+// each row's product through the sku index. Then it keeps aside the late rows and the skus
+// named (with --full), and empties the staging table for the next chunk.
+func applyChunk(ctx context.Context, tx pgx.Tx, m *merger, planner *plannerSettings, end chunkMsg, full bool) (chunkCounts, error) {
 	var n chunkCounts
 	if end.dups {
 		d, err := dropOverridden(ctx, tx, end.end)
@@ -185,20 +238,51 @@ func applyChunk(ctx context.Context, tx pgx.Tx, m *merger, end chunkMsg) (chunkC
 		}
 		n.duplicates = d
 	}
-	// The cost penalty that steers the planner off the sequential scans would also make a
-	// plan of a few thousand rows look worth compiling with JIT (a tenth of a second).
-	if _, err := tx.Exec(ctx, "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; SET LOCAL enable_seqscan = off; SET LOCAL jit = off"); err != nil {
-		return n, fmt.Errorf("set planner options: %w", err)
-	}
-	var err error
-	n.inserted, n.updated, err = m.merge(ctx, tx, end.end)
-	if err != nil {
+	// Nested loops over the sku index, for this statement only. The cost penalty that steers
+	// the planner off sequential scans would also make a plan of a few thousand rows look
+	// worth compiling with JIT (a tenth of a second).
+	if err := planner.set(ctx, tx, "off", "off", "off", "off"); err != nil {
 		return n, err
 	}
-	if _, err := tx.Exec(ctx, "SET LOCAL enable_hashjoin TO DEFAULT; SET LOCAL enable_mergejoin TO DEFAULT; SET LOCAL enable_seqscan TO DEFAULT; SET LOCAL jit TO DEFAULT"); err != nil {
-		return n, fmt.Errorf("set planner options: %w", err)
+	var err error
+	if n.inserted, n.updated, err = m.merge(ctx, tx, end.end); err != nil {
+		return n, err
+	}
+	if err := planner.restore(ctx, tx); err != nil {
+		return n, err
+	}
+	keep := `INSERT INTO ` + lateTable + ` SELECT * FROM ` + stagingTable + ` WHERE chunk = 0;`
+	if full {
+		keep += `INSERT INTO ` + namedTable + ` SELECT sku FROM ` + stagingTable + `;`
+	}
+	if _, err := tx.Exec(ctx, keep+`TRUNCATE `+stagingTable); err != nil {
+		return n, fmt.Errorf("empty the staging table: %w", err)
 	}
 	return n, nil
+}
+
+// plannerSettings are settings some statements change, and the values to put back.
+type plannerSettings struct{ names, saved []string }
+
+func savePlanner(ctx context.Context, tx pgx.Tx, names ...string) (*plannerSettings, error) {
+	p := &plannerSettings{names: names}
+	if err := tx.QueryRow(ctx, `SELECT array_agg(current_setting(n) ORDER BY i) FROM unnest($1::text[]) WITH ORDINALITY AS t(n, i)`,
+		names).Scan(&p.saved); err != nil {
+		return nil, fmt.Errorf("read planner settings: %w", err)
+	}
+	return p, nil
+}
+
+// set sets the settings, in order, until the transaction ends or restore.
+func (p *plannerSettings) set(ctx context.Context, tx pgx.Tx, values ...string) error {
+	if _, err := tx.Exec(ctx, `SELECT set_config(n, v, true) FROM unnest($1::text[], $2::text[]) AS t(n, v)`, p.names, values); err != nil {
+		return fmt.Errorf("set planner settings: %w", err)
+	}
+	return nil
+}
+
+func (p *plannerSettings) restore(ctx context.Context, tx pgx.Tx) error {
+	return p.set(ctx, tx, p.saved...)
 }
 
 // sorter decides, record by record, what goes to the staging table and in which chunk.

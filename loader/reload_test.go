@@ -2,11 +2,16 @@ package loader_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/loader"
 )
 
@@ -139,4 +144,152 @@ func TestReloadRefreshesStaleStatistics(t *testing.T) {
 	if tuples < 2000 {
 		t.Fatalf("planner estimate %v after the reload, want about 3000", tuples)
 	}
+}
+
+// TestReloadInChunksFilterFalsePositives: with a filter so small it thinks most new skus
+// seen, new skus go to the late pile; rows and counts must still come out right.
+func TestReloadInChunksFilterFalsePositives(t *testing.T) {
+	defer loader.SetChunkRows(5)()
+	defer loader.SetFilterBits(64)()
+	reloadInChunks(t, true)
+}
+
+// TestReloadLateUpdateCounts: X's record in chunk 1 ends up changing nothing (b, then a again),
+// and the late record then changes it: one update, two duplicates.
+func TestReloadLateUpdateCounts(t *testing.T) {
+	defer loader.SetChunkRows(2)()
+	pool, _ := newDB(t)
+	mustLoad(t, pool, loader.CSV, "sku,name\nX,a\nY,y\n", loader.Options{})
+	res, _ := mustLoad(t, pool, loader.CSV, "sku,name\nX,b\nX,a\nX,c\n", loader.Options{})
+	if got := products(t, pool, 7); got["X"].Name != "c" {
+		t.Fatalf("X is %q, want c", got["X"].Name)
+	}
+	if res.Updated != 1 || res.Unchanged != 0 || res.Duplicates != 2 {
+		t.Errorf("counts %+v; want 1 updated, 0 unchanged, 2 duplicates", res)
+	}
+}
+
+// TestReloadCollidingKeysTableGrows: the digest table grows while it is filled (the planner
+// knew no count) with every sku hashing alike; a --full drop naming one sku must still delete
+// all the others.
+func TestReloadCollidingKeysTableGrows(t *testing.T) {
+	pool, _ := newDB(t)
+	var b strings.Builder
+	b.WriteString("sku,name\n")
+	for i := 0; i < 800; i++ {
+		fmt.Fprintf(&b, "K%04d,n%d\n", i, i)
+	}
+	mustLoad(t, pool, loader.CSV, b.String(), loader.Options{})
+	defer loader.SetSameKeys()()
+	res, _ := mustLoad(t, pool, loader.CSV, "sku,name\nK0000,n0\n", loader.Options{Full: true, Force: true})
+	if got := products(t, pool, 7); len(got) != 1 || got["K0000"].Name != "n0" {
+		t.Fatalf("--full left %d products (%+v)", len(got), res)
+	}
+}
+
+// TestReloadHoldsOffWriters: while a reload runs, another session's write to the partition
+// waits for it (the reload compares with digests read at its start).
+func TestReloadHoldsOffWriters(t *testing.T) {
+	pool, _ := newDB(t)
+	mustLoad(t, pool, loader.CSV, "sku,name\nX,a\nY,y\n", loader.Options{})
+	var writeErr error
+	hook := func() {
+		ctx := testenv.Context(t, 10*time.Second)
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			writeErr = err
+			return
+		}
+		defer func() { _ = tx.Rollback(ctx) }()
+		if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '200ms'"); err != nil {
+			writeErr = err
+			return
+		}
+		_, writeErr = tx.Exec(ctx, "UPDATE products SET name = 'other' WHERE supplier_id = 7 AND sku = 'X'")
+	}
+	rd, err := loader.Open(strings.NewReader("sku,name\nX,a\nY,y2\n"), loader.CSV)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loader.Load(testenv.Context(t, time.Minute), pool, &hookReader{Reader: rd, hook: hook}, loader.Options{Supplier: 7}); err != nil {
+		t.Fatal(err)
+	}
+	var pgErr *pgconn.PgError
+	if !errors.As(writeErr, &pgErr) || pgErr.Code != "55P03" {
+		t.Fatalf("a write during the reload: %v; want a lock timeout", writeErr)
+	}
+	if got := products(t, pool, 7); got["X"].Name != "a" || got["Y"].Name != "y2" {
+		t.Fatalf("products %+v", got)
+	}
+}
+
+// hookReader runs hook before the first record: while the load holds its locks.
+type hookReader struct {
+	loader.Reader
+	hook func()
+}
+
+func (h *hookReader) Next() (*loader.Record, error) {
+	if h.hook != nil {
+		h.hook()
+		h.hook = nil
+	}
+	return h.Reader.Next()
+}
+
+// failingReader fails after n records.
+type failingReader struct {
+	loader.Reader
+	n int
+}
+
+func (f *failingReader) Next() (*loader.Record, error) {
+	if f.n == 0 {
+		return nil, errors.New("disk on fire")
+	}
+	f.n--
+	return f.Reader.Next()
+}
+
+// TestReloadFailsCleanly: a read failing anywhere (before, inside and between chunks), or a
+// row the database refuses mid-chunk, leaves nothing written and the connection usable.
+func TestReloadFailsCleanly(t *testing.T) {
+	defer loader.SetChunkRows(50)()
+	pool, url := newDB(t)
+	mustLoad(t, pool, loader.CSV, drop(2000, 0, ""), loader.Options{})
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = 1 // the same connection every time: it must stay usable
+	one, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer one.Close()
+	changed := drop(2000, 1, "")
+	ctx := testenv.Context(t, time.Minute)
+	unchanged := func(what string) {
+		t.Helper()
+		var n int
+		if err := one.QueryRow(ctx, "SELECT count(*) FROM products WHERE price >= 1000").Scan(&n); err != nil || n != 0 {
+			t.Fatalf("%s: %d rows changed, %v", what, n, err)
+		}
+	}
+	for _, after := range []int{0, 49, 51, 1024, 1999} {
+		rd, _ := loader.Open(strings.NewReader(changed), loader.CSV)
+		_, err := loader.Load(ctx, one, &failingReader{Reader: rd, n: after}, loader.Options{MaxRejects: -1, Supplier: 7})
+		if err == nil || !strings.Contains(err.Error(), "disk on fire") {
+			t.Fatalf("failing after %d records: %v", after, err)
+		}
+		unchanged(fmt.Sprintf("failing after %d records", after))
+	}
+	// A number jsonb cannot hold, in the third chunk.
+	lines := strings.Split(changed, "\n")
+	lines[124] = strings.Replace(lines[124], `"{""size"":`, `"{""n"": 1e200000, ""size"":`, 1)
+	rd, _ := loader.Open(strings.NewReader(strings.Join(lines, "\n")), loader.CSV)
+	if _, err := loader.Load(ctx, one, rd, loader.Options{MaxRejects: -1, Supplier: 7}); err == nil {
+		t.Fatal("a row jsonb refuses: no error")
+	}
+	unchanged("a row jsonb refuses")
 }
