@@ -73,8 +73,13 @@ func benchEncode(ctx context.Context, env *Env) ([]Result, error) {
 	if lv := os.Getenv("BENCH_ENCODE_LOG"); lv != "" {
 		args = append(args, "--log-level", lv)
 	}
+	// BENCH_ENCODE_CPUPROFILE=file profiles the encoders' run.
+	profile := []string{}
+	if p := os.Getenv("BENCH_ENCODE_CPUPROFILE"); p != "" {
+		profile = []string{"--cpuprofile", p}
+	}
 	model, _ := encoder.NewHash(encoder.DefaultDim)
-	secs, rss, err := timeEncode(ctx, pool, js, stream, "bench", env.Bin, append(args, "--workers", "2", "--consumer", "bench"), model.Model(), n)
+	secs, rss, err := timeEncode(ctx, pool, js, stream, "bench", env.Bin, append(append(args, profile...), "--workers", "2", "--consumer", "bench"), model.Model(), n)
 	if err != nil {
 		return nil, err
 	}

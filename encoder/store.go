@@ -172,6 +172,7 @@ func (s *Store) upsert(ctx context.Context, tx pgx.Tx, model string, ws []write,
 		if _, err := tx.Exec(ctx, stagingSQL); err != nil {
 			return nil, fmt.Errorf("create staging table: %w", err)
 		}
+		useFloat4Arrays(tx.Conn().TypeMap())
 		s.staged.Store(pc, true)
 	} else if again {
 		if _, err := tx.Exec(ctx, "DELETE FROM tidemark_embedding_batch"); err != nil {
