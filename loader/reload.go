@@ -137,8 +137,14 @@ func reload(ctx context.Context, tx pgx.Tx, log *slog.Logger, rd Reader, opts Op
 			src := &chunkSource{ctx: gctx, ch: msgs, upstream: &sortErr}
 			// ctx, not gctx: a failed read must end the COPY with CopyFail, which keeps the
 			// connection usable, rather than cancel it.
-			if _, err := tx.CopyFrom(ctx, pgx.Identifier{stagingTable}, reloadColumns, src); err != nil {
+			copied, err := tx.CopyFrom(ctx, pgx.Identifier{stagingTable}, reloadColumns, src)
+			if err != nil {
 				return fmt.Errorf("copy into %s: %w", stagingTable, err)
+			}
+			if copied > 0 && src.end.end == 0 {
+				// The sorter ends every chunk it sends rows of; rows without an end would
+				// never be applied. Fail loudly rather than lose them.
+				return fmt.Errorf("internal error: %d staged rows without a chunk end", copied)
 			}
 			if src.end.end != 0 {
 				if err := gctx.Err(); err != nil {
@@ -292,6 +298,7 @@ type sorter struct {
 	out    chan<- chunkMsg
 	chunk  int32 // the chunk being filled
 	inRows int   // its staged rows
+	queued int   // rows sent or batched since the last end: late and named rows count too
 	dups   bool  // it holds a sku twice
 	late   int64 // records put on the late pile
 
@@ -325,6 +332,7 @@ func (s *sorter) add(it *item, res *Result) error {
 	s.vals = append(s.vals, chunk)
 	s.vals = append(s.vals, stagingValues(&it.row, it.ok)...)
 	s.batch = append(s.batch, s.vals[len(s.vals)-len(reloadColumns):len(s.vals):len(s.vals)])
+	s.queued++
 	if len(s.batch) == batchRows {
 		if err := s.send(chunkMsg{rows: s.batch}); err != nil {
 			return err
@@ -341,13 +349,14 @@ func (s *sorter) add(it *item, res *Result) error {
 func (s *sorter) closeChunk() error {
 	err := s.send(chunkMsg{rows: s.batch, end: s.chunk, dups: s.dups})
 	s.batch, s.vals = nil, nil
-	s.chunk, s.inRows, s.dups = s.chunk+1, 0, false
+	s.chunk, s.inRows, s.queued, s.dups = s.chunk+1, 0, 0, false
 	return err
 }
 
-// close ends the last chunk.
+// close ends the last chunk. Rows sent since the last end, even late or named ones only,
+// need an end of their own: the writer keeps them aside only when it applies a chunk.
 func (s *sorter) close() error {
-	if s.inRows == 0 && len(s.batch) == 0 {
+	if s.queued == 0 {
 		return nil
 	}
 	return s.closeChunk()

@@ -293,3 +293,24 @@ func TestReloadFailsCleanly(t *testing.T) {
 	}
 	unchanged("a row jsonb refuses")
 }
+
+// TestReloadLateRowsAfterTheLastChunk: after the last chunk closes, a full batch of records
+// that all go to the late pile, and nothing else: they must still be applied.
+func TestReloadLateRowsAfterTheLastChunk(t *testing.T) {
+	defer loader.SetChunkRows(2)()
+	pool, _ := newDB(t)
+	mustLoad(t, pool, loader.CSV, "sku,name\nX,x\nY,y\nZ,z\n", loader.Options{})
+	var b strings.Builder
+	b.WriteString("sku,name\nX,x0\nY,y0\n") // chunk 1, closed
+	for i := 1; i <= 1024; i++ {         // one full batch, all late
+		fmt.Fprintf(&b, "X,x%d\n", i)
+	}
+	res, _ := mustLoad(t, pool, loader.CSV, b.String(), loader.Options{Full: true})
+	got := products(t, pool, 7)
+	if got["X"].Name != "x1024" || got["Y"].Name != "y0" || len(got) != 2 {
+		t.Fatalf("products %+v (result %+v)", got, res)
+	}
+	if res.Updated != 2 || res.Duplicates != 1024 || res.Deleted != 1 {
+		t.Errorf("counts %+v; want 2 updated, 1024 duplicates, 1 deleted", res)
+	}
+}
