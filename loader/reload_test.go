@@ -302,7 +302,7 @@ func TestReloadLateRowsAfterTheLastChunk(t *testing.T) {
 	mustLoad(t, pool, loader.CSV, "sku,name\nX,x\nY,y\nZ,z\n", loader.Options{})
 	var b strings.Builder
 	b.WriteString("sku,name\nX,x0\nY,y0\n") // chunk 1, closed
-	for i := 1; i <= 1024; i++ {         // one full batch, all late
+	for i := 1; i <= 1024; i++ {            // one full batch, all late
 		fmt.Fprintf(&b, "X,x%d\n", i)
 	}
 	res, _ := mustLoad(t, pool, loader.CSV, b.String(), loader.Options{Full: true})
