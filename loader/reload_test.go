@@ -314,3 +314,22 @@ func TestReloadLateRowsAfterTheLastChunk(t *testing.T) {
 		t.Errorf("counts %+v; want 2 updated, 1024 duplicates, 1 deleted", res)
 	}
 }
+
+// TestReloadNamedRowsAfterTheLastChunk: the same for a full batch of rejected records after
+// the last chunk; with --full they must keep their products.
+func TestReloadNamedRowsAfterTheLastChunk(t *testing.T) {
+	defer loader.SetChunkRows(1)()
+	pool, _ := newDB(t)
+	var stored, drop strings.Builder
+	stored.WriteString("sku,name,price\nB,b,1\n")
+	drop.WriteString("sku,name,price\nB,b2,1\n") // chunk 1, closed
+	for i := 0; i < 1024; i++ {
+		fmt.Fprintf(&stored, "A%04d,a,1\n", i)
+		fmt.Fprintf(&drop, "A%04d,a,-1\n", i) // rejected, sku named
+	}
+	mustLoad(t, pool, loader.CSV, stored.String(), loader.Options{})
+	res, _ := mustLoad(t, pool, loader.CSV, drop.String(), loader.Options{Full: true, Force: true, MaxRejects: -1})
+	if got := products(t, pool, 7); len(got) != 1025 || res.Deleted != 0 || res.Rejected != 1024 || got["B"].Name != "b2" {
+		t.Fatalf("%d products left, result %+v", len(got), res)
+	}
+}
