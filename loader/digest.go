@@ -72,8 +72,7 @@ func (r *storedRow) set(state uint8, c int32) {
 type storedRows struct {
 	seed     maphash.Seed
 	table    []storedRow // a power of two long, at most 70% full
-	ids      []int64     // the products' ids, in the order read
-	n        int         // stored products
+	ids      []int64     // the products' ids, in the order read: one per stored product
 	estimate int64       // the planner's count of them
 	fresh    *skuFilter  // skus not stored that the drop has staged: a Bloom filter, fixed size, made on the first
 	buf      []byte
@@ -132,7 +131,7 @@ func (s *storedRows) insert(r storedRow) {
 
 // add records a stored product.
 func (s *storedRows) add(key uint64, id int64, sum digest) {
-	if !fits(s.n+1, len(s.table)) {
+	if !fits(len(s.ids)+1, len(s.table)) {
 		// Re-inserted from an empty slot on, so that no run of entries is cut where the
 		// table wraps and the entries of one key go in in their order.
 		old := s.table
@@ -149,7 +148,6 @@ func (s *storedRows) add(key uint64, id int64, sum digest) {
 	}
 	s.ids = append(s.ids, id)
 	s.insert(storedRow{key: key, sum: sum, pos: uint32(len(s.ids))})
-	s.n++
 }
 
 // readStored reads every product of the partition as (id, sku, digest).

@@ -152,7 +152,7 @@ func Load(ctx context.Context, db DB, rd Reader, opts Options) (Result, error) {
 		if err != nil {
 			return Result{}, err
 		}
-		log.Debug("load phase", "phase", "read digests", "products", stored.n, "elapsed", time.Since(t))
+		log.Debug("load phase", "phase", "read digests", "products", len(stored.ids), "elapsed", time.Since(t))
 		if err := reload(ctx, tx, log, rd, opts, stored, &res); err != nil {
 			return Result{}, err
 		}
@@ -174,15 +174,15 @@ func Load(ctx context.Context, db DB, rd Reader, opts Options) (Result, error) {
 // with a small bounded channel between them.
 func copyProducts(ctx context.Context, tx pgx.Tx, rd Reader, opts Options, spill *spillFile, res *Result) error {
 	g, gctx := errgroup.WithContext(ctx)
-	batches := make(chan [][]any, 4)
-	src := &batchSource{ctx: ctx, ch: batches}
+	batches := make(chan chunkMsg, 4)
+	var parseErr error
+	src := &chunkSource{ctx: ctx, ch: batches, upstream: &parseErr}
 	g.Go(func() error {
-		err := parse(gctx, rd, opts, spill, res, batches)
+		parseErr = parse(gctx, rd, opts, spill, res, batches)
 		// Through the source, a parse error ends the COPY with CopyFail, which keeps the
 		// connection usable; the channel close publishes it to COPY's goroutine.
-		src.parseErr = err
 		close(batches)
-		return err
+		return parseErr
 	})
 	g.Go(func() error {
 		// ctx, not gctx: a failed parse must not cancel the query and close the connection.
@@ -250,7 +250,7 @@ func readDrop(rd Reader, opts Options, res *Result, emit func(row *Row, ok bool)
 
 // parse sends the drop's rows to COPY in batches, for products; the rows whose sku may have
 // come before go to the spill file instead.
-func parse(ctx context.Context, rd Reader, opts Options, spill *spillFile, res *Result, out chan<- [][]any) error {
+func parse(ctx context.Context, rd Reader, opts Options, spill *spillFile, res *Result, out chan<- chunkMsg) error {
 	// Rows and their values are allocated per batch, in one slab each: COPY is done with a
 	// batch when it asks for the next.
 	var (
@@ -262,7 +262,7 @@ func parse(ctx context.Context, rd Reader, opts Options, spill *spillFile, res *
 			return nil
 		}
 		select {
-		case out <- batch:
+		case out <- chunkMsg{rows: batch}:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -302,12 +302,6 @@ func parse(ctx context.Context, rd Reader, opts Options, spill *spillFile, res *
 	return send()
 }
 
-// stagingValues is a row as stagingColumns lists them.
-func stagingValues(row *Row, ok bool) []any {
-	return []any{row.Line, ok, row.SKU, row.Name, nullable(row.Description),
-		nullable(row.Price), nullable(row.Currency), row.Status, row.Attributes}
-}
-
 func nullable(p *string) any {
 	if p == nil {
 		return nil
@@ -330,38 +324,3 @@ func writeReject(w *bufio.Writer, line int64, reason string, raw json.RawMessage
 	}
 	return nil
 }
-
-// batchSource feeds COPY from the parser's batches.
-type batchSource struct {
-	// ctx ends the wait for a batch: pgx waits for this source before it returns from a
-	// cancelled COPY, and the parser may be blocked reading its input.
-	ctx   context.Context
-	ch    <-chan [][]any
-	batch [][]any
-	i     int
-	// parseErr is the parser's error, written before ch is closed and so read only after;
-	// err is what COPY sees.
-	parseErr, err error
-}
-
-func (s *batchSource) Next() bool {
-	s.i++
-	for s.i >= len(s.batch) {
-		select {
-		case b, ok := <-s.ch:
-			if !ok {
-				s.err = s.parseErr
-				return false
-			}
-			s.batch, s.i = b, 0
-		case <-s.ctx.Done():
-			s.err = s.ctx.Err()
-			return false
-		}
-	}
-	return true
-}
-
-func (s *batchSource) Values() ([]any, error) { return s.batch[s.i], nil }
-
-func (s *batchSource) Err() error { return s.err }

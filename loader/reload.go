@@ -64,7 +64,7 @@ func reload(ctx context.Context, tx pgx.Tx, log *slog.Logger, rd Reader, opts Op
 	// statistics. Stale ones (a bulk load into a new or truncated partition, not yet analyzed)
 	// can make a full scan of another index look as cheap, once per staged row: then the
 	// loader, which has just counted the products, brings them up to date.
-	if n := int64(stored.n); n > 1000 && (stored.estimate < n/2 || stored.estimate > 2*n) {
+	if n := int64(len(stored.ids)); n > 1000 && (stored.estimate < n/2 || stored.estimate > 2*n) {
 		t := time.Now()
 		if _, err := tx.Exec(ctx, "ANALYZE "+m.partition); err != nil {
 			return fmt.Errorf("analyze %s: %w", m.partition, err)
@@ -186,7 +186,7 @@ func reload(ctx context.Context, tx pgx.Tx, log *slog.Logger, rd Reader, opts Op
 		if err != nil {
 			return fmt.Errorf("delete products absent from the drop: %w", err)
 		}
-		if err := checkFull(opts, tag.RowsAffected(), int64(stored.n), res); err != nil {
+		if err := checkFull(opts, tag.RowsAffected(), int64(len(stored.ids)), res); err != nil {
 			return err
 		}
 	}
@@ -329,8 +329,9 @@ func (s *sorter) add(it *item, res *Result) error {
 		s.batch = make([][]any, 0, batchRows)
 		s.vals = make([]any, 0, batchRows*len(reloadColumns))
 	}
-	s.vals = append(s.vals, chunk)
-	s.vals = append(s.vals, stagingValues(&it.row, it.ok)...)
+	r := &it.row
+	s.vals = append(s.vals, chunk, r.Line, it.ok, r.SKU, r.Name, nullable(r.Description),
+		nullable(r.Price), nullable(r.Currency), r.Status, r.Attributes)
 	s.batch = append(s.batch, s.vals[len(s.vals)-len(reloadColumns):len(s.vals):len(s.vals)])
 	s.queued++
 	if len(s.batch) == batchRows {
@@ -371,12 +372,13 @@ func (s *sorter) send(m chunkMsg) error {
 	}
 }
 
-// chunkSource feeds one COPY from the sorter's messages, up to the end of a chunk or of the
-// drop.
+// chunkSource feeds one COPY from a channel of row batches, up to the end of a chunk or of
+// the channel. ctx ends the wait for a batch: pgx waits for the source before it returns from
+// a cancelled COPY, and the producer may be blocked reading its input.
 type chunkSource struct {
 	ctx      context.Context
 	ch       <-chan chunkMsg
-	upstream *error // the sorter's error, set before ch is closed
+	upstream *error // the producer's error, set before ch is closed
 	rows     [][]any
 	i        int
 	end      chunkMsg // the message that ended this COPY with its chunk
