@@ -51,18 +51,16 @@ type EncodeCmd struct {
 	MaxAckPending int           `name:"max-ack-pending" default:"20000" help:"Messages in flight (delivered, not acked) over all encoders."`
 	ExitIdle      time.Duration `name:"exit-idle" help:"Exit (status 0) once nothing has been pending for this long; 0 runs for ever."`
 	HTTPAddr      string        `name:"http-addr" default:":9465" help:"Address for /metrics, /healthz and /readyz; empty disables."`
-	CPUProfile    string        `name:"cpuprofile" hidden:"" type:"path" help:"Write a CPU profile of the run to this file (for the benchmark)."`
+	profileFlag
 }
 
 // Run consumes until SIGINT/SIGTERM (finishing the batch in hand) or --exit-idle.
 func (c *EncodeCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error {
-	if c.CPUProfile != "" {
-		stopProfile, err := startCPUProfile(c.CPUProfile)
-		if err != nil {
-			return err
-		}
-		defer stopProfile()
+	stopProfile, err := c.startProfile()
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	reg := newRegistry()
 	enc, closeEnc, err := c.newEncoder(ctx, g, log, reg, "encode")
 	if err != nil {

@@ -31,7 +31,7 @@ type LoadCmd struct {
 	Full       bool   `help:"The drop is the supplier's whole catalogue: delete its products whose sku the drop lacks."`
 	Force      bool   `help:"With --full, allow deleting more than half of the supplier's products."`
 	JSON       bool   `help:"Print the counts as one JSON object on standard output."`
-	CPUProfile string `name:"cpuprofile" hidden:"" type:"path" help:"Write a CPU profile of the load to this file (for the benchmark)."`
+	profileFlag
 }
 
 // loadSummary is the --json output.
@@ -42,13 +42,11 @@ type loadSummary struct {
 
 // Run loads the drop in one transaction and reports what it did.
 func (c *LoadCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error {
-	if c.CPUProfile != "" {
-		stopProfile, err := startCPUProfile(c.CPUProfile)
-		if err != nil {
-			return err
-		}
-		defer stopProfile()
+	stopProfile, err := c.startProfile()
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	format, err := c.format()
 	if err != nil {
 		return err

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
-	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -36,7 +35,7 @@ type ReplicateCmd struct {
 	StopAtLSN      string        `name:"stop-at-lsn" help:"Stop cleanly once everything up to this LSN is acknowledged."`
 	Snapshot       string        `default:"auto" enum:"auto,initial,never" help:"Publish the rows already in the table: auto (when this run creates the slot and the table holds rows), initial (every supplier, now), never. Interrupted snapshots resume unless never."`
 	SnapshotChunk  int           `default:"2000" help:"Rows per snapshot chunk."`
-	CPUProfile     string        `name:"cpuprofile" hidden:"" type:"path" help:"Write a CPU profile of the run to this file (for the benchmark)."`
+	profileFlag
 }
 
 func parseLSNFlag(name, v string) (pglogrepl.LSN, error) {
@@ -50,22 +49,6 @@ func parseLSNFlag(name, v string) (pglogrepl.LSN, error) {
 	return lsn, nil
 }
 
-// startCPUProfile profiles the process until the returned function is called.
-func startCPUProfile(path string) (func(), error) {
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, fmt.Errorf("cpu profile: %w", err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("cpu profile: %w", err)
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		_ = f.Close()
-	}, nil
-}
-
 // Run sets up and streams until SIGINT/SIGTERM.
 func (c *ReplicateCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error {
 	// The live heap is small and flat (a bounded number of events in flight), and every event
@@ -74,13 +57,11 @@ func (c *ReplicateCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) er
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(300)
 	}
-	if c.CPUProfile != "" {
-		stopProfile, err := startCPUProfile(c.CPUProfile)
-		if err != nil {
-			return err
-		}
-		defer stopProfile()
+	stopProfile, err := c.startProfile()
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	reg := newRegistry()
 	r, snapshots, closeRepl, err := c.newReplicator(ctx, g, log, reg)
 	if err != nil {
