@@ -14,7 +14,6 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tidemark/tidemark/encoder"
 	"github.com/tidemark/tidemark/replication"
@@ -48,15 +47,11 @@ func benchEncode(ctx context.Context, env *Env) ([]Result, error) {
 		return nil, fmt.Errorf("insert products: %w", err)
 	}
 
-	nc, err := nats.Connect(env.NATS.URL())
+	js, closeJS, err := env.jetStream(jetstream.WithPublishAsyncMaxPending(4096))
 	if err != nil {
 		return nil, err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
-	if err != nil {
-		return nil, err
-	}
+	defer closeJS()
 	const stream = "BENCH_ENCODE"
 	_ = js.DeleteStream(ctx, stream)
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: stream, Subjects: []string{"bench_encode.>"},

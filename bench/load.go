@@ -47,10 +47,7 @@ func benchLoad(ctx context.Context, env *Env) ([]Result, error) {
 	_ = os.Chmod(base, 0o644)
 	_ = os.Chmod(changed, 0o644)
 	partition := catalog.PartitionName(benchSupplier)
-	psql := "/usr/bin/psql"
-	if _, err := os.Stat(psql); err != nil {
-		psql = filepath.Join(env.PG.BinDir(), "psql")
-	}
+	psql := env.psql()
 
 	reset := func(withBase bool) error {
 		if _, err := pool.Exec(ctx, "TRUNCATE "+partition); err != nil {

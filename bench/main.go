@@ -26,6 +26,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tidemark/tidemark/catalog"
 	"github.com/tidemark/tidemark/internal/sandbox"
 )
@@ -254,6 +256,27 @@ func tail(s string, n int) string {
 
 // database creates database name, migrated, with suppliers 1..suppliers and their partitions,
 // and returns its URL and a pool the caller closes.
+// jetStream connects to the benchmark's NATS server; closeJS closes the connection.
+func (e *Env) jetStream(opts ...jetstream.JetStreamOpt) (js jetstream.JetStream, closeJS func(), err error) {
+	nc, err := nats.Connect(e.NATS.URL())
+	if err != nil {
+		return nil, nil, err
+	}
+	if js, err = jetstream.New(nc, opts...); err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return js, nc.Close, nil
+}
+
+// psql is the psql client: the system's, else the one beside the sandbox's server.
+func (e *Env) psql() string {
+	if _, err := os.Stat("/usr/bin/psql"); err == nil {
+		return "/usr/bin/psql"
+	}
+	return filepath.Join(e.PG.BinDir(), "psql")
+}
+
 func (e *Env) database(ctx context.Context, name string, suppliers int32) (string, *pgxpool.Pool, error) {
 	url, err := e.PG.CreateDatabase(ctx, name)
 	if err != nil {

@@ -10,7 +10,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tidemark/tidemark/encoder"
 	"github.com/tidemark/tidemark/sink"
@@ -31,15 +30,11 @@ func benchPipeline(ctx context.Context, env *Env) ([]Result, error) {
 	if err := writeDrop(file, env.Rows, 0); err != nil {
 		return nil, err
 	}
-	nc, err := nats.Connect(env.NATS.URL())
+	js, closeJS, err := env.jetStream()
 	if err != nil {
 		return nil, err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, err
-	}
+	defer closeJS()
 	// replicate owns the PRODUCTS stream; a slot and a consumer of this stage's own.
 	_ = js.DeleteStream(ctx, sink.Stream)
 	const slot, consumer = "bench_pipeline", "bench_pipeline"

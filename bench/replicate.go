@@ -49,16 +49,12 @@ func benchReplicate(ctx context.Context, env *Env) ([]Result, error) {
 			return nil, err
 		}
 	}
-	nc, err := nats.Connect(env.NATS.URL())
-	if err != nil {
-		return nil, err
-	}
-	defer nc.Close()
 	// As in the sink: nats.go's own limit above the window, so it never stalls.
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(2*4096+16))
+	js, closeJS, err := env.jetStream(jetstream.WithPublishAsyncMaxPending(2*4096 + 16))
 	if err != nil {
 		return nil, err
 	}
+	defer closeJS()
 	_ = js.DeleteStream(ctx, sink.Stream)
 
 	env.Log.Info("replicate: writing one transaction", "rows", env.Rows)

@@ -3,13 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 
 	"github.com/jackc/pglogrepl"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tidemark/tidemark/replication"
 	"github.com/tidemark/tidemark/sink"
 )
@@ -45,21 +41,14 @@ func benchSnapshot(ctx context.Context, env *Env) ([]Result, error) {
 	if _, err := replication.EnsureSlot(ctx, pool, snapshotSlot); err != nil {
 		return nil, err
 	}
-	nc, err := nats.Connect(env.NATS.URL())
+	js, closeJS, err := env.jetStream()
 	if err != nil {
 		return nil, err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, err
-	}
+	defer closeJS()
 	_ = js.DeleteStream(ctx, sink.Stream)
 
-	psql := "/usr/bin/psql"
-	if _, err := os.Stat(psql); err != nil {
-		psql = filepath.Join(env.PG.BinDir(), "psql")
-	}
+	psql := env.psql()
 	env.Log.Info("snapshot: psql \\copy out")
 	base, err := runProcess(ctx, psql, url, "-c", `\copy (SELECT * FROM products WHERE supplier_id = 1 ORDER BY id) TO '/dev/null'`)
 	if err != nil {
