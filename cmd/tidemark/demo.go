@@ -2,19 +2,14 @@ package main
 
 import (
 	"bufio"
-	"compress/gzip"
 	"context"
-	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"iter"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -28,6 +23,7 @@ import (
 	"github.com/tidemark/tidemark/catalog"
 	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/encoder"
+	"github.com/tidemark/tidemark/internal/fakedrop"
 	"github.com/tidemark/tidemark/internal/sandbox"
 	"github.com/tidemark/tidemark/loader"
 	"github.com/tidemark/tidemark/replication"
@@ -172,6 +168,20 @@ func (c *DemoCmd) run(ctx context.Context, g *Globals, log *slog.Logger) error {
 	return d.report(os.Stdout)
 }
 
+// demoDrops are the demo's suppliers and the file each sends: between them, every format the
+// loader reads.
+var demoDrops = []struct {
+	supplier fakedrop.Supplier
+	file     string
+}{
+	{fakedrop.Suppliers[0], "s1-northwind.csv"},
+	{fakedrop.Suppliers[1], "s2-copperpot.ndjson.gz"},
+	{fakedrop.Suppliers[2], "s3-voltline.csv.gz"},
+}
+
+// demoSeed seeds the generated catalogues: every demo loads the same products.
+const demoSeed = 1
+
 // demo is the state of one run and what its report is made of.
 type demo struct {
 	cmd  *DemoCmd
@@ -202,7 +212,7 @@ type demo struct {
 }
 
 type loadReport struct {
-	supplier demoSupplier
+	supplier fakedrop.Supplier
 	file     string
 	res      loader.Result
 }
@@ -216,8 +226,8 @@ func (d *demo) prepare(ctx context.Context) error {
 		return err
 	}
 	return pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
-		for _, s := range demoSuppliers {
-			if err := catalog.AddSupplier(ctx, tx, s.id, s.name); err != nil {
+		for _, s := range demoDrops {
+			if err := catalog.AddSupplier(ctx, tx, s.supplier.ID, s.supplier.Name); err != nil {
 				return err
 			}
 		}
@@ -230,21 +240,21 @@ func (d *demo) prepare(ctx context.Context) error {
 func (d *demo) script(ctx context.Context) error {
 	d.start = time.Now()
 	d.log.Info("generating and loading a drop per supplier", "products", d.cmd.Products)
-	for i, s := range demoSuppliers {
-		n := d.cmd.Products / len(demoSuppliers)
+	for i, s := range demoDrops {
+		n := d.cmd.Products / len(demoDrops)
 		if i == 0 {
-			n += d.cmd.Products % len(demoSuppliers)
+			n += d.cmd.Products % len(demoDrops)
 		}
 		d.sizes = append(d.sizes, n)
-		file := filepath.Join(d.work, s.drop)
-		if err := writeDrop(file, s.products(n)); err != nil {
+		file := filepath.Join(d.work, s.file)
+		if err := fakedrop.WriteFile(file, fakedrop.New(s.supplier, demoSeed).Products(n)); err != nil {
 			return err
 		}
-		res, err := d.load(ctx, s, file, false)
+		res, err := d.load(ctx, s.supplier, file, false)
 		if err != nil {
 			return err
 		}
-		d.loads = append(d.loads, loadReport{supplier: s, file: s.drop, res: res})
+		d.loads = append(d.loads, loadReport{supplier: s.supplier, file: s.file, res: res})
 	}
 	if err := d.changeRound(ctx); err != nil {
 		return err
@@ -270,7 +280,7 @@ func (d *demo) script(ctx context.Context) error {
 	return err
 }
 
-func (d *demo) load(ctx context.Context, s demoSupplier, file string, full bool) (loader.Result, error) {
+func (d *demo) load(ctx context.Context, s fakedrop.Supplier, file string, full bool) (loader.Result, error) {
 	f, err := os.Open(file)
 	if err != nil {
 		return loader.Result{}, fmt.Errorf("open drop: %w", err)
@@ -282,11 +292,11 @@ func (d *demo) load(ctx context.Context, s demoSupplier, file string, full bool)
 		return loader.Result{}, fmt.Errorf("%s: %w", file, err)
 	}
 	// The generated drops are valid: a reject is a bug, so none are allowed.
-	res, err := loader.Load(ctx, d.pool, rd, loader.Options{Supplier: s.id, Full: full, MaxRejects: 0, Log: d.log})
+	res, err := loader.Load(ctx, d.pool, rd, loader.Options{Supplier: s.ID, Full: full, MaxRejects: 0, Log: d.log})
 	if err != nil {
 		return res, fmt.Errorf("load %s: %w", filepath.Base(file), err)
 	}
-	d.log.Info("loaded drop", "supplier", s.id, "file", filepath.Base(file), "inserted", res.Inserted,
+	d.log.Info("loaded drop", "supplier", s.ID, "file", filepath.Base(file), "inserted", res.Inserted,
 		"updated", res.Updated, "unchanged", res.Unchanged, "deleted", res.Deleted, "rows_per_second", int64(res.RowsPerSecond))
 	return res, nil
 }
@@ -295,29 +305,21 @@ func (d *demo) load(ctx context.Context, s demoSupplier, file string, full bool)
 // whole catalogue (some products renamed, some repriced, some gone; the loader writes only what
 // changed), and the application updates and deletes rows directly.
 func (d *demo) changeRound(ctx context.Context) error {
-	s := demoSuppliers[0]
+	s := demoDrops[0].supplier
 	n := d.sizes[0]
 	gone := max(1, n/50) // the oldest products are discontinued
-	next := func(yield func(demoProduct) bool) {
-		i := -1
-		for p := range s.products(n) {
+	next := func(yield func(fakedrop.Product) bool) {
+		i := 0
+		// 6%: a new price, name or description.
+		for p := range fakedrop.New(s, demoSeed).Reload(n, 6) {
 			i++
-			if i < gone {
-				continue
-			}
-			switch {
-			case i%100 == 5: // 1%: a new name
-				p.Name += " (2027 model)"
-			case i%20 == 7: // 5%: a new price
-				p.Price = fmt.Sprintf("%.2f", mustFloat(p.Price)*1.1)
-			}
-			if !yield(p) {
+			if i > gone && !yield(p) {
 				return
 			}
 		}
 	}
 	file := filepath.Join(d.work, "s1-northwind-full.csv")
-	if err := writeDrop(file, next); err != nil {
+	if err := fakedrop.WriteFile(file, next); err != nil {
 		return err
 	}
 	res, err := d.load(ctx, s, file, true)
@@ -325,21 +327,21 @@ func (d *demo) changeRound(ctx context.Context) error {
 		return err
 	}
 	d.deleted += res.Deleted
-	d.changes = append(d.changes, fmt.Sprintf("supplier %d sends a new full catalogue (tidemark load --full): %d updated (renames and prices), %d deleted, %d unchanged",
-		s.id, res.Updated, res.Deleted, res.Unchanged))
+	d.changes = append(d.changes, fmt.Sprintf("supplier %d sends a new full catalogue (tidemark load --full): %d updated (new prices, names and descriptions), %d deleted, %d unchanged",
+		s.ID, res.Updated, res.Deleted, res.Unchanged))
 
 	tag, err := d.pool.Exec(ctx, `UPDATE products SET price = round(price * 0.9, 2), updated_at = now()
-		WHERE supplier_id = $1 AND id % 20 = 0`, demoSuppliers[1].id)
+		WHERE supplier_id = $1 AND id % 20 = 0`, demoDrops[1].supplier.ID)
 	if err != nil {
 		return fmt.Errorf("price update: %w", err)
 	}
-	d.changes = append(d.changes, fmt.Sprintf("supplier %d puts %s on sale (UPDATE of the price only)", demoSuppliers[1].id, plural(tag.RowsAffected(), "product")))
-	tag, err = d.pool.Exec(ctx, `DELETE FROM products WHERE supplier_id = $1 AND id % 25 = 0`, demoSuppliers[2].id)
+	d.changes = append(d.changes, fmt.Sprintf("supplier %d puts %s on sale (UPDATE of the price only)", demoDrops[1].supplier.ID, plural(tag.RowsAffected(), "product")))
+	tag, err = d.pool.Exec(ctx, `DELETE FROM products WHERE supplier_id = $1 AND id % 25 = 0`, demoDrops[2].supplier.ID)
 	if err != nil {
 		return fmt.Errorf("delete: %w", err)
 	}
 	d.deleted += tag.RowsAffected()
-	d.changes = append(d.changes, fmt.Sprintf("supplier %d withdraws %s (DELETE)", demoSuppliers[2].id, plural(tag.RowsAffected(), "product")))
+	d.changes = append(d.changes, fmt.Sprintf("supplier %d withdraws %s (DELETE)", demoDrops[2].supplier.ID, plural(tag.RowsAffected(), "product")))
 	d.log.Info("changed products", "changes", strings.Join(d.changes, "; "))
 	return nil
 }
@@ -349,11 +351,6 @@ func plural(n int64, noun string) string {
 		return "1 " + noun
 	}
 	return fmt.Sprintf("%d %ss", n, noun)
-}
-
-func mustFloat(s string) float64 {
-	f, _ := strconv.ParseFloat(s, 64)
-	return f
 }
 
 // waitCaughtUp waits until the replicator has confirmed target, the encoders have acked every
@@ -480,7 +477,7 @@ func (d *demo) report(w io.Writer) error {
 	fmt.Fprintf(tw, "Tidemark demo: %d products from %d suppliers, PostgreSQL %s, NATS JetStream (embedded)\n\n", products, len(d.sizes), d.pgVersion)
 	fmt.Fprintln(tw, "Loaded (tidemark load):")
 	for _, l := range d.loads {
-		fmt.Fprintf(tw, "  supplier %d\t%s\t%s\t%d rows\t%.2fs\t%.0f rows/s\n", l.supplier.id, l.supplier.name, l.file, l.res.Inserted, l.res.Seconds, l.res.RowsPerSecond)
+		fmt.Fprintf(tw, "  supplier %d\t%s\t%s\t%d rows\t%.2fs\t%.0f rows/s\n", l.supplier.ID, l.supplier.Name, l.file, l.res.Inserted, l.res.Seconds, l.res.RowsPerSecond)
 	}
 	fmt.Fprintln(tw, "\nChanged:")
 	for _, c := range d.changes {
@@ -541,194 +538,4 @@ func counterByLabel(reg prometheus.Gatherer, name, label string) map[string]floa
 		}
 	}
 	return out
-}
-
-// demoProduct is one generated product, as a drop carries it.
-type demoProduct struct {
-	SKU         string         `json:"sku"`
-	Name        string         `json:"name"`
-	Description string         `json:"description"`
-	Price       string         `json:"price"`
-	Currency    string         `json:"currency"`
-	Status      string         `json:"status"`
-	Attributes  map[string]any `json:"attributes"`
-}
-
-// writeDrop writes products as the file's name says: CSV or NDJSON, gzipped when it ends in .gz.
-func writeDrop(file string, products iter.Seq[demoProduct]) (err error) {
-	f, err := os.Create(file)
-	if err != nil {
-		return fmt.Errorf("create drop: %w", err)
-	}
-	defer func() {
-		if cerr := f.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("write drop: %w", cerr)
-		}
-	}()
-	bw := bufio.NewWriter(f)
-	var out io.Writer = bw
-	var gz *gzip.Writer
-	if strings.HasSuffix(file, ".gz") {
-		gz = gzip.NewWriter(bw)
-		out = gz
-	}
-	format, _ := loader.FormatOf(file)
-	if format == loader.NDJSON {
-		enc := json.NewEncoder(out)
-		for p := range products {
-			if err := enc.Encode(&p); err != nil {
-				return fmt.Errorf("write drop: %w", err)
-			}
-		}
-	} else {
-		cw := csv.NewWriter(out)
-		_ = cw.Write(loader.Columns[:])
-		for p := range products {
-			attrs, err := json.Marshal(p.Attributes)
-			if err != nil {
-				return fmt.Errorf("write drop: %w", err)
-			}
-			_ = cw.Write([]string{p.SKU, p.Name, p.Description, p.Price, p.Currency, p.Status, string(attrs)})
-		}
-		cw.Flush()
-		if err := cw.Error(); err != nil {
-			return fmt.Errorf("write drop: %w", err)
-		}
-	}
-	if gz != nil {
-		if err := gz.Close(); err != nil {
-			return fmt.Errorf("write drop: %w", err)
-		}
-	}
-	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("write drop: %w", err)
-	}
-	return nil
-}
-
-// demoSupplier generates a plausible catalogue: names, descriptions and attributes drawn from
-// a vocabulary of its trade, so that a search finds what it should.
-type demoSupplier struct {
-	id         int32
-	name       string
-	prefix     string // of skus
-	drop       string // file name of its drop: the format, and .gz for gzip
-	currency   string
-	brands     []string
-	kinds      []demoKind
-	adjectives []string
-	colors     []string
-	uses       []string
-}
-
-type demoKind struct {
-	noun, category string
-	materials      []string
-	minPrice       float64
-	maxPrice       float64
-}
-
-var demoSuppliers = []demoSupplier{
-	{
-		id: 1, name: "Northwind Outdoor", prefix: "NW", drop: "s1-northwind.csv", currency: "EUR",
-		brands: []string{"Northwind", "Ridgeline", "Fjellro"},
-		kinds: []demoKind{
-			{"hiking jacket", "jackets", []string{"Gore-Tex", "ripstop nylon", "recycled polyester"}, 89, 420},
-			{"rain shell", "jackets", []string{"Gore-Tex", "coated nylon"}, 69, 300},
-			{"hiking boots", "footwear", []string{"full-grain leather", "suede", "synthetic mesh"}, 79, 260},
-			{"trail runners", "footwear", []string{"synthetic mesh", "knit"}, 69, 180},
-			{"backpack", "packs", []string{"Cordura", "ripstop nylon", "Dyneema"}, 49, 320},
-			{"tent", "shelter", []string{"silnylon", "polyester", "Dyneema"}, 129, 890},
-			{"sleeping bag", "sleep", []string{"goose down", "synthetic fill"}, 79, 560},
-			{"fleece pullover", "midlayers", []string{"Polartec fleece", "merino wool"}, 39, 160},
-		},
-		adjectives: []string{"waterproof", "lightweight", "insulated", "packable", "windproof", "breathable", "ultralight", "four-season"},
-		colors:     []string{"black", "forest green", "navy", "orange", "slate grey", "sand"},
-		uses:       []string{"alpine hiking", "long-distance trekking", "wet autumn days", "winter camping", "trail running", "everyday commuting"},
-	},
-	{
-		id: 2, name: "Copperpot Kitchen", prefix: "CP", drop: "s2-copperpot.ndjson.gz", currency: "EUR",
-		brands: []string{"Copperpot", "Maison Feu", "Hearthline"},
-		kinds: []demoKind{
-			{"frying pan", "cookware", []string{"carbon steel", "cast iron", "stainless steel", "copper"}, 24, 210},
-			{"saucepan", "cookware", []string{"stainless steel", "copper", "aluminium"}, 29, 190},
-			{"chef's knife", "knives", []string{"Damascus steel", "carbon steel", "stainless steel"}, 35, 340},
-			{"kettle", "small appliances", []string{"stainless steel", "glass", "enamel"}, 25, 140},
-			{"espresso machine", "small appliances", []string{"stainless steel", "brushed aluminium"}, 149, 1200},
-			{"cutting board", "prep", []string{"walnut", "oak", "bamboo"}, 19, 120},
-			{"mixing bowl set", "prep", []string{"stainless steel", "glass", "ceramic"}, 15, 80},
-			{"dutch oven", "cookware", []string{"enamelled cast iron", "cast iron"}, 59, 380},
-		},
-		adjectives: []string{"non-stick", "induction-ready", "dishwasher-safe", "professional", "oven-safe", "hand-forged", "compact", "heavy-duty"},
-		colors:     []string{"matte black", "copper", "cream", "cherry red", "sage", "steel"},
-		uses:       []string{"searing steaks", "weeknight cooking", "slow braises", "baking bread", "morning coffee", "meal prep"},
-	},
-	{
-		id: 3, name: "Voltline Electronics", prefix: "VL", drop: "s3-voltline.csv.gz", currency: "USD",
-		brands: []string{"Voltline", "Aural", "Kestrel"},
-		kinds: []demoKind{
-			{"wireless headphones", "audio", []string{"aluminium", "plastic", "leather"}, 49, 450},
-			{"bluetooth speaker", "audio", []string{"fabric", "rubberised plastic"}, 29, 300},
-			{"USB-C charger", "power", []string{"GaN", "plastic"}, 15, 90},
-			{"power bank", "power", []string{"aluminium", "plastic"}, 19, 120},
-			{"mechanical keyboard", "peripherals", []string{"aluminium", "PBT plastic"}, 59, 260},
-			{"4K monitor", "displays", []string{"aluminium", "plastic"}, 229, 1100},
-			{"webcam", "peripherals", []string{"plastic", "aluminium"}, 39, 220},
-			{"smartwatch", "wearables", []string{"titanium", "aluminium", "steel"}, 99, 650},
-		},
-		adjectives: []string{"noise-cancelling", "waterproof", "fast-charging", "wireless", "portable", "low-latency", "rugged", "slim"},
-		colors:     []string{"black", "white", "midnight blue", "silver", "graphite", "rose"},
-		uses:       []string{"commuting", "home office", "gaming", "travel", "workouts", "video calls"},
-	},
-}
-
-// products generates n products: the same ones for the same n, so a later drop of the
-// supplier can be made from the first.
-func (s demoSupplier) products(n int) iter.Seq[demoProduct] {
-	return func(yield func(demoProduct) bool) {
-		rng := rand.New(rand.NewPCG(uint64(s.id), uint64(n)))
-		pick := func(xs []string) string { return xs[rng.IntN(len(xs))] }
-		for i := range n {
-			k := s.kinds[rng.IntN(len(s.kinds))]
-			brand, adj, adj2 := pick(s.brands), pick(s.adjectives), pick(s.adjectives)
-			material, color, use := pick(k.materials), pick(s.colors), pick(s.uses)
-			line := string(rune('A'+rng.IntN(26))) + strconv.Itoa(10+rng.IntN(90))
-			p := demoProduct{
-				SKU:  fmt.Sprintf("%s-%06d", s.prefix, i+1),
-				Name: fmt.Sprintf("%s %s %s %s", brand, line, capitalize(adj), titleCase(k.noun)),
-				Description: fmt.Sprintf("A %s %s %s in %s, made for %s. %s finish, with a %d-year warranty.",
-					adj, adj2, k.noun, material, use, capitalize(color), 1+rng.IntN(5)),
-				Price:    fmt.Sprintf("%.2f", k.minPrice+rng.Float64()*(k.maxPrice-k.minPrice)),
-				Currency: s.currency,
-				Status:   "active",
-				Attributes: map[string]any{
-					"brand":    brand,
-					"category": k.category,
-					"color":    color,
-					"material": material,
-					"tags":     []string{adj, adj2, use},
-					"weight_g": 100 + rng.IntN(4000),
-					"stock":    rng.IntN(500),
-				},
-			}
-			if !yield(p) {
-				return
-			}
-		}
-	}
-}
-
-func capitalize(s string) string {
-	if s == "" {
-		return s
-	}
-	return strings.ToUpper(s[:1]) + s[1:]
-}
-
-func titleCase(s string) string {
-	words := strings.Fields(s)
-	for i, w := range words {
-		words[i] = capitalize(w)
-	}
-	return strings.Join(words, " ")
 }
