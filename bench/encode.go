@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tidemark/tidemark/encoder"
+	"github.com/tidemark/tidemark/internal/fakedrop"
 	"github.com/tidemark/tidemark/replication"
 )
 
@@ -32,19 +33,21 @@ func benchEncode(ctx context.Context, env *Env) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	const suppliers = 4
+	// Every trade of the generator, one supplier each.
+	suppliers := int32(len(fakedrop.Suppliers))
 	url, pool, err := env.database(ctx, "bench_encode", suppliers)
 	if err != nil {
 		return nil, err
 	}
 	defer pool.Close()
-	if _, err := pool.Exec(ctx, `INSERT INTO products (supplier_id, sku, name, description, price, currency, attributes)
-		SELECT 1 + i % $2, 'SKU-' || i, 'Product ' || i || ' ' || (ARRAY['steel','oak','wool','glass','cotton'])[1 + i % 5] || ' ' ||
-			(ARRAY['knife','table','scarf','vase','shirt','lamp','chair'])[1 + i % 7],
-			'A fine item, number ' || i || ', made with care and shipped in recycled packaging.', (i % 1000) + 0.99, 'EUR',
-			jsonb_build_object('brand', 'Brand ' || (i % 50), 'category', 'Category ' || (i % 20), 'weight_g', i % 900)
-		FROM generate_series(1, $1) AS i`, n, suppliers); err != nil {
-		return nil, fmt.Errorf("insert products: %w", err)
+	for id := int32(1); id <= suppliers; id++ {
+		per := n / int(suppliers)
+		if id == 1 {
+			per += n % int(suppliers)
+		}
+		if _, err := copyProducts(ctx, pool, id, benchDrop(id).Products(per)); err != nil {
+			return nil, fmt.Errorf("insert products: %w", err)
+		}
 	}
 
 	js, closeJS, err := env.jetStream(jetstream.WithPublishAsyncMaxPending(4096))
@@ -99,11 +102,10 @@ func benchHashEmbedder(ctx context.Context, n int) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	texts := make([]string, 1000)
+	texts := make([]string, 999)
 	for i := range texts {
-		texts[i] = encoder.Text(fmt.Sprintf("Product %d steel knife", i),
-			fmt.Sprintf("A fine item, number %d, made with care and shipped in recycled packaging.", i),
-			json.RawMessage(fmt.Sprintf(`{"brand": "Brand %d", "category": "Category %d"}`, i%50, i%20)))
+		p := benchDrop(int32(1 + i%3)).Product(i)
+		texts[i] = encoder.Text(p.Name, p.Description, p.Attributes.AppendJSON(nil))
 	}
 	prev := runtime.GOMAXPROCS(1)
 	defer runtime.GOMAXPROCS(prev)
@@ -117,7 +119,15 @@ func benchHashEmbedder(ctx context.Context, n int) (Result, error) {
 	}
 	secs := time.Since(start).Seconds()
 	return Result{Stage: "encode/hash-embedder", Rows: n, Seconds: secs, Rate: float64(n) / secs,
-		Note: "texts/s on one core (GOMAXPROCS=1), 384 dimensions"}, nil
+		Note: fmt.Sprintf("texts/s on one core (GOMAXPROCS=1), 384 dimensions, texts of generated products (mean %d bytes)", meanLen(texts))}, nil
+}
+
+func meanLen(texts []string) int {
+	sum := 0
+	for _, t := range texts {
+		sum += len(t)
+	}
+	return sum / len(texts)
 }
 
 // publishInserts publishes an insert event for every product, as replicate would.

@@ -17,6 +17,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/tidemark/tidemark/catalog"
+	"github.com/tidemark/tidemark/internal/fakedrop"
+	"github.com/tidemark/tidemark/loader"
 )
 
 func init() { register(Stage{Name: "load", Run: benchLoad}) }
@@ -38,10 +40,11 @@ func benchLoad(ctx context.Context, env *Env) ([]Result, error) {
 	defer pool.Close()
 	base := filepath.Join(env.Dir, "drop.csv")
 	changed := filepath.Join(env.Dir, "drop-10pct.csv")
-	if err := writeDrop(base, env.Rows, 0); err != nil {
+	drop := benchDrop(benchSupplier)
+	if err := fakedrop.WriteFile(base, drop.Products(env.Rows)); err != nil {
 		return nil, err
 	}
-	if err := writeDrop(changed, env.Rows, 10); err != nil {
+	if err := fakedrop.WriteFile(changed, drop.Reload(env.Rows, 10)); err != nil {
 		return nil, err
 	}
 	_ = os.Chmod(base, 0o644)
@@ -171,51 +174,6 @@ func benchLoad(ctx context.Context, env *Env) ([]Result, error) {
 	return results, nil
 }
 
-// writeDrop writes a CSV drop of n products; with changedPct > 0 that share of them differs
-// from the base drop (a new price and description).
-func writeDrop(path string, n, changedPct int) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	w := bufio.NewWriterSize(f, 1<<20)
-	cw := csv.NewWriter(w)
-	_ = cw.Write([]string{"sku", "name", "description", "price", "currency", "attributes"})
-	every := 0
-	if changedPct > 0 {
-		every = 100 / changedPct
-	}
-	for i := 0; i < n; i++ {
-		cents := 100 + (i*7919)%99900
-		desc := fmt.Sprintf("A sturdy, well-made product number %d, suited to daily use; colour %s, size %d.", i, colours[i%len(colours)], i%50)
-		if every > 0 && i%every == 0 {
-			cents += 1
-			desc += " Now improved."
-		}
-		_ = cw.Write([]string{
-			fmt.Sprintf("SKU-%09d", i),
-			fmt.Sprintf("Product %d %s", i, colours[(i/7)%len(colours)]),
-			desc,
-			fmt.Sprintf("%d.%02d", cents/100, cents%100),
-			currencies[i%len(currencies)],
-			fmt.Sprintf(`{"colour":%q,"size":%d,"tags":["a","b"]}`, colours[i%len(colours)], i%50),
-		})
-	}
-	cw.Flush()
-	if err := cw.Error(); err != nil {
-		return err
-	}
-	if err := w.Flush(); err != nil {
-		return err
-	}
-	return f.Close()
-}
-
-var (
-	colours    = []string{"red", "green", "blue", "black", "white", "teal", "amber"}
-	currencies = []string{"EUR", "USD", "GBP"}
-)
-
 // psqlCopy loads the CSV file straight into the partition with psql's \copy: the floor for a
 // fresh load. It goes through the parent (before PostgreSQL 17 a partition lacks the identity
 // default), which gets a supplier_id default for the duration, as the file has none.
@@ -225,7 +183,7 @@ func psqlCopy(ctx context.Context, psql, url, file string) (Process, error) {
 		return Process{}, err
 	}
 	p, err := runProcess(ctx, psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c",
-		fmt.Sprintf(`\copy products (sku, name, description, price, currency, attributes) FROM '%s' WITH (FORMAT csv, HEADER true)`, file))
+		fmt.Sprintf(`\copy products (%s) FROM '%s' WITH (FORMAT csv, HEADER true)`, strings.Join(loader.Columns[:], ", "), file))
 	if err != nil {
 		return p, err
 	}
@@ -246,17 +204,23 @@ func ormLoad(ctx context.Context, pool *pgxpool.Pool, file string) (time.Duratio
 	if _, err := r.Read(); err != nil {
 		return 0, err
 	}
-	const cols = 7
+	const cols = 1 + len(loader.Columns)
 	var stmt strings.Builder
 	build := func(rows int) string {
 		stmt.Reset()
-		stmt.WriteString("INSERT INTO products (supplier_id, sku, name, description, price, currency, attributes) VALUES ")
+		stmt.WriteString("INSERT INTO products (supplier_id, " + strings.Join(loader.Columns[:], ", ") + ") VALUES ")
 		for i := 0; i < rows; i++ {
 			if i > 0 {
 				stmt.WriteByte(',')
 			}
-			b := i * cols
-			fmt.Fprintf(&stmt, "($%d,$%d,$%d,$%d,$%d,$%d,$%d)", b+1, b+2, b+3, b+4, b+5, b+6, b+7)
+			stmt.WriteByte('(')
+			for c := range cols {
+				if c > 0 {
+					stmt.WriteByte(',')
+				}
+				fmt.Fprintf(&stmt, "$%d", i*cols+c+1)
+			}
+			stmt.WriteByte(')')
 		}
 		stmt.WriteString(` ON CONFLICT (supplier_id, sku) DO UPDATE SET name = EXCLUDED.name,
 			description = EXCLUDED.description, price = EXCLUDED.price, currency = EXCLUDED.currency,
@@ -282,7 +246,10 @@ func ormLoad(ctx context.Context, pool *pgxpool.Pool, file string) (time.Duratio
 			if err != nil {
 				return err
 			}
-			args = append(args, benchSupplier, rec[0], rec[1], rec[2], rec[3], rec[4], rec[5])
+			args = append(args, benchSupplier)
+			for _, f := range rec {
+				args = append(args, f)
+			}
 			if len(args) == ormBatch*cols {
 				if err := flush(full); err != nil {
 					return err

@@ -143,6 +143,7 @@ func run() error {
 		results = append(results, rs...)
 	}
 	printTable(os.Stdout, results)
+	fmt.Println("rows:", benchData)
 	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
 		return err
 	}
@@ -151,6 +152,7 @@ func run() error {
 		"date":    time.Now().UTC().Format(time.RFC3339),
 		"machine": fmt.Sprintf("%s %s/%s, %d CPUs", host, runtime.GOOS, runtime.GOARCH, runtime.NumCPU()),
 		"rows":    rows,
+		"data":    benchData,
 		"results": results,
 	}
 	b, err := json.MarshalIndent(doc, "", "  ")

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tidemark/tidemark/encoder"
+	"github.com/tidemark/tidemark/internal/fakedrop"
 	"github.com/tidemark/tidemark/sink"
 )
 
@@ -27,7 +28,7 @@ func benchPipeline(ctx context.Context, env *Env) ([]Result, error) {
 	}
 	defer pool.Close()
 	file := filepath.Join(env.Dir, "pipeline.csv")
-	if err := writeDrop(file, env.Rows, 0); err != nil {
+	if err := fakedrop.WriteFile(file, benchDrop(benchSupplier).Products(env.Rows)); err != nil {
 		return nil, err
 	}
 	js, closeJS, err := env.jetStream()

@@ -26,10 +26,7 @@ func benchSnapshot(ctx context.Context, env *Env) ([]Result, error) {
 		return nil, err
 	}
 	defer pool.Close()
-	if _, err := pool.Exec(ctx, `INSERT INTO products (supplier_id, sku, name, description, price, currency, attributes)
-		SELECT 1, 'SKU-' || i, 'Product ' || i, 'A fine item, number ' || i || ', shipped in recycled packaging.',
-			(i % 1000) + 0.99, 'EUR', jsonb_build_object('brand', 'Brand ' || (i % 50), 'weight_g', i % 900)
-		FROM generate_series(1, $1) AS i`, env.Rows); err != nil {
+	if _, err := copyProducts(ctx, pool, 1, benchDrop(1).Products(env.Rows)); err != nil {
 		return nil, fmt.Errorf("fill products: %w", err)
 	}
 	if _, err := pool.Exec(ctx, "VACUUM ANALYZE products"); err != nil {
