@@ -109,7 +109,7 @@ func mix(x uint64) uint64 {
 // facts are what a product is; its name, description and attributes are written from them.
 type facts struct {
 	k                    kind
-	brand, line          string
+	brand                string
 	adj, adj2            string
 	material, color, use string
 	tags                 []string
