@@ -12,14 +12,14 @@
 //
 // Three suppliers of different trades (outdoor gear in EUR, kitchenware in EUR, electronics in
 // USD), each with its own brands, kinds of product, materials, colours, uses, features, review
-// quotes, care and origin sentences. Measured over 60,000 products (20,000 per supplier, seed 1)
+// quotes, care and origin sentences. Measured over 30,000 products (10,000 per supplier, seed 1)
 // by TestDistribution, which fails when they leave the ranges it states
 // (`go test ./internal/fakedrop -run TestDistribution -v` prints them):
 //
 //   - CSV row: mean 501 bytes (p5 443, p95 561), header excluded, quoting included.
 //   - name: 3–5 words (mean 3.9), mean 27 bytes (p5 19, p95 36): a brand, a model line or an
 //     adjective, and the kind of product ("Ridgeline K42 Hiking Jacket").
-//   - description: 40–60 words (mean 50), mean 294 bytes (p5 246, p95 342): sentences in an
+//   - description: 40–60 words (mean 50), mean 294 bytes (p5 246, p95 343): sentences in an
 //     order of their own, with commas (98% of rows), double quotes (49%: review quotes) and
 //     ampersands (78% of names or descriptions).
 //   - non-ASCII: 76% of rows have some (Fjellrø, Crème & Co, Señal, Zürich, Tromsø, °C, ×, –,
