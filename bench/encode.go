@@ -12,12 +12,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tidemark/tidemark/encoder"
+	"github.com/tidemark/tidemark/event"
 	"github.com/tidemark/tidemark/internal/fakedrop"
-	"github.com/tidemark/tidemark/replication"
 )
 
 func init() { register(Stage{Name: "encode", Run: benchEncode}) }
@@ -136,7 +135,7 @@ func publishInserts(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStr
 	if err := pool.QueryRow(ctx, "SELECT pg_current_wal_insert_lsn()::text").Scan(&base); err != nil {
 		return err
 	}
-	lsn, err := pglogrepl.ParseLSN(base)
+	lsn, err := event.ParseLSN(base)
 	if err != nil {
 		return err
 	}
@@ -158,13 +157,13 @@ func publishInserts(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStr
 			return err
 		}
 		i++
-		commit := lsn + pglogrepl.LSN(i)
-		ch := replication.Change{Op: replication.OpInsert, Schema: "public", Table: "products",
-			Key: replication.Key{SupplierID: sup, ID: id},
-			After: replication.Row{{Name: "id", Value: raw(id)}, {Name: "supplier_id", Value: raw(sup)}, {Name: "sku", Value: raw(sku)},
+		commit := lsn + event.LSN(i)
+		ch := event.Change{Op: event.OpInsert, Schema: "public", Table: "products",
+			Key: event.Key{SupplierID: sup, ID: id},
+			After: event.Row{{Name: "id", Value: raw(id)}, {Name: "supplier_id", Value: raw(sup)}, {Name: "sku", Value: raw(sku)},
 				{Name: "name", Value: raw(name)}, {Name: "description", Value: raw(desc)}, {Name: "price", Value: raw(price)},
 				{Name: "attributes", Value: json.RawMessage(attrs)}},
-			Source: replication.Source{Slot: "bench", LSN: commit, CommitLSN: commit, CommitTS: time.Now()},
+			Source: event.Source{Slot: "bench", LSN: commit, CommitLSN: commit, CommitTS: time.Now()},
 			TsMs:   time.Now().UnixMilli()}
 		data, err := json.Marshal(ch)
 		if err != nil {

@@ -10,7 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tidemark/tidemark/encoder"
-	"github.com/tidemark/tidemark/replication"
+	"github.com/tidemark/tidemark/event"
 )
 
 func TestLifecycle(t *testing.T) {
@@ -58,7 +58,7 @@ func TestLifecycle(t *testing.T) {
 		}
 		return ""
 	})
-	old := e.change(replication.OpInsert, c, del.Source.CommitLSN-1)
+	old := e.change(event.OpInsert, c, del.Source.CommitLSN-1)
 	data, _ := json.Marshal(old)
 	e.publishRaw("products.2.insert", data, "replayed-insert")
 	e.update(a.key, "name = $3", "Red wool scarf, long") // a marker processed after the replay
@@ -79,7 +79,7 @@ func TestCoalesce(t *testing.T) {
 	e.update(p.key, "name = $3", "Electric kettle")
 	e.update(p.key, "name = $3", "Electric kettle 1.7 l")
 	// Published out of order too: an older event after a newer one in the same batch.
-	older := e.change(replication.OpUpdate, product{key: p.key, sku: "K-1", name: "Stale kettle", attributes: "{}"}, 1)
+	older := e.change(event.OpUpdate, product{key: p.key, sku: "K-1", name: "Stale kettle", attributes: "{}"}, 1)
 	data, _ := json.Marshal(older)
 	e.publishRaw("products.1.update", data, "stale")
 
@@ -108,8 +108,8 @@ func TestUnchangedToastReadsTheRow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ch := e.change(replication.OpUpdate, q, e.lsn())
-	ch.After = slices.DeleteFunc(ch.After, func(c replication.Column) bool { return c.Name == "description" })
+	ch := e.change(event.OpUpdate, q, e.lsn())
+	ch.After = slices.DeleteFunc(ch.After, func(c event.Column) bool { return c.Name == "description" })
 	ch.UnchangedToast = []string{"description"}
 	e.publish(ch)
 	eventually(t, time.Minute, func() string { return e.converged(model) })
@@ -188,12 +188,12 @@ func TestTruncateTombstones(t *testing.T) {
 		t.Fatal(err)
 	}
 	lsn := e.lsn()
-	tr := replication.Change{Op: replication.OpTruncate, Schema: "public", Table: "products_s1",
-		Source: replication.Source{LSN: lsn, CommitLSN: lsn}}
+	tr := event.Change{Op: event.OpTruncate, Schema: "public", Table: "products_s1",
+		Source: event.Source{LSN: lsn, CommitLSN: lsn}}
 	data, _ := json.Marshal(tr)
 	e.publishRaw("products.1.truncate", data, "truncate")
 	// An insert from before the truncate, replayed after it, stays dead.
-	old := e.change(replication.OpInsert, a, lsn-1)
+	old := e.change(event.OpInsert, a, lsn-1)
 	data, _ = json.Marshal(old)
 	e.publishRaw("products.1.insert", data, "old-insert")
 	eventually(t, time.Minute, func() string { return e.converged(model) })
@@ -208,7 +208,7 @@ func TestSharedConsumerTwoEncoders(t *testing.T) {
 	model := hashEmbedder(t).Model()
 	r1 := e.start(encoder.Config{Batch: 50}, nil)
 	r2 := e.start(encoder.Config{Batch: 50}, nil)
-	var keys []replication.Key
+	var keys []event.Key
 	for i := range 300 {
 		p := e.insert(int64(1+i%2), "S-"+itoa(i), "Item "+itoa(i), "Thing number "+itoa(i))
 		keys = append(keys, p.key)
@@ -241,7 +241,7 @@ func TestDatabaseRejectIsIsolated(t *testing.T) {
 	for i := range 10 {
 		e.insert(1, "R-"+itoa(i), "Rug "+itoa(i), "Woven.")
 	}
-	bad := e.change(replication.OpInsert, product{key: replication.Key{SupplierID: 1, ID: 999999},
+	bad := e.change(event.OpInsert, product{key: event.Key{SupplierID: 1, ID: 999999},
 		sku: strings.Repeat("x", 150), name: "Too long a SKU", attributes: "{}"}, e.lsn())
 	e.publish(bad)
 	for i := range 10 {
@@ -275,8 +275,8 @@ func TestKeyChangeTombstonesOldKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ch := e.change(replication.OpUpdate, moved, e.lsn())
-	ch.Before = replication.Row{{Name: "supplier_id", Value: []byte("1")}, {Name: "id", Value: []byte(itoa(int(p.key.ID)))}}
+	ch := e.change(event.OpUpdate, moved, e.lsn())
+	ch.Before = event.Row{{Name: "supplier_id", Value: []byte("1")}, {Name: "id", Value: []byte(itoa(int(p.key.ID)))}}
 	e.publish(ch)
 	eventually(t, time.Minute, func() string { return e.converged(model) })
 	if v := e.vectors(model)[p.key]; !v.deleted {

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
@@ -18,8 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tidemark/tidemark/catalog"
 	"github.com/tidemark/tidemark/encoder"
+	"github.com/tidemark/tidemark/event"
 	"github.com/tidemark/tidemark/internal/testenv"
-	"github.com/tidemark/tidemark/replication"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -71,7 +70,7 @@ func newEnv(t *testing.T) *env {
 
 // product is a row of products as the tests see it.
 type product struct {
-	key         replication.Key
+	key         event.Key
 	sku, name   string
 	description *string
 	price       string
@@ -95,29 +94,29 @@ func scanProduct(row pgx.Row) (product, error) {
 }
 
 // change builds the event replicate would publish for p.
-func (e *env) change(op replication.Op, p product, lsn pglogrepl.LSN) replication.Change {
-	ch := replication.Change{
+func (e *env) change(op event.Op, p product, lsn event.LSN) event.Change {
+	ch := event.Change{
 		Op: op, Schema: "public", Table: "products", Key: p.key,
-		Source: replication.Source{Slot: "tidemark", LSN: lsn, CommitLSN: lsn, CommitTS: time.Now(), XID: 1},
+		Source: event.Source{Slot: "tidemark", LSN: lsn, CommitLSN: lsn, CommitTS: time.Now(), XID: 1},
 		TsMs:   time.Now().UnixMilli(),
 	}
-	if op != replication.OpDelete {
+	if op != event.OpDelete {
 		js := func(v any) json.RawMessage { b, _ := json.Marshal(v); return b }
-		ch.After = replication.Row{
+		ch.After = event.Row{
 			{Name: "id", Value: js(p.key.ID)}, {Name: "supplier_id", Value: js(p.key.SupplierID)},
 			{Name: "sku", Value: js(p.sku)}, {Name: "name", Value: js(p.name)},
 			{Name: "description", Value: js(p.description)}, {Name: "price", Value: js(p.price)},
 			{Name: "attributes", Value: json.RawMessage(p.attributes)},
 		}
 	} else {
-		ch.Before = replication.Row{{Name: "supplier_id", Value: []byte(fmt.Sprint(p.key.SupplierID))}, {Name: "id", Value: []byte(fmt.Sprint(p.key.ID))}}
+		ch.Before = event.Row{{Name: "supplier_id", Value: []byte(fmt.Sprint(p.key.SupplierID))}, {Name: "id", Value: []byte(fmt.Sprint(p.key.ID))}}
 	}
 	return ch
 }
 
 // write runs one statement on products (RETURNING the row), then publishes its event with
 // the WAL position after the commit as its LSN, so LSNs grow as they would from the slot.
-func (e *env) write(op replication.Op, sql string, args ...any) (product, replication.Change) {
+func (e *env) write(op event.Op, sql string, args ...any) (product, event.Change) {
 	e.t.Helper()
 	p, err := scanProduct(e.pool.QueryRow(e.ctx, sql+" "+returning, args...))
 	if err != nil {
@@ -129,13 +128,13 @@ func (e *env) write(op replication.Op, sql string, args ...any) (product, replic
 	return p, ch
 }
 
-func (e *env) lsn() pglogrepl.LSN {
+func (e *env) lsn() event.LSN {
 	e.t.Helper()
 	var s string
 	if err := e.pool.QueryRow(e.ctx, "SELECT pg_current_wal_insert_lsn()::text").Scan(&s); err != nil {
 		e.t.Fatal(err)
 	}
-	lsn, err := pglogrepl.ParseLSN(s)
+	lsn, err := event.ParseLSN(s)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -144,26 +143,26 @@ func (e *env) lsn() pglogrepl.LSN {
 
 func (e *env) insert(supplier int64, sku, name, description string) product {
 	e.t.Helper()
-	p, _ := e.write(replication.OpInsert, `INSERT INTO products (supplier_id, sku, name, description, price, attributes)
+	p, _ := e.write(event.OpInsert, `INSERT INTO products (supplier_id, sku, name, description, price, attributes)
 		VALUES ($1, $2, $3, $4, 9.99, '{"brand": "Acme", "weight_g": 120}')`, supplier, sku, name, description)
 	return p
 }
 
-func (e *env) update(k replication.Key, set string, args ...any) (product, replication.Change) {
+func (e *env) update(k event.Key, set string, args ...any) (product, event.Change) {
 	e.t.Helper()
 	args = append([]any{k.SupplierID, k.ID}, args...)
-	return e.write(replication.OpUpdate, "UPDATE products SET "+set+", updated_at = now() WHERE supplier_id = $1 AND id = $2", args...)
+	return e.write(event.OpUpdate, "UPDATE products SET "+set+", updated_at = now() WHERE supplier_id = $1 AND id = $2", args...)
 }
 
-func (e *env) delete(k replication.Key) replication.Change {
+func (e *env) delete(k event.Key) event.Change {
 	e.t.Helper()
-	p, ch := e.write(replication.OpDelete, "DELETE FROM products WHERE supplier_id = $1 AND id = $2", k.SupplierID, k.ID)
+	p, ch := e.write(event.OpDelete, "DELETE FROM products WHERE supplier_id = $1 AND id = $2", k.SupplierID, k.ID)
 	_ = p
 	return ch
 }
 
 // publish sends ch as replicate does: subject products.<supplier>.<op>, Msg-Id from its LSN.
-func (e *env) publish(ch replication.Change) {
+func (e *env) publish(ch event.Change) {
 	e.t.Helper()
 	data, err := json.Marshal(ch)
 	if err != nil {
@@ -276,21 +275,21 @@ func hashEmbedder(t *testing.T) *encoder.Hash {
 
 // vectorRow is a row of product_embeddings.
 type vectorRow struct {
-	key       replication.Key
+	key       event.Key
 	hash      []byte
 	deleted   bool
 	hasVector bool
 	lsn       string
 }
 
-func (e *env) vectors(model string) map[replication.Key]vectorRow {
+func (e *env) vectors(model string) map[event.Key]vectorRow {
 	e.t.Helper()
 	rows, err := e.pool.Query(e.ctx, `SELECT supplier_id, product_id, content_hash, deleted, embedding IS NOT NULL, source_lsn::text
 		FROM product_embeddings WHERE model = $1`, model)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	out := map[replication.Key]vectorRow{}
+	out := map[event.Key]vectorRow{}
 	var v vectorRow
 	if _, err := pgx.ForEachRow(rows, []any{&v.key.SupplierID, &v.key.ID, &v.hash, &v.deleted, &v.hasVector, &v.lsn}, func() error {
 		out[v.key] = v
@@ -301,13 +300,13 @@ func (e *env) vectors(model string) map[replication.Key]vectorRow {
 	return out
 }
 
-func (e *env) products() map[replication.Key]product {
+func (e *env) products() map[event.Key]product {
 	e.t.Helper()
 	rows, err := e.pool.Query(e.ctx, `SELECT supplier_id, id, sku, name, description, coalesce(price::text, ''), attributes::text FROM products`)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	out := map[replication.Key]product{}
+	out := map[event.Key]product{}
 	for rows.Next() {
 		p, err := scanProduct(rows)
 		if err != nil {

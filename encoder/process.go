@@ -14,32 +14,32 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/tidemark/tidemark/replication"
+	"github.com/tidemark/tidemark/event"
 )
 
 // ErrPoison marks an event that can never be processed: it goes to the dead-letter stream.
 var ErrPoison = errors.New("poison event")
 
-// event is a decoded message of a batch.
-type event struct {
+// received is a decoded message of a batch.
+type received struct {
 	msg jetstream.Msg
 	ch  change
 }
 
-// change is the part of a [replication.Change] the encoder reads. Decoding only these fields
+// change is the part of an [event.Change] the encoder reads. Decoding only these fields
 // (and of the after image only the text columns, raw) costs a fraction of the full Row.
 type change struct {
-	Op             replication.Op   `json:"op"`
-	Table          string           `json:"table"`
-	WireKey        *replication.Key `json:"key"`
-	After          *afterImage      `json:"after"`
-	Before         *oldKey          `json:"before"`
-	UnchangedToast []string         `json:"unchanged_toast"`
-	Source         source           `json:"source"`
-	Key            replication.Key  `json:"-"`
+	Op             event.Op    `json:"op"`
+	Table          string      `json:"table"`
+	WireKey        *event.Key  `json:"key"`
+	After          *afterImage `json:"after"`
+	Before         *oldKey     `json:"before"`
+	UnchangedToast []string    `json:"unchanged_toast"`
+	Source         source      `json:"source"`
+	Key            event.Key   `json:"-"`
 }
 
-// source is the part of [replication.Source] that orders events: plain fields, so decoding
+// source is the part of [event.Source] that orders events: plain fields, so decoding
 // skips the custom unmarshaller's second pass and the timestamp.
 type source struct {
 	RawCommitLSN string        `json:"commit_lsn"`
@@ -62,7 +62,7 @@ type afterImage struct {
 }
 
 // newer reports whether a comes after b in commit order.
-func (a *event) newer(b *event) bool {
+func (a *received) newer(b *received) bool {
 	if a.ch.Source.CommitLSN != b.ch.Source.CommitLSN {
 		return a.ch.Source.CommitLSN > b.ch.Source.CommitLSN
 	}
@@ -89,7 +89,7 @@ func decodeChange(data []byte) (change, error) {
 		ch.Source.CommitLSN = lsn
 	}
 	switch ch.Op {
-	case replication.OpInsert, replication.OpUpdate, replication.OpSnapshot:
+	case event.OpInsert, event.OpUpdate, event.OpSnapshot:
 		if ch.After == nil {
 			return ch, fmt.Errorf("%w: %s without an after image", ErrPoison, ch.Op)
 		}
@@ -97,11 +97,11 @@ func decodeChange(data []byte) (change, error) {
 			return ch, fmt.Errorf("%w: %s without a name", ErrPoison, ch.Op)
 		}
 		fallthrough
-	case replication.OpDelete:
+	case event.OpDelete:
 		if ch.Key.SupplierID <= 0 || ch.Key.SupplierID > math.MaxInt32 || ch.Key.ID <= 0 {
 			return ch, fmt.Errorf("%w: missing or invalid key {supplier_id: %d, id: %d}", ErrPoison, ch.Key.SupplierID, ch.Key.ID)
 		}
-	case replication.OpTruncate:
+	case event.OpTruncate:
 	default:
 		return ch, fmt.Errorf("%w: unknown op %q", ErrPoison, ch.Op)
 	}
@@ -128,7 +128,7 @@ func stringCol(raw json.RawMessage, name string) (string, bool, error) {
 
 // pending is the newest event of one product in a batch, on its way to a write.
 type pending struct {
-	ev   *event
+	ev   *received
 	text string
 	sku  *string
 	name *string
@@ -143,8 +143,8 @@ type pending struct {
 func (e *Encoder) process(ctx context.Context, msgs []jetstream.Msg) error {
 	t0 := time.Now()
 	var (
-		latest    = make(map[replication.Key]*event, len(msgs))
-		truncates []*event
+		latest    = make(map[event.Key]*received, len(msgs))
+		truncates []*received
 		settled   []jetstream.Msg // acked after the commit
 		coalesced int
 	)
@@ -159,16 +159,16 @@ func (e *Encoder) process(ctx context.Context, msgs []jetstream.Msg) error {
 			}
 			return err
 		}
-		ev := &event{msg: m, ch: ch}
-		if ch.Op == replication.OpTruncate {
+		ev := &received{msg: m, ch: ch}
+		if ch.Op == event.OpTruncate {
 			truncates = append(truncates, ev)
 			continue
 		}
-		evs := []*event{ev}
-		if b := ch.Before; ch.Op == replication.OpUpdate && b != nil && b.SupplierID != nil && b.ID != nil {
+		evs := []*received{ev}
+		if b := ch.Before; ch.Op == event.OpUpdate && b != nil && b.SupplierID != nil && b.ID != nil {
 			// An update that moved the product to another key: the old key is gone.
-			if old := (replication.Key{SupplierID: *b.SupplierID, ID: *b.ID}); old != ch.Key && old.SupplierID > 0 && old.SupplierID <= math.MaxInt32 && old.ID > 0 {
-				evs = append(evs, &event{msg: m, ch: change{Op: replication.OpDelete, Key: old, Source: ch.Source}})
+			if old := (event.Key{SupplierID: *b.SupplierID, ID: *b.ID}); old != ch.Key && old.SupplierID > 0 && old.SupplierID <= math.MaxInt32 && old.ID > 0 {
+				evs = append(evs, &received{msg: m, ch: change{Op: event.OpDelete, Key: old, Source: ch.Source}})
 			}
 		}
 		for _, ev := range evs {
@@ -188,13 +188,13 @@ func (e *Encoder) process(ctx context.Context, msgs []jetstream.Msg) error {
 	// Build each live product's text; unchanged TOAST columns come from the table.
 	var (
 		items    = make([]*pending, 0, len(latest))
-		needRows []replication.Key
+		needRows []event.Key
 		deletes  int
 	)
 	for _, ev := range latest {
 		p := &pending{ev: ev}
 		items = append(items, p)
-		if ev.ch.Op == replication.OpDelete {
+		if ev.ch.Op == event.OpDelete {
 			deletes++
 			continue
 		}
@@ -202,17 +202,17 @@ func (e *Encoder) process(ctx context.Context, msgs []jetstream.Msg) error {
 			needRows = append(needRows, ev.ch.Key)
 		}
 	}
-	var current map[replication.Key]productText
+	var current map[event.Key]productText
 	if len(needRows) > 0 {
 		var err error
 		if current, err = e.store.currentRows(ctx, needRows); err != nil {
 			return err
 		}
 	}
-	var liveKeys []replication.Key
+	var liveKeys []event.Key
 	for _, p := range items {
 		ch := &p.ev.ch
-		if ch.Op == replication.OpDelete {
+		if ch.Op == event.OpDelete {
 			continue
 		}
 		var pt productText
@@ -243,7 +243,7 @@ func (e *Encoder) process(ctx context.Context, msgs []jetstream.Msg) error {
 
 	tText := time.Since(t0)
 	// Embed only what changed.
-	var stored map[replication.Key]storedHash
+	var stored map[event.Key]storedHash
 	if len(liveKeys) > 0 {
 		var err error
 		if stored, err = e.store.hashes(ctx, e.model, liveKeys); err != nil {
@@ -252,7 +252,7 @@ func (e *Encoder) process(ctx context.Context, msgs []jetstream.Msg) error {
 	}
 	var toEmbed, unchanged []*pending
 	for _, p := range items {
-		if p.ev.ch.Op == replication.OpDelete || p.gone || p.dead {
+		if p.ev.ch.Op == event.OpDelete || p.gone || p.dead {
 			continue
 		}
 		if s, ok := stored[p.ev.ch.Key]; ok && !s.deleted && string(s.hash) == string(p.hash) {
@@ -309,7 +309,7 @@ func (e *Encoder) process(ctx context.Context, msgs []jetstream.Msg) error {
 			return err
 		}
 	}
-	slices.SortFunc(truncates, func(a, b *event) int {
+	slices.SortFunc(truncates, func(a, b *received) int {
 		if a.newer(b) {
 			return 1
 		}
@@ -373,7 +373,7 @@ func (p *pending) write() write {
 	ch := &p.ev.ch
 	return write{
 		key: ch.Key, sku: p.sku, name: p.name, vec: p.vec, hash: p.hash,
-		lsn: ch.Source.CommitLSN, seq: ch.Source.Seq, deleted: ch.Op == replication.OpDelete,
+		lsn: ch.Source.CommitLSN, seq: ch.Source.Seq, deleted: ch.Op == event.OpDelete,
 	}
 }
 

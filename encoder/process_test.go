@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/encoder"
+	"github.com/tidemark/tidemark/event"
 	"github.com/tidemark/tidemark/internal/testenv"
-	"github.com/tidemark/tidemark/replication"
 )
 
 // proc is a running tidemark subprocess.
@@ -69,7 +69,7 @@ func TestKill9OneOfTwoProcesses(t *testing.T) {
 	a := e.encodeProcess(t, "encoder A")
 	b := e.encodeProcess(t, "encoder B", "--http-addr", "127.0.0.1:0")
 
-	var keys []replication.Key
+	var keys []event.Key
 	for i := range 600 {
 		p := e.insert(int64(1+i%2), fmt.Sprintf("S-%d", i), fmt.Sprintf("Item %d", i), fmt.Sprintf("Thing number %d", i))
 		keys = append(keys, p.key)

@@ -13,7 +13,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/tidemark/tidemark/replication"
+	"github.com/tidemark/tidemark/event"
 )
 
 // ErrNotMigrated is returned when product_embeddings does not exist: run `tidemark migrate`.
@@ -53,7 +53,7 @@ type storedHash struct {
 }
 
 // hashes returns the stored content hashes of keys for model.
-func (s *Store) hashes(ctx context.Context, model string, keys []replication.Key) (map[replication.Key]storedHash, error) {
+func (s *Store) hashes(ctx context.Context, model string, keys []event.Key) (map[event.Key]storedHash, error) {
 	sup, ids := splitKeys(keys)
 	rows, err := s.pool.Query(ctx, `SELECT e.supplier_id, e.product_id, e.content_hash, e.deleted
 		FROM product_embeddings e
@@ -62,8 +62,8 @@ func (s *Store) hashes(ctx context.Context, model string, keys []replication.Key
 	if err != nil {
 		return nil, fmt.Errorf("read content hashes: %w", err)
 	}
-	out := make(map[replication.Key]storedHash, len(keys))
-	var k replication.Key
+	out := make(map[event.Key]storedHash, len(keys))
+	var k event.Key
 	var sh storedHash
 	_, err = pgx.ForEachRow(rows, []any{&k.SupplierID, &k.ID, &sh.hash, &sh.deleted}, func() error {
 		out[k] = storedHash{hash: slices.Clone(sh.hash), deleted: sh.deleted}
@@ -83,7 +83,7 @@ type productText struct {
 
 // currentRows reads the text columns of keys from products: for updates whose description or
 // attributes came as unchanged TOAST. Keys whose row is gone are absent from the result.
-func (s *Store) currentRows(ctx context.Context, keys []replication.Key) (map[replication.Key]productText, error) {
+func (s *Store) currentRows(ctx context.Context, keys []event.Key) (map[event.Key]productText, error) {
 	sup, ids := splitKeys(keys)
 	rows, err := s.pool.Query(ctx, `SELECT p.supplier_id, p.id, p.name, coalesce(p.description, ''), p.attributes::text
 		FROM products p
@@ -91,8 +91,8 @@ func (s *Store) currentRows(ctx context.Context, keys []replication.Key) (map[re
 	if err != nil {
 		return nil, fmt.Errorf("read current products: %w", err)
 	}
-	out := make(map[replication.Key]productText, len(keys))
-	var k replication.Key
+	out := make(map[event.Key]productText, len(keys))
+	var k event.Key
 	var pt productText
 	var attrs string
 	_, err = pgx.ForEachRow(rows, []any{&k.SupplierID, &k.ID, &pt.name, &pt.description, &attrs}, func() error {
@@ -105,7 +105,7 @@ func (s *Store) currentRows(ctx context.Context, keys []replication.Key) (map[re
 	return out, nil
 }
 
-func splitKeys(keys []replication.Key) ([]int32, []int64) {
+func splitKeys(keys []event.Key) ([]int32, []int64) {
 	sup := make([]int32, len(keys))
 	ids := make([]int64, len(keys))
 	for i, k := range keys {
@@ -116,7 +116,7 @@ func splitKeys(keys []replication.Key) ([]int32, []int64) {
 
 // write is one row of a batch write.
 type write struct {
-	key     replication.Key
+	key     event.Key
 	sku     *string // nil keeps the stored one (deletes carry no sku)
 	name    *string
 	vec     []float32 // nil with !deleted: the text did not change, keep the stored vector
@@ -161,7 +161,7 @@ RETURNING supplier_id, product_id`
 
 // upsert writes ws in tx (COPY to the staging table, then one INSERT … ON CONFLICT) and
 // returns the keys whose write applied.
-func (s *Store) upsert(ctx context.Context, tx pgx.Tx, model string, ws []write, again bool) (map[replication.Key]bool, error) {
+func (s *Store) upsert(ctx context.Context, tx pgx.Tx, model string, ws []write, again bool) (map[event.Key]bool, error) {
 	if len(ws) == 0 {
 		return nil, nil
 	}
@@ -201,8 +201,8 @@ func (s *Store) upsert(ctx context.Context, tx pgx.Tx, model string, ws []write,
 	if err != nil {
 		return nil, fmt.Errorf("write vectors: %w", err)
 	}
-	applied := make(map[replication.Key]bool, len(ws))
-	var k replication.Key
+	applied := make(map[event.Key]bool, len(ws))
+	var k event.Key
 	if _, err := pgx.ForEachRow(rows, []any{&k.SupplierID, &k.ID}, func() error {
 		applied[k] = true
 		return nil

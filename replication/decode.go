@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/tidemark/tidemark/event"
 )
 
 // ErrProtocol wraps every pgoutput message tidemark cannot make sense of.
@@ -82,10 +83,10 @@ type decoder struct {
 	// marks are the open snapshot windows (see watermark.go).
 	marks watermarks
 
-	change Change
+	change event.Change
 	arena  []byte
-	after  Row
-	before Row
+	after  event.Row
+	before event.Row
 	toast  []string
 }
 
@@ -114,7 +115,7 @@ type decoded struct {
 }
 
 // decode reads one pgoutput message at WAL position lsn, calling emit for every row change.
-func (d *decoder) decode(lsn pglogrepl.LSN, data []byte, emit func(*Change) error) (decoded, error) {
+func (d *decoder) decode(lsn pglogrepl.LSN, data []byte, emit func(*event.Change) error) (decoded, error) {
 	if len(data) == 0 {
 		return decoded{}, fmt.Errorf("%w: empty message", ErrProtocol)
 	}
@@ -200,7 +201,7 @@ func (d *decoder) decode(lsn pglogrepl.LSN, data []byte, emit func(*Change) erro
 			if !ok {
 				return decoded{}, fmt.Errorf("%w: truncate of unknown relation %d", ErrProtocol, id)
 			}
-			c := d.reset(OpTruncate, rel, lsn)
+			c := d.reset(event.OpTruncate, rel, lsn)
 			d.marks.observe(c.Op, c.Key)
 			if err := emit(c); err != nil {
 				return decoded{}, err
@@ -224,20 +225,20 @@ func safeDecode(decode func([]byte) error, src []byte) (err error) {
 	return decode(src)
 }
 
-func (d *decoder) reset(op Op, rel *relation, lsn pglogrepl.LSN) *Change {
+func (d *decoder) reset(op event.Op, rel *relation, lsn pglogrepl.LSN) *event.Change {
 	c := &d.change
 	d.arena = d.arena[:0]
 	d.after, d.before, d.toast = d.after[:0], d.before[:0], d.toast[:0]
-	*c = Change{
+	*c = event.Change{
 		Op: op, Schema: rel.schema, Table: rel.table,
-		Source: Source{Slot: d.slot, LSN: lsn, CommitLSN: d.commitLSN, XID: d.xid, CommitTS: d.commitTS, Seq: d.seq},
+		Source: event.Source{Slot: d.slot, LSN: event.LSN(lsn), CommitLSN: event.LSN(d.commitLSN), XID: d.xid, CommitTS: d.commitTS, Seq: d.seq},
 		TsMs:   d.now().UnixMilli(),
 	}
 	d.seq++
 	return c
 }
 
-func (d *decoder) rowChange(typ byte, lsn pglogrepl.LSN, src []byte, emit func(*Change) error) error {
+func (d *decoder) rowChange(typ byte, lsn pglogrepl.LSN, src []byte, emit func(*event.Change) error) error {
 	if len(src) < 5 {
 		return fmt.Errorf("%w: %c message too short", ErrProtocol, typ)
 	}
@@ -247,10 +248,10 @@ func (d *decoder) rowChange(typ byte, lsn pglogrepl.LSN, src []byte, emit func(*
 		return fmt.Errorf("%w: change to unknown relation %d", ErrProtocol, relID)
 	}
 	src = src[4:]
-	var c *Change
+	var c *event.Change
 	switch typ {
 	case 'I':
-		c = d.reset(OpInsert, rel, lsn)
+		c = d.reset(event.OpInsert, rel, lsn)
 		if src[0] != 'N' {
 			return fmt.Errorf("%w: insert without a new tuple", ErrProtocol)
 		}
@@ -259,7 +260,7 @@ func (d *decoder) rowChange(typ byte, lsn pglogrepl.LSN, src []byte, emit func(*
 		}
 		c.After = d.after
 	case 'U':
-		c = d.reset(OpUpdate, rel, lsn)
+		c = d.reset(event.OpUpdate, rel, lsn)
 		if src[0] == 'K' || src[0] == 'O' {
 			n, err := d.tuple(rel, src[1:], &d.before, false)
 			if err != nil {
@@ -276,7 +277,7 @@ func (d *decoder) rowChange(typ byte, lsn pglogrepl.LSN, src []byte, emit func(*
 		}
 		c.After = d.after
 	case 'D':
-		c = d.reset(OpDelete, rel, lsn)
+		c = d.reset(event.OpDelete, rel, lsn)
 		if src[0] != 'K' && src[0] != 'O' {
 			return fmt.Errorf("%w: delete without an old key", ErrProtocol)
 		}
@@ -297,14 +298,14 @@ func (d *decoder) rowChange(typ byte, lsn pglogrepl.LSN, src []byte, emit func(*
 	d.marks.observe(c.Op, c.Key)
 	if typ == 'U' && len(c.Before) > 0 {
 		// An update that moved the key changes the old key too.
-		d.marks.observe(OpDelete, keyOf(c.Before))
+		d.marks.observe(event.OpDelete, keyOf(c.Before))
 	}
 	return emit(c)
 }
 
 // snapshotChunk publishes the rows of a snapshot chunk whose keys did not change since the
 // chunk's low watermark, rendering values exactly as pgoutput's. It returns how many it emitted.
-func (d *decoder) snapshotChunk(lsn pglogrepl.LSN, content []byte, emit func(*Change) error) (int, error) {
+func (d *decoder) snapshotChunk(lsn pglogrepl.LSN, content []byte, emit func(*event.Change) error) (int, error) {
 	chunk, keep, err := d.marks.chunk(content, lsn)
 	if err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrProtocol, err)
@@ -318,18 +319,18 @@ func (d *decoder) snapshotChunk(lsn pglogrepl.LSN, content []byte, emit func(*Ch
 		if len(values) != len(rel.cols) {
 			return n, fmt.Errorf("%w: snapshot %s chunk %d: row of %d values for %d columns", ErrProtocol, chunk.ID, chunk.Chunk, len(values), len(rel.cols))
 		}
-		c := d.reset(OpSnapshot, rel, lsn)
+		c := d.reset(event.OpSnapshot, rel, lsn)
 		for i, v := range values {
 			col := &rel.cols[i]
 			if v == nil {
-				d.after = append(d.after, Column{Name: col.name, Value: jsonNull})
+				d.after = append(d.after, event.Column{Name: col.name, Value: jsonNull})
 				continue
 			}
 			start := len(d.arena)
 			if d.arena, err = d.appendValue(d.arena, col, []byte(*v)); err != nil {
 				return n, fmt.Errorf("snapshot column %s: %w", col.name, err)
 			}
-			d.after = append(d.after, Column{Name: col.name, Value: d.arena[start:len(d.arena):len(d.arena)]})
+			d.after = append(d.after, event.Column{Name: col.name, Value: d.arena[start:len(d.arena):len(d.arena)]})
 		}
 		c.After = d.after
 		c.Key = keyOf(c.After)
@@ -347,8 +348,8 @@ func (d *decoder) snapshotChunk(lsn pglogrepl.LSN, content []byte, emit func(*Ch
 }
 
 // keyOf reads (supplier_id, id) from a decoded row image.
-func keyOf(row Row) Key {
-	var k Key
+func keyOf(row event.Row) event.Key {
+	var k event.Key
 	for _, col := range row {
 		switch col.Name {
 		case "supplier_id":
@@ -383,7 +384,7 @@ func parseInt(b []byte) (int64, bool) {
 
 // tuple decodes TupleData into *row. For an old tuple ('K') Postgres sends every column with
 // the non-key ones as null: only the key columns are kept. It returns the bytes consumed.
-func (d *decoder) tuple(rel *relation, src []byte, row *Row, isNew bool) (int, error) {
+func (d *decoder) tuple(rel *relation, src []byte, row *event.Row, isNew bool) (int, error) {
 	if len(src) < 2 {
 		return 0, fmt.Errorf("%w: tuple too short", ErrProtocol)
 	}
@@ -402,7 +403,7 @@ func (d *decoder) tuple(rel *relation, src []byte, row *Row, isNew bool) (int, e
 		switch t {
 		case 'n':
 			if isNew || col.key {
-				*row = append(*row, Column{Name: col.name, Value: jsonNull})
+				*row = append(*row, event.Column{Name: col.name, Value: jsonNull})
 			}
 		case 'u':
 			if isNew {
@@ -424,7 +425,7 @@ func (d *decoder) tuple(rel *relation, src []byte, row *Row, isNew bool) (int, e
 				return 0, fmt.Errorf("column %s: %w", col.name, err)
 			}
 			p += l
-			*row = append(*row, Column{Name: col.name, Value: d.arena[start:len(d.arena):len(d.arena)]})
+			*row = append(*row, event.Column{Name: col.name, Value: d.arena[start:len(d.arena):len(d.arena)]})
 		default:
 			return 0, fmt.Errorf("%w: column %s has tuple data type %q (binary mode is not used)", ErrProtocol, col.name, t)
 		}
@@ -441,15 +442,15 @@ func (d *decoder) appendValue(dst []byte, col *relColumn, v []byte) ([]byte, err
 		if validNumber(v, false) {
 			return append(dst, v...), nil
 		}
-		return appendString(dst, v), nil
+		return event.AppendString(dst, v), nil
 	case kindFloat:
 		if validNumber(v, true) {
 			return append(dst, v...), nil
 		}
 		// NaN, Infinity and -Infinity have no JSON number form.
-		return appendString(dst, v), nil
+		return event.AppendString(dst, v), nil
 	case kindNumeric:
-		return appendString(dst, v), nil
+		return event.AppendString(dst, v), nil
 	case kindBool:
 		if len(v) == 1 && v[0] == 't' {
 			return append(dst, "true"...), nil
@@ -461,13 +462,13 @@ func (d *decoder) appendValue(dst []byte, col *relColumn, v []byte) ([]byte, err
 		if json.Valid(v) {
 			return append(dst, v...), nil
 		}
-		return appendString(dst, v), nil
+		return event.AppendString(dst, v), nil
 	case kindTimestamptz:
 		return appendTimestamptz(dst, v), nil
 	case kindOther:
 		return d.appendOther(dst, col.oid, v), nil
 	}
-	return appendString(dst, v), nil
+	return event.AppendString(dst, v), nil
 }
 
 // validNumber reports whether v is a JSON number: PostgreSQL's integer output always is,
@@ -504,7 +505,7 @@ func appendTimestamptz(dst, v []byte) []byte {
 		b = append(b, 'T')
 		b = append(b, v[11:n-3]...)
 		b = append(b, 'Z')
-		return appendString(dst, b)
+		return event.AppendString(dst, b)
 	}
 	for _, layout := range []string{"2006-01-02 15:04:05.999999999-07", "2006-01-02 15:04:05.999999999-07:00", "2006-01-02 15:04:05.999999999-07:00:00"} {
 		if t, err := time.Parse(layout, string(v)); err == nil {
@@ -514,7 +515,7 @@ func appendTimestamptz(dst, v []byte) []byte {
 		}
 	}
 	// infinity, -infinity and BC dates have no RFC 3339 form: keep PostgreSQL's text.
-	return appendString(dst, v)
+	return event.AppendString(dst, v)
 }
 
 // appendOther decodes a value of a type without a fast path through pgtype and writes it
@@ -528,36 +529,5 @@ func (d *decoder) appendOther(dst []byte, oid uint32, v []byte) []byte {
 			}
 		}
 	}
-	return appendString(dst, v)
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString appends v as a JSON string. PostgreSQL sends valid UTF-8 in a UTF8 database,
-// so only quotes, backslashes and control characters need escaping.
-func appendString[T ~string | ~[]byte](dst []byte, v T) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if c >= 0x20 && c != '"' && c != '\\' {
-			continue
-		}
-		dst = append(dst, v[start:i]...)
-		switch c {
-		case '"', '\\':
-			dst = append(dst, '\\', c)
-		case '\n':
-			dst = append(dst, '\\', 'n')
-		case '\r':
-			dst = append(dst, '\\', 'r')
-		case '\t':
-			dst = append(dst, '\\', 't')
-		default:
-			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-		}
-		start = i + 1
-	}
-	dst = append(dst, v[start:]...)
-	return append(dst, '"')
+	return event.AppendString(dst, v)
 }

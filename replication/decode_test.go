@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/tidemark/tidemark/event"
 )
 
 // Hand-built pgoutput messages, as PostgreSQL sends them for products.
@@ -91,18 +91,18 @@ func newTestDecoder(t testing.TB) *decoder {
 func TestDecodeInsert(t *testing.T) {
 	d := newTestDecoder(t)
 	var got []byte
-	res, err := d.decode(0x16B374D000, insertMsg(), func(c *Change) error {
+	res, err := d.decode(0x16B374D000, insertMsg(), func(c *event.Change) error {
 		got = c.AppendJSON(nil)
 		return nil
 	})
 	if err != nil || res.kind != msgChange {
 		t.Fatalf("decode: %v %v", res, err)
 	}
-	var c Change
+	var c event.Change
 	if err := json.Unmarshal(got, &c); err != nil {
 		t.Fatalf("%v\n%s", err, got)
 	}
-	if c.Key != (Key{SupplierID: 42, ID: 123456}) || c.Source.CommitLSN.String() != "16/B374D848" || c.Source.XID != 777 {
+	if c.Key != (event.Key{SupplierID: 42, ID: 123456}) || c.Source.CommitLSN.String() != "16/B374D848" || c.Source.XID != 777 {
 		t.Errorf("decoded %+v", c)
 	}
 	if v, _ := c.After.Get("updated_at"); string(v) != `"2024-05-01T12:00:00.123456Z"` {
@@ -133,7 +133,7 @@ func TestDecodeBadInput(t *testing.T) {
 	for name, msg := range cases {
 		t.Run(name, func(t *testing.T) {
 			d := newTestDecoder(t)
-			_, err := d.decode(1, msg, func(*Change) error { return nil })
+			_, err := d.decode(1, msg, func(*event.Change) error { return nil })
 			if !errors.Is(err, ErrProtocol) {
 				t.Errorf("err = %v, want ErrProtocol", err)
 			}
@@ -147,21 +147,13 @@ func FuzzDecode(f *testing.F) {
 	f.Add(beginMsg())
 	f.Fuzz(func(t *testing.T, msg []byte) {
 		d := newTestDecoder(t)
-		_, _ = d.decode(1, msg, func(c *Change) error {
+		_, _ = d.decode(1, msg, func(c *event.Change) error {
 			if b := c.AppendJSON(nil); !json.Valid(b) {
 				t.Fatalf("invalid JSON %s", b)
 			}
 			return nil
 		})
 	})
-}
-
-func TestAppendLSN(t *testing.T) {
-	for _, lsn := range []pglogrepl.LSN{0, 1, 0x16B374D848, 0xFFFFFFFFFFFFFFFF, 0x100000000} {
-		if got := string(AppendLSN(nil, uint64(lsn))); got != lsn.String() {
-			t.Errorf("AppendLSN(%d) = %s, want %s", lsn, got, lsn.String())
-		}
-	}
 }
 
 func TestAppendTimestamptz(t *testing.T) {
@@ -182,7 +174,7 @@ func TestAppendTimestamptz(t *testing.T) {
 func BenchmarkDecodeInsert(b *testing.B) {
 	d := newTestDecoder(b)
 	msg := insertMsg()
-	emit := func(*Change) error { return nil }
+	emit := func(*event.Change) error { return nil }
 	b.SetBytes(int64(len(msg)))
 	b.ReportAllocs()
 	for b.Loop() {
@@ -196,7 +188,7 @@ func BenchmarkDecodeInsertToJSON(b *testing.B) {
 	d := newTestDecoder(b)
 	msg := insertMsg()
 	var buf []byte
-	emit := func(c *Change) error { buf = c.AppendJSON(buf[:0]); return nil }
+	emit := func(c *event.Change) error { buf = c.AppendJSON(buf[:0]); return nil }
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := d.decode(1, msg, emit); err != nil {
@@ -207,8 +199,8 @@ func BenchmarkDecodeInsertToJSON(b *testing.B) {
 
 func BenchmarkEventJSON(b *testing.B) {
 	d := newTestDecoder(b)
-	var c Change
-	if _, err := d.decode(1, insertMsg(), func(ch *Change) error { c = *ch; return nil }); err != nil {
+	var c event.Change
+	if _, err := d.decode(1, insertMsg(), func(ch *event.Change) error { c = *ch; return nil }); err != nil {
 		b.Fatal(err)
 	}
 	b.Run("AppendJSON", func(b *testing.B) {

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/tidemark/tidemark/event"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -25,7 +26,7 @@ import (
 // Flush (after which publishing starts afresh). Once an acknowledgement has failed, Publish
 // may return that error until the next Flush.
 type Publisher interface {
-	Publish(ctx context.Context, c *Change) error
+	Publish(ctx context.Context, c *event.Change) error
 	Flush(ctx context.Context) error
 }
 
@@ -271,11 +272,11 @@ func (r *Replicator) session(ctx context.Context) (streamed bool, err error) {
 
 	dec := newDecoder(r.cfg.Slot)
 	s := &session{conn: conn, enqueued: startLSN, saved: startLSN, marks: &dec.marks}
-	counters := map[Op]prometheus.Counter{}
-	for _, op := range []Op{OpInsert, OpUpdate, OpDelete, OpTruncate, OpSnapshot} {
+	counters := map[event.Op]prometheus.Counter{}
+	for _, op := range []event.Op{event.OpInsert, event.OpUpdate, event.OpDelete, event.OpTruncate, event.OpSnapshot} {
 		counters[op] = r.changes.WithLabelValues(string(op))
 	}
-	emit := func(c *Change) error {
+	emit := func(c *event.Change) error {
 		if err := r.pub.Publish(ctx, c); err != nil {
 			return fmt.Errorf("publish: %w", err)
 		}

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tidemark/tidemark/event"
 	"github.com/tidemark/tidemark/internal/testenv"
-	"github.com/tidemark/tidemark/replication"
 	"github.com/tidemark/tidemark/snapshot"
 )
 
@@ -130,7 +130,7 @@ func TestSnapshotUnderConcurrentWrites(t *testing.T) {
 		t.Fatal(rows.Err())
 	}
 
-	last := map[int64]replication.Change{}
+	last := map[int64]event.Change{}
 	snapshotted := map[int64]bool{}
 	rec.mu.Lock()
 	for _, c := range rec.changes {
@@ -138,13 +138,13 @@ func TestSnapshotUnderConcurrentWrites(t *testing.T) {
 			continue
 		}
 		last[c.Key.ID] = c
-		if c.Op == replication.OpSnapshot {
+		if c.Op == event.OpSnapshot {
 			snapshotted[c.Key.ID] = true
 		}
 	}
 	rec.mu.Unlock()
 
-	str := func(c replication.Change, col string) string {
+	str := func(c event.Change, col string) string {
 		raw, _ := c.After.Get(col)
 		var s string
 		_ = json.Unmarshal(raw, &s)
@@ -156,7 +156,7 @@ func TestSnapshotUnderConcurrentWrites(t *testing.T) {
 			t.Errorf("product %d: no event at all", id)
 			continue
 		}
-		if c.Op == replication.OpDelete {
+		if c.Op == event.OpDelete {
 			t.Errorf("product %d exists but its last event is a delete", id)
 			continue
 		}
@@ -168,7 +168,7 @@ func TestSnapshotUnderConcurrentWrites(t *testing.T) {
 		}
 	}
 	for id, c := range last {
-		if _, exists := final[id]; !exists && c.Op != replication.OpDelete {
+		if _, exists := final[id]; !exists && c.Op != event.OpDelete {
 			t.Errorf("product %d is deleted but its last event is %s", id, c.Op)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/tidemark/tidemark/event"
 )
 
 // Incremental snapshots follow Netflix's DBLog: the snapshot process writes a low watermark to
@@ -52,7 +53,7 @@ type windowKey struct {
 type window struct {
 	low       pglogrepl.LSN
 	opened    time.Time
-	changed   map[Key]struct{}
+	changed   map[event.Key]struct{}
 	truncated bool
 }
 
@@ -87,18 +88,18 @@ func (w *watermarks) low(content []byte, lsn pglogrepl.LSN) error {
 	if w.open == nil {
 		w.open = map[windowKey]*window{}
 	}
-	w.open[windowKey{m.ID, m.Chunk}] = &window{low: lsn, opened: w.clock(), changed: map[Key]struct{}{}}
+	w.open[windowKey{m.ID, m.Chunk}] = &window{low: lsn, opened: w.clock(), changed: map[event.Key]struct{}{}}
 	return nil
 }
 
 // observe records a published change of key in every open window (a truncate spoils them
 // all). Cheap when none is open.
-func (w *watermarks) observe(op Op, key Key) {
+func (w *watermarks) observe(op event.Op, key event.Key) {
 	if len(w.open) == 0 {
 		return
 	}
 	for _, win := range w.open {
-		if op == OpTruncate {
+		if op == event.OpTruncate {
 			win.truncated = true
 			continue
 		}
@@ -110,7 +111,7 @@ func (w *watermarks) observe(op Op, key Key) {
 // change since the low watermark. A chunk without an open window (its low watermark was before
 // this session's start point, which holdLSN prevents, or a message written by hand) publishes
 // nothing: without the window we cannot tell which rows are stale.
-func (w *watermarks) chunk(content []byte, lsn pglogrepl.LSN) (*SnapshotChunk, func(Key) bool, error) {
+func (w *watermarks) chunk(content []byte, lsn pglogrepl.LSN) (*SnapshotChunk, func(event.Key) bool, error) {
 	var m SnapshotChunk
 	if err := json.Unmarshal(content, &m); err != nil {
 		return nil, nil, fmt.Errorf("decode snapshot chunk at %s: %w", lsn, err)
@@ -121,13 +122,13 @@ func (w *watermarks) chunk(content []byte, lsn pglogrepl.LSN) (*SnapshotChunk, f
 		if len(m.Rows) > 0 {
 			w.expired = append(w.expired, fmt.Sprintf("%s chunk %d", m.ID, m.Chunk))
 		}
-		return &m, func(Key) bool { return false }, nil
+		return &m, func(event.Key) bool { return false }, nil
 	}
 	delete(w.open, k)
 	if win.truncated {
-		return &m, func(Key) bool { return false }, nil
+		return &m, func(event.Key) bool { return false }, nil
 	}
-	return &m, func(key Key) bool {
+	return &m, func(key event.Key) bool {
 		_, changed := win.changed[key]
 		return !changed
 	}, nil

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/tidemark/tidemark/event"
 )
 
 func TestWatermarksDropKeysChangedInsideTheWindow(t *testing.T) {
@@ -17,7 +18,7 @@ func TestWatermarksDropKeysChangedInsideTheWindow(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	chunk := func(id string, n int) func(Key) bool {
+	chunk := func(id string, n int) func(event.Key) bool {
 		t.Helper()
 		b, _ := json.Marshal(SnapshotChunk{ID: id, Chunk: n})
 		_, keep, err := w.chunk(b, 0)
@@ -27,7 +28,7 @@ func TestWatermarksDropKeysChangedInsideTheWindow(t *testing.T) {
 		return keep
 	}
 
-	w.observe(OpUpdate, Key{1, 1}) // before any window: irrelevant
+	w.observe(event.OpUpdate, event.Key{SupplierID: 1, ID: 1}) // before any window: irrelevant
 	if _, held := w.holdLSN(); held {
 		t.Fatal("holdLSN with no window open")
 	}
@@ -36,11 +37,11 @@ func TestWatermarksDropKeysChangedInsideTheWindow(t *testing.T) {
 	if lsn, _ := w.holdLSN(); lsn != 100 {
 		t.Fatalf("holdLSN = %v, want the oldest low watermark 100", lsn)
 	}
-	w.observe(OpUpdate, Key{1, 2})
-	w.observe(OpDelete, Key{2, 5})
+	w.observe(event.OpUpdate, event.Key{SupplierID: 1, ID: 2})
+	w.observe(event.OpDelete, event.Key{SupplierID: 2, ID: 5})
 
 	keepA := chunk("a", 1)
-	for key, want := range map[Key]bool{{1, 1}: true, {1, 2}: false, {2, 5}: false, {1, 3}: true} {
+	for key, want := range map[event.Key]bool{{SupplierID: 1, ID: 1}: true, {SupplierID: 1, ID: 2}: false, {SupplierID: 2, ID: 5}: false, {SupplierID: 1, ID: 3}: true} {
 		if got := keepA(key); got != want {
 			t.Errorf("chunk a keep(%v) = %v, want %v", key, got, want)
 		}
@@ -48,16 +49,16 @@ func TestWatermarksDropKeysChangedInsideTheWindow(t *testing.T) {
 	if lsn, _ := w.holdLSN(); lsn != 150 {
 		t.Fatalf("holdLSN after closing a = %v, want 150", lsn)
 	}
-	w.observe(OpTruncate, Key{})
+	w.observe(event.OpTruncate, event.Key{})
 	keepB := chunk("b", 1)
-	if keepB(Key{9, 9}) {
+	if keepB(event.Key{SupplierID: 9, ID: 9}) {
 		t.Fatal("a truncate inside the window must drop the whole chunk")
 	}
 	if _, held := w.holdLSN(); held {
 		t.Fatal("holdLSN after every window closed")
 	}
 	// A chunk whose low watermark this session never saw publishes nothing.
-	if chunk("c", 1)(Key{1, 1}) {
+	if chunk("c", 1)(event.Key{SupplierID: 1, ID: 1}) {
 		t.Fatal("chunk without a window must publish nothing")
 	}
 	if err := w.low([]byte("{not json"), 1); err == nil {
@@ -89,7 +90,7 @@ func TestWatermarksExpire(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if keep(Key{1, 1}) || len(w.expired) != 1 {
-		t.Fatalf("late chunk: keep=%v expired=%v; want nothing published and the chunk reported", keep(Key{1, 1}), w.expired)
+	if keep(event.Key{SupplierID: 1, ID: 1}) || len(w.expired) != 1 {
+		t.Fatalf("late chunk: keep=%v expired=%v; want nothing published and the chunk reported", keep(event.Key{SupplierID: 1, ID: 1}), w.expired)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/tidemark/tidemark/event"
 	"github.com/tidemark/tidemark/replication"
 )
 
@@ -65,13 +66,13 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 }
 
 // Subject is the subject of change c: products.<supplier_id>.<op>, or products.all.truncate.
-func Subject(c *replication.Change) string {
+func Subject(c *event.Change) string {
 	return string(AppendSubject(nil, c))
 }
 
 // AppendSubject appends c's subject to dst.
-func AppendSubject(dst []byte, c *replication.Change) []byte {
-	if c.Op == replication.OpTruncate {
+func AppendSubject(dst []byte, c *event.Change) []byte {
+	if c.Op == event.OpTruncate {
 		return append(dst, TruncateSubject...)
 	}
 	dst = append(dst, SubjectPrefix+"."...)
@@ -82,11 +83,11 @@ func AppendSubject(dst []byte, c *replication.Change) []byte {
 
 // MsgID is c's Nats-Msg-Id, <commit_lsn>:<seq> (16/B374D848:42): the same every time the
 // change is replayed from the WAL, so JetStream drops the repeat inside its duplicate window.
-func MsgID(c *replication.Change) string { return string(AppendMsgID(nil, c)) }
+func MsgID(c *event.Change) string { return string(AppendMsgID(nil, c)) }
 
 // AppendMsgID appends c's message id to dst.
-func AppendMsgID(dst []byte, c *replication.Change) []byte {
-	dst = replication.AppendLSN(dst, uint64(c.Source.CommitLSN))
+func AppendMsgID(dst []byte, c *event.Change) []byte {
+	dst = c.Source.CommitLSN.AppendTo(dst)
 	dst = append(dst, ':')
 	return strconv.AppendInt(dst, int64(c.Source.Seq), 10)
 }
@@ -94,7 +95,7 @@ func AppendMsgID(dst []byte, c *replication.Change) []byte {
 // Options tunes a JetStream publisher.
 type Options struct {
 	// Format is the event layout; default native.
-	Format replication.Format
+	Format event.Format
 	// MaxInFlight bounds the messages published and not yet acknowledged; default 4096.
 	MaxInFlight int
 	// AckTimeout fails a publish not acknowledged in time; default 10s.
@@ -105,7 +106,7 @@ type Options struct {
 // replication.Publisher. Close stops it.
 type JetStream struct {
 	js     jetstream.JetStream
-	format replication.Format
+	format event.Format
 	log    *slog.Logger
 
 	slots   chan struct{} // one token per message queued or in flight
@@ -142,9 +143,9 @@ type pending struct {
 // NewJetStream starts a publisher on nc. The caller closes it, then nc.
 func NewJetStream(nc *nats.Conn, opts Options, log *slog.Logger, reg prometheus.Registerer) (*JetStream, error) {
 	if opts.Format == "" {
-		opts.Format = replication.FormatNative
+		opts.Format = event.FormatNative
 	}
-	if opts.Format != replication.FormatNative && opts.Format != replication.FormatDebezium {
+	if opts.Format != event.FormatNative && opts.Format != event.FormatDebezium {
 		return nil, fmt.Errorf("event format %q: want native or debezium", opts.Format)
 	}
 	if opts.MaxInFlight <= 0 {
@@ -255,7 +256,7 @@ func (s *JetStream) collect() {
 
 // Publish sends c asynchronously, waiting for room when MaxInFlight messages await their
 // ack. After a failed ack it returns that failure until Flush reports it.
-func (s *JetStream) Publish(ctx context.Context, c *replication.Change) error {
+func (s *JetStream) Publish(ctx context.Context, c *event.Change) error {
 	s.mu.Lock()
 	err := s.err
 	s.mu.Unlock()
@@ -271,7 +272,7 @@ func (s *JetStream) Publish(ctx context.Context, c *replication.Change) error {
 	// Sized from the last event, so that a typical one is encoded without growing its buffer
 	// (a copy per event).
 	var data []byte
-	if s.format == replication.FormatDebezium {
+	if s.format == event.FormatDebezium {
 		data = c.AppendDebezium(make([]byte, 0, s.sizeHint.Load()))
 	} else {
 		data = c.AppendJSON(make([]byte, 0, s.sizeHint.Load()))

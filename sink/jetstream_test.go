@@ -8,23 +8,22 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pglogrepl"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tidemark/tidemark/event"
 	"github.com/tidemark/tidemark/internal/testenv"
-	"github.com/tidemark/tidemark/replication"
 	"github.com/tidemark/tidemark/sink"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-func change(commit pglogrepl.LSN, seq int, supplier int64) *replication.Change {
-	return &replication.Change{
-		Op: replication.OpInsert, Schema: "public", Table: "products",
-		Key:   replication.Key{SupplierID: supplier, ID: int64(seq + 1)},
-		After: replication.Row{{Name: "id", Value: []byte(fmt.Sprint(seq + 1))}},
-		Source: replication.Source{Slot: "tidemark", LSN: commit - 100 + pglogrepl.LSN(seq), CommitLSN: commit,
+func change(commit event.LSN, seq int, supplier int64) *event.Change {
+	return &event.Change{
+		Op: event.OpInsert, Schema: "public", Table: "products",
+		Key:   event.Key{SupplierID: supplier, ID: int64(seq + 1)},
+		After: event.Row{{Name: "id", Value: []byte(fmt.Sprint(seq + 1))}},
+		Source: event.Source{Slot: "tidemark", LSN: commit - 100 + event.LSN(seq), CommitLSN: commit,
 			XID: 9, CommitTS: time.Now(), Seq: seq},
 	}
 }
@@ -57,7 +56,7 @@ func TestSubjectAndMsgID(t *testing.T) {
 	if got := sink.MsgID(c); got != "16/B374D848:42" {
 		t.Errorf("msg id %s", got)
 	}
-	c.Op = replication.OpTruncate
+	c.Op = event.OpTruncate
 	if got := sink.Subject(c); got != sink.TruncateSubject {
 		t.Errorf("truncate subject %s", got)
 	}
@@ -239,7 +238,7 @@ func BenchmarkPublish(b *testing.B) {
 	if _, err := sink.EnsureStream(ctx, pub.JetStream(), sink.StreamConfig{}); err != nil {
 		b.Fatal(err)
 	}
-	c := change(pglogrepl.LSN(1<<32), 0, 7)
+	c := change(event.LSN(1<<32), 0, 7)
 	b.ReportAllocs()
 	b.ResetTimer()
 	// CPU time as well as wall time: on a shared machine it varies less.

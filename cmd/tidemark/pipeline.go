@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tidemark/tidemark/encoder"
+	"github.com/tidemark/tidemark/event"
 	"github.com/tidemark/tidemark/replication"
 	"github.com/tidemark/tidemark/sink"
 )
@@ -76,7 +77,7 @@ func (c *ReplicateCmd) newReplicator(ctx context.Context, g *Globals, log *slog.
 		return nil, nil, nil, err
 	}
 	pub, err := sink.NewJetStream(nc, sink.Options{
-		Format: replication.Format(c.Format), MaxInFlight: c.MaxInFlight, AckTimeout: c.AckTimeout,
+		Format: event.Format(c.Format), MaxInFlight: c.MaxInFlight, AckTimeout: c.AckTimeout,
 	}, log, reg)
 	if err != nil {
 		nc.Close()

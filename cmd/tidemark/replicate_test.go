@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tidemark/tidemark/catalog"
+	"github.com/tidemark/tidemark/event"
 	"github.com/tidemark/tidemark/internal/sandbox"
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/replication"
@@ -176,7 +177,7 @@ func streamMsgs(ctx context.Context, js jetstream.JetStream) uint64 {
 
 // readStream returns every message id of the stream with how often it occurs, and the
 // decoded events.
-func readStream(t *testing.T, js jetstream.JetStream) (map[string]int, []replication.Change) {
+func readStream(t *testing.T, js jetstream.JetStream) (map[string]int, []event.Change) {
 	t.Helper()
 	ctx := testenv.Context(t, 2*time.Minute)
 	n := streamMsgs(ctx, js)
@@ -185,7 +186,7 @@ func readStream(t *testing.T, js jetstream.JetStream) (map[string]int, []replica
 		t.Fatal(err)
 	}
 	ids := map[string]int{}
-	var events []replication.Change
+	var events []event.Change
 	for uint64(len(events)) < n {
 		batch, err := cons.Fetch(5000, jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
@@ -195,7 +196,7 @@ func readStream(t *testing.T, js jetstream.JetStream) (map[string]int, []replica
 		for m := range batch.Messages() {
 			got++
 			ids[m.Headers().Get(jetstream.MsgIDHeader)]++
-			var c replication.Change
+			var c event.Change
 			if err := json.Unmarshal(m.Data(), &c); err != nil {
 				t.Fatalf("bad event %s: %v", m.Data(), err)
 			}
@@ -227,13 +228,13 @@ func (e *replEnv) slot(t *testing.T) replication.SlotInfo {
 }
 
 // checkExactlyOnce reads the stream and checks it holds want distinct changes, each once.
-func checkExactlyOnce(t *testing.T, js jetstream.JetStream, want int) []replication.Change {
+func checkExactlyOnce(t *testing.T, js jetstream.JetStream, want int) []event.Change {
 	t.Helper()
 	ids, events := readStream(t, js)
 	if len(ids) != want || len(events) != want {
 		t.Fatalf("stream holds %d messages with %d distinct ids, want %d each", len(events), len(ids), want)
 	}
-	keys := map[replication.Key]int{}
+	keys := map[event.Key]int{}
 	for _, c := range events {
 		keys[c.Key]++
 	}
@@ -496,11 +497,11 @@ func TestTail(t *testing.T) {
 		t.Errorf("tail exit: %v", err)
 	}
 	line, _, _ := strings.Cut(stdout.String(), "\n")
-	var c replication.Change
+	var c event.Change
 	if err := json.Unmarshal([]byte(line), &c); err != nil {
 		t.Fatalf("tail printed %q: %v", line, err)
 	}
-	if c.Op != replication.OpInsert || c.Key.SupplierID != 2 {
+	if c.Op != event.OpInsert || c.Key.SupplierID != 2 {
 		t.Errorf("tail printed %+v", c)
 	}
 }

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tidemark/tidemark/event"
 	"github.com/tidemark/tidemark/internal/testenv"
-	"github.com/tidemark/tidemark/replication"
 	"github.com/tidemark/tidemark/snapshot"
 )
 
@@ -53,9 +53,9 @@ func TestReplicateInitialSnapshot(t *testing.T) {
 	end := e.currentLSN(t)
 	testenv.WaitFor(t, "the slot to confirm the snapshot", 2*time.Minute, func() bool { return e.slot(t).ConfirmedLSN >= end })
 	events := checkExactlyOnce(t, js, rows)
-	seen := map[replication.Key]bool{}
+	seen := map[event.Key]bool{}
 	for _, c := range events {
-		if c.Op != replication.OpSnapshot {
+		if c.Op != event.OpSnapshot {
 			t.Fatalf("event %s for %v: want only snapshot events", c.Op, c.Key)
 		}
 		seen[c.Key] = true

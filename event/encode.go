@@ -1,4 +1,4 @@
-package replication
+package event
 
 import (
 	"strconv"
@@ -25,11 +25,11 @@ const DebeziumUnavailable = "__debezium_unavailable_value"
 // without HTML escaping) to dst. It is the publishing hot path, so it writes by hand.
 func (c *Change) AppendJSON(dst []byte) []byte {
 	dst = append(dst, `{"op":`...)
-	dst = appendString(dst, string(c.Op))
+	dst = AppendString(dst, string(c.Op))
 	dst = append(dst, `,"schema":`...)
-	dst = appendString(dst, c.Schema)
+	dst = AppendString(dst, c.Schema)
 	dst = append(dst, `,"table":`...)
-	dst = appendString(dst, c.Table)
+	dst = AppendString(dst, c.Table)
 	dst = append(dst, `,"key":{"supplier_id":`...)
 	dst = strconv.AppendInt(dst, c.Key.SupplierID, 10)
 	dst = append(dst, `,"id":`...)
@@ -49,16 +49,16 @@ func (c *Change) AppendJSON(dst []byte) []byte {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = appendString(dst, name)
+			dst = AppendString(dst, name)
 		}
 		dst = append(dst, ']')
 	}
 	dst = append(dst, `,"source":{"slot":`...)
-	dst = appendString(dst, c.Source.Slot)
+	dst = AppendString(dst, c.Source.Slot)
 	dst = append(dst, `,"lsn":"`...)
-	dst = appendLSN(dst, uint64(c.Source.LSN))
+	dst = c.Source.LSN.AppendTo(dst)
 	dst = append(dst, `","commit_lsn":"`...)
-	dst = appendLSN(dst, uint64(c.Source.CommitLSN))
+	dst = c.Source.CommitLSN.AppendTo(dst)
 	dst = append(dst, `","xid":`...)
 	dst = strconv.AppendUint(dst, uint64(c.Source.XID), 10)
 	dst = append(dst, `,"commit_ts":"`...)
@@ -77,7 +77,7 @@ func (r Row) appendJSON(dst []byte, extra []string) []byte {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendString(dst, c.Name)
+		dst = AppendString(dst, c.Name)
 		dst = append(dst, ':')
 		if len(c.Value) == 0 {
 			dst = append(dst, "null"...)
@@ -89,7 +89,7 @@ func (r Row) appendJSON(dst []byte, extra []string) []byte {
 		if i > 0 || len(r) > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendString(dst, name)
+		dst = AppendString(dst, name)
 		dst = append(dst, `:"`+DebeziumUnavailable+`"`...)
 	}
 	return append(dst, '}')
@@ -129,7 +129,7 @@ func (c *Change) AppendDebezium(dst []byte) []byte {
 		dst = append(dst, "null"...)
 	}
 	dst = append(dst, `,"source":{"version":"tidemark","connector":"postgresql","name":`...)
-	dst = appendString(dst, c.Source.Slot)
+	dst = AppendString(dst, c.Source.Slot)
 	dst = append(dst, `,"ts_ms":`...)
 	dst = strconv.AppendInt(dst, c.Source.CommitTS.UnixMilli(), 10)
 	dst = append(dst, `,"snapshot":`...)
@@ -139,15 +139,15 @@ func (c *Change) AppendDebezium(dst []byte) []byte {
 		dst = append(dst, `"false"`...)
 	}
 	dst = append(dst, `,"schema":`...)
-	dst = appendString(dst, c.Schema)
+	dst = AppendString(dst, c.Schema)
 	dst = append(dst, `,"table":`...)
-	dst = appendString(dst, c.Table)
+	dst = AppendString(dst, c.Table)
 	dst = append(dst, `,"txId":`...)
 	dst = strconv.AppendUint(dst, uint64(c.Source.XID), 10)
 	dst = append(dst, `,"lsn":`...)
 	dst = strconv.AppendUint(dst, uint64(c.Source.LSN), 10)
 	dst = append(dst, `,"commit_lsn":"`...)
-	dst = appendLSN(dst, uint64(c.Source.CommitLSN))
+	dst = c.Source.CommitLSN.AppendTo(dst)
 	dst = append(dst, `","seq":`...)
 	dst = strconv.AppendInt(dst, int64(c.Source.Seq), 10)
 	dst = append(dst, `},"op":"`...)
@@ -157,26 +157,34 @@ func (c *Change) AppendDebezium(dst []byte) []byte {
 	return append(dst, '}')
 }
 
-// AppendLSN appends lsn in PostgreSQL's text form (16/B374D848) without allocating.
-func AppendLSN(dst []byte, lsn uint64) []byte { return appendLSN(dst, lsn) }
+const hexDigits = "0123456789abcdef"
 
-func appendLSN(dst []byte, lsn uint64) []byte {
-	dst = appendHexUpper(dst, uint32(lsn>>32))
-	dst = append(dst, '/')
-	return appendHexUpper(dst, uint32(lsn))
-}
-
-func appendHexUpper(dst []byte, v uint32) []byte {
-	const digits = "0123456789ABCDEF"
-	var buf [8]byte
-	i := len(buf)
-	for {
-		i--
-		buf[i] = digits[v&0xf]
-		v >>= 4
-		if v == 0 {
-			break
+// AppendString appends v as a JSON string, as events write every string (without HTML
+// escaping). Only quotes, backslashes and control characters are escaped: PostgreSQL sends
+// valid UTF-8 in a UTF8 database.
+func AppendString[T ~string | ~[]byte](dst []byte, v T) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
 		}
+		dst = append(dst, v[start:i]...)
+		switch c {
+		case '"', '\\':
+			dst = append(dst, '\\', c)
+		case '\n':
+			dst = append(dst, '\\', 'n')
+		case '\r':
+			dst = append(dst, '\\', 'r')
+		case '\t':
+			dst = append(dst, '\\', 't')
+		default:
+			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+		}
+		start = i + 1
 	}
-	return append(dst, buf[i:]...)
+	dst = append(dst, v[start:]...)
+	return append(dst, '"')
 }

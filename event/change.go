@@ -1,16 +1,10 @@
-// Package replication tails PostgreSQL's write-ahead log through a logical replication slot
-// (pgoutput) and turns every row change of the published tables into a [Change], the event
-// tidemark publishes. It sets up the publication and slot, runs the receive loop, tracks the
-// written and flushed LSNs, and hands changes to a [Publisher]; it knows nothing of NATS.
-package replication
+package event
 
 import (
 	"bytes"
 	"encoding/json"
 	"fmt"
 	"time"
-
-	"github.com/jackc/pglogrepl"
 )
 
 // Op is the kind of row change.
@@ -33,12 +27,12 @@ type Key struct {
 
 // Source says where in the WAL a change comes from.
 type Source struct {
-	Slot      string        // the replication slot that decoded it
-	LSN       pglogrepl.LSN // the change's own LSN
-	CommitLSN pglogrepl.LSN // the commit LSN of its transaction
-	XID       uint32        // the transaction id
-	CommitTS  time.Time     // the commit timestamp
-	Seq       int           // 0-based position of the change in its transaction
+	Slot      string    // the replication slot that decoded it
+	LSN       LSN       // the change's own LSN
+	CommitLSN LSN       // the commit LSN of its transaction
+	XID       uint32    // the transaction id
+	CommitTS  time.Time // the commit timestamp
+	Seq       int       // 0-based position of the change in its transaction
 }
 
 type sourceJSON struct {
@@ -67,12 +61,12 @@ func (s *Source) UnmarshalJSON(b []byte) error {
 	*s = Source{Slot: j.Slot, XID: j.XID, CommitTS: j.CommitTS, Seq: j.Seq}
 	var err error
 	if j.LSN != "" {
-		if s.LSN, err = pglogrepl.ParseLSN(j.LSN); err != nil {
+		if s.LSN, err = ParseLSN(j.LSN); err != nil {
 			return fmt.Errorf("source.lsn: %w", err)
 		}
 	}
 	if j.CommitLSN != "" {
-		if s.CommitLSN, err = pglogrepl.ParseLSN(j.CommitLSN); err != nil {
+		if s.CommitLSN, err = ParseLSN(j.CommitLSN); err != nil {
 			return fmt.Errorf("source.commit_lsn: %w", err)
 		}
 	}
@@ -160,7 +154,7 @@ func (r *Row) UnmarshalJSON(b []byte) error {
 }
 
 // Change is one row change: the event tidemark publishes, one NATS message each. Its JSON
-// form is the wire contract documented in replication/event.schema.json.
+// form is the wire contract documented in event.schema.json.
 type Change struct {
 	Op     Op     `json:"op"`
 	Schema string `json:"schema"`
