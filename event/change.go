@@ -3,7 +3,7 @@ package event
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
+	"math"
 	"time"
 )
 
@@ -27,50 +27,12 @@ type Key struct {
 
 // Source says where in the WAL a change comes from.
 type Source struct {
-	Slot      string    // the replication slot that decoded it
-	LSN       LSN       // the change's own LSN
-	CommitLSN LSN       // the commit LSN of its transaction
-	XID       uint32    // the transaction id
-	CommitTS  time.Time // the commit timestamp
-	Seq       int       // 0-based position of the change in its transaction
-}
-
-type sourceJSON struct {
-	Slot      string    `json:"slot"`
-	LSN       string    `json:"lsn"`
-	CommitLSN string    `json:"commit_lsn"`
-	XID       uint32    `json:"xid"`
-	CommitTS  time.Time `json:"commit_ts"`
-	Seq       int       `json:"seq"`
-}
-
-// MarshalJSON writes LSNs in PostgreSQL's text form (16/B374D848).
-func (s Source) MarshalJSON() ([]byte, error) {
-	return json.Marshal(sourceJSON{
-		Slot: s.Slot, LSN: s.LSN.String(), CommitLSN: s.CommitLSN.String(),
-		XID: s.XID, CommitTS: s.CommitTS.UTC(), Seq: s.Seq,
-	})
-}
-
-// UnmarshalJSON reads what MarshalJSON writes.
-func (s *Source) UnmarshalJSON(b []byte) error {
-	var j sourceJSON
-	if err := json.Unmarshal(b, &j); err != nil {
-		return err
-	}
-	*s = Source{Slot: j.Slot, XID: j.XID, CommitTS: j.CommitTS, Seq: j.Seq}
-	var err error
-	if j.LSN != "" {
-		if s.LSN, err = ParseLSN(j.LSN); err != nil {
-			return fmt.Errorf("source.lsn: %w", err)
-		}
-	}
-	if j.CommitLSN != "" {
-		if s.CommitLSN, err = ParseLSN(j.CommitLSN); err != nil {
-			return fmt.Errorf("source.commit_lsn: %w", err)
-		}
-	}
-	return nil
+	Slot      string    // slot: the replication slot that decoded it
+	LSN       LSN       // lsn: the change's own LSN
+	CommitLSN LSN       // commit_lsn: the commit LSN of its transaction
+	XID       uint32    // xid: the transaction id
+	CommitTS  time.Time // commit_ts: the commit timestamp
+	Seq       int       // seq: 0-based position of the change in its transaction
 }
 
 // Column is one column of a row image: its name and its value as JSON (numeric as a string
@@ -94,83 +56,104 @@ func (r Row) Get(name string) (json.RawMessage, bool) {
 	return nil, false
 }
 
+// Key reads a product key from the image's supplier_id and id columns. ok is false unless both
+// are there as integers; k then holds what was found.
+func (r Row) Key() (k Key, ok bool) {
+	var hasSupplier, hasID bool
+	for _, c := range r {
+		switch c.Name {
+		case "supplier_id":
+			k.SupplierID, hasSupplier = parseInt(c.Value)
+		case "id":
+			k.ID, hasID = parseInt(c.Value)
+		}
+	}
+	return k, hasSupplier && hasID
+}
+
+// parseInt reads a JSON integer that fits an int64.
+func parseInt(b []byte) (int64, bool) {
+	neg := len(b) > 0 && b[0] == '-'
+	if neg {
+		b = b[1:]
+	}
+	if len(b) == 0 || len(b) > 1 && b[0] == '0' {
+		return 0, false
+	}
+	var n uint64
+	for _, c := range b {
+		if c < '0' || c > '9' || n > math.MaxInt64/10+1 {
+			return 0, false
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	switch {
+	case !neg && n <= math.MaxInt64:
+		return int64(n), true
+	case neg && n <= 1<<63:
+		return int64(-n), true
+	}
+	return 0, false
+}
+
 // MarshalJSON writes the row as an object, keys in column order.
 func (r Row) MarshalJSON() ([]byte, error) {
 	if r == nil {
 		return []byte("null"), nil
 	}
-	var b bytes.Buffer
-	b.Grow(64 * len(r))
-	b.WriteByte('{')
-	for i, c := range r {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		name, err := json.Marshal(c.Name)
-		if err != nil {
-			return nil, err
-		}
-		b.Write(name)
-		b.WriteByte(':')
-		if len(c.Value) == 0 {
-			b.WriteString("null")
-		} else {
-			b.Write(c.Value)
-		}
-	}
-	b.WriteByte('}')
-	return b.Bytes(), nil
+	return r.appendJSON(make([]byte, 0, 64*len(r)), nil), nil
 }
 
 // UnmarshalJSON reads an object into columns, keeping the key order.
 func (r *Row) UnmarshalJSON(b []byte) error {
-	if bytes.Equal(bytes.TrimSpace(b), []byte("null")) {
-		*r = nil
-		return nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	tok, err := dec.Token()
+	s := scanner{data: bytes.Clone(b)}
+	var d Decoder
+	row, err := d.row(&s, "row", 8)
 	if err != nil {
 		return err
 	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return fmt.Errorf("row: want a JSON object, got %v", tok)
-	}
-	row := Row{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return err
-		}
-		name, _ := tok.(string)
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return fmt.Errorf("row column %q: %w", name, err)
-		}
-		row = append(row, Column{Name: name, Value: v})
+	if s.peek() != 0 {
+		return s.errorf("row", "data after the row")
 	}
 	*r = row
 	return nil
 }
 
 // Change is one row change: the event tidemark publishes, one NATS message each. Its JSON
-// form is the wire contract documented in event.schema.json.
+// form (the field names below) is the wire contract documented in event.schema.json; the
+// JSON methods are [Change.AppendJSON] and [Decode], so encoding/json writes and reads the
+// same events as the publisher and the encoder.
 type Change struct {
-	Op     Op     `json:"op"`
-	Schema string `json:"schema"`
-	Table  string `json:"table"`
-	// Key is the product's key; for deletes it comes from the old key.
-	Key Key `json:"key"`
-	// After is the new row image on insert, update and snapshot. Columns sent as unchanged
-	// TOAST are left out and named in UnchangedToast.
-	After Row `json:"after,omitempty"`
-	// Before is the old key on delete (the whole old row with REPLICA IDENTITY FULL), and the
-	// old key on an update that changed it.
-	Before Row `json:"before,omitempty"`
-	// UnchangedToast lists the columns PostgreSQL did not send because an update left their
-	// TOASTed values untouched: read them from the table if you need them.
-	UnchangedToast []string `json:"unchanged_toast,omitempty"`
-	Source         Source   `json:"source"`
-	// TsMs is when tidemark decoded the change, in milliseconds since the Unix epoch.
-	TsMs int64 `json:"ts_ms"`
+	Op     Op     // op
+	Schema string // schema
+	Table  string // table: the partition root, never a partition
+	// Key (key) is the product's key; for deletes it comes from the old key. Truncates
+	// carry 0, 0.
+	Key Key
+	// After (after) is the new row image on insert, update and snapshot. Columns sent as
+	// unchanged TOAST are left out and named in UnchangedToast.
+	After Row
+	// Before (before) is the old key on delete (the whole old row with REPLICA IDENTITY
+	// FULL), and the old key on an update that changed it.
+	Before Row
+	// UnchangedToast (unchanged_toast) lists the columns PostgreSQL did not send because an
+	// update left their TOASTed values untouched: read them from the table if you need them.
+	UnchangedToast []string
+	Source         Source // source
+	// TsMs (ts_ms) is when tidemark decoded the change, in milliseconds since the Unix epoch.
+	TsMs int64
+}
+
+// MarshalJSON writes the native event, as [Change.AppendJSON] does.
+func (c Change) MarshalJSON() ([]byte, error) { return c.AppendJSON(nil), nil }
+
+// UnmarshalJSON reads an event of either envelope, as [Decode] does; the Change keeps a copy
+// of b.
+func (c *Change) UnmarshalJSON(b []byte) error {
+	ch, err := Decode(bytes.Clone(b))
+	if err != nil {
+		return err
+	}
+	*c = ch
+	return nil
 }

@@ -48,7 +48,7 @@ func validate(t *testing.T, s *jsonschema.Schema, name string, ev []byte) {
 
 // goldenFiles returns the golden events of one envelope: native (insert.json, …) or debezium
 // (debezium_insert.json, …). replication's TestEventGolden writes and checks them from a real slot.
-func goldenFiles(t *testing.T, debezium bool) map[string][]byte {
+func goldenFiles(t testing.TB, debezium bool) map[string][]byte {
 	t.Helper()
 	paths, err := filepath.Glob(filepath.Join("testdata", "golden", "*.json"))
 	if err != nil {

@@ -1,0 +1,347 @@
+package event
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+)
+
+// maxDepth bounds the nesting of a value, as encoding/json does, so deep input cannot exhaust
+// the stack.
+const maxDepth = 10000
+
+// scanner reads one JSON document in place: strings and values are slices of data, checked
+// against the JSON grammar as they are read.
+type scanner struct {
+	data []byte
+	pos  int
+}
+
+// errorf is an ErrMalformed error at the current position. what names the field.
+func (s *scanner) errorf(what, format string, args ...any) error {
+	return fmt.Errorf("%w: %s: %s (at byte %d)", ErrMalformed, what, fmt.Sprintf(format, args...), s.pos)
+}
+
+func (s *scanner) ws() {
+	for s.pos < len(s.data) {
+		switch s.data[s.pos] {
+		case ' ', '\t', '\n', '\r':
+			s.pos++
+		default:
+			return
+		}
+	}
+}
+
+// peek returns the next byte after white space, or 0 at the end.
+func (s *scanner) peek() byte {
+	s.ws()
+	if s.pos >= len(s.data) {
+		return 0
+	}
+	return s.data[s.pos]
+}
+
+// found describes what is at the current position, for an error message.
+func (s *scanner) found() string {
+	switch s.peek() {
+	case 0:
+		return "the end of the data"
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case '"':
+		return "a string"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		return "a number"
+	}
+	return fmt.Sprintf("%q", s.data[s.pos])
+}
+
+// null consumes a null if one is next.
+func (s *scanner) null() bool {
+	if s.peek() == 'n' && s.literal("null") {
+		return true
+	}
+	return false
+}
+
+func (s *scanner) literal(word string) bool {
+	if len(s.data)-s.pos >= len(word) && string(s.data[s.pos:s.pos+len(word)]) == word {
+		s.pos += len(word)
+		return true
+	}
+	return false
+}
+
+// object reads an object member by member: member is called with each name and must consume
+// the value.
+func (s *scanner) object(what string, member func(name []byte) error) error {
+	if s.peek() != '{' {
+		return s.errorf(what, "want an object, found %s", s.found())
+	}
+	s.pos++
+	if s.peek() == '}' {
+		s.pos++
+		return nil
+	}
+	for {
+		if s.peek() != '"' {
+			return s.errorf(what, "want a member name, found %s", s.found())
+		}
+		name, err := s.name(what)
+		if err != nil {
+			return err
+		}
+		if s.peek() != ':' {
+			return s.errorf(what, "want ':' after a member name, found %s", s.found())
+		}
+		s.pos++
+		s.ws()
+		if err := member(name); err != nil {
+			return err
+		}
+		switch s.peek() {
+		case ',':
+			s.pos++
+		case '}':
+			s.pos++
+			return nil
+		default:
+			return s.errorf(what, "want ',' or '}', found %s", s.found())
+		}
+	}
+}
+
+// name reads a member name; one with escapes is unescaped into a new slice.
+func (s *scanner) name(what string) ([]byte, error) {
+	raw, escaped, err := s.str(what)
+	if err != nil || !escaped {
+		return raw, err
+	}
+	var name string
+	if err := json.Unmarshal(s.data[s.pos-len(raw)-2:s.pos], &name); err != nil {
+		return nil, s.errorf(what, "member name: %v", err)
+	}
+	return []byte(name), nil
+}
+
+// str reads a string and returns its content between the quotes, still escaped when escaped.
+func (s *scanner) str(what string) (raw []byte, escaped bool, err error) {
+	if s.peek() != '"' {
+		return nil, false, s.errorf(what, "want a string, found %s", s.found())
+	}
+	start := s.pos + 1
+	for i := start; i < len(s.data); i++ {
+		switch c := s.data[i]; {
+		case c == '"':
+			s.pos = i + 1
+			return s.data[start:i], escaped, nil
+		case c == '\\':
+			escaped = true
+			i++
+			if i >= len(s.data) {
+				break
+			}
+			switch s.data[i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if i+4 >= len(s.data) || !isHex(s.data[i+1]) || !isHex(s.data[i+2]) || !isHex(s.data[i+3]) || !isHex(s.data[i+4]) {
+					s.pos = i
+					return nil, false, s.errorf(what, `invalid \u escape in a string`)
+				}
+				i += 4
+			default:
+				s.pos = i
+				return nil, false, s.errorf(what, "invalid escape \\%c in a string", s.data[i])
+			}
+		case c < 0x20:
+			s.pos = i
+			return nil, false, s.errorf(what, "control character %#x in a string", c)
+		}
+	}
+	s.pos = len(s.data)
+	return nil, false, s.errorf(what, "unterminated string")
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+// value reads any JSON value and returns it as it is in the data.
+func (s *scanner) value(what string) ([]byte, error) {
+	s.ws()
+	start := s.pos
+	if err := s.skip(what, 0); err != nil {
+		return nil, err
+	}
+	return s.data[start:s.pos:s.pos], nil
+}
+
+func (s *scanner) skip(what string, depth int) error {
+	if depth > maxDepth {
+		return s.errorf(what, "nested more than %d deep", maxDepth)
+	}
+	switch c := s.peek(); c {
+	case '{':
+		return s.object(what, func([]byte) error { return s.skip(what, depth+1) })
+	case '[':
+		s.pos++
+		if s.peek() == ']' {
+			s.pos++
+			return nil
+		}
+		for {
+			if err := s.skip(what, depth+1); err != nil {
+				return err
+			}
+			switch s.peek() {
+			case ',':
+				s.pos++
+			case ']':
+				s.pos++
+				return nil
+			default:
+				return s.errorf(what, "want ',' or ']' in an array, found %s", s.found())
+			}
+		}
+	case '"':
+		_, _, err := s.str(what)
+		return err
+	case 't':
+		if s.literal("true") {
+			return nil
+		}
+	case 'f':
+		if s.literal("false") {
+			return nil
+		}
+	case 'n':
+		if s.literal("null") {
+			return nil
+		}
+	default:
+		if c == '-' || c >= '0' && c <= '9' {
+			_, err := s.number(what)
+			return err
+		}
+	}
+	return s.errorf(what, "want a JSON value, found %s", s.found())
+}
+
+// number reads a number as the JSON grammar has it and says whether it is an integer (no
+// fraction, no exponent).
+func (s *scanner) number(what string) (integer bool, err error) {
+	d, i := s.data, s.pos
+	if i < len(d) && d[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(d) && d[i] == '0':
+		i++
+	case i < len(d) && d[i] >= '1' && d[i] <= '9':
+		for i < len(d) && d[i] >= '0' && d[i] <= '9' {
+			i++
+		}
+	default:
+		s.pos = i
+		return false, s.errorf(what, "invalid number")
+	}
+	integer = true
+	if i < len(d) && d[i] == '.' {
+		integer = false
+		i++
+		if i >= len(d) || d[i] < '0' || d[i] > '9' {
+			s.pos = i
+			return false, s.errorf(what, "invalid number")
+		}
+		for i < len(d) && d[i] >= '0' && d[i] <= '9' {
+			i++
+		}
+	}
+	if i < len(d) && (d[i] == 'e' || d[i] == 'E') {
+		integer = false
+		i++
+		if i < len(d) && (d[i] == '+' || d[i] == '-') {
+			i++
+		}
+		if i >= len(d) || d[i] < '0' || d[i] > '9' {
+			s.pos = i
+			return false, s.errorf(what, "invalid number")
+		}
+		for i < len(d) && d[i] >= '0' && d[i] <= '9' {
+			i++
+		}
+	}
+	s.pos = i
+	return integer, nil
+}
+
+// int reads an integer in [lo, hi].
+func (s *scanner) int(what string, lo, hi int64) (int64, error) {
+	if c := s.peek(); c != '-' && (c < '0' || c > '9') {
+		return 0, s.errorf(what, "want an integer, found %s", s.found())
+	}
+	start := s.pos
+	integer, err := s.number(what)
+	if err != nil {
+		return 0, err
+	}
+	if !integer {
+		return 0, s.errorf(what, "want an integer, found %s", s.data[start:s.pos])
+	}
+	b := s.data[start:s.pos]
+	neg := b[0] == '-'
+	if neg {
+		b = b[1:]
+	}
+	var n uint64
+	for _, c := range b {
+		if n > (math.MaxUint64-9)/10 {
+			return 0, s.errorf(what, "%s is out of range", s.data[start:s.pos])
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	var v int64
+	switch {
+	case !neg && n <= math.MaxInt64:
+		v = int64(n)
+	case neg && n <= 1<<63:
+		v = int64(-n) // -(1<<63) wraps to itself
+	default:
+		return 0, s.errorf(what, "%s is out of range", s.data[start:s.pos])
+	}
+	if v < lo || v > hi {
+		return 0, s.errorf(what, "%d is out of range [%d, %d]", v, lo, hi)
+	}
+	return v, nil
+}
+
+// uint64 reads a non-negative integer up to 2⁶⁴-1 (Debezium writes LSNs as numbers).
+func (s *scanner) uint64(what string) (uint64, error) {
+	if c := s.peek(); c < '0' || c > '9' {
+		return 0, s.errorf(what, "want a non-negative integer, found %s", s.found())
+	}
+	start := s.pos
+	integer, err := s.number(what)
+	if err != nil {
+		return 0, err
+	}
+	if !integer {
+		return 0, s.errorf(what, "want an integer, found %s", s.data[start:s.pos])
+	}
+	var n uint64
+	for _, c := range s.data[start:s.pos] {
+		d := uint64(c - '0')
+		if n > (math.MaxUint64-d)/10 {
+			return 0, s.errorf(what, "%s is out of range", s.data[start:s.pos])
+		}
+		n = n*10 + d
+	}
+	return n, nil
+}
