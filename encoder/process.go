@@ -5,13 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tidemark/tidemark/event"
@@ -26,89 +24,9 @@ type received struct {
 	ch  change
 }
 
-// change is the part of an [event.Change] the encoder reads. Decoding only these fields
-// (and of the after image only the text columns, raw) costs a fraction of the full Row.
-type change struct {
-	Op             event.Op    `json:"op"`
-	Table          string      `json:"table"`
-	WireKey        *event.Key  `json:"key"`
-	After          *afterImage `json:"after"`
-	Before         *oldKey     `json:"before"`
-	UnchangedToast []string    `json:"unchanged_toast"`
-	Source         source      `json:"source"`
-	Key            event.Key   `json:"-"`
-}
-
-// source is the part of [event.Source] that orders events: plain fields, so decoding
-// skips the custom unmarshaller's second pass and the timestamp.
-type source struct {
-	RawCommitLSN string        `json:"commit_lsn"`
-	Seq          int           `json:"seq"`
-	CommitLSN    pglogrepl.LSN `json:"-"`
-}
-
-// oldKey is the key part of a before image: on an update, set when the key changed.
-type oldKey struct {
-	SupplierID *int64 `json:"supplier_id"`
-	ID         *int64 `json:"id"`
-}
-
-// afterImage holds the columns of a row image that make up a product's text: nil when absent.
-type afterImage struct {
-	SKU         json.RawMessage `json:"sku"`
-	Name        json.RawMessage `json:"name"`
-	Description json.RawMessage `json:"description"`
-	Attributes  json.RawMessage `json:"attributes"`
-}
-
 // newer reports whether a comes after b in commit order.
 func (a *received) newer(b *received) bool {
-	if a.ch.Source.CommitLSN != b.ch.Source.CommitLSN {
-		return a.ch.Source.CommitLSN > b.ch.Source.CommitLSN
-	}
-	return a.ch.Source.Seq > b.ch.Source.Seq
-}
-
-// decode parses and checks one message.
-func decode(msg jetstream.Msg) (change, error) { return decodeChange(msg.Data()) }
-
-// decodeChange parses and checks one event; every error wraps [ErrPoison].
-func decodeChange(data []byte) (change, error) {
-	var ch change
-	if err := json.Unmarshal(data, &ch); err != nil {
-		return ch, fmt.Errorf("%w: decode: %w", ErrPoison, err)
-	}
-	if ch.WireKey != nil {
-		ch.Key = *ch.WireKey
-	}
-	if ch.Source.RawCommitLSN != "" {
-		lsn, err := pglogrepl.ParseLSN(ch.Source.RawCommitLSN)
-		if err != nil {
-			return ch, fmt.Errorf("%w: source.commit_lsn: %w", ErrPoison, err)
-		}
-		ch.Source.CommitLSN = lsn
-	}
-	switch ch.Op {
-	case event.OpInsert, event.OpUpdate, event.OpSnapshot:
-		if ch.After == nil {
-			return ch, fmt.Errorf("%w: %s without an after image", ErrPoison, ch.Op)
-		}
-		if ch.After.Name == nil && !slices.Contains(ch.UnchangedToast, "name") {
-			return ch, fmt.Errorf("%w: %s without a name", ErrPoison, ch.Op)
-		}
-		fallthrough
-	case event.OpDelete:
-		if ch.Key.SupplierID <= 0 || ch.Key.SupplierID > math.MaxInt32 || ch.Key.ID <= 0 {
-			return ch, fmt.Errorf("%w: missing or invalid key {supplier_id: %d, id: %d}", ErrPoison, ch.Key.SupplierID, ch.Key.ID)
-		}
-	case event.OpTruncate:
-	default:
-		return ch, fmt.Errorf("%w: unknown op %q", ErrPoison, ch.Op)
-	}
-	if ch.Source.CommitLSN == 0 {
-		return ch, fmt.Errorf("%w: no source.commit_lsn", ErrPoison)
-	}
-	return ch, nil
+	return a.ch.Position().Compare(b.ch.Position()) > 0
 }
 
 // stringCol reads a text column of a row image; JSON null reads as "".
@@ -147,9 +65,10 @@ func (e *Encoder) process(ctx context.Context, msgs []jetstream.Msg) error {
 		truncates []*received
 		settled   []jetstream.Msg // acked after the commit
 		coalesced int
+		dec       event.Decoder
 	)
 	for _, m := range msgs {
-		ch, err := decode(m)
+		ch, err := decode(&dec, m)
 		if err != nil {
 			if errors.Is(err, ErrPoison) {
 				if derr := e.deadLetter(ctx, m, err); derr != nil {
@@ -165,11 +84,9 @@ func (e *Encoder) process(ctx context.Context, msgs []jetstream.Msg) error {
 			continue
 		}
 		evs := []*received{ev}
-		if b := ch.Before; ch.Op == event.OpUpdate && b != nil && b.SupplierID != nil && b.ID != nil {
+		if old, ok := ch.Before.Key(); ch.Op == event.OpUpdate && ok && old != ch.Key && validKey(old) {
 			// An update that moved the product to another key: the old key is gone.
-			if old := (event.Key{SupplierID: *b.SupplierID, ID: *b.ID}); old != ch.Key && old.SupplierID > 0 && old.SupplierID <= math.MaxInt32 && old.ID > 0 {
-				evs = append(evs, &received{msg: m, ch: change{Op: event.OpDelete, Key: old, Source: ch.Source}})
-			}
+			evs = append(evs, &received{msg: m, ch: change{Change: event.Change{Op: event.OpDelete, Key: old, Source: ch.Source}}})
 		}
 		for _, ev := range evs {
 			if prev, ok := latest[ev.ch.Key]; ok {
@@ -231,7 +148,7 @@ func (e *Encoder) process(ctx context.Context, msgs []jetstream.Msg) error {
 			p.dead = true
 			continue
 		}
-		if sku, ok, err := stringCol(ch.After.SKU, "sku"); err == nil && ok {
+		if sku, ok, err := stringCol(ch.text.sku, "sku"); err == nil && ok {
 			p.sku = &sku
 		}
 		name := pt.name
@@ -390,18 +307,18 @@ func toastNeeded(cols []string) bool {
 // fillText takes the text columns present in the event's image over those in pt (read from
 // the table for unchanged TOAST columns).
 func fillText(pt *productText, ch *change) error {
-	if s, ok, err := stringCol(ch.After.Name, "name"); err != nil {
+	if s, ok, err := stringCol(ch.text.name, "name"); err != nil {
 		return err
 	} else if ok {
 		pt.name = s
 	}
-	if s, ok, err := stringCol(ch.After.Description, "description"); err != nil {
+	if s, ok, err := stringCol(ch.text.description, "description"); err != nil {
 		return err
 	} else if ok {
 		pt.description = s
 	}
-	if ch.After.Attributes != nil {
-		pt.attributes = ch.After.Attributes
+	if ch.text.attributes != nil {
+		pt.attributes = ch.text.attributes
 	}
 	return nil
 }

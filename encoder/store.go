@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/tidemark/tidemark/event"
@@ -121,8 +120,8 @@ type write struct {
 	name    *string
 	vec     []float32 // nil with !deleted: the text did not change, keep the stored vector
 	hash    []byte
-	lsn     pglogrepl.LSN // commit LSN of the event's transaction
-	seq     int           // the event's position in its transaction
+	lsn     event.LSN // commit LSN of the event's transaction
+	seq     int       // the event's position in its transaction
 	deleted bool
 }
 
@@ -214,7 +213,7 @@ func (s *Store) upsert(ctx context.Context, tx pgx.Tx, model string, ws []write,
 
 // truncate records a TRUNCATE of supplier's products (0: all of them) at (lsn, seq) and
 // tombstones every vector of model in that scope written by an older event.
-func (s *Store) truncate(ctx context.Context, tx pgx.Tx, model string, supplier int32, lsn pglogrepl.LSN, seq int) (int64, error) {
+func (s *Store) truncate(ctx context.Context, tx pgx.Tx, model string, supplier int32, lsn event.LSN, seq int) (int64, error) {
 	if _, err := tx.Exec(ctx, `INSERT INTO product_embedding_truncations AS t (model, supplier_id, source_lsn, source_seq)
 		VALUES ($1, $2, $3::text::pg_lsn, $4)
 		ON CONFLICT (model, supplier_id) DO UPDATE SET source_lsn = EXCLUDED.source_lsn, source_seq = EXCLUDED.source_seq
