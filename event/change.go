@@ -3,7 +3,6 @@ package event
 import (
 	"bytes"
 	"encoding/json"
-	"math"
 	"time"
 )
 
@@ -73,27 +72,11 @@ func (r Row) Key() (k Key, ok bool) {
 
 // parseInt reads a JSON integer that fits an int64.
 func parseInt(b []byte) (int64, bool) {
-	neg := len(b) > 0 && b[0] == '-'
-	if neg {
-		b = b[1:]
-	}
-	if len(b) == 0 || len(b) > 1 && b[0] == '0' {
+	neg, n, ok := parseInteger(b)
+	if !ok {
 		return 0, false
 	}
-	var n uint64
-	for _, c := range b {
-		if c < '0' || c > '9' || n > math.MaxInt64/10+1 {
-			return 0, false
-		}
-		n = n*10 + uint64(c-'0')
-	}
-	switch {
-	case !neg && n <= math.MaxInt64:
-		return int64(n), true
-	case neg && n <= 1<<63:
-		return int64(-n), true
-	}
-	return 0, false
+	return toInt64(neg, n)
 }
 
 // MarshalJSON writes the row as an object, keys in column order.

@@ -282,66 +282,77 @@ func (s *scanner) number(what string) (integer bool, err error) {
 	return integer, nil
 }
 
-// int reads an integer in [lo, hi].
-func (s *scanner) int(what string, lo, hi int64) (int64, error) {
+// integer reads a JSON integer whose magnitude fits a uint64.
+func (s *scanner) integer(what string) (neg bool, n uint64, err error) {
 	if c := s.peek(); c != '-' && (c < '0' || c > '9') {
-		return 0, s.errorf(what, "want an integer, found %s", s.found())
+		return false, 0, s.errorf(what, "want an integer, found %s", s.found())
 	}
 	start := s.pos
-	integer, err := s.number(what)
+	isInt, err := s.number(what)
+	if err != nil {
+		return false, 0, err
+	}
+	if !isInt {
+		return false, 0, s.errorf(what, "want an integer, found %s", s.data[start:s.pos])
+	}
+	neg, n, ok := parseInteger(s.data[start:s.pos])
+	if !ok {
+		return false, 0, s.errorf(what, "%s is out of range", s.data[start:s.pos])
+	}
+	return neg, n, nil
+}
+
+// int reads an integer in [lo, hi].
+func (s *scanner) int(what string, lo, hi int64) (int64, error) {
+	s.ws()
+	start := s.pos
+	neg, n, err := s.integer(what)
 	if err != nil {
 		return 0, err
 	}
-	if !integer {
-		return 0, s.errorf(what, "want an integer, found %s", s.data[start:s.pos])
-	}
-	b := s.data[start:s.pos]
-	neg := b[0] == '-'
-	if neg {
-		b = b[1:]
-	}
-	var n uint64
-	for _, c := range b {
-		if n > (math.MaxUint64-9)/10 {
-			return 0, s.errorf(what, "%s is out of range", s.data[start:s.pos])
-		}
-		n = n*10 + uint64(c-'0')
-	}
-	var v int64
-	switch {
-	case !neg && n <= math.MaxInt64:
-		v = int64(n)
-	case neg && n <= 1<<63:
-		v = int64(-n) // -(1<<63) wraps to itself
-	default:
-		return 0, s.errorf(what, "%s is out of range", s.data[start:s.pos])
-	}
-	if v < lo || v > hi {
-		return 0, s.errorf(what, "%d is out of range [%d, %d]", v, lo, hi)
+	v, ok := toInt64(neg, n)
+	if !ok || v < lo || v > hi {
+		return 0, s.errorf(what, "%s is out of range [%d, %d]", s.data[start:s.pos], lo, hi)
 	}
 	return v, nil
 }
 
 // uint64 reads a non-negative integer up to 2⁶⁴-1 (Debezium writes LSNs as numbers).
 func (s *scanner) uint64(what string) (uint64, error) {
-	if c := s.peek(); c < '0' || c > '9' {
-		return 0, s.errorf(what, "want a non-negative integer, found %s", s.found())
+	if s.peek() == '-' {
+		return 0, s.errorf(what, "want a non-negative integer, found a negative number")
 	}
-	start := s.pos
-	integer, err := s.number(what)
-	if err != nil {
-		return 0, err
+	_, n, err := s.integer(what)
+	return n, err
+}
+
+// parseInteger reads an integer as JSON writes it (no leading zeros), its magnitude up to
+// 2⁶⁴-1.
+func parseInteger(b []byte) (neg bool, n uint64, ok bool) {
+	neg = len(b) > 0 && b[0] == '-'
+	if neg {
+		b = b[1:]
 	}
-	if !integer {
-		return 0, s.errorf(what, "want an integer, found %s", s.data[start:s.pos])
+	if len(b) == 0 || len(b) > 1 && b[0] == '0' {
+		return false, 0, false
 	}
-	var n uint64
-	for _, c := range s.data[start:s.pos] {
+	for _, c := range b {
 		d := uint64(c - '0')
-		if n > (math.MaxUint64-d)/10 {
-			return 0, s.errorf(what, "%s is out of range", s.data[start:s.pos])
+		if c < '0' || c > '9' || n > (math.MaxUint64-d)/10 {
+			return false, 0, false
 		}
 		n = n*10 + d
 	}
-	return n, nil
+	return neg, n, true
+}
+
+// toInt64 is the int64 of a sign and a magnitude, if it fits.
+func toInt64(neg bool, n uint64) (int64, bool) {
+	switch {
+	case !neg && n <= math.MaxInt64:
+		return int64(n), true
+	case neg && n <= 1<<63:
+		return int64(-n), true // -(1<<63) wraps to itself
+	}
+	return 0, false
 }
