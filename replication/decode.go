@@ -347,39 +347,10 @@ func (d *decoder) snapshotChunk(lsn pglogrepl.LSN, content []byte, emit func(*ev
 	return n, nil
 }
 
-// keyOf reads (supplier_id, id) from a decoded row image.
+// keyOf reads (supplier_id, id) from a decoded row image; a missing column reads as 0.
 func keyOf(row event.Row) event.Key {
-	var k event.Key
-	for _, col := range row {
-		switch col.Name {
-		case "supplier_id":
-			k.SupplierID, _ = parseInt(col.Value)
-		case "id":
-			k.ID, _ = parseInt(col.Value)
-		}
-	}
+	k, _ := row.Key()
 	return k
-}
-
-func parseInt(b []byte) (int64, bool) {
-	if len(b) == 0 {
-		return 0, false
-	}
-	neg := b[0] == '-'
-	if neg {
-		b = b[1:]
-	}
-	var n int64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int64(c-'0')
-	}
-	if neg {
-		n = -n
-	}
-	return n, true
 }
 
 // tuple decodes TupleData into *row. For an old tuple ('K') Postgres sends every column with
