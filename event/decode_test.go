@@ -380,3 +380,24 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeValue: any JSON value encoding/json accepts is a column value Decode accepts.
+func FuzzDecodeValue(f *testing.F) {
+	for _, v := range []string{`1`, `-0.5e+3`, `"a\u00e9\n"`, `{"a":[true,false,null,{}]}`, `[]`, ` "x" `} {
+		f.Add([]byte(v))
+	}
+	f.Fuzz(func(t *testing.T, value []byte) {
+		if !json.Valid(value) {
+			return
+		}
+		data := append([]byte(`{"op":"insert","key":{"supplier_id":1,"id":2},"after":{"v":`), value...)
+		data = append(data, `},"source":{"commit_lsn":"0/1"}}`...)
+		c, err := event.Decode(data)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, data)
+		}
+		if got, _ := c.After.Get("v"); !bytes.Equal(got, bytes.TrimSpace(value)) {
+			t.Fatalf("value %q read as %q", value, got)
+		}
+	})
+}

@@ -245,9 +245,7 @@ func (s *scanner) number(what string) (integer bool, err error) {
 	case i < len(d) && d[i] == '0':
 		i++
 	case i < len(d) && d[i] >= '1' && d[i] <= '9':
-		for i < len(d) && d[i] >= '0' && d[i] <= '9' {
-			i++
-		}
+		i = digits(d, i)
 	default:
 		s.pos = i
 		return false, s.errorf(what, "invalid number")
@@ -255,13 +253,11 @@ func (s *scanner) number(what string) (integer bool, err error) {
 	integer = true
 	if i < len(d) && d[i] == '.' {
 		integer = false
-		i++
-		if i >= len(d) || d[i] < '0' || d[i] > '9' {
-			s.pos = i
+		if j := digits(d, i+1); j > i+1 {
+			i = j
+		} else {
+			s.pos = j
 			return false, s.errorf(what, "invalid number")
-		}
-		for i < len(d) && d[i] >= '0' && d[i] <= '9' {
-			i++
 		}
 	}
 	if i < len(d) && (d[i] == 'e' || d[i] == 'E') {
@@ -270,16 +266,23 @@ func (s *scanner) number(what string) (integer bool, err error) {
 		if i < len(d) && (d[i] == '+' || d[i] == '-') {
 			i++
 		}
-		if i >= len(d) || d[i] < '0' || d[i] > '9' {
-			s.pos = i
+		if j := digits(d, i); j > i {
+			i = j
+		} else {
+			s.pos = j
 			return false, s.errorf(what, "invalid number")
-		}
-		for i < len(d) && d[i] >= '0' && d[i] <= '9' {
-			i++
 		}
 	}
 	s.pos = i
 	return integer, nil
+}
+
+// digits returns the end of the decimal digits of d from i.
+func digits(d []byte, i int) int {
+	for i < len(d) && d[i] >= '0' && d[i] <= '9' {
+		i++
+	}
+	return i
 }
 
 // integer reads a JSON integer whose magnitude fits a uint64.
