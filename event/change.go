@@ -95,7 +95,7 @@ func (r *Row) UnmarshalJSON(b []byte) error {
 	if err != nil {
 		return err
 	}
-	if s.peek() != 0 {
+	if !s.atEnd() {
 		return s.errorf("row", "data after the row")
 	}
 	*r = row

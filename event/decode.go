@@ -95,7 +95,7 @@ func (d *Decoder) decode(data []byte) (Change, error) {
 	if err := s.object("event", func(name []byte) error { return d.member(&s, &w, name) }); err != nil {
 		return Change{}, err
 	}
-	if s.peek() != 0 {
+	if !s.atEnd() {
 		return Change{}, s.errorf("event", "data after the event")
 	}
 	return w.change()

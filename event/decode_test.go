@@ -185,6 +185,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"not an object", `[1]`, event.ErrMalformed, "want a JSON object"},
 		{"truncated", `{"op":"insert","key":{"supplier_id":1,"id":2},"after":{"name":"x`, event.ErrMalformed, "unterminated string"},
 		{"trailing data", `{"op":"truncate",` + src + `} {}`, event.ErrMalformed, "data after the event"},
+		{"trailing NUL", "{\"op\":\"truncate\"," + src + "}\x00", event.ErrMalformed, "data after the event"},
 		{"trailing comma", `{"op":"truncate",` + src + `,}`, event.ErrMalformed, "want a member name"},
 		{"bad escape", `{"op":"insert","key":{"supplier_id":1,"id":2},"after":{"name":"\x"},` + src + `}`, event.ErrMalformed, `invalid escape`},
 		{"control char", "{\"op\":\"insert\",\"key\":{\"supplier_id\":1,\"id\":2},\"after\":{\"name\":\"a\tb\"}," + src + "}", event.ErrMalformed, "control character"},

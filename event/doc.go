@@ -2,6 +2,10 @@
 // of the products table: the [Change] type, its two JSON envelopes (tidemark's own, documented
 // in event.schema.json, and Debezium's) and the [LSN] positions it carries.
 //
-// Subscribers import it to read the stream; tidemark's replicator writes events with it. It
-// depends on nothing outside the standard library.
+// The replicator writes events with [Change.AppendJSON] or [Change.AppendDebezium]; [Decode]
+// (or a [Decoder], for a stream) reads either envelope back into a Change, which is how
+// tidemark's encoder and any subscriber read them. [Change.Position] and [Position.Compare]
+// put changes in commit order, so a consumer can drop an event older than one it applied.
+//
+// The package depends on nothing outside the standard library.
 package event

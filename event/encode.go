@@ -21,8 +21,8 @@ const (
 // Debezium format does the same so its consumers see what they expect.
 const DebeziumUnavailable = "__debezium_unavailable_value"
 
-// AppendJSON appends c's JSON event (the same document encoding/json writes for a Change,
-// without HTML escaping) to dst. It is the publishing hot path, so it writes by hand.
+// AppendJSON appends c as tidemark's native event, documented in event.schema.json, to dst.
+// It is the publishing hot path, so it writes by hand; [Change.MarshalJSON] uses it.
 func (c *Change) AppendJSON(dst []byte) []byte {
 	dst = append(dst, `{"op":`...)
 	dst = AppendString(dst, string(c.Op))

@@ -42,11 +42,18 @@ func (s *scanner) peek() byte {
 	return s.data[s.pos]
 }
 
+// atEnd says whether only white space is left.
+func (s *scanner) atEnd() bool {
+	s.ws()
+	return s.pos >= len(s.data)
+}
+
 // found describes what is at the current position, for an error message.
 func (s *scanner) found() string {
-	switch s.peek() {
-	case 0:
+	if s.atEnd() {
 		return "the end of the data"
+	}
+	switch s.data[s.pos] {
 	case '{':
 		return "an object"
 	case '[':
