@@ -76,7 +76,7 @@ func (c *ReplicateCmd) newReplicator(ctx context.Context, g *Globals, log *slog.
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	pub, err := sink.NewJetStream(nc, sink.Options{
+	pub, err := sink.NewPublisher(nc, sink.Options{
 		Format: event.Format(c.Format), MaxInFlight: c.MaxInFlight, AckTimeout: c.AckTimeout,
 	}, log, reg)
 	if err != nil {
@@ -92,10 +92,14 @@ func (c *ReplicateCmd) newReplicator(ctx context.Context, g *Globals, log *slog.
 			closeFn()
 		}
 	}()
-	if _, err := sink.EnsureStream(ctx, pub.JetStream(), sink.StreamConfig{Duplicates: c.DedupWindow, Replicas: c.Replicas}); err != nil {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("jetstream: %w", err)
+	}
+	if _, err := sink.EnsureStream(ctx, js, sink.StreamConfig{Duplicates: c.DedupWindow, Replicas: c.Replicas}); err != nil {
 		return nil, nil, nil, err
 	}
-	cps, err := sink.EnsureCheckpoints(ctx, pub.JetStream(), c.Replicas)
+	cps, err := sink.EnsureCheckpoints(ctx, js, c.Replicas)
 	if err != nil {
 		return nil, nil, nil, err
 	}

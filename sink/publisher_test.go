@@ -38,9 +38,19 @@ func connect(t *testing.T, url string) *nats.Conn {
 	return nc
 }
 
-func newPublisher(t *testing.T, nc *nats.Conn, opts sink.Options) *sink.JetStream {
+// setup is a jetstream handle for stream setup and inspection.
+func setup(t testing.TB, nc *nats.Conn) jetstream.JetStream {
 	t.Helper()
-	pub, err := sink.NewJetStream(nc, opts, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+func newPublisher(t *testing.T, nc *nats.Conn, opts sink.Options) *sink.Publisher {
+	t.Helper()
+	pub, err := sink.NewPublisher(nc, opts, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,11 +79,11 @@ func TestPublishDedup(t *testing.T) {
 	ctx := testenv.Context(t, time.Minute)
 	nc := connect(t, n.URL())
 	pub := newPublisher(t, nc, sink.Options{MaxInFlight: 16})
-	s, err := sink.EnsureStream(ctx, pub.JetStream(), sink.StreamConfig{})
+	s, err := sink.EnsureStream(ctx, setup(t, nc), sink.StreamConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sink.EnsureStream(ctx, pub.JetStream(), sink.StreamConfig{Duplicates: time.Minute}); err != nil {
+	if _, err := sink.EnsureStream(ctx, setup(t, nc), sink.StreamConfig{Duplicates: time.Minute}); err != nil {
 		t.Fatalf("second EnsureStream: %v", err)
 	}
 	for round := 0; round < 2; round++ {
@@ -123,7 +133,7 @@ func TestFailedAckIsReported(t *testing.T) {
 	if err == nil {
 		t.Error("Publish kept accepting changes after a failed ack")
 	}
-	if _, err := sink.EnsureStream(ctx, pub.JetStream(), sink.StreamConfig{}); err != nil {
+	if _, err := sink.EnsureStream(ctx, setup(t, nc), sink.StreamConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := pub.Publish(ctx, change(0x3000, 0, 1)); err != nil {
@@ -141,7 +151,7 @@ func TestNATSDownTimesOut(t *testing.T) {
 	ctx := testenv.Context(t, time.Minute)
 	nc := connect(t, n.URL())
 	pub := newPublisher(t, nc, sink.Options{MaxInFlight: 8, AckTimeout: 500 * time.Millisecond})
-	if _, err := sink.EnsureStream(ctx, pub.JetStream(), sink.StreamConfig{}); err != nil {
+	if _, err := sink.EnsureStream(ctx, setup(t, nc), sink.StreamConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	n.Shutdown()
@@ -230,12 +240,12 @@ func BenchmarkPublish(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer nc.Close()
-	pub, err := sink.NewJetStream(nc, sink.Options{}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	pub, err := sink.NewPublisher(nc, sink.Options{}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer pub.Close()
-	if _, err := sink.EnsureStream(ctx, pub.JetStream(), sink.StreamConfig{}); err != nil {
+	if _, err := sink.EnsureStream(ctx, setup(b, nc), sink.StreamConfig{}); err != nil {
 		b.Fatal(err)
 	}
 	c := change(event.LSN(1<<32), 0, 7)

@@ -1,0 +1,70 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/tidemark/tidemark/replication"
+)
+
+// Checkpoints keeps slots' confirmed LSNs in the KV bucket tidemark_checkpoints. It
+// implements replication.Checkpoints.
+type Checkpoints struct {
+	kv jetstream.KeyValue
+}
+
+var _ replication.Checkpoints = (*Checkpoints)(nil)
+
+// EnsureCheckpoints creates (or opens) the checkpoint bucket.
+func EnsureCheckpoints(ctx context.Context, js jetstream.JetStream, replicas int) (*Checkpoints, error) {
+	if replicas <= 0 {
+		replicas = 1
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      CheckpointBucket,
+		Description: "tidemark replication checkpoints: key = slot, value = confirmed LSN",
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+		History:     1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint bucket %s: %w", CheckpointBucket, err)
+	}
+	return &Checkpoints{kv: kv}, nil
+}
+
+// OpenCheckpoints opens the checkpoint bucket; jetstream.ErrBucketNotFound when missing.
+func OpenCheckpoints(ctx context.Context, js jetstream.JetStream) (*Checkpoints, error) {
+	kv, err := js.KeyValue(ctx, CheckpointBucket)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint bucket %s: %w", CheckpointBucket, err)
+	}
+	return &Checkpoints{kv: kv}, nil
+}
+
+// Load returns slot's saved LSN, 0 when none is saved.
+func (c *Checkpoints) Load(ctx context.Context, slot string) (pglogrepl.LSN, error) {
+	e, err := c.kv.Get(ctx, slot)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read checkpoint of %s: %w", slot, err)
+	}
+	lsn, err := pglogrepl.ParseLSN(string(e.Value()))
+	if err != nil {
+		return 0, fmt.Errorf("checkpoint of %s holds %q: %w", slot, e.Value(), err)
+	}
+	return lsn, nil
+}
+
+// Save stores lsn as slot's checkpoint.
+func (c *Checkpoints) Save(ctx context.Context, slot string, lsn pglogrepl.LSN) error {
+	if _, err := c.kv.Put(ctx, slot, []byte(lsn.String())); err != nil {
+		return fmt.Errorf("save checkpoint of %s: %w", slot, err)
+	}
+	return nil
+}
