@@ -2,7 +2,9 @@ package event
 
 import (
 	"cmp"
+	"fmt"
 	"strconv"
+	"strings"
 )
 
 // Position is a change's place in commit order: the commit LSN of its transaction, then its
@@ -32,7 +34,32 @@ func (p Position) Compare(q Position) int {
 // tidemark publishes each change with.
 func (p Position) String() string {
 	var buf [32]byte
-	b := p.CommitLSN.AppendTo(buf[:0])
-	b = append(b, ':')
-	return string(strconv.AppendInt(b, int64(p.Seq), 10))
+	return string(p.Append(buf[:0]))
+}
+
+// IsZero reports whether p is the zero Position, before every change.
+func (p Position) IsZero() bool { return p == Position{} }
+
+// Append appends p in its message-id form, <commit_lsn>:<seq>, to dst.
+func (p Position) Append(dst []byte) []byte {
+	dst = p.CommitLSN.AppendTo(dst)
+	dst = append(dst, ':')
+	return strconv.AppendInt(dst, int64(p.Seq), 10)
+}
+
+// ParsePosition reads a position in the form String writes.
+func ParsePosition(s string) (Position, error) {
+	lsn, seq, ok := strings.Cut(s, ":")
+	if !ok {
+		return Position{}, fmt.Errorf("position %q: want <commit_lsn>:<seq>", s)
+	}
+	commit, err := ParseLSN(lsn)
+	if err != nil {
+		return Position{}, fmt.Errorf("position %q: %w", s, err)
+	}
+	n, err := strconv.Atoi(seq)
+	if err != nil || n < 0 {
+		return Position{}, fmt.Errorf("position %q: seq is not a non-negative integer", s)
+	}
+	return Position{CommitLSN: commit, Seq: n}, nil
 }

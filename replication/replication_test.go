@@ -32,14 +32,28 @@ var update = flag.Bool("update", false, "rewrite the golden files")
 func TestMain(m *testing.M) { testenv.Main(m) }
 
 // recorder is a Publisher keeping every event it is given, in both formats. failFlushes
-// makes that many Flush calls fail, as a lost JetStream ack would.
+// makes that many Flush calls fail, as a lost JetStream ack would. By default it is
+// at-least-once (Resume reports nothing stored, so a session replays everything from the
+// confirmed LSN); with stream set it behaves as the JetStream publisher does: a failed Flush
+// loses a suffix of what it covered, and Resume reports the last change kept.
 type recorder struct {
+	stream      bool
 	mu          sync.Mutex
 	native      [][]byte
 	debezium    [][]byte
 	changes     []event.Change
 	settled     int // events covered by a Flush
 	failFlushes atomic.Int32
+	lost        int // events a failed Flush dropped (stream mode)
+}
+
+func (r *recorder) Resume(context.Context, string) (event.Position, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.stream || len(r.changes) == 0 {
+		return event.Position{}, nil
+	}
+	return r.changes[len(r.changes)-1].Position(), nil
 }
 
 func (r *recorder) Publish(_ context.Context, c *event.Change) error {
@@ -70,10 +84,17 @@ func (r *recorder) Flush(context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	pending := len(r.native) - r.settled
-	r.settled = len(r.native)
 	if pending > 0 && r.failFlushes.Add(-1) >= 0 {
+		if r.stream {
+			// What reached the stream is a prefix: the later half of the unacknowledged is lost.
+			keep := r.settled + pending/2
+			r.lost += len(r.native) - keep
+			r.native, r.debezium, r.changes = r.native[:keep], r.debezium[:keep], r.changes[:keep]
+		}
+		r.settled = len(r.native)
 		return errors.New("injected ack failure")
 	}
+	r.settled = len(r.native)
 	return nil
 }
 
@@ -442,6 +463,35 @@ func TestFailedAckReplays(t *testing.T) {
 	for id, n := range seen {
 		if n != 2 {
 			t.Errorf("%s published %d times, want 2 (once, then the replay)", id, n)
+		}
+	}
+}
+
+// TestFailedAckResumesAfterStored: when a failed ack loses part of what was published, the
+// next session publishes exactly what is missing: each change once, in order.
+func TestFailedAckResumesAfterStored(t *testing.T) {
+	e := newEnv(t, testenv.Database(t))
+	rec := &recorder{stream: true}
+	rec.failFlushes.Store(1)
+	r, stop := e.run(t, rec)
+	e.exec(t, `INSERT INTO products (supplier_id, sku, name) SELECT 1, 'F-' || g, 'n' FROM generate_series(1, 50) g`)
+	e.exec(t, `UPDATE products SET name = 'renamed' WHERE sku IN ('F-1', 'F-2')`)
+	want := flushedInsertLSN(t, e.pool)
+	testenv.WaitFor(t, "flushed", 30*time.Second, func() bool { return r.Flushed() >= want })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if rec.lost == 0 {
+		t.Fatal("the injected ack failure lost nothing: the resume path went untested")
+	}
+	if len(rec.changes) != 52 {
+		t.Fatalf("%d changes recorded (%d lost and replayed), want 52", len(rec.changes), rec.lost)
+	}
+	for i := 1; i < len(rec.changes); i++ {
+		if rec.changes[i].Position().Compare(rec.changes[i-1].Position()) <= 0 {
+			t.Fatalf("change %d at %s follows %s", i, rec.changes[i].Position(), rec.changes[i-1].Position())
 		}
 	}
 }

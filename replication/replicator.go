@@ -19,16 +19,25 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// Publisher is where the replicator sends changes. Publish enqueues one change and may
-// block only for back-pressure (a bounded number of unacknowledged messages); it must not
-// keep c, which the replicator reuses, after it returns. Flush blocks until every change
-// enqueued before it has been acknowledged, and returns the first failure since the last
-// Flush (after which publishing starts afresh). Once an acknowledgement has failed, Publish
-// may return that error until the next Flush.
+// Publisher is where the replicator sends changes. Resume starts a session: it settles what
+// the previous one left in flight and returns the position of the last change of slot that the
+// publisher's destination holds, which must be gap-free and in order up to there (the zero
+// Position when it holds none); the session publishes only changes after it. Publish enqueues
+// one change and may block only for back-pressure (a bounded number of unacknowledged
+// messages); it must not keep c, which the replicator reuses, after it returns. Flush blocks
+// until every change enqueued before it has been acknowledged. Once a change has failed,
+// Publish and Flush return that failure until the next Resume.
 type Publisher interface {
+	Resume(ctx context.Context, slot string) (event.Position, error)
 	Publish(ctx context.Context, c *event.Change) error
 	Flush(ctx context.Context) error
 }
+
+// ErrStreamAhead means the stream holds changes of the slot from further on in the WAL than
+// the server has written: it was filled from another database, or this one went back in time
+// (restored from a backup, or a failover to a standby that had not received everything).
+// Publishing would reuse positions the stream already holds for other changes.
+var ErrStreamAhead = errors.New("the stream holds changes from beyond the server's WAL")
 
 // Checkpoints stores the confirmed LSN of a slot outside PostgreSQL, so an operator can see
 // it and resume from it.
@@ -85,6 +94,7 @@ type Replicator struct {
 	lagBytes     prometheus.Gauge
 	confirmed    prometheus.Gauge
 	reconnects   prometheus.Counter
+	skipped      prometheus.Counter
 }
 
 // New builds a Replicator; Run starts it.
@@ -124,6 +134,9 @@ func New(cfg Config, pub Publisher, log *slog.Logger, reg prometheus.Registerer)
 		}),
 		reconnects: f.NewCounter(prometheus.CounterOpts{
 			Name: "tidemark_replication_reconnects_total", Help: "Replication sessions restarted after an error.",
+		}),
+		skipped: f.NewCounter(prometheus.CounterOpts{
+			Name: "tidemark_replication_skipped_total", Help: "Changes replayed from the WAL and not published again because the stream already held them.",
 		}),
 	}, nil
 }
@@ -186,7 +199,7 @@ func (r *Replicator) loop(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if errors.Is(err, ErrProtocol) || errors.Is(err, ErrWALLevel) {
+		if errors.Is(err, ErrProtocol) || errors.Is(err, ErrWALLevel) || errors.Is(err, ErrStreamAhead) {
 			return err
 		}
 		wait := backoff
@@ -227,13 +240,12 @@ type session struct {
 
 // session runs one replication connection. It reports whether it got as far as streaming.
 func (r *Replicator) session(ctx context.Context) (streamed bool, err error) {
-	// Leftovers of a failed session: wait for their acks (or failures) so the new session
-	// starts with a clean publisher.
-	fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	if err := r.pub.Flush(fctx); err != nil {
-		r.log.Debug("discarding unacknowledged changes of the previous session", "err", err)
+	// The stream is the record of what is published: a replay from the confirmed LSN skips
+	// what it already holds, however long ago it was stored.
+	stored, err := r.pub.Resume(ctx, r.cfg.Slot)
+	if err != nil {
+		return false, fmt.Errorf("read the stream's last change: %w", err)
 	}
-	cancel()
 
 	cfg, err := pgconn.ParseConfig(r.cfg.ConnString)
 	if err != nil {
@@ -255,7 +267,19 @@ func (r *Replicator) session(ctx context.Context) (streamed bool, err error) {
 		_ = conn.Close(cctx)
 	}()
 
+	sys, err := pglogrepl.IdentifySystem(ctx, conn)
+	if err != nil {
+		return false, fmt.Errorf("identify system: %w", err)
+	}
+	if pglogrepl.LSN(stored.CommitLSN) > sys.XLogPos {
+		return false, fmt.Errorf("%w: the last change of slot %s in the stream is at %s, the server's WAL ends at %s; "+
+			"nothing was published (see the README: a lost slot)", ErrStreamAhead, r.cfg.Slot, stored, sys.XLogPos)
+	}
 	startLSN := r.Flushed()
+	if !stored.IsZero() {
+		r.log.Info("the stream holds the slot's changes up to a position; replaying from the confirmed LSN publishes only what comes after it",
+			"position", stored, "confirmed", startLSN)
+	}
 	err = pglogrepl.StartReplication(ctx, conn, r.cfg.Slot, startLSN, pglogrepl.StartReplicationOptions{
 		PluginArgs: []string{
 			"proto_version '1'",
@@ -276,7 +300,17 @@ func (r *Replicator) session(ctx context.Context) (streamed bool, err error) {
 	for _, op := range []event.Op{event.OpInsert, event.OpUpdate, event.OpDelete, event.OpTruncate, event.OpSnapshot} {
 		counters[op] = r.changes.WithLabelValues(string(op))
 	}
+	skipped := 0
 	emit := func(c *event.Change) error {
+		if !stored.IsZero() {
+			if c.Position().Compare(stored) <= 0 {
+				skipped++
+				r.skipped.Inc()
+				return nil
+			}
+			r.log.Info("caught up with the stream; publishing", "skipped", skipped, "from", c.Position())
+			stored = event.Position{}
+		}
 		if err := r.pub.Publish(ctx, c); err != nil {
 			return fmt.Errorf("publish: %w", err)
 		}

@@ -2,8 +2,10 @@ package sink
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,56 +18,99 @@ import (
 	"github.com/tidemark/tidemark/replication"
 )
 
+// The publish expectations that keep the stream gap-free and in order (nats-server checks
+// them before it stores a message, after its duplicate check).
+const (
+	headerExpectedLastMsgID = "Nats-Expected-Last-Msg-Id"
+	headerExpectedLastSeq   = "Nats-Expected-Last-Sequence"
+)
+
+// JetStream's error codes for an unmet publish expectation.
+const (
+	errCodeWrongLastMsgID    jetstream.ErrorCode = 10070
+	errCodeWrongLastSequence jetstream.ErrorCode = 10071
+)
+
 // Options tunes a Publisher.
 type Options struct {
+	// Stream is the stream the subjects belong to, read by Resume; default PRODUCTS.
+	Stream string
 	// Format is the event layout; default native.
 	Format event.Format
 	// MaxInFlight bounds the messages published and not yet acknowledged; default 4096.
 	MaxInFlight int
 	// AckTimeout fails a publish not acknowledged in time; default 10s.
 	AckTimeout time.Duration
+	// MaxScan bounds how many messages Resume reads back from the end of the stream looking
+	// for the last one of its slot; default 100000.
+	MaxScan int
 }
 
-// Publisher publishes changes to JetStream asynchronously with a bounded number in flight. It
-// implements replication.Publisher. Close stops it.
+// Publisher publishes changes to JetStream asynchronously with a bounded number in flight,
+// and keeps what the stream holds of its slot gap-free and in commit order: every message
+// expects the one before it to be the stream's last (Nats-Expected-Last-Msg-Id), so when
+// one is not stored none after it is either, and a replay starting after the last one stored
+// ([Publisher.Resume]) neither skips nor repeats a change. It implements
+// replication.Publisher. Close stops it.
 type Publisher struct {
-	js     jetstream.JetStream
-	format event.Format
-	log    *slog.Logger
-
-	slots   chan struct{} // one token per message queued or in flight
-	out     chan outgoing // messages for the publishing goroutine, and flush markers
-	pending chan pending  // acks to check, in publish order, and flush markers
-
-	mu  sync.Mutex
-	err error // first failure since the last Flush
-
-	done chan struct{}
-
+	js       jetstream.JetStream
+	stream   string
+	format   event.Format
+	timeout  time.Duration
+	maxScan  int
+	log      *slog.Logger
 	sizeHint atomic.Int64 // bytes to allocate for the next event
 
-	inFlight prometheus.Gauge
-	latency  prometheus.Histogram
-	failures prometheus.Counter
-	dups     prometheus.Counter
+	slots chan struct{} // one token per message queued or in flight
+	out   chan outgoing // messages and markers for the pump, in publish order
+	done  chan struct{}
+
+	mu  sync.Mutex
+	err error // the session's first failure: returned until the next Resume
+
+	inFlight  prometheus.Gauge
+	latency   prometheus.Histogram
+	failures  prometheus.Counter
+	dups      prometheus.Counter
+	reanchors prometheus.Counter
 }
 
 var _ replication.Publisher = (*Publisher)(nil)
 
+// outgoing is a message for the pump, or a marker (flush or resume) answered once every
+// message before it is settled.
 type outgoing struct {
 	msg      *nats.Msg
+	id       string
 	commitTS time.Time
-	flush    chan error // set for a Flush marker
+	flush    chan error
+	resume   *resumeRequest
 }
 
-type pending struct {
-	fut      jetstream.PubAckFuture
+type resumeRequest struct {
+	ctx   context.Context
+	slot  string
+	reply chan resumeReply
+}
+
+type resumeReply struct {
+	pos event.Position
+	err error
+}
+
+// inflight is a message handed to nats.go whose ack has not been checked yet.
+type inflight struct {
+	msg      *nats.Msg
+	id       string
 	commitTS time.Time
-	flush    chan error // set for a Flush marker
+	fut      jetstream.PubAckFuture
 }
 
 // NewPublisher starts a publisher on nc. The caller closes it, then nc.
 func NewPublisher(nc *nats.Conn, opts Options, log *slog.Logger, reg prometheus.Registerer) (*Publisher, error) {
+	if opts.Stream == "" {
+		opts.Stream = Stream
+	}
 	if opts.Format == "" {
 		opts.Format = event.FormatNative
 	}
@@ -78,6 +123,9 @@ func NewPublisher(nc *nats.Conn, opts Options, log *slog.Logger, reg prometheus.
 	if opts.AckTimeout <= 0 {
 		opts.AckTimeout = 10 * time.Second
 	}
+	if opts.MaxScan <= 0 {
+		opts.MaxScan = 100_000
+	}
 	// nats.go's own limit stays above ours so it never stalls and fails a publish.
 	js, err := jetstream.New(nc,
 		jetstream.WithPublishAsyncMaxPending(2*opts.MaxInFlight+16),
@@ -87,11 +135,10 @@ func NewPublisher(nc *nats.Conn, opts Options, log *slog.Logger, reg prometheus.
 	}
 	f := promauto.With(reg)
 	s := &Publisher{
-		js: js, format: opts.Format, log: log,
-		slots:   make(chan struct{}, opts.MaxInFlight),
-		out:     make(chan outgoing, opts.MaxInFlight+64),
-		pending: make(chan pending, opts.MaxInFlight+64),
-		done:    make(chan struct{}),
+		js: js, stream: opts.Stream, format: opts.Format, timeout: opts.AckTimeout, maxScan: opts.MaxScan, log: log,
+		slots: make(chan struct{}, opts.MaxInFlight),
+		out:   make(chan outgoing, opts.MaxInFlight+64),
+		done:  make(chan struct{}),
 		inFlight: f.NewGauge(prometheus.GaugeOpts{
 			Name: "tidemark_publish_in_flight", Help: "Messages published to JetStream and not yet acknowledged.",
 		}),
@@ -106,82 +153,38 @@ func NewPublisher(nc *nats.Conn, opts Options, log *slog.Logger, reg prometheus.
 		dups: f.NewCounter(prometheus.CounterOpts{
 			Name: "tidemark_publish_duplicates_total", Help: "Publishes JetStream dropped as duplicates (replays after a restart).",
 		}),
+		reanchors: f.NewCounter(prometheus.CounterOpts{
+			Name: "tidemark_publish_foreign_total",
+			Help: "Times messages not published by this replicator were found stored in the stream between its own, and publishing went on after them.",
+		}),
 	}
-	go s.publish()
-	go s.collect()
+	go s.pump()
 	return s, nil
 }
 
-// publish hands messages to nats.go in order on a goroutine of its own, so the replication
-// loop decodes the next change while this one is sent.
-func (s *Publisher) publish() {
-	defer close(s.pending)
-	for o := range s.out {
-		if o.flush != nil {
-			s.pending <- pending{flush: o.flush}
-			continue
-		}
-		fut, err := s.js.PublishMsgAsync(o.msg)
-		if err != nil {
-			s.release()
-			s.fail(fmt.Errorf("publish %s (msg id %s): %w", o.msg.Subject, o.msg.Header.Get(jetstream.MsgIDHeader), err))
-			continue
-		}
-		s.pending <- pending{fut: fut, commitTS: o.commitTS}
+// Resume settles every message published before it, forgets the failure of the previous
+// session and returns the position of the last change of slot the stream holds (the zero
+// Position when it holds none). The next message published expects the stream to end where
+// Resume found it.
+func (s *Publisher) Resume(ctx context.Context, slot string) (event.Position, error) {
+	req := &resumeRequest{ctx: ctx, slot: slot, reply: make(chan resumeReply, 1)}
+	select {
+	case s.out <- outgoing{resume: req}:
+	case <-ctx.Done():
+		return event.Position{}, ctx.Err()
 	}
-}
-
-func (s *Publisher) release() {
-	<-s.slots
-	s.inFlight.Dec()
-}
-
-// fail records the first failure since the last Flush.
-func (s *Publisher) fail(err error) {
-	s.failures.Inc()
-	s.mu.Lock()
-	if s.err == nil {
-		s.err = err
-	}
-	s.mu.Unlock()
-}
-
-// collect checks every ack in publish order and answers Flush markers once every earlier
-// message is settled.
-func (s *Publisher) collect() {
-	defer close(s.done)
-	for p := range s.pending {
-		if p.flush != nil {
-			s.mu.Lock()
-			err := s.err
-			s.err = nil
-			s.mu.Unlock()
-			p.flush <- err
-			continue
-		}
-		var err error
-		select {
-		case ack := <-p.fut.Ok():
-			if ack != nil && ack.Duplicate {
-				s.dups.Inc()
-			}
-			s.latency.Observe(time.Since(p.commitTS).Seconds())
-		case err = <-p.fut.Err():
-		}
-		s.release()
-		if err != nil {
-			s.fail(fmt.Errorf("publish %s (msg id %s): %w", p.fut.Msg().Subject, p.fut.Msg().Header.Get(jetstream.MsgIDHeader), err))
-		}
+	select {
+	case r := <-req.reply:
+		return r.pos, r.err
+	case <-ctx.Done():
+		return event.Position{}, ctx.Err()
 	}
 }
 
 // Publish sends c asynchronously, waiting for room when MaxInFlight messages await their
-// ack. After a failed ack it returns that failure until Flush reports it.
+// ack. Once a message has failed it returns that failure until the next Resume.
 func (s *Publisher) Publish(ctx context.Context, c *event.Change) error {
-	s.mu.Lock()
-	err := s.err
-	s.mu.Unlock()
-	if err != nil {
+	if err := s.failure(); err != nil {
 		return err
 	}
 	select {
@@ -205,12 +208,13 @@ func (s *Publisher) Publish(ctx context.Context, c *event.Change) error {
 	subject := string(AppendSubject(buf[:0], c))
 	id := string(AppendMsgID(buf[:0], c))
 	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{jetstream.MsgIDHeader: []string{id}}}
-	s.out <- outgoing{msg: msg, commitTS: c.Source.CommitTS}
+	s.out <- outgoing{msg: msg, id: id, commitTS: c.Source.CommitTS}
 	return nil
 }
 
-// Flush waits until every message published before it is acknowledged and returns the
-// first failure since the previous Flush.
+// Flush waits until every message published before it is acknowledged. It returns the
+// session's first failure, and keeps returning it until the next Resume: nothing published
+// after a lost message may be confirmed.
 func (s *Publisher) Flush(ctx context.Context) error {
 	done := make(chan error, 1)
 	select {
@@ -226,9 +230,289 @@ func (s *Publisher) Flush(ctx context.Context) error {
 	}
 }
 
-// Close stops the publisher after the acks of what was published are settled. Publish and
-// Flush must not be called after it.
+// Close stops the publisher after the acks of what was published are settled. Publish,
+// Flush and Resume must not be called after it.
 func (s *Publisher) Close() {
 	close(s.out)
 	<-s.done
+}
+
+func (s *Publisher) failure() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// fail records the session's first failure.
+func (s *Publisher) fail(err error) {
+	s.failures.Inc()
+	s.mu.Lock()
+	if s.err == nil {
+		s.err = err
+	}
+	s.mu.Unlock()
+}
+
+func (s *Publisher) release() {
+	<-s.slots
+	s.inFlight.Dec()
+}
+
+// pump is the one goroutine that hands messages to nats.go and checks their acks, in publish
+// order. Owning both lets it stop publishing the moment an ack shows that the stream no
+// longer ends with this publisher's last message, and publish the rest again in order.
+func (s *Publisher) pump() {
+	defer close(s.done)
+	p := &pumpState{s: s}
+	for {
+		if p.marker != nil && len(p.queue) == 0 {
+			p.answer()
+		}
+		// A marker waits for the queue to drain: nothing after it is read before it is answered.
+		in := s.out
+		if p.marker != nil {
+			in = nil
+		}
+		if len(p.queue) == 0 {
+			o, ok := <-in
+			if !ok {
+				return
+			}
+			p.take(o)
+			continue
+		}
+		head := p.queue[0]
+		select {
+		case ack := <-head.fut.Ok():
+			p.stored(head, ack)
+		case err := <-head.fut.Err():
+			p.failed(err)
+		case o, ok := <-in:
+			if !ok {
+				// Closing: settle what is in flight, then stop.
+				for len(p.queue) > 0 {
+					p.settleHead()
+				}
+				return
+			}
+			p.take(o)
+		}
+	}
+}
+
+// pumpState is owned by the pump goroutine.
+type pumpState struct {
+	s      *Publisher
+	queue  []inflight // published, ack not checked yet, in publish order
+	marker *outgoing  // a flush or resume waiting for the queue to drain
+
+	// lastID is the msg id of the last message handed to nats.go: the next one expects it to
+	// be the stream's last. Zero until Resume has read the stream.
+	lastID string
+	// anchor, when set, is the stream's last sequence as Resume or a re-anchor found it: the
+	// next message expects that instead (the stream may end with a message not ours).
+	anchor     uint64
+	anchored   bool
+	lastStore  uint64 // stream sequence of the last message of ours acknowledged
+	discarded  int    // messages of this session that failed (logged at Resume)
+	foreignRun int    // re-anchors in a row without a message stored, for the backoff
+}
+
+// take handles what Publish, Flush or Resume sent.
+func (p *pumpState) take(o outgoing) {
+	s := p.s
+	if o.msg == nil {
+		p.marker = &o
+		return
+	}
+	if s.failure() != nil {
+		// The session has lost a message: nothing after it may be stored before it, and the
+		// next session replays from the stream's last message anyway.
+		s.release()
+		p.discarded++
+		return
+	}
+	p.expect(o.msg)
+	fut, err := s.js.PublishMsgAsync(o.msg)
+	if err != nil {
+		s.release()
+		p.discarded++
+		s.fail(fmt.Errorf("publish %s (msg id %s): %w", o.msg.Subject, o.id, err))
+		return
+	}
+	p.lastID = o.id
+	p.queue = append(p.queue, inflight{msg: o.msg, id: o.id, commitTS: o.commitTS, fut: fut})
+}
+
+// expect sets msg's publish expectation: the stream's last message is the one published
+// before it, or, right after Resume or a re-anchor, the stream ends at the sequence found.
+func (p *pumpState) expect(msg *nats.Msg) {
+	delete(msg.Header, headerExpectedLastSeq)
+	delete(msg.Header, headerExpectedLastMsgID)
+	switch {
+	case p.anchored:
+		msg.Header[headerExpectedLastSeq] = []string{strconv.FormatUint(p.anchor, 10)}
+		p.anchored = false
+	case p.lastID != "":
+		msg.Header[headerExpectedLastMsgID] = []string{p.lastID}
+	}
+}
+
+func (p *pumpState) pop() inflight {
+	head := p.queue[0]
+	p.queue[0] = inflight{}
+	p.queue = p.queue[1:]
+	if len(p.queue) == 0 {
+		p.queue = p.queue[:0:0]
+	}
+	return head
+}
+
+// settleHead waits for the oldest message's ack.
+func (p *pumpState) settleHead() {
+	head := p.queue[0]
+	select {
+	case ack := <-head.fut.Ok():
+		p.stored(head, ack)
+	case err := <-head.fut.Err():
+		p.failed(err)
+	}
+}
+
+func (p *pumpState) stored(head inflight, ack *jetstream.PubAck) {
+	s := p.s
+	p.pop()
+	s.release()
+	p.foreignRun = 0
+	if ack != nil {
+		if ack.Duplicate {
+			s.dups.Inc()
+		} else {
+			p.lastStore = ack.Sequence
+		}
+	}
+	s.latency.Observe(time.Since(head.commitTS).Seconds())
+}
+
+// failed handles the oldest message's failure. A broken expectation with nothing lost before
+// it means something not ours was stored after our last message: publish it and everything
+// after it again behind that. Any other failure ends the session's publishing.
+func (p *pumpState) failed(err error) {
+	s := p.s
+	head := p.queue[0]
+	var apiErr *jetstream.APIError
+	if s.failure() == nil && errors.As(err, &apiErr) &&
+		(apiErr.ErrorCode == errCodeWrongLastMsgID || apiErr.ErrorCode == errCodeWrongLastSequence) {
+		if rerr := p.reanchor(); rerr == nil {
+			return
+		} else {
+			err = fmt.Errorf("%w (publishing again after it: %w)", err, rerr)
+		}
+	}
+	p.pop()
+	s.release()
+	p.discarded++
+	s.fail(fmt.Errorf("publish %s (msg id %s): %w", head.msg.Subject, head.id, err))
+}
+
+// reanchor publishes every queued message again, in order, the first expecting the stream's
+// current last sequence. Each was chained to the one before it, so all of them failed.
+func (p *pumpState) reanchor() error {
+	s := p.s
+	// Settle the rest: each expected its predecessor, which was not stored.
+	for i := 1; i < len(p.queue); i++ {
+		select {
+		case ack := <-p.queue[i].fut.Ok():
+			if ack != nil && ack.Duplicate {
+				continue
+			}
+			return fmt.Errorf("message %s was stored after the unstored %s", p.queue[i].id, p.queue[0].id)
+		case <-p.queue[i].fut.Err():
+		}
+	}
+	if p.foreignRun > 0 {
+		time.Sleep(min(time.Duration(p.foreignRun)*10*time.Millisecond, time.Second))
+	}
+	p.foreignRun++
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	info, err := p.streamInfo(ctx)
+	if err != nil {
+		return err
+	}
+	last := info.State.LastSeq
+	s.reanchors.Inc()
+	s.log.Warn("messages not published by this replicator were stored in the stream; publishing again after them",
+		"stream", s.stream, "after_seq", p.lastStore, "last_seq", last, "first_id", p.queue[0].id, "messages", len(p.queue))
+	queue := p.queue
+	p.queue = make([]inflight, 0, len(queue))
+	p.anchor, p.anchored = last, true
+	for _, m := range queue {
+		p.expect(m.msg)
+		m.msg.Reply = "" // nats.go set it for the first attempt
+		fut, err := s.js.PublishMsgAsync(m.msg)
+		if err != nil {
+			// Those not published again give back their places; the session has failed.
+			for range len(queue) - len(p.queue) {
+				s.release()
+				p.discarded++
+			}
+			s.fail(fmt.Errorf("publish %s (msg id %s): %w", m.msg.Subject, m.id, err))
+			return nil
+		}
+		p.lastID = m.id
+		p.queue = append(p.queue, inflight{msg: m.msg, id: m.id, commitTS: m.commitTS, fut: fut})
+	}
+	return nil
+}
+
+func (p *pumpState) streamInfo(ctx context.Context) (*jetstream.StreamInfo, error) {
+	st, err := p.s.js.Stream(ctx, p.s.stream)
+	if err != nil {
+		return nil, fmt.Errorf("look up stream %s: %w", p.s.stream, err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s info: %w", p.s.stream, err)
+	}
+	return info, nil
+}
+
+// answer replies to the waiting marker; the queue is empty.
+func (p *pumpState) answer() {
+	m := p.marker
+	p.marker = nil
+	if m.flush != nil {
+		m.flush <- p.s.failure()
+		return
+	}
+	pos, err := p.resume(m.resume)
+	m.resume.reply <- resumeReply{pos: pos, err: err}
+}
+
+// resume starts a new session: the old one's failure is forgotten (its lost messages are
+// replayed), and the stream is read back to its last message of slot.
+func (p *pumpState) resume(req *resumeRequest) (event.Position, error) {
+	s := p.s
+	if err := s.failure(); err != nil || p.discarded > 0 {
+		s.log.Info("the previous session's unacknowledged changes are published again", "messages", p.discarded, "err", err)
+	}
+	s.mu.Lock()
+	s.err = nil
+	s.mu.Unlock()
+	p.discarded, p.lastID, p.anchored, p.lastStore = 0, "", false, 0
+	st, err := s.js.Stream(req.ctx, s.stream)
+	if err != nil {
+		return event.Position{}, fmt.Errorf("look up stream %s: %w", s.stream, err)
+	}
+	hw, err := ReadHighWater(req.ctx, st, req.slot, s.maxScan)
+	if err != nil {
+		return event.Position{}, err
+	}
+	if hw.Scanned >= s.maxScan && !hw.Found {
+		s.log.Warn("no message of this slot among the stream's last messages; publishing from the confirmed LSN, and only the duplicate window drops what the stream already holds",
+			"stream", s.stream, "slot", req.slot, "scanned", hw.Scanned)
+	}
+	p.anchor, p.anchored, p.lastStore = hw.LastSeq, true, hw.Seq
+	return hw.Position, nil
 }

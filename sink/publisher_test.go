@@ -1,6 +1,7 @@
 package sink_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -116,7 +117,8 @@ func TestPublishDedup(t *testing.T) {
 }
 
 // TestFailedAckIsReported: with no stream to store them, publishes fail; Flush reports it,
-// Publish refuses more until then, and publishing works again afterwards.
+// and keeps reporting it (Publish refuses more) until Resume starts a new session, after
+// which publishing works again.
 func TestFailedAckIsReported(t *testing.T) {
 	n := testenv.NATS(t)
 	ctx := testenv.Context(t, time.Minute)
@@ -136,16 +138,49 @@ func TestFailedAckIsReported(t *testing.T) {
 	if _, err := sink.EnsureStream(ctx, setup(t, nc), sink.StreamConfig{}); err != nil {
 		t.Fatal(err)
 	}
+	if err := pub.Flush(ctx); err == nil {
+		t.Fatal("a second Flush forgot the failure before Resume")
+	}
+	if err := pub.Publish(ctx, change(0x3000, 0, 1)); err == nil {
+		t.Fatal("Publish accepted a change after a failure, before Resume")
+	}
+	if _, err := pub.Resume(ctx, "tidemark"); err != nil {
+		t.Fatal(err)
+	}
 	if err := pub.Publish(ctx, change(0x3000, 0, 1)); err != nil {
-		t.Fatalf("publish after the failure was reported: %v", err)
+		t.Fatalf("publish after Resume: %v", err)
 	}
 	if err := pub.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
 }
 
+// TestTimedOutFlushKeepsTheFailure: a Flush whose caller gave up must not swallow the
+// failure it would have reported; the next Flush still reports it.
+func TestTimedOutFlushKeepsTheFailure(t *testing.T) {
+	n := testenv.NATS(t)
+	ctx := testenv.Context(t, time.Minute)
+	nc := connect(t, n.URL())
+	pub := newPublisher(t, nc, sink.Options{MaxInFlight: 8, AckTimeout: 300 * time.Millisecond})
+	// No stream: every ack fails.
+	for i := 0; i < 4; i++ {
+		if err := pub.Publish(ctx, change(0x2000, i, 1)); err != nil {
+			break
+		}
+	}
+	gone, cancel := context.WithTimeout(ctx, time.Millisecond)
+	defer cancel()
+	if err := pub.Flush(gone); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Flush with a 1ms deadline: %v, want the deadline", err)
+	}
+	time.Sleep(time.Second) // the acks fail and the abandoned marker is answered
+	if err := pub.Flush(ctx); err == nil {
+		t.Fatal("Flush returned nil after a change was lost: the confirmed LSN could move past it")
+	}
+}
+
 // TestNATSDownTimesOut: while NATS is away acks time out and Flush says so rather than
-// hanging; when it is back publishing works.
+// hanging; when it is back a new session publishes again.
 func TestNATSDownTimesOut(t *testing.T) {
 	n := testenv.NATS(t)
 	ctx := testenv.Context(t, time.Minute)
@@ -166,7 +201,10 @@ func TestNATSDownTimesOut(t *testing.T) {
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		err := pub.Publish(ctx, change(0x5000, 0, 1))
+		_, err := pub.Resume(ctx, "tidemark")
+		if err == nil {
+			err = pub.Publish(ctx, change(0x5000, 0, 1))
+		}
 		if err == nil {
 			err = pub.Flush(ctx)
 		}
@@ -178,6 +216,237 @@ func TestNATSDownTimesOut(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// stored reads every message of the stream: its msg ids in stream order.
+func stored(t *testing.T, ctx context.Context, st jetstream.Stream) []string {
+	t.Helper()
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && seq > 0; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, m.Header.Get(jetstream.MsgIDHeader))
+	}
+	return ids
+}
+
+// TestResumeReadsTheStreamsLastChange: Resume reports the position of the slot's last
+// change in the stream, passing over messages others published after it and messages of
+// another slot, in both envelopes.
+func TestResumeReadsTheStreamsLastChange(t *testing.T) {
+	for _, format := range []event.Format{event.FormatNative, event.FormatDebezium} {
+		t.Run(string(format), func(t *testing.T) {
+			n := testenv.NATS(t)
+			ctx := testenv.Context(t, time.Minute)
+			nc := connect(t, n.URL())
+			js := setup(t, nc)
+			if _, err := sink.EnsureStream(ctx, js, sink.StreamConfig{}); err != nil {
+				t.Fatal(err)
+			}
+			pub := newPublisher(t, nc, sink.Options{Format: format})
+			if pos, err := pub.Resume(ctx, "tidemark"); err != nil || !pos.IsZero() {
+				t.Fatalf("empty stream: %s %v", pos, err)
+			}
+			for i := 0; i < 10; i++ {
+				if err := pub.Publish(ctx, change(0x7000, i, 1)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := pub.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			// After it: a message with no id, one with an id that is no position, and a
+			// change of another slot.
+			if _, err := js.Publish(ctx, "products.1.insert", []byte(`{"op":"insert"}`)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := js.Publish(ctx, "products.1.insert", []byte(`{}`), jetstream.WithMsgID("backfill-1")); err != nil {
+				t.Fatal(err)
+			}
+			other := change(0x9000, 0, 1)
+			other.Source.Slot = "other"
+			if _, err := js.Publish(ctx, "products.1.insert", other.AppendJSON(nil), jetstream.WithMsgID(sink.MsgID(other))); err != nil {
+				t.Fatal(err)
+			}
+			pos, err := pub.Resume(ctx, "tidemark")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := (event.Position{CommitLSN: 0x7000, Seq: 9}); pos != want {
+				t.Errorf("Resume found %s, want %s", pos, want)
+			}
+		})
+	}
+}
+
+// TestStreamLimitLeavesNoGap: when the stream refuses a message (its limit is reached), no
+// later message is stored before it, although dozens were in flight behind it; once the
+// limit is raised a new session publishes from the stream's last message on, and the stream
+// holds every change once, in order.
+func TestStreamLimitLeavesNoGap(t *testing.T) {
+	n := testenv.NATS(t)
+	ctx := testenv.Context(t, time.Minute)
+	nc := connect(t, n.URL())
+	js := setup(t, nc)
+	if _, err := sink.EnsureStream(ctx, js, sink.StreamConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	limit := func(msgs int64) jetstream.Stream {
+		t.Helper()
+		st, err := js.Stream(ctx, sink.Stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := st.CachedInfo().Config
+		cfg.MaxMsgs, cfg.Discard = msgs, jetstream.DiscardNew
+		st, err = js.UpdateStream(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	st := limit(100)
+	pub := newPublisher(t, nc, sink.Options{MaxInFlight: 256})
+	if _, err := pub.Resume(ctx, "tidemark"); err != nil {
+		t.Fatal(err)
+	}
+	const total = 300
+	published := 0
+	for ; published < total; published++ {
+		if err := pub.Publish(ctx, change(0x8000, published, int64(1+published%3))); err != nil {
+			break
+		}
+	}
+	if err := pub.Flush(ctx); err == nil {
+		t.Fatal("Flush succeeded although the stream refused messages")
+	}
+	if published <= 100 {
+		t.Fatalf("only %d published before the failure surfaced: nothing was in flight behind the refused one", published)
+	}
+	ids := stored(t, ctx, st)
+	if len(ids) != 100 {
+		t.Fatalf("stream holds %d messages at its limit of 100", len(ids))
+	}
+	for i, id := range ids {
+		if want := fmt.Sprintf("0/8000:%d", i); id != want {
+			t.Fatalf("message %d is %s, want %s: a gap", i, id, want)
+		}
+	}
+	limit(-1)
+	pos, err := pub.Resume(ctx, "tidemark")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (event.Position{CommitLSN: 0x8000, Seq: 99}); pos != want {
+		t.Fatalf("Resume found %s, want %s", pos, want)
+	}
+	for i := pos.Seq + 1; i < total; i++ {
+		if err := pub.Publish(ctx, change(0x8000, i, int64(1+i%3))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pub.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ids = stored(t, ctx, st)
+	if len(ids) != total {
+		t.Fatalf("stream holds %d messages, want %d", len(ids), total)
+	}
+	for i, id := range ids {
+		if want := fmt.Sprintf("0/8000:%d", i); id != want {
+			t.Fatalf("message %d is %s, want %s", i, id, want)
+		}
+	}
+}
+
+// TestForeignMessageMidStream: a message someone else publishes into the stream while
+// hundreds of ours are in flight does not stop publishing or reorder it: ours all land once,
+// in order, after it; the publisher counts what it found.
+func TestForeignMessageMidStream(t *testing.T) {
+	n := testenv.NATS(t)
+	ctx := testenv.Context(t, time.Minute)
+	nc := connect(t, n.URL())
+	js := setup(t, nc)
+	st, err := sink.EnsureStream(ctx, js, sink.StreamConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	pub, err := sink.NewPublisher(nc, sink.Options{MaxInFlight: 512}, slog.New(slog.DiscardHandler), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pub.Close)
+	if _, err := pub.Resume(ctx, "tidemark"); err != nil {
+		t.Fatal(err)
+	}
+	other := connect(t, n.URL())
+	const total = 5000
+	for i := 0; i < total; i++ {
+		if i%1000 == 500 {
+			// From another connection, so it overtakes what ours has in flight.
+			if err := other.Publish("products.9.insert", []byte(`{"op":"insert","note":"not tidemark"}`)); err != nil {
+				t.Fatal(err)
+			}
+			if err := other.Flush(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := pub.Publish(ctx, change(0x10000, i, int64(1+i%3))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pub.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ids := stored(t, ctx, st)
+	var ours []string
+	foreign := 0
+	for _, id := range ids {
+		if id == "" {
+			foreign++
+			continue
+		}
+		ours = append(ours, id)
+	}
+	if foreign != 5 {
+		t.Errorf("stream holds %d foreign messages, want 5", foreign)
+	}
+	if len(ours) != total {
+		t.Fatalf("stream holds %d of our messages, want %d", len(ours), total)
+	}
+	for i, id := range ours {
+		if want := fmt.Sprintf("0/10000:%d", i); id != want {
+			t.Fatalf("our message %d is %s, want %s", i, id, want)
+		}
+	}
+	if got := counter(t, reg, "tidemark_publish_foreign_total"); got < 1 {
+		t.Errorf("tidemark_publish_foreign_total %v: the foreign messages never broke the chain (published too late?)", got)
+	}
+}
+
+func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
 }
 
 func TestCheckpoints(t *testing.T) {

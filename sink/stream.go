@@ -2,7 +2,9 @@ package sink
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -22,33 +24,57 @@ const (
 	CheckpointBucket = "tidemark_checkpoints"
 )
 
-// StreamConfig is the PRODUCTS stream's setup.
+// StreamConfig is the change stream's setup.
 type StreamConfig struct {
+	// Name is the stream; default PRODUCTS.
+	Name string
 	// Duplicates is the window in which a repeated Nats-Msg-Id is dropped; default 2m.
 	Duplicates time.Duration
 	// Replicas is the number of copies in a cluster; default 1.
 	Replicas int
 }
 
-// EnsureStream creates the PRODUCTS stream, or updates it to cfg. It is idempotent.
+// EnsureStream creates the change stream, or sets the settings tidemark owns on an existing
+// one (subjects, duplicate window, replicas), keeping the limits an operator gave it (age,
+// size, message count). It is idempotent.
 func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) (jetstream.Stream, error) {
+	if cfg.Name == "" {
+		cfg.Name = Stream
+	}
 	if cfg.Duplicates <= 0 {
 		cfg.Duplicates = 2 * time.Minute
 	}
 	if cfg.Replicas <= 0 {
 		cfg.Replicas = 1
 	}
-	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        Stream,
+	want := jetstream.StreamConfig{
+		Name:        cfg.Name,
 		Description: "Row changes of the products table, one message per change (tidemark).",
 		Subjects:    []string{SubjectPrefix + ".>"},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		Duplicates:  cfg.Duplicates,
 		Replicas:    cfg.Replicas,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("create or update stream %s: %w", Stream, err)
+	}
+	s, err := js.Stream(ctx, cfg.Name)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		s, err = js.CreateOrUpdateStream(ctx, want)
+		if err != nil {
+			return nil, fmt.Errorf("create stream %s: %w", cfg.Name, err)
+		}
+		return s, nil
+	case err != nil:
+		return nil, fmt.Errorf("look up stream %s: %w", cfg.Name, err)
+	}
+	have := s.CachedInfo().Config
+	if have.Description == want.Description && slices.Equal(have.Subjects, want.Subjects) &&
+		have.Duplicates == want.Duplicates && have.Replicas == want.Replicas {
+		return s, nil
+	}
+	have.Description, have.Subjects, have.Duplicates, have.Replicas = want.Description, want.Subjects, want.Duplicates, want.Replicas
+	if s, err = js.UpdateStream(ctx, have); err != nil {
+		return nil, fmt.Errorf("update stream %s: %w", cfg.Name, err)
 	}
 	return s, nil
 }
@@ -69,13 +95,19 @@ func AppendSubject(dst []byte, c *event.Change) []byte {
 	return append(dst, c.Op...)
 }
 
-// MsgID is c's Nats-Msg-Id, <commit_lsn>:<seq> (16/B374D848:42): the same every time the
-// change is replayed from the WAL, so JetStream drops the repeat inside its duplicate window.
+// MsgID is c's Nats-Msg-Id, its position <commit_lsn>:<seq> (16/B374D848:42): the same every
+// time the change is replayed from the WAL.
 func MsgID(c *event.Change) string { return string(AppendMsgID(nil, c)) }
 
 // AppendMsgID appends c's message id to dst.
-func AppendMsgID(dst []byte, c *event.Change) []byte {
-	dst = c.Source.CommitLSN.AppendTo(dst)
-	dst = append(dst, ':')
-	return strconv.AppendInt(dst, int64(c.Source.Seq), 10)
+func AppendMsgID(dst []byte, c *event.Change) []byte { return c.Position().Append(dst) }
+
+// ParseMsgID reads the position back from a message id written by MsgID; ok is false for any
+// other id.
+func ParseMsgID(id string) (pos event.Position, ok bool) {
+	pos, err := event.ParsePosition(id)
+	if err != nil || pos.String() != id {
+		return event.Position{}, false
+	}
+	return pos, true
 }

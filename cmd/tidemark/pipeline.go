@@ -77,7 +77,7 @@ func (c *ReplicateCmd) newReplicator(ctx context.Context, g *Globals, log *slog.
 		return nil, nil, nil, err
 	}
 	pub, err := sink.NewPublisher(nc, sink.Options{
-		Format: event.Format(c.Format), MaxInFlight: c.MaxInFlight, AckTimeout: c.AckTimeout,
+		Stream: c.Stream, Format: event.Format(c.Format), MaxInFlight: c.MaxInFlight, AckTimeout: c.AckTimeout,
 	}, log, reg)
 	if err != nil {
 		nc.Close()
@@ -96,7 +96,7 @@ func (c *ReplicateCmd) newReplicator(ctx context.Context, g *Globals, log *slog.
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("jetstream: %w", err)
 	}
-	if _, err := sink.EnsureStream(ctx, js, sink.StreamConfig{Duplicates: c.DedupWindow, Replicas: c.Replicas}); err != nil {
+	if _, err := sink.EnsureStream(ctx, js, sink.StreamConfig{Name: c.Stream, Duplicates: c.DedupWindow, Replicas: c.Replicas}); err != nil {
 		return nil, nil, nil, err
 	}
 	cps, err := sink.EnsureCheckpoints(ctx, js, c.Replicas)

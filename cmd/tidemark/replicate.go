@@ -24,7 +24,8 @@ type ReplicateCmd struct {
 	Publication    string        `default:"tidemark" help:"Publication to create and stream."`
 	Tables         []string      `default:"products" help:"Tables the publication holds (partitions publish under their root)."`
 	Slot           string        `default:"tidemark" help:"Logical replication slot (pgoutput)."`
-	DedupWindow    time.Duration `default:"2m" help:"JetStream duplicate window of the PRODUCTS stream (Nats-Msg-Id)."`
+	Stream         string        `default:"PRODUCTS" help:"JetStream stream to create and publish to (subjects products.>)."`
+	DedupWindow    time.Duration `default:"2m" help:"Duplicate window of the stream (Nats-Msg-Id): a second line of defence, the stream's own last message is the first."`
 	Replicas       int           `default:"1" help:"Stream and checkpoint bucket replicas (NATS cluster)."`
 	Format         string        `default:"native" enum:"native,debezium" env:"TIDEMARK_EVENT_FORMAT" help:"Event format: native or debezium."`
 	MaxInFlight    int           `default:"4096" help:"Messages published and not yet acknowledged, at most."`

@@ -10,13 +10,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/tidemark/tidemark/sink"
 )
 
-// TailCmd is `tidemark tail`: print events of the PRODUCTS stream as they arrive, one JSON
+// TailCmd is `tidemark tail`: print events of the change stream as they arrive, one JSON
 // document per line on stdout.
 type TailCmd struct {
 	Subject   string `arg:"" optional:"" default:"products.>" help:"Subject filter, e.g. products.42.> or products.*.delete."`
+	Stream    string `default:"PRODUCTS" help:"Stream of change events."`
 	FromStart bool   `name:"from-start" help:"Print the stream from its first message instead of only new ones."`
 }
 
@@ -37,16 +37,16 @@ func (c *TailCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error {
 	}
 	var cons jetstream.Consumer
 	for {
-		cons, err = js.OrderedConsumer(ctx, sink.Stream, jetstream.OrderedConsumerConfig{
+		cons, err = js.OrderedConsumer(ctx, c.Stream, jetstream.OrderedConsumerConfig{
 			FilterSubjects: []string{c.Subject}, DeliverPolicy: policy,
 		})
 		if err == nil {
 			break
 		}
 		if !errors.Is(err, jetstream.ErrStreamNotFound) {
-			return fmt.Errorf("consume %s: %w", sink.Stream, err)
+			return fmt.Errorf("consume %s: %w", c.Stream, err)
 		}
-		log.Info("waiting for the stream to appear", "stream", sink.Stream)
+		log.Info("waiting for the stream to appear", "stream", c.Stream)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -55,7 +55,7 @@ func (c *TailCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error {
 	}
 	it, err := cons.Messages()
 	if err != nil {
-		return fmt.Errorf("consume %s: %w", sink.Stream, err)
+		return fmt.Errorf("consume %s: %w", c.Stream, err)
 	}
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
