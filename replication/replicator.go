@@ -392,6 +392,11 @@ func (r *Replicator) session(ctx context.Context) (streamed bool, err error) {
 						"chunks", dec.marks.expired)
 					dec.marks.expired = nil
 				}
+				if len(dec.marks.overflowed) > 0 {
+					r.log.Error("snapshot chunks saw more changes of their keys while they were read than the replicator keeps track of, and were not published; run tidemark snapshot for their suppliers again",
+						"chunks", dec.marks.overflowed, "max_keys", MaxWindowKeys)
+					dec.marks.overflowed = nil
+				}
 				s.written = max(s.written, xld.WALStart+pglogrepl.LSN(len(xld.WALData)))
 				switch res.kind {
 				case msgBegin:

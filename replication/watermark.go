@@ -26,7 +26,19 @@ const (
 type SnapshotLow struct {
 	ID    string `json:"id"`    // the snapshot
 	Chunk int    `json:"chunk"` // the chunk's number within the snapshot
+	// Supplier, After and Until name the chunk's keys: supplier_id = Supplier and
+	// After < id <= Until. Only changes of those keys can make a chunk row stale, so the window
+	// remembers only them. Until 0 (a low watermark of an older tidemark) means any key.
+	Supplier int64 `json:"supplier,omitempty"`
+	After    int64 `json:"after,omitempty"`
+	Until    int64 `json:"until,omitempty"`
 }
+
+// MaxWindowKeys bounds the keys one open window remembers (a few MB). A chunk's range holds
+// about a chunk's worth of products, so only a window whose range is unknown can reach it
+// under heavy writes; such a window is given up: its chunk publishes nothing, and the
+// replicator logs which supplier to snapshot again.
+const MaxWindowKeys = 1 << 16
 
 // SnapshotColumn names a chunk column and its type OID, so the replicator renders values
 // exactly as it renders pgoutput's.
@@ -53,8 +65,18 @@ type windowKey struct {
 type window struct {
 	low       pglogrepl.LSN
 	opened    time.Time
+	keys      SnapshotLow // the chunk's key range
 	changed   map[event.Key]struct{}
 	truncated bool
+	overflow  bool // more than MaxWindowKeys keys changed: changed is dropped
+}
+
+// covers says whether key is in the window's chunk range.
+func (w *window) covers(key event.Key) bool {
+	if w.keys.Until == 0 {
+		return true
+	}
+	return key.SupplierID == w.keys.Supplier && key.ID > w.keys.After && key.ID <= w.keys.Until
 }
 
 // WindowExpiry is how long the replicator keeps a snapshot window open waiting for its chunk.
@@ -68,8 +90,10 @@ const WindowExpiry = 10 * time.Minute
 type watermarks struct {
 	open map[windowKey]*window
 	now  func() time.Time // for tests; default time.Now
-	// expired counts chunks that arrived after their window expired (logged by the caller).
-	expired []string
+	// expired lists chunks that arrived after their window expired, and overflowed those whose
+	// windows remembered too many keys; the caller logs both.
+	expired    []string
+	overflowed []string
 }
 
 func (w *watermarks) clock() time.Time {
@@ -88,7 +112,7 @@ func (w *watermarks) low(content []byte, lsn pglogrepl.LSN) error {
 	if w.open == nil {
 		w.open = map[windowKey]*window{}
 	}
-	w.open[windowKey{m.ID, m.Chunk}] = &window{low: lsn, opened: w.clock(), changed: map[event.Key]struct{}{}}
+	w.open[windowKey{m.ID, m.Chunk}] = &window{low: lsn, opened: w.clock(), keys: m, changed: map[event.Key]struct{}{}}
 	return nil
 }
 
@@ -101,6 +125,13 @@ func (w *watermarks) observe(op event.Op, key event.Key) {
 	for _, win := range w.open {
 		if op == event.OpTruncate {
 			win.truncated = true
+			continue
+		}
+		if win.overflow || !win.covers(key) {
+			continue
+		}
+		if _, ok := win.changed[key]; !ok && len(win.changed) >= MaxWindowKeys {
+			win.overflow, win.changed = true, nil
 			continue
 		}
 		win.changed[key] = struct{}{}
@@ -125,7 +156,10 @@ func (w *watermarks) chunk(content []byte, lsn pglogrepl.LSN) (*SnapshotChunk, f
 		return &m, func(event.Key) bool { return false }, nil
 	}
 	delete(w.open, k)
-	if win.truncated {
+	if win.overflow && len(m.Rows) > 0 {
+		w.overflowed = append(w.overflowed, fmt.Sprintf("%s chunk %d (supplier %d)", m.ID, m.Chunk, win.keys.Supplier))
+	}
+	if win.truncated || win.overflow {
 		return &m, func(event.Key) bool { return false }, nil
 	}
 	return &m, func(key event.Key) bool {

@@ -94,3 +94,59 @@ func TestWatermarksExpire(t *testing.T) {
 		t.Fatalf("late chunk: keep=%v expired=%v; want nothing published and the chunk reported", keep(event.Key{SupplierID: 1, ID: 1}), w.expired)
 	}
 }
+
+// A window remembers only changes of its chunk's own keys, so heavy writes elsewhere cost it
+// nothing; changes in its range are remembered exactly.
+func TestWatermarkWindowRemembersOnlyItsRange(t *testing.T) {
+	var w watermarks
+	b, _ := json.Marshal(SnapshotLow{ID: "s", Chunk: 1, Supplier: 7, After: 1000, Until: 3000})
+	if err := w.low(b, 100); err != nil {
+		t.Fatal(err)
+	}
+	for i := int64(0); i < 1_000_000; i++ {
+		w.observe(event.OpUpdate, event.Key{SupplierID: 1 + i%5, ID: i})  // other suppliers
+		w.observe(event.OpInsert, event.Key{SupplierID: 7, ID: 3001 + i}) // past the chunk
+	}
+	w.observe(event.OpUpdate, event.Key{SupplierID: 7, ID: 1000}) // the previous chunk's last key
+	w.observe(event.OpUpdate, event.Key{SupplierID: 7, ID: 2000})
+	win := w.open[windowKey{"s", 1}]
+	if len(win.changed) != 1 {
+		t.Fatalf("the window remembers %d keys, want only the one of its range", len(win.changed))
+	}
+	c, _ := json.Marshal(SnapshotChunk{ID: "s", Chunk: 1, Rows: [][]*string{{nil}}})
+	_, keep, err := w.chunk(c, 200)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keep(event.Key{SupplierID: 7, ID: 2000}) || !keep(event.Key{SupplierID: 7, ID: 2001}) {
+		t.Fatal("a changed key of the range must be dropped, an unchanged one kept")
+	}
+}
+
+// A window of unknown range (an older snapshot process) under heavy writes stops at
+// MaxWindowKeys: its memory is bounded, its chunk publishes nothing (its rows may be stale)
+// and is reported.
+func TestWatermarkWindowIsBounded(t *testing.T) {
+	var w watermarks
+	b, _ := json.Marshal(SnapshotLow{ID: "s", Chunk: 1})
+	if err := w.low(b, 100); err != nil {
+		t.Fatal(err)
+	}
+	win := w.open[windowKey{"s", 1}]
+	peak := 0
+	for i := int64(0); i < 4*MaxWindowKeys; i++ {
+		w.observe(event.OpUpdate, event.Key{SupplierID: 1, ID: i})
+		peak = max(peak, len(win.changed))
+	}
+	if peak > MaxWindowKeys || win.changed != nil {
+		t.Fatalf("window kept up to %d keys (now %d), want at most %d and then none", peak, len(win.changed), MaxWindowKeys)
+	}
+	c, _ := json.Marshal(SnapshotChunk{ID: "s", Chunk: 1, Rows: [][]*string{{nil}}})
+	_, keep, err := w.chunk(c, 200)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keep(event.Key{SupplierID: 1, ID: 4 * MaxWindowKeys}) || len(w.overflowed) != 1 {
+		t.Fatalf("overflowed window: keep=%v overflowed=%v; want nothing published and the chunk reported", keep(event.Key{SupplierID: 1, ID: 1}), w.overflowed)
+	}
+}

@@ -153,7 +153,19 @@ func columns(ctx context.Context, pool *pgxpool.Pool) ([]replication.SnapshotCol
 // id. Rows above untilID were inserted after the snapshot began and reach the stream anyway.
 func readChunk(ctx context.Context, pool *pgxpool.Pool, opts Options, snapID string, chunk int,
 	supplier int32, lastID, untilID int64, cols []replication.SnapshotColumn) (int, int64, error) {
-	low, err := json.Marshal(replication.SnapshotLow{ID: snapID, Chunk: chunk})
+	// The chunk's last id, read before the window opens: the replicator then remembers only
+	// changes of the chunk's own keys while it is open.
+	var end *int64
+	err := pool.QueryRow(ctx, `SELECT max(id) FROM (SELECT id FROM products WHERE supplier_id = $1 AND id > $2 AND id <= $3
+		ORDER BY id LIMIT $4) c`, supplier, lastID, untilID, opts.ChunkSize).Scan(&end)
+	if err != nil {
+		return 0, 0, fmt.Errorf("find the chunk's range: %w", err)
+	}
+	chunkEnd := untilID
+	if end != nil {
+		chunkEnd = *end
+	}
+	low, err := json.Marshal(replication.SnapshotLow{ID: snapID, Chunk: chunk, Supplier: int64(supplier), After: lastID, Until: chunkEnd})
 	if err != nil {
 		return 0, 0, err
 	}
@@ -184,7 +196,7 @@ func readChunk(ctx context.Context, pool *pgxpool.Pool, opts Options, snapID str
 	var n int
 	var next int64
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, query, supplier, lastID, untilID, opts.ChunkSize)
+		rows, err := tx.Query(ctx, query, supplier, lastID, chunkEnd, opts.ChunkSize)
 		if err != nil {
 			return fmt.Errorf("read chunk: %w", err)
 		}
