@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tidemark/tidemark/encoder"
 )
 
@@ -113,6 +114,7 @@ type fakeOpenAI struct {
 	auth     []string
 	hash     *encoder.Hash
 	delay    time.Duration // before answering
+	rejected int           // requests refused for a cursed text
 	started  chan struct{} // closed on the first request
 	once     sync.Once
 }
@@ -148,6 +150,9 @@ func (f *fakeOpenAI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, s := range req.Input {
 		if strings.Contains(s, "cursed") {
+			f.mu.Lock()
+			f.rejected++
+			f.mu.Unlock()
 			http.Error(w, `{"error":"content policy"}`, http.StatusBadRequest)
 			return
 		}
@@ -173,6 +178,13 @@ func (f *fakeOpenAI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(resp)
+}
+
+// rejections counts the requests refused for a cursed text.
+func (f *fakeOpenAI) rejections() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.rejected
 }
 
 func newFakeOpenAI(t *testing.T, throttle, fail int) (*fakeOpenAI, string) {
@@ -282,4 +294,72 @@ func TestMaxDeliverGoesToDLQ(t *testing.T) {
 	if len(vs) != 5 {
 		t.Fatalf("%d vectors, want the 5 fine products", len(vs))
 	}
+}
+
+// TestDeadLetterFailureLosesNothing: an event that has used up its deliveries while the
+// dead-letter stream cannot be written is neither dropped nor terminated: it keeps being
+// delivered, and lands in the dead-letter stream once that can be written again.
+func TestDeadLetterFailureLosesNothing(t *testing.T) {
+	e := newEnv(t)
+	// A stream already owning the dead-letter subjects: creating PRODUCTS_DLQ fails.
+	if _, err := e.js.CreateStream(e.ctx, jetstream.StreamConfig{Name: "SQUATTER", Subjects: []string{"products_dlq.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	fake, url := newFakeOpenAI(t, 0, 0)
+	emb := openAIEmbedder(t, url, "")
+	r := e.start(encoder.Config{MaxDeliver: 2, AckWait: 5 * time.Second}, emb)
+	bad := e.insert(1, "Z-1", "A cursed amulet", "Nobody can embed this.")
+	e.insert(1, "Z-2", "A fine lamp", "Nothing wrong.")
+	cons, err := e.js.Consumer(e.ctx, encoder.StreamName, encoder.DefaultConsumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Past its last delivery (2) while the dead-letter stream cannot be created.
+	eventually(t, 2*time.Minute, func() string {
+		if n := fake.rejections(); n < 8 {
+			return fmt.Sprintf("%d deliveries of the cursed event's text", n)
+		}
+		return ""
+	})
+	info, err := cons.Info(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.AckFloor.Stream >= 1 || r.events("dead_lettered") != 0 {
+		t.Fatalf("the cursed event (stream seq 1) was settled (ack floor %d, dead-lettered %v) without a copy in the dead-letter stream",
+			info.AckFloor.Stream, r.events("dead_lettered"))
+	}
+	if err := e.js.DeleteStream(e.ctx, "SQUATTER"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Minute, func() string {
+		if r.events("dead_lettered") != 1 {
+			return "not dead-lettered yet"
+		}
+		return ""
+	})
+	dlq, err := e.js.Stream(e.ctx, encoder.DLQStreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := dlq.GetMsg(e.ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ch struct {
+		Key struct {
+			ID int64 `json:"id"`
+		} `json:"key"`
+	}
+	_ = json.Unmarshal(m.Data, &ch)
+	if ch.Key.ID != bad.key.ID {
+		t.Fatalf("dead-lettered product %d, want %d", ch.Key.ID, bad.key.ID)
+	}
+	eventually(t, time.Minute, func() string {
+		info, err := cons.Info(e.ctx)
+		if err != nil || info.NumAckPending != 0 || info.NumPending != 0 {
+			return fmt.Sprintf("consumer not settled: %+v %v", info, err)
+		}
+		return ""
+	})
 }

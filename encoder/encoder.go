@@ -54,8 +54,9 @@ type Config struct {
 	// AckWait is how long the server waits for an ack before redelivering; default 30s.
 	// Slow batches send InProgress well before it runs out.
 	AckWait time.Duration
-	// MaxDeliver bounds deliveries of a message; one that fails on its last delivery goes to
-	// the dead-letter stream. Default 8.
+	// MaxDeliver is the delivery after which a message that still fails goes to the
+	// dead-letter stream. The consumer itself redelivers without limit, so a message whose
+	// copy to the dead-letter stream fails is retried later, never dropped. Default 8.
 	MaxDeliver int
 	// MaxAckPending bounds messages delivered and not yet acked, over all workers and
 	// processes; default 20000.
@@ -173,7 +174,9 @@ func (e *Encoder) Run(ctx context.Context) error {
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       e.cfg.AckWait,
 		BackOff:       backoff,
-		MaxDeliver:    e.cfg.MaxDeliver,
+		// Unlimited: the encoder dead-letters at cfg.MaxDeliver itself. A server-side limit
+		// would stop delivering a message whose copy to the dead-letter stream failed.
+		MaxDeliver:    -1,
 		MaxAckPending: e.cfg.MaxAckPending,
 		MaxWaiting:    max(512, e.cfg.Workers*4),
 	})
@@ -332,10 +335,12 @@ func (e *Encoder) failed(ctx context.Context, log *slog.Logger, msgs []jetstream
 	for _, m := range msgs {
 		md, merr := m.Metadata()
 		if merr == nil && int(md.NumDelivered) >= e.cfg.MaxDeliver {
-			if derr := e.deadLetter(ctx, m, fmt.Errorf("failed %d deliveries: %w", md.NumDelivered, err)); derr != nil {
-				log.Error("dead-letter", "err", derr)
+			derr := e.deadLetter(ctx, m, fmt.Errorf("failed %d deliveries: %w", md.NumDelivered, err))
+			if derr == nil {
+				continue
 			}
-			continue
+			// Not copied, so not terminated: it comes back after the delay and is tried again.
+			log.Error("dead-letter failed; the event stays in the stream and is retried", "err", derr, "subject", m.Subject())
 		}
 		n := uint64(1)
 		if merr == nil {
