@@ -1,0 +1,302 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/tidemark/tidemark/event"
+	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/sink"
+)
+
+// The tests of this file restart the replicator after JetStream's duplicate window has passed
+// (a 1s window, waits of 3s: the server forgets ids at most a window after they expire), so
+// only the stream's own last message can keep a replay from publishing a change twice.
+const (
+	dedupWindow = "1s"
+	pastWindow  = 3 * time.Second
+)
+
+// storedMsg is one message of the stream.
+type storedMsg struct {
+	seq     uint64
+	id      string
+	subject string
+	data    []byte
+}
+
+// readAll returns every message of the stream, in stream order.
+func readAll(t *testing.T, js jetstream.JetStream) []storedMsg {
+	t.Helper()
+	ctx := testenv.Context(t, 2*time.Minute)
+	n := streamMsgs(ctx, js)
+	cons, err := js.OrderedConsumer(ctx, sink.Stream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := make([]storedMsg, 0, n)
+	for uint64(len(msgs)) < n {
+		batch, err := cons.Fetch(10_000, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			md, err := m.Metadata()
+			if err != nil {
+				t.Fatal(err)
+			}
+			msgs = append(msgs, storedMsg{seq: md.Sequence.Stream, id: m.Headers().Get(jetstream.MsgIDHeader), subject: m.Subject(), data: m.Data()})
+		}
+		if batch.Error() != nil {
+			t.Fatal(batch.Error())
+		}
+		if got == 0 {
+			t.Fatalf("read %d of %d messages, then nothing", len(msgs), n)
+		}
+	}
+	return msgs
+}
+
+// checkOnceInOrder reads the stream message by message and checks that it holds exactly want
+// changes of the slot, no Nats-Msg-Id twice, in the slot's order (each position after the one
+// before it, so also in commit order per product), and foreign messages that were not the
+// replicator's. It returns the changes.
+func checkOnceInOrder(t *testing.T, js jetstream.JetStream, want, foreign int) []event.Change {
+	t.Helper()
+	var (
+		changes []event.Change
+		others  int
+		ids     = map[string]uint64{}
+		last    event.Position
+		perKey  = map[event.Key]event.Position{}
+	)
+	for _, m := range readAll(t, js) {
+		pos, ok := sink.ParseMsgID(m.id)
+		if !ok {
+			others++
+			continue
+		}
+		if seq, dup := ids[m.id]; dup {
+			t.Fatalf("msg id %s stored twice: stream sequences %d and %d", m.id, seq, m.seq)
+		}
+		ids[m.id] = m.seq
+		var c event.Change
+		if err := json.Unmarshal(m.data, &c); err != nil {
+			t.Fatalf("message %d (%s): %v", m.seq, m.id, err)
+		}
+		if c.Position() != pos || sink.Subject(&c) != m.subject {
+			t.Fatalf("message %d: id %s and subject %s, its event says %s and %s", m.seq, m.id, m.subject, c.Position(), sink.Subject(&c))
+		}
+		if pos.Compare(last) <= 0 {
+			t.Fatalf("message %d at %s follows %s: out of order", m.seq, pos, last)
+		}
+		if prev, ok := perKey[c.Key]; ok && pos.Compare(prev) <= 0 {
+			t.Fatalf("product %v: %s stored after %s", c.Key, pos, prev)
+		}
+		last, perKey[c.Key] = pos, pos
+		changes = append(changes, c)
+	}
+	if len(changes) != want || others != foreign {
+		t.Fatalf("stream holds %d changes and %d other messages, want %d and %d", len(changes), others, want, foreign)
+	}
+	return changes
+}
+
+// kill9 kills p with SIGKILL and waits for it to be gone.
+func kill9(t *testing.T, p *proc) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-p.done
+}
+
+// bigTransaction inserts rows products in one transaction.
+func (e *replEnv) bigTransaction(t *testing.T, rows int, prefix string) {
+	t.Helper()
+	e.exec(t, fmt.Sprintf(`INSERT INTO products (supplier_id, sku, name, description, price, attributes)
+		SELECT 1 + g %% 2, '%s-' || g, 'Product %s ' || g, repeat('Waterproof hiking jacket, ', 8), g / 100.0,
+		       jsonb_build_object('color', 'red', 'weight_g', g)
+		FROM generate_series(1, %d) g`, prefix, prefix, rows))
+}
+
+// TestExactlyOnceKill9AtFivePoints kills the replicator with SIGKILL at five points of one
+// 200k-row transaction, each time restarting it after the duplicate window: every change is
+// in the stream once, in order.
+func TestExactlyOnceKill9AtFivePoints(t *testing.T) {
+	e := newReplEnv(t)
+	js := e.js(t)
+	ctx := testenv.Context(t, 10*time.Minute)
+	args := []string{"--dedup-window", dedupWindow}
+	p := e.replicate(t, args...)
+	testenv.WaitFor(t, "the stream", 30*time.Second, func() bool { _, err := js.Stream(ctx, sink.Stream); return err == nil })
+	const rows = 200_000
+	e.bigTransaction(t, rows, "K")
+	end := e.currentLSN(t)
+	for i, share := range []float64{0.1, 0.25, 0.45, 0.65, 0.85} {
+		at := uint64(share * rows)
+		testenv.WaitFor(t, fmt.Sprintf("%d changes in the stream", at), 3*time.Minute, func() bool { return streamMsgs(ctx, js) >= at })
+		kill9(t, p)
+		n := streamMsgs(ctx, js)
+		if n >= rows {
+			t.Fatalf("kill %d: the whole transaction was in the stream before it: the test proves nothing", i+1)
+		}
+		if s := e.slot(t); s.ConfirmedLSN >= end {
+			t.Fatalf("kill %d: slot confirmed %s past the unfinished transaction (end %s)", i+1, s.ConfirmedLSN, end)
+		}
+		t.Logf("kill %d at %d of %d changes", i+1, n, rows)
+		time.Sleep(pastWindow)
+		p = e.replicate(t, args...)
+		// The restarted replicator skips what the stream holds: it says so once it catches up.
+		testenv.WaitFor(t, "the restart to catch up with the stream", 3*time.Minute, func() bool {
+			return strings.Contains(p.out.String(), "caught up with the stream")
+		})
+	}
+	testenv.WaitFor(t, "the slot to confirm the transaction", 3*time.Minute, func() bool { return e.slot(t).ConfirmedLSN >= end })
+	checkOnceInOrder(t, js, rows, 0)
+}
+
+// TestExactlyOnceAckedNotConfirmed: every change of a transaction is acknowledged by
+// JetStream but the slot has not been told when the replicator dies; a restart after the
+// duplicate window publishes none of them again.
+func TestExactlyOnceAckedNotConfirmed(t *testing.T) {
+	e := newReplEnv(t)
+	js := e.js(t)
+	ctx := testenv.Context(t, 5*time.Minute)
+	e.exec(t, `INSERT INTO products (supplier_id, sku, name) SELECT 1, 'U-' || g, 'n' FROM generate_series(1, 5000) g`)
+	first := e.replicate(t, "--dedup-window", dedupWindow)
+	first.streaming(t)
+	start := e.currentLSN(t)
+	testenv.WaitFor(t, "the inserts confirmed", time.Minute, func() bool { return e.slot(t).ConfirmedLSN >= start })
+	kill9(t, first)
+	// No status update for an hour: what it publishes is acked, never confirmed.
+	p := e.replicate(t, "--dedup-window", dedupWindow, "--status-interval", "1h")
+	p.streaming(t)
+	e.exec(t, `UPDATE products SET name = 'renamed ' || id`)
+	end := e.currentLSN(t)
+	testenv.WaitFor(t, "the updates in the stream", time.Minute, func() bool { return streamMsgs(ctx, js) >= 10_000 })
+	kill9(t, p)
+	if s := e.slot(t); s.ConfirmedLSN >= end {
+		t.Fatalf("slot confirmed %s: the updates were confirmed, the test proves nothing", s.ConfirmedLSN)
+	}
+	time.Sleep(pastWindow)
+	e.replicate(t, "--dedup-window", dedupWindow)
+	testenv.WaitFor(t, "the slot to confirm the updates", time.Minute, func() bool { return e.slot(t).ConfirmedLSN >= end })
+	changes := checkOnceInOrder(t, js, 10_000, 0)
+	if changes[5000].Op != event.OpUpdate {
+		t.Fatalf("change 5000 is an %s", changes[5000].Op)
+	}
+}
+
+// TestExactlyOnceNATSRestartMidPublish: the NATS server goes away while a 100k-row
+// transaction is being published, for longer than the duplicate window, and comes back.
+func TestExactlyOnceNATSRestartMidPublish(t *testing.T) {
+	e := newReplEnv(t)
+	js := e.js(t)
+	ctx := testenv.Context(t, 5*time.Minute)
+	p := e.replicate(t, "--dedup-window", dedupWindow)
+	testenv.WaitFor(t, "the stream", 30*time.Second, func() bool { _, err := js.Stream(ctx, sink.Stream); return err == nil })
+	const rows = 100_000
+	e.bigTransaction(t, rows, "N")
+	end := e.currentLSN(t)
+	testenv.WaitFor(t, "part of the transaction in the stream", 2*time.Minute, func() bool { return streamMsgs(ctx, js) >= rows/5 })
+	e.nats.Shutdown()
+	time.Sleep(pastWindow)
+	if err := e.nats.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if n := streamMsgs(ctx, js); n >= rows {
+		t.Fatalf("the whole transaction (%d) was stored before NATS went away: the test proves nothing", n)
+	}
+	testenv.WaitFor(t, "the slot to confirm the transaction", 3*time.Minute, func() bool { return e.slot(t).ConfirmedLSN >= end })
+	if !strings.Contains(p.out.String(), "replication interrupted") {
+		t.Fatal("the replicator never noticed NATS was gone")
+	}
+	checkOnceInOrder(t, js, rows, 0)
+}
+
+// TestExactlyOnceStreamLimitReached: the stream refuses messages mid-transaction (its
+// message limit, discard new); replicate retries; once the limit is raised the stream holds
+// every change once, in order, with no gap where the refusals began.
+func TestExactlyOnceStreamLimitReached(t *testing.T) {
+	e := newReplEnv(t)
+	js := e.js(t)
+	ctx := testenv.Context(t, 5*time.Minute)
+	p := e.replicate(t, "--dedup-window", dedupWindow)
+	testenv.WaitFor(t, "the stream", 30*time.Second, func() bool { _, err := js.Stream(ctx, sink.Stream); return err == nil })
+	setLimit := func(n int64) {
+		t.Helper()
+		st, err := js.Stream(ctx, sink.Stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := st.CachedInfo().Config
+		cfg.MaxMsgs, cfg.Discard = n, jetstream.DiscardNew
+		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const rows, limit = 60_000, 20_000
+	setLimit(limit)
+	e.bigTransaction(t, rows, "L")
+	end := e.currentLSN(t)
+	testenv.WaitFor(t, "refusals and retries", 2*time.Minute, func() bool {
+		return strings.Count(p.out.String(), "replication interrupted") >= 2
+	})
+	if n := streamMsgs(ctx, js); n != limit {
+		t.Fatalf("stream holds %d messages at its limit of %d", n, limit)
+	}
+	time.Sleep(pastWindow)
+	setLimit(-1)
+	testenv.WaitFor(t, "the slot to confirm the transaction", 3*time.Minute, func() bool { return e.slot(t).ConfirmedLSN >= end })
+	checkOnceInOrder(t, js, rows, 0)
+}
+
+// TestExactlyOnceForeignMessages: messages another client publishes into the stream while a
+// 100k-row transaction is being published do not stop replication, and make it neither skip
+// nor repeat a change.
+func TestExactlyOnceForeignMessages(t *testing.T) {
+	e := newReplEnv(t)
+	js := e.js(t)
+	ctx := testenv.Context(t, 5*time.Minute)
+	p := e.replicate(t, "--dedup-window", dedupWindow)
+	testenv.WaitFor(t, "the stream", 30*time.Second, func() bool { _, err := js.Stream(ctx, sink.Stream); return err == nil })
+	nc, err := nats.Connect(e.nats.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	const rows = 100_000
+	e.bigTransaction(t, rows, "F")
+	end := e.currentLSN(t)
+	for i, share := range []float64{0.2, 0.5, 0.8} {
+		at := uint64(share * rows)
+		testenv.WaitFor(t, fmt.Sprintf("%d changes", at), 2*time.Minute, func() bool { return streamMsgs(ctx, js) >= at })
+		// A misconfigured client: plain core publishes on the stream's subjects.
+		if err := nc.Publish("products.1.insert", []byte(fmt.Sprintf(`{"op":"insert","note":"not from tidemark %d"}`, i))); err != nil {
+			t.Fatal(err)
+		}
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := streamMsgs(ctx, js); n >= rows {
+		t.Fatalf("the whole transaction (%d) was stored before the last foreign message", n)
+	}
+	testenv.WaitFor(t, "the slot to confirm the transaction", 3*time.Minute, func() bool { return e.slot(t).ConfirmedLSN >= end })
+	checkOnceInOrder(t, js, rows, 3)
+	if !strings.Contains(p.out.String(), "not published by this replicator") {
+		t.Error("the replicator did not log the foreign messages")
+	}
+	if strings.Contains(p.out.String(), "replication interrupted") {
+		t.Error("a foreign message interrupted replication")
+	}
+}
