@@ -411,8 +411,14 @@ func (d *demo) caughtUpState(ctx context.Context, target pglogrepl.LSN) (string,
 // compare checks the vector table against products: stale counts live products without a
 // vector of their current text, missing deleted products whose vector is not a tombstone.
 func (d *demo) compare(ctx context.Context) (stale, missing int64, err error) {
-	model := d.emb.Model()
-	rows, err := d.pool.Query(ctx, `SELECT p.name, coalesce(p.description, ''), p.attributes::text,
+	return compareVectors(ctx, d.pool, d.emb.Model())
+}
+
+// compareVectors counts the products whose vector of model is not the one of their current
+// text (stale: missing, deleted or of an older text), and the live vectors whose product is
+// gone (missing).
+func compareVectors(ctx context.Context, pool *pgxpool.Pool, model string) (stale, missing int64, err error) {
+	rows, err := pool.Query(ctx, `SELECT p.name, coalesce(p.description, ''), p.attributes::text,
 			e.content_hash, coalesce(NOT e.deleted AND e.embedding IS NOT NULL, false)
 		FROM products p
 		LEFT JOIN product_embeddings e ON e.supplier_id = p.supplier_id AND e.product_id = p.id AND e.model = $1`, model)
@@ -433,7 +439,7 @@ func (d *demo) compare(ctx context.Context) (stale, missing int64, err error) {
 	if err != nil {
 		return 0, 0, fmt.Errorf("compare vectors: %w", err)
 	}
-	err = d.pool.QueryRow(ctx, `SELECT count(*) FROM product_embeddings e
+	err = pool.QueryRow(ctx, `SELECT count(*) FROM product_embeddings e
 		WHERE e.model = $1 AND NOT e.deleted
 			AND NOT EXISTS (SELECT 1 FROM products p WHERE p.supplier_id = e.supplier_id AND p.id = e.product_id)`, model).Scan(&missing)
 	if err != nil {

@@ -300,3 +300,84 @@ func TestExactlyOnceForeignMessages(t *testing.T) {
 		t.Error("a foreign message interrupted replication")
 	}
 }
+
+// TestPipelineUnderFaults: the encoders keep the vectors equal to the products while the
+// replicator is killed mid-transaction, an encoder holding unacknowledged events is killed and
+// NATS restarts mid-publish, each outage longer than the duplicate window.
+func TestPipelineUnderFaults(t *testing.T) {
+	e := newReplEnv(t)
+	js := e.js(t)
+	ctx := testenv.Context(t, 8*time.Minute)
+	repl := e.replicate(t, "--dedup-window", dedupWindow)
+	encode := func() *proc {
+		return e.start(t, "encode", "--http-addr=", "--workers", "2", "--batch", "500", "--batch-wait", "100ms", "--ack-wait", "2s")
+	}
+	first := encode()
+	testenv.WaitFor(t, "the stream", 30*time.Second, func() bool { _, err := js.Stream(ctx, sink.Stream); return err == nil })
+	const rows = 60_000
+	e.bigTransaction(t, rows, "P")
+
+	// The replicator, killed a third of the way through the transaction.
+	testenv.WaitFor(t, "a third of the transaction", 2*time.Minute, func() bool { return streamMsgs(ctx, js) >= rows/3 })
+	kill9(t, repl)
+	if n := streamMsgs(ctx, js); n >= rows {
+		t.Fatalf("the whole transaction (%d) was in the stream before the kill", n)
+	}
+	time.Sleep(pastWindow)
+	e.replicate(t, "--dedup-window", dedupWindow)
+
+	// The only encoder, killed while it holds delivered events it has not acknowledged.
+	cons, err := js.Consumer(ctx, sink.Stream, "encoders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "events in the encoder's hands", 2*time.Minute, func() bool {
+		info, err := cons.Info(ctx)
+		return err == nil && info.NumAckPending > 0 && info.AckFloor.Stream > 1000
+	})
+	kill9(t, first)
+	held, err := cons.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if held.NumAckPending == 0 {
+		t.Fatal("the killed encoder held no unacknowledged event")
+	}
+	encode()
+	encode()
+
+	// NATS, away for longer than the duplicate window while updates and deletes are published.
+	var updates, deletes int
+	if err := e.pool.QueryRow(ctx, "SELECT count(*) FILTER (WHERE id % 7 = 0), count(*) FILTER (WHERE id % 11 = 0) FROM products").Scan(&updates, &deletes); err != nil {
+		t.Fatal(err)
+	}
+	e.exec(t, `UPDATE products SET name = name || ' (renamed)' WHERE id % 7 = 0`)
+	e.exec(t, `DELETE FROM products WHERE id % 11 = 0`)
+	e.nats.Shutdown()
+	time.Sleep(pastWindow)
+	if err := e.nats.Start(); err != nil {
+		t.Fatal(err)
+	}
+	end := e.currentLSN(t)
+	testenv.WaitFor(t, "the slot to confirm everything", 3*time.Minute, func() bool { return e.slot(t).ConfirmedLSN >= end })
+	total := rows + updates + deletes
+	checkOnceInOrder(t, js, total, 0)
+	testenv.WaitFor(t, "the vectors to equal the products", 3*time.Minute, func() bool {
+		info, err := cons.Info(ctx)
+		if err != nil || info.NumPending > 0 || info.NumAckPending > 0 {
+			return false
+		}
+		stale, missing, err := compareVectors(ctx, e.pool, "hash-v1-384")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return stale == 0 && missing == 0
+	})
+	info, err := cons.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Delivered.Consumer <= uint64(total) {
+		t.Errorf("%d deliveries for %d events: what the killed encoder held was never delivered again", info.Delivered.Consumer, total)
+	}
+}
