@@ -78,7 +78,7 @@ func TestSnapshotUnderConcurrentWrites(t *testing.T) {
 
 	var armed sync.Once
 	res, err := snapshot.Supplier(ctx, e.pool, 1, snapshot.Options{ChunkSize: 150, Progress: func(done, _ int64) {
-		if done >= 450 {
+		if done >= 150 {
 			// Acks start failing mid-snapshot, a moment into a window (after a flush that
 			// succeeded inside it): the replay must start before the window's low watermark.
 			armed.Do(func() { time.AfterFunc(250*time.Millisecond, func() { rec.failFlushes.Store(3) }) })
