@@ -306,9 +306,10 @@ type pumpState struct {
 	queue  []inflight // published, ack not checked yet, in publish order
 	marker *outgoing  // a flush or resume waiting for the queue to drain
 
-	// lastID is the msg id of the last message handed to nats.go: the next one expects it to
-	// be the stream's last. Zero until Resume has read the stream.
-	lastID string
+	// lastIDHdr is the Nats-Msg-Id header value of the last message handed to nats.go: the
+	// next one expects it to be the stream's last (the slice is shared, not copied). Nil until
+	// Resume has read the stream.
+	lastIDHdr []string
 	// anchor, when set, is the stream's last sequence as Resume or a re-anchor found it: the
 	// next message expects that instead (the stream may end with a message not ours).
 	anchor     uint64
@@ -340,7 +341,7 @@ func (p *pumpState) take(o outgoing) {
 		s.fail(fmt.Errorf("publish %s (msg id %s): %w", o.msg.Subject, o.id, err))
 		return
 	}
-	p.lastID = o.id
+	p.lastIDHdr = o.msg.Header[jetstream.MsgIDHeader]
 	p.queue = append(p.queue, inflight{msg: o.msg, id: o.id, commitTS: o.commitTS, fut: fut})
 }
 
@@ -353,8 +354,8 @@ func (p *pumpState) expect(msg *nats.Msg) {
 	case p.anchored:
 		msg.Header[headerExpectedLastSeq] = []string{strconv.FormatUint(p.anchor, 10)}
 		p.anchored = false
-	case p.lastID != "":
-		msg.Header[headerExpectedLastMsgID] = []string{p.lastID}
+	case p.lastIDHdr != nil:
+		msg.Header[headerExpectedLastMsgID] = p.lastIDHdr
 	}
 }
 
@@ -460,7 +461,7 @@ func (p *pumpState) reanchor() error {
 			s.fail(fmt.Errorf("publish %s (msg id %s): %w", m.msg.Subject, m.id, err))
 			return nil
 		}
-		p.lastID = m.id
+		p.lastIDHdr = m.msg.Header[jetstream.MsgIDHeader]
 		p.queue = append(p.queue, inflight{msg: m.msg, id: m.id, commitTS: m.commitTS, fut: fut})
 	}
 	return nil
@@ -500,7 +501,7 @@ func (p *pumpState) resume(req *resumeRequest) (event.Position, error) {
 	s.mu.Lock()
 	s.err = nil
 	s.mu.Unlock()
-	p.discarded, p.lastID, p.anchored, p.lastStore = 0, "", false, 0
+	p.discarded, p.lastIDHdr, p.anchored, p.lastStore = 0, nil, false, 0
 	st, err := s.js.Stream(req.ctx, s.stream)
 	if err != nil {
 		return event.Position{}, fmt.Errorf("look up stream %s: %w", s.stream, err)
