@@ -1,0 +1,46 @@
+package main
+
+import (
+	"errors"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/sink"
+)
+
+// TestStreamFlagNamesOneStreamForEveryCommand: replicate, encode and tail given the same
+// --stream work on that stream, and none creates or waits for PRODUCTS.
+func TestStreamFlagNamesOneStreamForEveryCommand(t *testing.T) {
+	e := newReplEnv(t)
+	js := e.js(t)
+	ctx := testenv.Context(t, 2*time.Minute)
+	e.replicate(t, "--stream", "CATALOGUE").streaming(t)
+	e.start(t, "encode", "--http-addr=", "--stream", "CATALOGUE", "--batch-wait", "100ms")
+	e.exec(t, `INSERT INTO products (supplier_id, sku, name) VALUES (1, 'S-1', 'Red wool scarf')`)
+	testenv.WaitFor(t, "the vector", time.Minute, func() bool {
+		var n int
+		err := e.pool.QueryRow(ctx, "SELECT count(*) FROM product_embeddings WHERE NOT deleted").Scan(&n)
+		return err == nil && n == 1
+	})
+	if _, err := js.Stream(ctx, sink.Stream); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Fatalf("stream PRODUCTS: %v, want it not to exist", err)
+	}
+	cmd := exec.CommandContext(ctx, e.bin, "tail", "--nats-url", e.nats.URL(), "--stream", "CATALOGUE", "--from-start")
+	var stdout testenv.Buffer
+	cmd.Stdout = &stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "tail to print the change", 30*time.Second, func() bool { return strings.Contains(stdout.String(), "Red wool scarf") })
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("tail exit: %v", err)
+	}
+}
