@@ -82,6 +82,7 @@ var _ replication.Publisher = (*Publisher)(nil)
 type outgoing struct {
 	msg      *nats.Msg
 	id       string
+	pos      event.Position
 	commitTS time.Time
 	flush    chan error
 	resume   *resumeRequest
@@ -102,6 +103,7 @@ type resumeReply struct {
 type inflight struct {
 	msg      *nats.Msg
 	id       string
+	pos      event.Position
 	commitTS time.Time
 	fut      jetstream.PubAckFuture
 }
@@ -208,7 +210,7 @@ func (s *Publisher) Publish(ctx context.Context, c *event.Change) error {
 	subject := string(AppendSubject(buf[:0], c))
 	id := string(AppendMsgID(buf[:0], c))
 	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{jetstream.MsgIDHeader: []string{id}}}
-	s.out <- outgoing{msg: msg, id: id, commitTS: c.Source.CommitTS}
+	s.out <- outgoing{msg: msg, id: id, pos: c.Position(), commitTS: c.Source.CommitTS}
 	return nil
 }
 
@@ -314,9 +316,10 @@ type pumpState struct {
 	// next message expects that instead (the stream may end with a message not ours).
 	anchor     uint64
 	anchored   bool
-	lastStore  uint64 // stream sequence of the last message of ours acknowledged
-	discarded  int    // messages of this session that failed (logged at Resume)
-	foreignRun int    // re-anchors in a row without a message stored, for the backoff
+	slot       string         // whose changes these are, as Resume was told
+	skip       event.Position // changes up to here are in the stream already: not published
+	discarded  int            // messages of this session that failed (logged at Resume)
+	foreignRun int            // re-anchors in a row without a message stored, for the backoff
 }
 
 // take handles what Publish, Flush or Resume sent.
@@ -333,6 +336,11 @@ func (p *pumpState) take(o outgoing) {
 		p.discarded++
 		return
 	}
+	if o.pos.Compare(p.skip) <= 0 {
+		// Stored already, by a late message of an earlier session (see reanchor).
+		s.release()
+		return
+	}
 	p.expect(o.msg)
 	fut, err := s.js.PublishMsgAsync(o.msg)
 	if err != nil {
@@ -342,7 +350,7 @@ func (p *pumpState) take(o outgoing) {
 		return
 	}
 	p.lastIDHdr = o.msg.Header[jetstream.MsgIDHeader]
-	p.queue = append(p.queue, inflight{msg: o.msg, id: o.id, commitTS: o.commitTS, fut: fut})
+	p.queue = append(p.queue, inflight{msg: o.msg, id: o.id, pos: o.pos, commitTS: o.commitTS, fut: fut})
 }
 
 // expect sets msg's publish expectation: the stream's last message is the one published
@@ -385,12 +393,8 @@ func (p *pumpState) stored(head inflight, ack *jetstream.PubAck) {
 	p.pop()
 	s.release()
 	p.foreignRun = 0
-	if ack != nil {
-		if ack.Duplicate {
-			s.dups.Inc()
-		} else {
-			p.lastStore = ack.Sequence
-		}
+	if ack != nil && ack.Duplicate {
+		s.dups.Inc()
 	}
 	s.latency.Observe(time.Since(head.commitTS).Seconds())
 }
@@ -416,18 +420,18 @@ func (p *pumpState) failed(err error) {
 	s.fail(fmt.Errorf("publish %s (msg id %s): %w", head.msg.Subject, head.id, err))
 }
 
-// reanchor publishes every queued message again, in order, the first expecting the stream's
-// current last sequence. Each was chained to the one before it, so all of them failed.
+// reanchor is called when the oldest message broke its expectation with nothing lost
+// before it: the stream no longer ends where this publisher thought. Either messages of
+// another publisher were stored after ours, or messages of an earlier session of ours, whose
+// acks had timed out, were stored late. It settles the rest of the queue (each expected its
+// predecessor, so each failed or was stored after one of ours of the same id), reads the
+// stream back to its last change of the slot, drops what the stream already holds and
+// publishes the rest again, in order, the first expecting the stream's current end.
 func (p *pumpState) reanchor() error {
 	s := p.s
-	// Settle the rest: each expected its predecessor, which was not stored.
 	for i := 1; i < len(p.queue); i++ {
 		select {
-		case ack := <-p.queue[i].fut.Ok():
-			if ack != nil && ack.Duplicate {
-				continue
-			}
-			return fmt.Errorf("message %s was stored after the unstored %s", p.queue[i].id, p.queue[0].id)
+		case <-p.queue[i].fut.Ok():
 		case <-p.queue[i].fut.Err():
 		}
 	}
@@ -437,24 +441,42 @@ func (p *pumpState) reanchor() error {
 	p.foreignRun++
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	defer cancel()
-	info, err := p.streamInfo(ctx)
+	st, err := s.js.Stream(ctx, s.stream)
+	if err != nil {
+		return fmt.Errorf("look up stream %s: %w", s.stream, err)
+	}
+	hw, err := ReadHighWater(ctx, st, p.slot, s.maxScan)
 	if err != nil {
 		return err
 	}
-	last := info.State.LastSeq
-	s.reanchors.Inc()
-	s.log.Warn("messages not published by this replicator were stored in the stream; publishing again after them",
-		"stream", s.stream, "after_seq", p.lastStore, "last_seq", last, "first_id", p.queue[0].id, "messages", len(p.queue))
 	queue := p.queue
 	p.queue = make([]inflight, 0, len(queue))
-	p.anchor, p.anchored = last, true
+	held := 0
 	for _, m := range queue {
+		if hw.Found && m.pos.Compare(hw.Position) <= 0 {
+			held++
+			s.release()
+		}
+	}
+	queue = queue[held:]
+	p.skip = hw.Position
+	if held > 0 {
+		s.log.Info("the stream already holds changes whose acknowledgements were late or lost; not publishing them again",
+			"stream", s.stream, "changes", held, "up_to", hw.Position)
+	}
+	if hw.Seq < hw.LastSeq {
+		s.reanchors.Inc()
+		s.log.Warn("messages not published by this replicator were stored in the stream; publishing again after them",
+			"stream", s.stream, "after_seq", hw.Seq, "last_seq", hw.LastSeq, "messages", len(queue))
+	}
+	p.anchor, p.anchored = hw.LastSeq, true
+	for i, m := range queue {
 		p.expect(m.msg)
 		m.msg.Reply = "" // nats.go set it for the first attempt
 		fut, err := s.js.PublishMsgAsync(m.msg)
 		if err != nil {
 			// Those not published again give back their places; the session has failed.
-			for range len(queue) - len(p.queue) {
+			for range len(queue) - i {
 				s.release()
 				p.discarded++
 			}
@@ -462,21 +484,9 @@ func (p *pumpState) reanchor() error {
 			return nil
 		}
 		p.lastIDHdr = m.msg.Header[jetstream.MsgIDHeader]
-		p.queue = append(p.queue, inflight{msg: m.msg, id: m.id, commitTS: m.commitTS, fut: fut})
+		p.queue = append(p.queue, inflight{msg: m.msg, id: m.id, pos: m.pos, commitTS: m.commitTS, fut: fut})
 	}
 	return nil
-}
-
-func (p *pumpState) streamInfo(ctx context.Context) (*jetstream.StreamInfo, error) {
-	st, err := p.s.js.Stream(ctx, p.s.stream)
-	if err != nil {
-		return nil, fmt.Errorf("look up stream %s: %w", p.s.stream, err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("stream %s info: %w", p.s.stream, err)
-	}
-	return info, nil
 }
 
 // answer replies to the waiting marker; the queue is empty.
@@ -501,7 +511,7 @@ func (p *pumpState) resume(req *resumeRequest) (event.Position, error) {
 	s.mu.Lock()
 	s.err = nil
 	s.mu.Unlock()
-	p.discarded, p.lastIDHdr, p.anchored, p.lastStore = 0, nil, false, 0
+	p.discarded, p.lastIDHdr, p.anchored, p.slot, p.skip = 0, nil, false, req.slot, event.Position{}
 	st, err := s.js.Stream(req.ctx, s.stream)
 	if err != nil {
 		return event.Position{}, fmt.Errorf("look up stream %s: %w", s.stream, err)
@@ -514,6 +524,6 @@ func (p *pumpState) resume(req *resumeRequest) (event.Position, error) {
 		s.log.Warn("no message of this slot among the stream's last messages; publishing from the confirmed LSN, and only the duplicate window drops what the stream already holds",
 			"stream", s.stream, "slot", req.slot, "scanned", hw.Scanned)
 	}
-	p.anchor, p.anchored, p.lastStore = hw.LastSeq, true, hw.Seq
+	p.anchor, p.anchored, p.skip = hw.LastSeq, true, hw.Position
 	return hw.Position, nil
 }

@@ -545,3 +545,46 @@ func processCPU() time.Duration {
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// TestLateMessagesOfAnEarlierSession: messages whose acks timed out in an earlier session can
+// still be stored after the next session has read the stream (a slow server): the new session
+// must not store them a second time, whatever the duplicate window.
+func TestLateMessagesOfAnEarlierSession(t *testing.T) {
+	n := testenv.NATS(t)
+	ctx := testenv.Context(t, time.Minute)
+	nc := connect(t, n.URL())
+	js := setup(t, nc)
+	st, err := sink.EnsureStream(ctx, js, sink.StreamConfig{Duplicates: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := newPublisher(t, nc, sink.Options{MaxInFlight: 64})
+	if pos, err := pub.Resume(ctx, "tidemark"); err != nil || !pos.IsZero() {
+		t.Fatalf("Resume on an empty stream: %s %v", pos, err)
+	}
+	// The earlier session's first 100 changes land only now.
+	for i := 0; i < 100; i++ {
+		c := change(0xA000, i, 1)
+		if _, err := js.Publish(ctx, sink.Subject(c), c.AppendJSON(nil), jetstream.WithMsgID(sink.MsgID(c))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(time.Second) // past the duplicate window
+	for i := 0; i < 300; i++ {
+		if err := pub.Publish(ctx, change(0xA000, i, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pub.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ids := stored(t, ctx, st)
+	if len(ids) != 300 {
+		t.Fatalf("stream holds %d messages, want 300", len(ids))
+	}
+	for i, id := range ids {
+		if want := fmt.Sprintf("0/A000:%d", i); id != want {
+			t.Fatalf("message %d is %s, want %s", i, id, want)
+		}
+	}
+}
