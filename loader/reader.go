@@ -14,6 +14,9 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode/utf8"
+
+	"golang.org/x/text/transform"
 )
 
 // Format is the syntax of a drop.
@@ -23,6 +26,7 @@ type Format string
 const (
 	CSV    Format = "csv"
 	NDJSON Format = "ndjson"
+	XLSX   Format = "xlsx"
 )
 
 // Column indexes into Record.Fields.
@@ -51,8 +55,12 @@ type Record struct {
 	// Fields holds the raw text of each column: empty when absent, empty or JSON null.
 	Fields [numColumns]string
 	// Reason is set when the record could not be parsed at all (bad quoting, invalid JSON,
-	// a value of the wrong JSON type); Fields are then incomplete.
+	// a value of the wrong JSON type; Fields are then incomplete) or not read the profile's
+	// way (a price with other separators).
 	Reason string
+
+	valid8     bool // every field is known to be UTF-8
+	attrsExact bool // Fields[colAttributes] is exactly how jsonb prints it
 }
 
 // Reader reads the records of a drop one at a time.
@@ -65,36 +73,120 @@ type Reader interface {
 }
 
 // Open wraps r (the drop's bytes, maybe gzipped: recognised by its magic bytes) in a reader of
-// the given format. For CSV it reads the header, so an unknown or missing column is reported
-// before anything is loaded.
+// tidemark's own drop of the given format: UTF-8, comma-separated, tidemark's column names. For
+// CSV it reads the header, so an unknown or missing column is reported before anything is
+// loaded.
 func Open(r io.Reader, format Format) (Reader, error) {
-	br := bufio.NewReaderSize(r, 256<<10)
+	return OpenProfile(r, Profile{Format: format})
+}
+
+// sniffSize is how much of a drop is looked at before reading it: its encoding is checked and
+// guessed on that much.
+const sniffSize = 256 << 10
+
+// OpenProfile wraps r in a reader of the drop p describes; p.Format must be set. An XLSX drop
+// is read with random access: r should be an *os.File, else it is first copied to a temporary
+// file. A reader that holds files is an [io.Closer]; close it when done.
+func OpenProfile(r io.Reader, p Profile) (Reader, error) {
+	pl, err := p.compile()
+	if err != nil {
+		return nil, err
+	}
+	if pl.format == XLSX {
+		return openXLSX(r, pl)
+	}
+	br := bufio.NewReaderSize(r, sniffSize)
 	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
 		zr, err := gzip.NewReader(br)
 		if err != nil {
 			return nil, fmt.Errorf("open gzip: %w", err)
 		}
-		br = bufio.NewReaderSize(zr, 256<<10)
+		br = bufio.NewReaderSize(zr, sniffSize)
 	}
-	// A UTF-8 byte order mark is tolerated (spreadsheets write one).
-	if bom, _ := br.Peek(3); bytes.Equal(bom, []byte("\xef\xbb\xbf")) {
-		_, _ = br.Discard(3)
+	if magic, _ := br.Peek(4); bytes.Equal(magic, []byte("PK\x03\x04")) {
+		return nil, fmt.Errorf("the drop is a zip file (an XLSX workbook?) but the format is %s: set format: xlsx in the profile or give --format xlsx", pl.format)
 	}
-	switch format {
+	if br, err = decodeStream(br, pl); err != nil {
+		return nil, err
+	}
+	switch pl.format {
 	case CSV:
-		return newCSVReader(br)
+		return newCSVReader(br, pl)
 	case NDJSON:
-		return newNDJSONReader(br), nil
+		return newNDJSONReader(br, pl), nil
 	default:
-		return nil, fmt.Errorf("unknown format %q (want csv or ndjson)", format)
+		return nil, fmt.Errorf("unknown format %q (want csv, ndjson or xlsx)", pl.format)
 	}
 }
 
-// FormatOf guesses the format from a file name: .csv, .ndjson or .jsonl, each optionally .gz.
-func FormatOf(name string) (Format, bool) {
-	name = strings.TrimSuffix(strings.ToLower(name), ".gz")
+// decodeStream handles the byte-order mark and the encodings read as a stream: it checks the
+// start of a drop whose encoding is not set for UTF-8, so a drop in another encoding stops
+// before anything is read.
+func decodeStream(br *bufio.Reader, pl *plan) (*bufio.Reader, error) {
+	head, _ := br.Peek(4)
+	utf16BOM := bytes.HasPrefix(head, []byte{0xff, 0xfe}) || bytes.HasPrefix(head, []byte{0xfe, 0xff})
+	utf8BOM := bytes.HasPrefix(head, []byte("\xef\xbb\xbf"))
+	name := "utf-8"
+	if pl.enc != nil {
+		name = pl.enc.name
+	}
 	switch {
-	case strings.HasSuffix(name, ".csv"):
+	case name == "utf-16" && !utf16BOM:
+		return nil, fmt.Errorf("encoding utf-16 needs a byte-order mark, and the drop starts with %s: %w; the drop looks %s",
+			quoteBytes(string(head)), ErrEncoding, guessCharset(peek(br)))
+	case name == "utf-16":
+		return bufio.NewReaderSize(transform.NewReader(br, pl.enc.x.NewDecoder()), sniffSize), nil
+	case utf16BOM:
+		return nil, fmt.Errorf("the drop starts with a UTF-16 byte-order mark but is read as %s: %w; set encoding: utf-16 in the profile or give --encoding utf-16", name, ErrEncoding)
+	case utf8BOM && name != "utf-8":
+		return nil, fmt.Errorf("the drop starts with a UTF-8 byte-order mark but is read as %s: %w; set encoding: utf-8 (or leave it unset)", name, ErrEncoding)
+	case utf8BOM:
+		// Tolerated: spreadsheets write one.
+		_, _ = br.Discard(3)
+	}
+	if pl.enc == nil {
+		if b := peek(br); !validUTF8Prefix(b) {
+			bad := invalidAt(b)
+			line := int64(1 + bytes.Count(b[:bad], []byte("\n")))
+			from := max(0, bytes.LastIndexByte(b[:bad], '\n')+1)
+			to := bad + 1
+			if i := bytes.IndexByte(b[bad:], '\n'); i > 0 {
+				to = bad + i
+			}
+			return nil, notUTF8(line, "the drop", strings.TrimRight(string(b[from:to]), "\r"), b)
+		}
+	}
+	return br, nil
+}
+
+// peek returns as much of the drop's start as the buffer holds.
+func peek(br *bufio.Reader) []byte {
+	b, _ := br.Peek(sniffSize)
+	return b
+}
+
+// invalidAt returns the offset of the first byte of b that is not UTF-8.
+func invalidAt(b []byte) int {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return i
+		}
+		i += n
+	}
+	return len(b)
+}
+
+// FormatOf guesses the format from a file name: .csv, .ndjson or .jsonl, each optionally .gz,
+// or .xlsx.
+func FormatOf(name string) (Format, bool) {
+	name = strings.ToLower(name)
+	if strings.HasSuffix(name, ".xlsx") {
+		return XLSX, true
+	}
+	name = strings.TrimSuffix(name, ".gz")
+	switch {
+	case strings.HasSuffix(name, ".csv"), strings.HasSuffix(name, ".tsv"), strings.HasSuffix(name, ".txt"):
 		return CSV, true
 	case strings.HasSuffix(name, ".ndjson"), strings.HasSuffix(name, ".jsonl"):
 		return NDJSON, true
@@ -112,16 +204,30 @@ func columnIndex(name string) int {
 }
 
 type csvReader struct {
-	r      *csv.Reader
-	header []string
-	index  []int // CSV field position → column
-	fields []string
-	rec    Record
+	r       *csv.Reader
+	pl      *plan
+	header  []string
+	targets []target // CSV field position → where it goes
+	fields  []string // the record's fields, decoded: what Raw shows
+	decoded []string
+	attrs   []attrValue
+	buf     []byte
+	rec     Record
+	// convert: fields need decoding (a single-byte encoding) or quote swapping back.
+	convert bool
+	// strict: no encoding is set, and a field that is not UTF-8 stops the load.
+	strict bool
 }
 
-func newCSVReader(r io.Reader) (*csvReader, error) {
+func newCSVReader(r io.Reader, pl *plan) (*csvReader, error) {
+	if pl.quote != '"' {
+		r = &quoteSwapper{r: r, q: pl.quote}
+	}
 	cr := csv.NewReader(r)
 	cr.ReuseRecord = true
+	cr.Comma = pl.delim
+	c := &csvReader{r: cr, pl: pl, strict: pl.enc == nil,
+		convert: pl.quote != '"' || pl.enc != nil && pl.enc.table != nil}
 	header, err := cr.Read()
 	if errors.Is(err, io.EOF) {
 		return nil, errors.New("empty input: want a header row (sku,name,…)")
@@ -129,25 +235,50 @@ func newCSVReader(r io.Reader) (*csvReader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read header: %w", err)
 	}
-	c := &csvReader{r: cr, header: append([]string(nil), header...)}
-	seen := map[int]bool{}
-	for _, h := range c.header {
-		i := columnIndex(strings.ToLower(strings.TrimSpace(h)))
-		if i < 0 {
-			return nil, fmt.Errorf("header: %w %q (known: %s)", ErrUnknownColumn, h, strings.Join(Columns[:], ", "))
-		}
-		if seen[i] {
-			return nil, fmt.Errorf("header: column %q given twice", h)
-		}
-		seen[i] = true
-		c.index = append(c.index, i)
+	fields, err := c.convertFields(1, header)
+	if err != nil {
+		return nil, err
 	}
-	for _, need := range []int{colSKU, colName} {
-		if !seen[need] {
-			return nil, fmt.Errorf("header: required column %q missing", Columns[need])
+	c.header = append([]string(nil), fields...)
+	if c.strict {
+		for _, h := range c.header {
+			if !utf8.ValidString(h) {
+				return nil, notUTF8(1, "the header", h, []byte(h))
+			}
 		}
+	}
+	if c.targets, err = pl.resolveHeader(c.header); err != nil {
+		return nil, err
 	}
 	return c, nil
+}
+
+// convertFields decodes fields from the drop's single-byte encoding and swaps a custom quote
+// character back; without either it returns fields as they are.
+func (c *csvReader) convertFields(line int64, fields []string) ([]string, error) {
+	if !c.convert {
+		return fields, nil
+	}
+	c.decoded = c.decoded[:0]
+	for i, f := range fields {
+		if c.pl.quote != '"' {
+			f = swapQuote(f, c.pl.quote)
+		}
+		if cs := c.pl.enc; cs != nil && cs.table != nil {
+			v, bad, buf := cs.decode(f, c.buf)
+			c.buf = buf
+			if bad >= 0 {
+				what := "the header"
+				if line > 1 && i < len(c.header) {
+					what = fmt.Sprintf("column %q", c.header[i])
+				}
+				return nil, undefinedByte(line, what, f, bad, cs)
+			}
+			f = v
+		}
+		c.decoded = append(c.decoded, f)
+	}
+	return c.decoded, nil
 }
 
 func (c *csvReader) Next() (*Record, error) {
@@ -156,19 +287,14 @@ func (c *csvReader) Next() (*Record, error) {
 	var perr *csv.ParseError
 	switch {
 	case err == nil:
-		c.fields = fields
 		c.rec.Line = int64(c.startLine())
-		for i, f := range fields {
-			c.rec.Fields[c.index[i]] = f
-		}
-		return &c.rec, nil
+		return &c.rec, c.place(fields)
 	case errors.As(err, &perr) && errors.Is(perr.Err, csv.ErrFieldCount):
-		c.fields = fields
 		c.rec.Line = int64(perr.StartLine)
 		// The fields the header names are still known: a --full load keeps the product of a
 		// record rejected for its field count.
-		for i, f := range fields[:min(len(fields), len(c.index))] {
-			c.rec.Fields[c.index[i]] = f
+		if err := c.place(fields); err != nil {
+			return nil, err
 		}
 		c.rec.Reason = fmt.Sprintf("record: %d fields, the header has %d", len(fields), len(c.header))
 		return &c.rec, nil
@@ -184,62 +310,117 @@ func (c *csvReader) Next() (*Record, error) {
 	}
 }
 
+// place puts the record's fields where the header says, then applies the profile.
+func (c *csvReader) place(fields []string) error {
+	fields, err := c.convertFields(c.rec.Line, fields)
+	if err != nil {
+		return err
+	}
+	c.fields = fields
+	rec := &c.rec
+	if c.strict {
+		for i, f := range fields {
+			if !utf8.ValidString(f) {
+				what := "a field beyond the header"
+				if i < len(c.header) {
+					what = fmt.Sprintf("column %q", c.header[i])
+				}
+				return notUTF8(rec.Line, what, f, []byte(f))
+			}
+		}
+	}
+	// Decoded or checked: every field is UTF-8. Only an encoding set to utf-8 leaves it to
+	// Validate, which rejects the record.
+	rec.valid8 = c.strict || c.convert
+	if c.pl.plain {
+		for i, f := range fields[:min(len(fields), len(c.targets))] {
+			if t := c.targets[i]; t.col >= 0 {
+				rec.Fields[t.col] = f
+			}
+		}
+		return nil
+	}
+	c.attrs = c.attrs[:0]
+	for i, f := range fields[:min(len(fields), len(c.targets))] {
+		switch t := c.targets[i]; {
+		case t.col >= 0:
+			rec.Fields[t.col] = f
+		case t.col == toAttribute:
+			c.attrs = append(c.attrs, attrValue{key: t.attr, val: f})
+		}
+	}
+	c.buf = c.pl.finish(rec, c.attrs, false, c.buf)
+	return nil
+}
+
 func (c *csvReader) startLine() int {
 	line, _ := c.r.FieldPos(0)
 	return line
 }
 
 // Raw is the record as an object of header name → field (extra fields under "_extra").
-func (c *csvReader) Raw() json.RawMessage {
-	if c.fields == nil {
-		return json.RawMessage("null")
-	}
-	var b bytes.Buffer
-	b.WriteByte('{')
-	var extra []string
-	for i, f := range c.fields {
-		if i >= len(c.header) {
-			extra = append(extra, f)
-			continue
-		}
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		writeJSONString(&b, c.header[i])
-		b.WriteByte(':')
-		writeJSONString(&b, f)
-	}
-	if extra != nil {
-		if len(c.fields) > len(extra) {
-			b.WriteByte(',')
-		}
-		b.WriteString(`"_extra":`)
-		e, _ := json.Marshal(extra)
-		b.Write(e)
-	}
-	b.WriteByte('}')
-	return b.Bytes()
-}
+func (c *csvReader) Raw() json.RawMessage { return rawObject(c.header, c.fields) }
 
 func writeJSONString(b *bytes.Buffer, s string) {
 	e, _ := json.Marshal(s) // invalid UTF-8 becomes U+FFFD: the rejects file stays valid JSON
 	b.Write(e)
 }
 
+// quoteSwapper exchanges a custom quote character with '"' as the drop streams, so
+// encoding/csv, whose quote is '"', reads the custom one as its quote; swapQuote exchanges them
+// back in each field. Both are ASCII, so this is safe in every encoding read byte-wise.
+type quoteSwapper struct {
+	r io.Reader
+	q byte
+}
+
+func (s *quoteSwapper) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	for i, c := range p[:n] {
+		switch c {
+		case s.q:
+			p[i] = '"'
+		case '"':
+			p[i] = s.q
+		}
+	}
+	return n, err
+}
+
+func swapQuote(f string, q byte) string {
+	if strings.IndexByte(f, q) < 0 && strings.IndexByte(f, '"') < 0 {
+		return f
+	}
+	b := []byte(f)
+	for i, c := range b {
+		switch c {
+		case q:
+			b[i] = '"'
+		case '"':
+			b[i] = q
+		}
+	}
+	return string(b)
+}
+
 // maxLine bounds one NDJSON line, so a file without newlines cannot take all memory.
 const maxLine = 64 << 20
 
 type ndjsonReader struct {
-	s    *bufio.Scanner
-	line int64
-	raw  []byte
-	rec  Record
+	s       *bufio.Scanner
+	pl      *plan
+	targets map[string]target // key → where it goes, as met
+	line    int64
+	raw     []byte
+	rec     Record
+	attrs   []attrValue
+	buf     []byte
 }
 
-func newNDJSONReader(r io.Reader) *ndjsonReader {
+func newNDJSONReader(r io.Reader, pl *plan) *ndjsonReader {
 	s := bufio.NewScanner(r)
 	s.Buffer(make([]byte, 0, 64<<10), maxLine)
-	return &ndjsonReader{s: s}
+	return &ndjsonReader{s: s, pl: pl, targets: map[string]target{}}
 }
 
 func (n *ndjsonReader) Next() (*Record, error) {
@@ -249,8 +430,21 @@ func (n *ndjsonReader) Next() (*Record, error) {
 		if len(line) == 0 {
 			continue
 		}
+		// JSON would turn bytes that are not UTF-8 into U+FFFD without a word: decode the line
+		// from its encoding first, or stop when none is set and it is not UTF-8.
+		switch cs := n.pl.enc; {
+		case cs != nil && cs.table != nil:
+			v, bad, buf := cs.decode(string(line), n.buf)
+			n.buf = buf
+			if bad >= 0 {
+				return nil, undefinedByte(n.line, "the line", string(line), bad, cs)
+			}
+			line = []byte(v)
+		case cs == nil && !utf8.Valid(line):
+			return nil, notUTF8(n.line, "the line", string(line), line)
+		}
 		n.raw = line
-		n.rec = Record{Line: n.line}
+		n.rec = Record{Line: n.line, valid8: n.pl.enc == nil || n.pl.enc.table != nil}
 		if err := n.parse(line); err != nil {
 			return nil, err
 		}
@@ -265,6 +459,20 @@ func (n *ndjsonReader) Next() (*Record, error) {
 	return nil, io.EOF
 }
 
+// target returns where key goes, or the error for a key neither the profile nor tidemark knows.
+func (n *ndjsonReader) target(key string) (target, error) {
+	if t, ok := n.targets[key]; ok {
+		return t, nil
+	}
+	t, ok := n.pl.sources[normName(key)]
+	if !ok {
+		return t, fmt.Errorf("line %d: %w %q (nearest known: %s); map it under columns:, attributes: or ignore: in the supplier's profile, or run tidemark load --detect FILE for a proposal",
+			n.line, ErrUnknownColumn, key, n.pl.nearest(key))
+	}
+	n.targets[key] = t
+	return t, nil
+}
+
 func (n *ndjsonReader) parse(line []byte) error {
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(line, &obj); err != nil || obj == nil {
@@ -274,9 +482,30 @@ func (n *ndjsonReader) parse(line []byte) error {
 		}
 		return nil
 	}
-	for k := range obj {
-		if columnIndex(k) < 0 {
-			return fmt.Errorf("line %d: %w %q (known: %s)", n.line, ErrUnknownColumn, k, strings.Join(Columns[:], ", "))
+	var values [numColumns]json.RawMessage
+	var keys [numColumns]string
+	n.attrs = n.attrs[:0]
+	for k, v := range obj {
+		t, err := n.target(k)
+		if err != nil {
+			return err
+		}
+		switch {
+		case t.col >= 0:
+			values[t.col], keys[t.col] = v, k
+		case t.col == toAttribute:
+			v = bytes.TrimSpace(v)
+			switch {
+			case string(v) == "null":
+			case v[0] == '"':
+				var s string
+				if err := json.Unmarshal(v, &s); err != nil {
+					n.rec.Reason = k + ": " + err.Error()
+				}
+				n.attrs = append(n.attrs, attrValue{key: t.attr, val: s})
+			default:
+				n.attrs = append(n.attrs, attrValue{key: t.attr, val: string(v), json: true})
+			}
 		}
 	}
 	// Every field is read even after a bad one, in column order: the first problem is the
@@ -286,10 +515,14 @@ func (n *ndjsonReader) parse(line []byte) error {
 			n.rec.Reason = reason
 		}
 	}
+	priceNum := false
 	for i, col := range Columns {
-		v, ok := obj[col]
-		if !ok {
+		v := values[i]
+		if v == nil {
 			continue
+		}
+		if keys[i] != col {
+			col = keys[i] // reasons name the drop's own key
 		}
 		v = bytes.TrimSpace(v)
 		switch {
@@ -299,19 +532,22 @@ func (n *ndjsonReader) parse(line []byte) error {
 			if err := json.Unmarshal(v, &s); err != nil {
 				fail(col + ": " + err.Error())
 			} else if i == colAttributes {
-				fail("attributes: not a JSON object (a string)")
+				fail(col + ": not a JSON object (a string)")
 			} else {
 				n.rec.Fields[i] = s
 			}
 		case i == colPrice && (v[0] == '-' || (v[0] >= '0' && v[0] <= '9')):
-			n.rec.Fields[i] = string(v)
+			n.rec.Fields[i], priceNum = string(v), true
 		case i == colAttributes && v[0] == '{':
 			n.rec.Fields[i] = string(v)
 		case i == colAttributes:
-			fail("attributes: not a JSON object")
+			fail(col + ": not a JSON object")
 		default:
 			fail(fmt.Sprintf("%s: not a string (%s)", col, truncate(string(v), 40)))
 		}
+	}
+	if !n.pl.plain {
+		n.buf = n.pl.finish(&n.rec, n.attrs, priceNum, n.buf)
 	}
 	return nil
 }

@@ -34,7 +34,14 @@ func Validate(rec *Record) (Row, string) {
 	}
 	f := &rec.Fields
 	for i, v := range f {
-		if reason := checkText(v); reason != "" {
+		reason := ""
+		switch {
+		case !rec.valid8:
+			reason = checkText(v)
+		case strings.IndexByte(v, 0) >= 0:
+			reason = "contains a NUL character"
+		}
+		if reason != "" {
 			return Row{}, Columns[i] + ": " + reason
 		}
 	}
@@ -65,6 +72,8 @@ func Validate(rec *Record) (Row, string) {
 	}
 	if row.Attributes == "" {
 		row.Attributes, row.attrsExact = "{}", true
+	} else if rec.attrsExact {
+		row.attrsExact = true
 	} else if reason := checkAttributes(row.Attributes); reason != "" {
 		return Row{}, "attributes: " + reason
 	} else {
@@ -98,6 +107,9 @@ func checkPrice(s string) string {
 	}
 	intPart, frac, hasPoint := strings.Cut(body, ".")
 	if (intPart == "" && frac == "") || (hasPoint && frac == "" && intPart == "") || !allDigits(intPart) || !allDigits(frac) {
+		if strings.IndexByte(s, ',') >= 0 {
+			return "not a decimal number (" + quoteShort(s) + `); a decimal comma? set decimal: "," in the profile or give --decimal ,`
+		}
 		return "not a decimal number (" + quoteShort(s) + ")"
 	}
 	if s[0] == '-' && strings.Trim(intPart+frac, "0") != "" {

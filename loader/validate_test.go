@@ -42,7 +42,7 @@ func TestValidate(t *testing.T) {
 		{"price trailing zeros", rec("sku", "A", "name", "N", "price", "1.500"), "", nil},
 		{"price max", rec("sku", "A", "name", "N", "price", "9999999999.99"), "", nil},
 		{"price not a number", rec("sku", "A", "name", "N", "price", "abc"), `price: not a decimal number ("abc")`, nil},
-		{"price comma", rec("sku", "A", "name", "N", "price", "1,50"), `price: not a decimal number ("1,50")`, nil},
+		{"price comma", rec("sku", "A", "name", "N", "price", "1,50"), `price: not a decimal number ("1,50"); a decimal comma? set decimal: "," in the profile or give --decimal ,`, nil},
 		{"price exponent", rec("sku", "A", "name", "N", "price", "1e3"), `price: not a decimal number ("1e3")`, nil},
 		{"price space", rec("sku", "A", "name", "N", "price", " 1"), `price: not a decimal number (" 1")`, nil},
 		{"price point only", rec("sku", "A", "name", "N", "price", "."), `price: not a decimal number (".")`, nil},
