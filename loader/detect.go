@@ -1,6 +1,7 @@
 package loader
 
 import (
+	"archive/zip"
 	"bufio"
 	"bytes"
 	"compress/gzip"
@@ -132,36 +133,44 @@ func hasC1(b []byte) bool {
 	return false
 }
 
-// detectCSV picks the delimiter that splits the sample into the most columns, the same number
-// on every line, and returns its records after the header.
+// detectCSV picks the delimiter and quote that split the sample into the most columns, the
+// same number on every line, and returns its records after the header.
 func (d *Detection) detectCSV(text string) [][]string {
 	type result struct {
 		delim rune
+		quote byte
 		rows  [][]string
-		width int
 	}
 	var best result
-	for _, delim := range []rune{',', ';', '\t', '|'} {
-		cr := csv.NewReader(strings.NewReader(text))
-		cr.Comma = delim
-		var rows [][]string
-		consistent := true
-		for len(rows) <= detectRows {
-			rec, err := cr.Read()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				consistent = false
-				break
-			}
-			rows = append(rows, rec)
+	for _, quote := range []byte{'"', '\''} {
+		sample := text
+		if quote != '"' {
+			sample = swapQuote(text, quote)
 		}
-		if !consistent || len(rows) == 0 {
-			continue
-		}
-		if w := len(rows[0]); w > best.width {
-			best = result{delim, rows, w}
+		for _, delim := range []rune{',', ';', '\t', '|'} {
+			cr := csv.NewReader(strings.NewReader(sample))
+			cr.Comma = delim
+			var rows [][]string
+			consistent := true
+			for len(rows) <= detectRows {
+				rec, err := cr.Read()
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				if err != nil {
+					consistent = false
+					break
+				}
+				if quote != '"' {
+					for i := range rec {
+						rec[i] = swapQuote(rec[i], quote)
+					}
+				}
+				rows = append(rows, append([]string(nil), rec...))
+			}
+			if consistent && len(rows) > 0 && (best.rows == nil || len(rows[0]) > len(best.rows[0])) {
+				best = result{delim, quote, rows}
+			}
 		}
 	}
 	if best.rows == nil {
@@ -174,7 +183,12 @@ func (d *Detection) detectCSV(text string) [][]string {
 			d.Profile.Delimiter = "tab"
 		}
 	}
-	d.Notes = append(d.Notes, fmt.Sprintf("delimiter: %s (%d columns on every line read)", delimName(best.delim), best.width))
+	note := fmt.Sprintf("delimiter: %s (%d columns on every line read)", delimName(best.delim), len(d.Header))
+	if best.quote != '"' {
+		d.Profile.Quote = string(best.quote)
+		note += fmt.Sprintf(", quote %q", string(best.quote))
+	}
+	d.Notes = append(d.Notes, note)
 	return best.rows[1:]
 }
 
@@ -224,20 +238,76 @@ func (d *Detection) detectNDJSON(text string) [][]string {
 }
 
 func detectXLSX(r io.Reader) (*Detection, error) {
-	x := &xlsxReader{pl: &plan{}}
-	defer x.Close()
-	ra, size, err := x.randomAccess(r)
+	spool := &xlsxReader{pl: &plan{}}
+	defer spool.Close()
+	ra, size, err := spool.randomAccess(r)
 	if err != nil {
 		return nil, err
 	}
-	d := &Detection{why: map[string]string{}, Profile: Profile{Format: XLSX}}
-	if d.sheets, err = x.open(ra, size); err != nil {
+	sheets, err := (&xlsxReader{pl: &plan{}}).sheetNames(ra, size)
+	if err != nil {
+		return nil, err
+	}
+	// The first sheet whose header names a sku and a name, else the first.
+	var first *Detection
+	for _, name := range sheets {
+		d, err := detectSheet(ra, size, name, sheets)
+		if err != nil {
+			if first == nil && name == sheets[0] {
+				return nil, err
+			}
+			continue
+		}
+		if first == nil {
+			first = d
+		}
+		if d.mapsRequired() {
+			return d, nil
+		}
+	}
+	if first == nil {
+		return nil, errors.New("open xlsx: no sheet with a header row")
+	}
+	return first, nil
+}
+
+// sheetNames lists a workbook's sheets.
+func (x *xlsxReader) sheetNames(ra io.ReaderAt, size int64) ([]string, error) {
+	zr, err := zip.NewReader(ra, size)
+	if err != nil {
+		return nil, fmt.Errorf("open xlsx: %w", err)
+	}
+	parts := map[string]*zip.File{}
+	for _, f := range zr.File {
+		parts[strings.ToLower(f.Name)] = f
+	}
+	_, _, names, err := findSheet(parts, "")
+	return names, err
+}
+
+func (d *Detection) mapsRequired() bool {
+	var sku, name bool
+	for _, h := range d.Header {
+		c := columnIndex(normName(h))
+		if m, ok := d.Profile.Columns[h]; ok {
+			c = columnIndex(m)
+		}
+		sku, name = sku || c == colSKU, name || c == colName
+	}
+	return sku && name
+}
+
+func detectSheet(ra io.ReaderAt, size int64, sheet string, sheets []string) (*Detection, error) {
+	x := &xlsxReader{pl: &plan{sheet: sheet}}
+	defer x.Close()
+	d := &Detection{why: map[string]string{}, Profile: Profile{Format: XLSX}, sheets: sheets}
+	if _, err := x.open(ra, size); err != nil {
 		return nil, err
 	}
 	d.Header = x.header
-	if len(d.sheets) > 1 {
-		d.Profile.Sheet = d.sheets[0]
-		d.Notes = append(d.Notes, fmt.Sprintf("sheet: %q, the first of %s", d.sheets[0], strings.Join(d.sheets, ", ")))
+	if len(sheets) > 1 {
+		d.Profile.Sheet = sheet
+		d.Notes = append(d.Notes, fmt.Sprintf("sheet: %q, of %s", sheet, strings.Join(sheets, ", ")))
 	}
 	d.Notes = append(d.Notes, fmt.Sprintf("format: XLSX, header in row %d", x.row))
 	var rows [][]string
@@ -483,6 +553,7 @@ func (d *Detection) YAML() string {
 	kv("format", string(p.Format))
 	kv("sheet", p.Sheet)
 	kv("delimiter", p.Delimiter)
+	kv("quote", p.Quote)
 	kv("encoding", p.Encoding)
 	kv("decimal", p.Decimal)
 	kv("thousands", p.Thousands)
