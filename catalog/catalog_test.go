@@ -103,3 +103,40 @@ func TestAddSupplier(t *testing.T) {
 		t.Fatal("insert for a supplier without a partition succeeded; want an error (no DEFAULT partition)")
 	}
 }
+
+func TestDropProfile(t *testing.T) {
+	ctx := testenv.Context(t, time.Minute)
+	pool := testenv.Pool(t, testenv.Database(t))
+	if _, err := catalog.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	set := func(id int32, p string) error {
+		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return catalog.SetDropProfile(ctx, tx, id, p) })
+	}
+	if err := set(9, "delimiter: ';'\n"); !errors.Is(err, catalog.ErrNoSupplier) {
+		t.Fatalf("profile of a missing supplier: %v", err)
+	}
+	if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return catalog.AddSupplier(ctx, tx, 9, "Dutch") }); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := catalog.DropProfile(ctx, pool, 9); ok || err != nil {
+		t.Fatalf("new supplier has a profile: %v, %v", ok, err)
+	}
+	const p = "# kept as written\ndelimiter: ';'\n"
+	if err := set(9, p); err != nil {
+		t.Fatal(err)
+	}
+	// Adding the supplier again (a rename) keeps its profile.
+	if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return catalog.AddSupplier(ctx, tx, 9, "Dutch BV") }); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok, err := catalog.DropProfile(ctx, pool, 9); got != p || !ok || err != nil {
+		t.Fatalf("profile %q, %v, %v; want %q", got, ok, err, p)
+	}
+	if err := set(9, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := catalog.DropProfile(ctx, pool, 9); ok || err != nil {
+		t.Fatalf("cleared profile still there: %v, %v", ok, err)
+	}
+}

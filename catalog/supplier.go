@@ -83,3 +83,45 @@ func ListSuppliers(ctx context.Context, db pgx.Tx) ([]Supplier, error) {
 	}
 	return list, nil
 }
+
+// ErrNoSupplier is returned (wrapped, naming the id) for a supplier that does not exist.
+var ErrNoSupplier = errors.New("no such supplier")
+
+// SetDropProfile stores the drop profile of supplier id (YAML, already checked by the caller);
+// an empty profile clears it. The supplier must exist.
+func SetDropProfile(ctx context.Context, db pgx.Tx, id int32, profile string) error {
+	var p *string
+	if profile != "" {
+		p = &profile
+	}
+	tag, err := db.Exec(ctx, `UPDATE suppliers SET drop_profile = $2,
+		drop_profile_updated_at = CASE WHEN $2::text IS NULL THEN NULL ELSE now() END WHERE id = $1`, id, p)
+	if err != nil {
+		return fmt.Errorf("set drop profile of supplier %d: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("supplier %d: %w (tidemark supplier add %d first)", id, ErrNoSupplier, id)
+	}
+	return nil
+}
+
+// DropProfile returns the stored drop profile of supplier id, and false when it has none. A
+// supplier that does not exist has none.
+func DropProfile(ctx context.Context, db Querier, id int32) (string, bool, error) {
+	var p *string
+	err := db.QueryRow(ctx, "SELECT drop_profile FROM suppliers WHERE id = $1", id).Scan(&p)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return "", false, nil
+	case err != nil:
+		return "", false, fmt.Errorf("read drop profile of supplier %d: %w", id, err)
+	case p == nil:
+		return "", false, nil
+	}
+	return *p, true, nil
+}
+
+// Querier is what reading a supplier needs: a pool, a connection or a transaction.
+type Querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
