@@ -46,6 +46,10 @@ func (pl *plan) resolveHeader(header []string) ([]target, error) {
 	seen := map[int]string{}
 	var unknown []string
 	for i, h := range header {
+		if normName(h) == "" {
+			targets[i] = target{col: toBlank}
+			continue
+		}
 		t, ok := pl.sources[normName(h)]
 		if !ok {
 			unknown = append(unknown, h)
@@ -374,4 +378,9 @@ func rawObject(header, fields []string) json.RawMessage {
 	}
 	b.WriteByte('}')
 	return b.Bytes()
+}
+
+// blankReason is the reason for a record with a value in a column the header leaves unnamed.
+func blankReason(i int) string {
+	return fmt.Sprintf("record: a value in column %d, which has no name in the header", i+1)
 }

@@ -141,6 +141,7 @@ type target struct {
 const (
 	toIgnore    = -1
 	toAttribute = -2
+	toBlank     = -3 // a column without a name in the header: it must stay empty
 )
 
 // plan is a profile checked and compiled for reading.

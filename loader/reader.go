@@ -336,6 +336,8 @@ func (c *csvReader) place(fields []string) error {
 		for i, f := range fields[:min(len(fields), len(c.targets))] {
 			if t := c.targets[i]; t.col >= 0 {
 				rec.Fields[t.col] = f
+			} else if t.col == toBlank && f != "" && rec.Reason == "" {
+				rec.Reason = blankReason(i)
 			}
 		}
 		return nil
@@ -347,6 +349,8 @@ func (c *csvReader) place(fields []string) error {
 			rec.Fields[t.col] = f
 		case t.col == toAttribute:
 			c.attrs = append(c.attrs, attrValue{key: t.attr, val: f})
+		case t.col == toBlank && f != "" && rec.Reason == "":
+			rec.Reason = blankReason(i)
 		}
 	}
 	c.buf = c.pl.finish(rec, c.attrs, false, c.buf)

@@ -240,3 +240,33 @@ func xmlEscape(s string) string {
 	_ = xml.EscapeText(&b, []byte(s))
 	return b.String()
 }
+
+// replaceParts copies a zip, replacing the named parts' contents.
+func replaceParts(w io.Writer, src []byte, parts map[string]string) error {
+	zr, err := zip.NewReader(bytes.NewReader(src), int64(len(src)))
+	if err != nil {
+		return err
+	}
+	zw := zip.NewWriter(w)
+	for _, f := range zr.File {
+		out, err := zw.Create(f.Name)
+		if err != nil {
+			return err
+		}
+		if body, ok := parts[f.Name]; ok {
+			if _, err := io.WriteString(out, body); err != nil {
+				return err
+			}
+			continue
+		}
+		in, err := f.Open()
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(out, in); err != nil {
+			return err
+		}
+		in.Close()
+	}
+	return zw.Close()
+}

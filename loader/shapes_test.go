@@ -191,7 +191,7 @@ sku_prefix: CW-
 		},
 	},
 	{
-		name: "XLSX with a header row and numbers stored as numbers",
+		name:  "XLSX with a header row and numbers stored as numbers",
 		model: realisticModel([7]string{"SKU", "Product name", "Description", "Price", "Color", "Weight (g)", "Currency"}, nil, false),
 		write: func(t testing.TB, header []string, rows []map[string]xval) []byte {
 			// An empty row before the bad record: rejects give spreadsheet rows, not record counts.

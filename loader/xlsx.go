@@ -603,7 +603,9 @@ func (x *xlsxReader) cellValue(typ string, v []byte) (xlsxCell, error) {
 			return xlsxCell{}, fmt.Errorf("read xlsx sheet row %d: %w", x.row, err)
 		}
 		return xlsxCell{text: s}, nil
-	case "inlineStr", "str", "e", "d":
+	case "str":
+		return xlsxCell{text: string(unescapeOOXML(v))}, nil
+	case "inlineStr", "e", "d":
 		return xlsxCell{text: string(v)}, nil
 	case "b":
 		if string(v) == "1" {
@@ -705,6 +707,8 @@ func (x *xlsxReader) place(n int) error {
 			}
 		case t.col == toAttribute:
 			x.attrs = append(x.attrs, attrValue{key: t.attr, val: c.text, num: c.num})
+		case t.col == toBlank && c.text != "" && rec.Reason == "":
+			rec.Reason = blankReason(i)
 		}
 	}
 	if !x.pl.plain {
