@@ -102,11 +102,11 @@ func (d *Detection) detectEncoding(sample []byte) (string, error) {
 		return string(out), nil
 	}
 	cs := charsets[guess]
-	out, bad, _ := cs.decode(string(sample), nil)
-	if bad >= 0 {
+	out, ok := cs.decodeString(string(sample))
+	if !ok {
 		// A byte Windows-1252 leaves undefined: ISO-8859-1 reads every byte.
 		guess, cs = "iso-8859-1", charsets["iso-8859-1"]
-		out, _, _ = cs.decode(string(sample), nil)
+		out, _ = cs.decodeString(string(sample))
 	}
 	d.Profile.Encoding = guess
 	why := "not UTF-8; bytes 0x80-0x9F, which only Windows-1252 gives letters and punctuation (€ ‚ „ … ‘ ’ “ ” – —)"

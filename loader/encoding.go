@@ -2,9 +2,12 @@ package loader
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
+	"unicode/utf16"
 	"unicode/utf8"
 
 	"golang.org/x/text/encoding"
@@ -75,12 +78,10 @@ func singleByte(name string, cm *charmap.Charmap) *charset {
 }
 
 // firstHigh returns the index of the first byte of s above 0x7F, or -1.
-func firstHigh(s string) int {
+func firstHigh(s []byte) int {
 	i := 0
 	for ; i+8 <= len(s); i += 8 {
-		w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
-			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
-		if w&0x8080808080808080 != 0 {
+		if binary.LittleEndian.Uint64(s[i:])&0x8080808080808080 != 0 {
 			break
 		}
 	}
@@ -92,27 +93,188 @@ func firstHigh(s string) int {
 	return -1
 }
 
-// decode converts s from the single-byte encoding to UTF-8 into buf (reused), returning s itself
-// when it is all ASCII. bad is the index of a byte the encoding does not define, or -1.
-func (cs *charset) decode(s string, buf []byte) (out string, bad int, _ []byte) {
-	i := firstHigh(s)
-	if i < 0 {
-		return s, -1, buf
-	}
-	buf = append(buf[:0], s[:i]...)
-	for ; i < len(s); i++ {
-		c := s[i]
-		if c < 0x80 {
-			buf = append(buf, c)
-			continue
+// decode appends s, converted from the single-byte encoding, to dst as UTF-8: ASCII runs are
+// copied as they are. bad is the index of a byte the encoding does not define, or -1.
+func (cs *charset) decode(dst, s []byte) (_ []byte, bad int) {
+	for i := 0; i < len(s); {
+		j := firstHigh(s[i:])
+		if j < 0 {
+			return append(dst, s[i:]...), -1
 		}
-		h := &cs.table[c-0x80]
+		dst = append(dst, s[i:i+j]...)
+		i += j
+		h := &cs.table[s[i]-0x80]
 		if h.n == 0 {
-			return s, i, buf
+			return dst, i
 		}
-		buf = append(buf, h.b[:h.n]...)
+		dst = append(dst, h.b[:h.n]...)
+		i++
 	}
-	return string(buf), -1, buf
+	return dst, -1
+}
+
+// decodeString is decode of a string, for messages.
+func (cs *charset) decodeString(s string) (string, bool) {
+	out, bad := cs.decode(nil, []byte(s))
+	return string(out), bad < 0
+}
+
+// byteDecoder converts a drop in a single-byte encoding to UTF-8 as it streams, so the parsers
+// read UTF-8 whatever the drop's encoding; a byte the encoding does not define stops it with
+// ErrEncoding and the line it is on. It decodes straight into the reader's buffer.
+type byteDecoder struct {
+	r    io.Reader
+	cs   *charset
+	src  []byte
+	line int64 // newlines decoded so far
+	err  error
+}
+
+func newByteDecoder(r io.Reader, cs *charset) *byteDecoder {
+	return &byteDecoder{r: r, cs: cs, src: make([]byte, 64<<10)}
+}
+
+func (d *byteDecoder) Read(p []byte) (int, error) {
+	if d.err != nil {
+		return 0, d.err
+	}
+	// A byte decodes to at most 3: read what is sure to fit.
+	want := min(len(p)/3, len(d.src))
+	if want == 0 {
+		return 0, io.ErrShortBuffer
+	}
+	n, err := d.r.Read(d.src[:want])
+	chunk := d.src[:n]
+	out, bad := d.cs.decode(p[:0], chunk)
+	if bad >= 0 {
+		from := bytes.LastIndexByte(chunk[:bad], '\n') + 1
+		to := len(chunk)
+		if i := bytes.IndexByte(chunk[bad:], '\n'); i >= 0 {
+			to = bad + i
+		}
+		line := d.line + 1 + int64(bytes.Count(chunk[:bad], []byte("\n")))
+		d.err = undefinedByte(line, "the drop", string(chunk[from:to]), bad-from, d.cs)
+		return len(out), nil // what decoded before the bad byte is read; the error follows
+	}
+	d.line += int64(bytes.Count(chunk, []byte("\n")))
+	if err != nil {
+		d.err = err
+	}
+	return len(out), nil
+}
+
+// utf16Decoder converts UTF-16 (the byte order given by the byte-order mark, which it skips)
+// to UTF-8 as it streams, four code units at a time while they are ASCII. An unpaired
+// surrogate stops it with ErrEncoding rather than become U+FFFD.
+type utf16Decoder struct {
+	r     io.Reader
+	big   bool
+	bom   bool // the byte-order mark has been read
+	src   []byte
+	n     int // bytes of src not yet decoded: an odd byte or a high surrogate left over
+	line  int64
+	err   error // from r
+	fatal error // the drop is not UTF-16
+}
+
+func newUTF16Decoder(r io.Reader) *utf16Decoder {
+	return &utf16Decoder{r: r, src: make([]byte, 64<<10)}
+}
+
+func (d *utf16Decoder) Read(p []byte) (int, error) {
+	// Two bytes of UTF-16 give at most three of UTF-8: read what is sure to fit.
+	maxIn := min(len(d.src), len(p)/3*2)
+	if maxIn < 4 {
+		return 0, io.ErrShortBuffer
+	}
+	for {
+		if d.fatal != nil {
+			return 0, d.fatal
+		}
+		if d.err == nil && d.n < maxIn {
+			m, err := d.r.Read(d.src[d.n:maxIn])
+			d.n += m
+			d.err = err
+		}
+		src := d.src[:d.n]
+		if !d.bom {
+			if len(src) < 2 {
+				if d.err != nil {
+					return 0, d.err
+				}
+				continue
+			}
+			d.bom, d.big, src = true, src[0] == 0xfe, src[2:]
+		}
+		out, used, err := decodeUTF16(p[:0], src, d.big, d.err != nil)
+		d.line += int64(bytes.Count(out, []byte("\n")))
+		d.n = copy(d.src, src[used:])
+		switch {
+		case err != nil:
+			d.fatal = fmt.Errorf("line %d: %w", d.line+1, err)
+			return len(out), nil // what decoded before is read; the error follows
+		case len(out) > 0:
+			return len(out), nil
+		case d.err != nil && d.n > 0:
+			d.fatal = fmt.Errorf("line %d: the drop ends in the middle of a UTF-16 character: %w", d.line+1, ErrEncoding)
+		case d.err != nil:
+			return 0, d.err
+		}
+	}
+}
+
+// decodeUTF16 appends src's UTF-16 code units to dst as UTF-8 and returns how many bytes it
+// used: a unit or a high surrogate cut at the end is left for the next call, unless final.
+func decodeUTF16(dst, src []byte, big, final bool) ([]byte, int, error) {
+	i := 0
+	for i+1 < len(src) {
+		if !big {
+			// Four ASCII units in a row: 0x00XX with XX < 0x80 each.
+			for i+8 <= len(src) {
+				w := binary.LittleEndian.Uint64(src[i:])
+				if w&0xff80ff80ff80ff80 != 0 {
+					break
+				}
+				dst = append(dst, byte(w), byte(w>>16), byte(w>>32), byte(w>>48))
+				i += 8
+			}
+			if i+1 >= len(src) {
+				break
+			}
+		}
+		u := rune(src[i]) | rune(src[i+1])<<8
+		if big {
+			u = rune(src[i])<<8 | rune(src[i+1])
+		}
+		switch {
+		case u < 0x80:
+			dst = append(dst, byte(u))
+			i += 2
+		case u < 0xd800 || u > 0xdfff:
+			dst = utf8.AppendRune(dst, u)
+			i += 2
+		case u < 0xdc00: // a high surrogate: its low one follows
+			if i+3 >= len(src) {
+				if final {
+					return dst, i, fmt.Errorf("an unpaired UTF-16 surrogate at the end: %w", ErrEncoding)
+				}
+				return dst, i, nil
+			}
+			lo := rune(src[i+2]) | rune(src[i+3])<<8
+			if big {
+				lo = rune(src[i+2])<<8 | rune(src[i+3])
+			}
+			r := utf16.DecodeRune(u, lo)
+			if r == utf8.RuneError {
+				return dst, i, fmt.Errorf("an unpaired UTF-16 surrogate (0x%04X): %w", u, ErrEncoding)
+			}
+			dst = utf8.AppendRune(dst, r)
+			i += 4
+		default:
+			return dst, i, fmt.Errorf("an unpaired UTF-16 surrogate (0x%04X): %w", u, ErrEncoding)
+		}
+	}
+	return dst, i, nil
 }
 
 // guessCharset names the encoding b most likely is, from its bytes alone.
@@ -163,7 +325,7 @@ func notUTF8(line int64, field, value string, sample []byte) error {
 	}
 	hint := ""
 	if cs := charsets[guess]; cs != nil && cs.table != nil {
-		if v, bad, _ := cs.decode(value, nil); bad < 0 {
+		if v, ok := cs.decodeString(value); ok {
 			hint = fmt.Sprintf(", where it reads %s", quoteShort(v))
 		}
 	}

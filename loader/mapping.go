@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 )
 
@@ -249,13 +249,19 @@ func (pl *plan) normPrice(s string) (string, string) {
 		intPart, frac, hasDec = body[:i], body[i+1:], true
 	}
 	if pl.thousands != 0 && strings.IndexByte(intPart, pl.thousands) >= 0 {
-		groups := strings.Split(intPart, string(pl.thousands))
-		for i, g := range groups {
-			if (i == 0 && (len(g) == 0 || len(g) > 3)) || (i > 0 && len(g) != 3) {
+		digits := make([]byte, 0, len(intPart))
+		for i, g := 0, intPart; ; i++ {
+			head, rest, more := strings.Cut(g, string(pl.thousands))
+			if (i == 0 && (len(head) == 0 || len(head) > 3)) || (i > 0 && len(head) != 3) {
 				return s, fmt.Sprintf("%s has thousands separators %q that are not between groups of three digits", quoteShort(s), string(pl.thousands))
 			}
+			digits = append(digits, head...)
+			if !more {
+				break
+			}
+			g = rest
 		}
-		intPart = strings.Join(groups, "")
+		intPart = string(digits)
 	}
 	if !allDigits(intPart) || !allDigits(frac) || intPart == "" && frac == "" {
 		other := byte('.')
@@ -284,7 +290,7 @@ func thousandsNote(t byte) string {
 // object (so a reload compares it without the database), merged with an attributes column
 // the drop may have as well. A key in both rejects the record.
 func buildAttributes(rec *Record, attrs []attrValue, buf []byte) ([]byte, string) {
-	vals := attrs[:0:0]
+	vals := attrs[:0] // filtered in place: the caller's slice is scratch
 	for _, a := range attrs {
 		if a.val == "" {
 			continue // an empty cell is no attribute
@@ -311,7 +317,15 @@ func buildAttributes(rec *Record, attrs []attrValue, buf []byte) ([]byte, string
 			}
 		}
 	}
-	sort.Slice(vals, func(i, j int) bool { return keyLess(vals[i].key, vals[j].key) })
+	slices.SortStableFunc(vals, func(a, b attrValue) int {
+		switch {
+		case keyLess(a.key, b.key):
+			return -1
+		case keyLess(b.key, a.key):
+			return 1
+		}
+		return 0
+	})
 	exact := true
 	buf = append(buf[:0], '{')
 	for i, a := range vals {

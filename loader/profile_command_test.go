@@ -22,7 +22,8 @@ func TestCommandShapesWithStoredProfiles(t *testing.T) {
 	for i, s := range shapes {
 		t.Run(s.name, func(t *testing.T) {
 			stored, detected, fromCSV := int32(300+3*i), int32(301+3*i), int32(302+3*i)
-			header, rows := s.model(shapeProducts(n))
+			ps := shapeProducts(n)
+			header, rows := s.model(ps)
 			drop := filepath.Join(dir, fmt.Sprintf("drop%d%s", i, exts[i]))
 			if err := os.WriteFile(drop, s.write(t, header, rows), 0o644); err != nil {
 				t.Fatal(err)
@@ -56,7 +57,7 @@ func TestCommandShapesWithStoredProfiles(t *testing.T) {
 				t.Fatalf("load with the detected profile: %+v\n%s", sum, proposal)
 			}
 
-			mustLoad(t, pool, loader.CSV, expectedCSV(t, header, rows, s, mustProfile(t, s.profile)), loader.Options{Supplier: fromCSV, MaxRejects: -1})
+			mustLoad(t, pool, loader.CSV, expectedCSV(t, ps, header, rows, s, mustProfile(t, s.profile)), loader.Options{Supplier: fromCSV, MaxRejects: -1})
 			sameProducts(t, pool, stored, fromCSV)
 			// A second run of the same drop writes nothing.
 			if sum := parseSummary(t, run("", "load", "--supplier", fmt.Sprint(stored), "--json", drop)); sum.Unchanged != n || sum.Inserted+sum.Updated != 0 {

@@ -15,8 +15,6 @@ import (
 	"io"
 	"strings"
 	"unicode/utf8"
-
-	"golang.org/x/text/transform"
 )
 
 // Format is the syntax of a drop.
@@ -135,7 +133,7 @@ func decodeStream(br *bufio.Reader, pl *plan) (*bufio.Reader, error) {
 		return nil, fmt.Errorf("encoding utf-16 needs a byte-order mark, and the drop starts with %s: %w; the drop looks %s",
 			quoteBytes(string(head)), ErrEncoding, guessCharset(peek(br)))
 	case name == "utf-16":
-		return bufio.NewReaderSize(transform.NewReader(br, pl.enc.x.NewDecoder()), sniffSize), nil
+		return bufio.NewReaderSize(newUTF16Decoder(br), sniffSize), nil
 	case utf16BOM:
 		return nil, fmt.Errorf("the drop starts with a UTF-16 byte-order mark but is read as %s: %w; set encoding: utf-16 in the profile or give --encoding utf-16", name, ErrEncoding)
 	case utf8BOM && name != "utf-8":
@@ -143,6 +141,9 @@ func decodeStream(br *bufio.Reader, pl *plan) (*bufio.Reader, error) {
 	case utf8BOM:
 		// Tolerated: spreadsheets write one.
 		_, _ = br.Discard(3)
+	}
+	if pl.enc != nil && pl.enc.table != nil {
+		return bufio.NewReaderSize(newByteDecoder(br, pl.enc), sniffSize), nil
 	}
 	if pl.enc == nil {
 		if b := peek(br); !validUTF8Prefix(b) {
@@ -213,21 +214,23 @@ type csvReader struct {
 	attrs   []attrValue
 	buf     []byte
 	rec     Record
-	// convert: fields need decoding (a single-byte encoding) or quote swapping back.
+	// convert: a custom quote character, swapped with '"' as the drop streams and back in
+	// each field.
 	convert bool
+	swapper quoteSwapper
 	// strict: no encoding is set, and a field that is not UTF-8 stops the load.
 	strict bool
 }
 
 func newCSVReader(r io.Reader, pl *plan) (*csvReader, error) {
-	if pl.quote != '"' {
-		r = &quoteSwapper{r: r, q: pl.quote}
+	c := &csvReader{pl: pl, strict: pl.enc == nil, convert: pl.quote != '"', swapper: quoteSwapper{r: r, q: pl.quote}}
+	if c.convert {
+		r = &c.swapper
 	}
 	cr := csv.NewReader(r)
 	cr.ReuseRecord = true
 	cr.Comma = pl.delim
-	c := &csvReader{r: cr, pl: pl, strict: pl.enc == nil,
-		convert: pl.quote != '"' || pl.enc != nil && pl.enc.table != nil}
+	c.r = cr
 	header, err := cr.Read()
 	if errors.Is(err, io.EOF) {
 		return nil, errors.New("empty input: want a header row (sku,name,…)")
@@ -235,11 +238,7 @@ func newCSVReader(r io.Reader, pl *plan) (*csvReader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read header: %w", err)
 	}
-	fields, err := c.convertFields(1, header)
-	if err != nil {
-		return nil, err
-	}
-	c.header = append([]string(nil), fields...)
+	c.header = append([]string(nil), c.convertFields(header)...)
 	if c.strict {
 		for _, h := range c.header {
 			if !utf8.ValidString(h) {
@@ -253,32 +252,35 @@ func newCSVReader(r io.Reader, pl *plan) (*csvReader, error) {
 	return c, nil
 }
 
-// convertFields decodes fields from the drop's single-byte encoding and swaps a custom quote
-// character back; without either it returns fields as they are.
-func (c *csvReader) convertFields(line int64, fields []string) ([]string, error) {
+// convertFields swaps a custom quote character back; without one it returns fields as they
+// are. The fields that need it are rewritten into one string, one allocation per record.
+func (c *csvReader) convertFields(fields []string) []string {
 	if !c.convert {
-		return fields, nil
+		return fields
 	}
+	q := c.pl.quote
+	need := false
+	for _, f := range fields {
+		if strings.IndexByte(f, q) >= 0 || strings.IndexByte(f, '"') >= 0 {
+			need = true
+			break
+		}
+	}
+	if !need {
+		return fields
+	}
+	c.buf = c.buf[:0]
+	for _, f := range fields {
+		c.buf = append(c.buf, f...)
+	}
+	c.swapper.swap(c.buf)
+	all := string(c.buf)
 	c.decoded = c.decoded[:0]
-	for i, f := range fields {
-		if c.pl.quote != '"' {
-			f = swapQuote(f, c.pl.quote)
-		}
-		if cs := c.pl.enc; cs != nil && cs.table != nil {
-			v, bad, buf := cs.decode(f, c.buf)
-			c.buf = buf
-			if bad >= 0 {
-				what := "the header"
-				if line > 1 && i < len(c.header) {
-					what = fmt.Sprintf("column %q", c.header[i])
-				}
-				return nil, undefinedByte(line, what, f, bad, cs)
-			}
-			f = v
-		}
-		c.decoded = append(c.decoded, f)
+	for _, f := range fields {
+		c.decoded = append(c.decoded, all[:len(f)])
+		all = all[len(f):]
 	}
-	return c.decoded, nil
+	return c.decoded
 }
 
 func (c *csvReader) Next() (*Record, error) {
@@ -312,10 +314,7 @@ func (c *csvReader) Next() (*Record, error) {
 
 // place puts the record's fields where the header says, then applies the profile.
 func (c *csvReader) place(fields []string) error {
-	fields, err := c.convertFields(c.rec.Line, fields)
-	if err != nil {
-		return err
-	}
+	fields = c.convertFields(fields)
 	c.fields = fields
 	rec := &c.rec
 	if c.strict {
@@ -329,9 +328,9 @@ func (c *csvReader) place(fields []string) error {
 			}
 		}
 	}
-	// Decoded or checked: every field is UTF-8. Only an encoding set to utf-8 leaves it to
-	// Validate, which rejects the record.
-	rec.valid8 = c.strict || c.convert
+	// Checked, or decoded from another encoding: every field is UTF-8. Only an encoding set
+	// to utf-8 leaves it to Validate, which rejects the record.
+	rec.valid8 = c.strict || c.pl.enc != nil && c.pl.enc.name != "utf-8"
 	if c.pl.plain {
 		for i, f := range fields[:min(len(fields), len(c.targets))] {
 			if t := c.targets[i]; t.col >= 0 {
@@ -371,24 +370,44 @@ func writeJSONString(b *bytes.Buffer, s string) {
 }
 
 // quoteSwapper exchanges a custom quote character with '"' as the drop streams, so
-// encoding/csv, whose quote is '"', reads the custom one as its quote; swapQuote exchanges them
+// encoding/csv, whose quote is '"', reads the custom one as its quote; convertFields exchanges them
 // back in each field. Both are ASCII, so this is safe in every encoding read byte-wise.
 type quoteSwapper struct {
-	r io.Reader
-	q byte
+	r  io.Reader
+	q  byte
+	at []int
 }
 
 func (s *quoteSwapper) Read(p []byte) (int, error) {
 	n, err := s.r.Read(p)
-	for i, c := range p[:n] {
-		switch c {
-		case s.q:
-			p[i] = '"'
-		case '"':
-			p[i] = s.q
-		}
-	}
+	s.swap(p[:n])
 	return n, err
+}
+
+// swap exchanges the two quote characters in b. They are rare: it jumps from one to the next,
+// noting the custom quote's places first, then turning every '"' into it, then those places
+// into '"'.
+func (s *quoteSwapper) swap(b []byte) {
+	s.at = s.at[:0]
+	for i := 0; ; {
+		j := bytes.IndexByte(b[i:], s.q)
+		if j < 0 {
+			break
+		}
+		s.at = append(s.at, i+j)
+		i += j + 1
+	}
+	for i := 0; ; {
+		j := bytes.IndexByte(b[i:], '"')
+		if j < 0 {
+			break
+		}
+		b[i+j] = s.q
+		i += j + 1
+	}
+	for _, i := range s.at {
+		b[i] = '"'
+	}
 }
 
 func swapQuote(f string, q byte) string {
@@ -434,21 +453,13 @@ func (n *ndjsonReader) Next() (*Record, error) {
 		if len(line) == 0 {
 			continue
 		}
-		// JSON would turn bytes that are not UTF-8 into U+FFFD without a word: decode the line
-		// from its encoding first, or stop when none is set and it is not UTF-8.
-		switch cs := n.pl.enc; {
-		case cs != nil && cs.table != nil:
-			v, bad, buf := cs.decode(string(line), n.buf)
-			n.buf = buf
-			if bad >= 0 {
-				return nil, undefinedByte(n.line, "the line", string(line), bad, cs)
-			}
-			line = []byte(v)
-		case cs == nil && !utf8.Valid(line):
+		// JSON would turn bytes that are not UTF-8 into U+FFFD without a word: stop when no
+		// encoding is set and the line is not UTF-8 (other encodings are decoded as they stream).
+		if n.pl.enc == nil && !utf8.Valid(line) {
 			return nil, notUTF8(n.line, "the line", string(line), line)
 		}
 		n.raw = line
-		n.rec = Record{Line: n.line, valid8: n.pl.enc == nil || n.pl.enc.table != nil}
+		n.rec = Record{Line: n.line, valid8: n.pl.enc == nil || n.pl.enc.name != "utf-8"}
 		if err := n.parse(line); err != nil {
 			return nil, err
 		}

@@ -253,7 +253,7 @@ func shapeProducts(n int) []realistic {
 
 // expectedCSV is tidemark's own CSV of the rows a drop holds, read with profile p: the same
 // products, the sku as the profile makes it, the attributes it gathers.
-func expectedCSV(t testing.TB, header []string, rows []map[string]xval, s shape, p loader.Profile) string {
+func expectedCSV(t testing.TB, ps []realistic, header []string, rows []map[string]xval, s shape, p loader.Profile) string {
 	t.Helper()
 	var skuCol, nameCol, descCol string
 	for h, c := range p.Columns {
@@ -283,7 +283,6 @@ func expectedCSV(t testing.TB, header []string, rows []map[string]xval, s shape,
 		currency = "EUR"
 	}
 	out := [][]string{{"sku", "name", "description", "price", "currency", "attributes"}}
-	ps := shapeProducts(len(rows))
 	for i, r := range rows {
 		sku := r[skuCol].text
 		if p.SKUTrim {
@@ -391,7 +390,8 @@ func TestShapes(t *testing.T) {
 	for i, s := range shapes {
 		t.Run(s.name, func(t *testing.T) {
 			fromShape, fromCSV := int32(100+2*i), int32(101+2*i)
-			header, rows := s.model(shapeProducts(n))
+			ps := shapeProducts(n)
+			header, rows := s.model(ps)
 			drop := s.write(t, header, rows)
 			p := mustProfile(t, s.profile)
 			res, rejects, err := loadProfile(t, pool, fromShape, drop, p)
@@ -406,7 +406,7 @@ func TestShapes(t *testing.T) {
 			if r["line"] != float64(s.badLine) || !strings.HasPrefix(r["reason"].(string), `price: not a decimal number ("abc")`) || rec[s.priceCol] != "abc" {
 				t.Fatalf("reject %v: want line %d, a price reason, and the record under the drop's column names (%q)", r, s.badLine, s.priceCol)
 			}
-			csvDrop := expectedCSV(t, header, rows, s, p)
+			csvDrop := expectedCSV(t, ps, header, rows, s, p)
 			mustLoad(t, pool, loader.CSV, csvDrop, loader.Options{Supplier: fromCSV, MaxRejects: -1})
 			sameProducts(t, pool, fromShape, fromCSV)
 
@@ -481,7 +481,8 @@ func TestDetectProposesWorkingProfiles(t *testing.T) {
 	pool, _ := newDB(t)
 	for i, s := range shapes {
 		t.Run(s.name, func(t *testing.T) {
-			header, rows := s.model(shapeProducts(n))
+			ps := shapeProducts(n)
+			header, rows := s.model(ps)
 			drop := s.write(t, header, rows)
 			d, err := loader.Detect(bytes.NewReader(drop))
 			if err != nil {
@@ -497,7 +498,7 @@ func TestDetectProposesWorkingProfiles(t *testing.T) {
 			if err != nil || res.Inserted != n || res.Rejected != 1 {
 				t.Fatalf("load with the proposal: %+v, %v\n%s", res, err, proposal)
 			}
-			mustLoad(t, pool, loader.CSV, expectedCSV(t, header, rows, s, p), loader.Options{Supplier: int32(201 + 2*i), MaxRejects: -1})
+			mustLoad(t, pool, loader.CSV, expectedCSV(t, ps, header, rows, s, p), loader.Options{Supplier: int32(201 + 2*i), MaxRejects: -1})
 			sameProducts(t, pool, int32(200+2*i), int32(201+2*i))
 		})
 	}
