@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/tidemark/tidemark/loader"
 )
@@ -208,4 +209,72 @@ func FuzzNDJSON(f *testing.F) {
 	addSeeds(f, "*.ndjson")
 	f.Add([]byte(`{"sku":"a","name":"b","attributes":{"x":"\ud800"}}`))
 	f.Fuzz(func(t *testing.T, input []byte) { fuzzRead(t, input, loader.NDJSON) })
+}
+
+// fuzzProfiles are the profiles FuzzProfileReader reads its input with: the shapes' and a few
+// that exercise the other paths.
+var fuzzProfiles = func() []loader.Profile {
+	var out []loader.Profile
+	for _, s := range shapes {
+		p, err := loader.ParseProfile(strings.NewReader(s.profile))
+		if err != nil {
+			panic(err)
+		}
+		if p.Format == "" {
+			p.Format = loader.CSV
+		}
+		out = append(out, p)
+	}
+	return append(out,
+		loader.Profile{Format: loader.CSV, Encoding: "utf-8", Quote: "'", Thousands: ",", Columns: map[string]string{"id": "sku"}},
+		loader.Profile{Format: loader.NDJSON, Encoding: "windows-1252", Decimal: ",", Attributes: map[string]string{"kleur": "color"}, Constants: map[string]string{"status": "active"}},
+		loader.Profile{Format: loader.NDJSON, Encoding: "utf-16", Attributes: map[string]string{"x": "x"}},
+	)
+}()
+
+// FuzzProfileReader reads arbitrary input with each profile: no panic, every record validates
+// or carries a reason, Raw is JSON, and a valid row's text is UTF-8 and its attributes a JSON
+// object.
+func FuzzProfileReader(f *testing.F) {
+	for i, s := range shapes {
+		header, rows := s.model(shapeProducts(badAt + 2))
+		f.Add(uint8(i), s.write(f, header, rows))
+	}
+	f.Add(uint8(4), []byte("id,name,price\n'a,b',\"x\",\"1,234.5\"\n"))
+	f.Add(uint8(5), []byte("{\"sku\":\"A\",\"name\":\"Caf\xe9\",\"price\":\"1,5\",\"kleur\":\"r\x80d\"}\n"))
+	f.Add(uint8(6), append([]byte{0xff, 0xfe}, []byte("{\x00\"\x00s\x00k\x00u\x00\"\x00:\x00\"\x00a\x00\"\x00}\x00\n\x00")...))
+	f.Fuzz(func(t *testing.T, which uint8, input []byte) {
+		p := fuzzProfiles[int(which)%len(fuzzProfiles)]
+		rd, err := loader.OpenProfile(bytes.NewReader(input), p)
+		if err != nil {
+			return
+		}
+		if c, ok := rd.(io.Closer); ok {
+			defer c.Close()
+		}
+		for n := 0; n < 10000; n++ {
+			rec, err := rd.Next()
+			if err != nil {
+				return
+			}
+			if rec.Line < 1 {
+				t.Fatalf("record with line %d", rec.Line)
+			}
+			if !json.Valid(rd.Raw()) {
+				t.Fatalf("Raw() is not JSON: %q", rd.Raw())
+			}
+			row, reason := loader.Validate(rec)
+			if reason != "" {
+				continue
+			}
+			if row.SKU == "" || row.Name == "" || !json.Valid([]byte(row.Attributes)) || !strings.HasPrefix(row.Attributes, "{") {
+				t.Fatalf("invalid row passed validation: %+v", row)
+			}
+			for _, s := range []string{row.SKU, row.Name, row.Status, row.Attributes} {
+				if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
+					t.Fatalf("row text %q is not UTF-8 without NUL", s)
+				}
+			}
+		}
+	})
 }
