@@ -14,7 +14,6 @@ import (
 	"strings"
 	"unicode"
 
-	"golang.org/x/text/transform"
 	"golang.org/x/text/unicode/norm"
 )
 
@@ -95,9 +94,9 @@ func (d *Detection) detectEncoding(sample []byte) (string, error) {
 	case "utf-16":
 		d.Profile.Encoding = "utf-16"
 		d.Notes = append(d.Notes, "encoding: UTF-16, by its byte-order mark")
-		out, _, err := transform.Bytes(charsets["utf-16"].x.NewDecoder(), sample)
+		out, _, err := decodeUTF16(nil, sample[2:], sample[0] == 0xfe, false)
 		if err != nil {
-			return "", fmt.Errorf("decode utf-16: %w", err)
+			return "", fmt.Errorf("decode the drop as utf-16: %w", err)
 		}
 		return string(out), nil
 	}

@@ -10,9 +10,7 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 
-	"golang.org/x/text/encoding"
 	"golang.org/x/text/encoding/charmap"
-	"golang.org/x/text/encoding/unicode"
 )
 
 // ErrEncoding is returned (wrapped, with the line, the bytes and the likely encoding) when a drop
@@ -21,13 +19,13 @@ import (
 // after record of a drop read the wrong way.
 var ErrEncoding = errors.New("not in the drop's encoding")
 
-// charset is a drop encoding. Single-byte ones are decoded field by field with a table (ASCII
-// runs are copied as they are, so a mostly-ASCII drop costs little); UTF-16 is decoded as a
-// stream before parsing.
+// charset is a drop encoding. Drops in another encoding than UTF-8 are decoded to UTF-8 as
+// they stream, before parsing: single-byte ones with a table made from golang.org/x/text's
+// (ASCII runs are copied as they are, so a mostly-ASCII drop costs little), UTF-16 by its
+// byte-order mark.
 type charset struct {
 	name  string
 	table *[128]highByte // single-byte encodings: the UTF-8 of bytes 0x80-0xFF
-	x     encoding.Encoding
 }
 
 // highByte is the UTF-8 form of one byte above 0x7F; n == 0 where the encoding defines none.
@@ -41,7 +39,7 @@ var charsets = map[string]*charset{
 	"windows-1252": singleByte("windows-1252", charmap.Windows1252),
 	"iso-8859-1":   singleByte("iso-8859-1", charmap.ISO8859_1),
 	"iso-8859-15":  singleByte("iso-8859-15", charmap.ISO8859_15),
-	"utf-16":       {name: "utf-16", x: unicode.UTF16(unicode.LittleEndian, unicode.ExpectBOM)},
+	"utf-16":       {name: "utf-16"},
 }
 
 var charsetAliases = map[string]string{
@@ -74,7 +72,7 @@ func singleByte(name string, cm *charmap.Charmap) *charset {
 		h.n = uint8(utf8.EncodeRune(h.b[:], r))
 		t[i] = h
 	}
-	return &charset{name: name, table: &t, x: cm}
+	return &charset{name: name, table: &t}
 }
 
 // firstHigh returns the index of the first byte of s above 0x7F, or -1.
@@ -329,7 +327,7 @@ func notUTF8(line int64, field, value string, sample []byte) error {
 			hint = fmt.Sprintf(", where it reads %s", quoteShort(v))
 		}
 	}
-	return fmt.Errorf("line %d: %s is not valid UTF-8 (%s) and the profile sets no encoding: %w; the drop looks %s%s: set encoding: %s in the supplier's profile, or give --encoding %s (tidemark load --detect FILE proposes a profile)",
+	return fmt.Errorf("line %d: %s is not valid UTF-8 (%s) and no encoding is set: %w; the drop looks %s%s: set encoding: %s in the supplier's drop profile, or give --encoding %s (tidemark load --detect FILE proposes a profile)",
 		line, field, quoteBytes(value), ErrEncoding, guess, hint, guess, guess)
 }
 

@@ -1,7 +1,6 @@
 package loader
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -119,16 +118,6 @@ func (p Profile) Override(o Profile) Profile {
 		p.Ignore = append(append([]string(nil), p.Ignore...), o.Ignore...)
 	}
 	return p
-}
-
-// YAML renders p as a profile file.
-func (p Profile) YAML() string {
-	var b bytes.Buffer
-	enc := yaml.NewEncoder(&b)
-	enc.SetIndent(2)
-	_ = enc.Encode(p) // a struct of strings, maps and a bool always encodes
-	_ = enc.Close()
-	return b.String()
 }
 
 // target is where a source column goes: a tidemark column, a key of attributes, or nowhere.

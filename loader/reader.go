@@ -1,7 +1,8 @@
-// Package loader bulk-loads supplier drops (CSV or NDJSON, maybe gzipped) into the products
-// table in one transaction: it reads and validates records as a stream and COPYs them straight
-// into an empty partition, or into a temporary staging table applied with one set-based MERGE,
-// so unchanged rows are not written at all.
+// Package loader bulk-loads supplier drops (CSV, NDJSON or XLSX, maybe gzipped, read the way
+// the supplier's drop profile says) into the products table in one transaction: it reads and
+// validates records as a stream and COPYs them straight into an empty partition, or into a
+// temporary staging table applied with one set-based MERGE, so unchanged rows are not written
+// at all.
 package loader
 
 import (
@@ -455,11 +456,16 @@ func (n *ndjsonReader) Next() (*Record, error) {
 		}
 		// JSON would turn bytes that are not UTF-8 into U+FFFD without a word: stop when no
 		// encoding is set and the line is not UTF-8 (other encodings are decoded as they stream).
-		if n.pl.enc == nil && !utf8.Valid(line) {
+		valid := utf8.Valid(line)
+		if n.pl.enc == nil && !valid {
 			return nil, notUTF8(n.line, "the line", string(line), line)
 		}
 		n.raw = line
-		n.rec = Record{Line: n.line, valid8: n.pl.enc == nil || n.pl.enc.name != "utf-8"}
+		n.rec = Record{Line: n.line, valid8: true}
+		if !valid { // encoding: utf-8 set: this record alone is rejected
+			n.rec.Reason = "record: not valid UTF-8"
+			return &n.rec, nil
+		}
 		if err := n.parse(line); err != nil {
 			return nil, err
 		}
