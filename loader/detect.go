@@ -29,8 +29,7 @@ type Detection struct {
 	// Preview is the first records read with Profile, or the error reading with it gave.
 	Preview []string
 
-	sheets []string
-	why    map[string]string // header name → why it maps where it does
+	why map[string]string // header name → why it maps where it does
 }
 
 // detectRows is how many records detection looks at.
@@ -299,7 +298,7 @@ func (d *Detection) mapsRequired() bool {
 func detectSheet(ra io.ReaderAt, size int64, sheet string, sheets []string) (*Detection, error) {
 	x := &xlsxReader{pl: &plan{sheet: sheet}}
 	defer x.Close()
-	d := &Detection{why: map[string]string{}, Profile: Profile{Format: XLSX}, sheets: sheets}
+	d := &Detection{why: map[string]string{}, Profile: Profile{Format: XLSX}}
 	if _, err := x.open(ra, size); err != nil {
 		return nil, err
 	}

@@ -179,16 +179,12 @@ func invalidAt(b []byte) int {
 	return len(b)
 }
 
-// FormatOf guesses the format from a file name: .csv, .ndjson or .jsonl, each optionally .gz,
-// or .xlsx.
+// FormatOf guesses the format from a file name: .csv, .ndjson or .jsonl, each optionally .gz.
+// (An XLSX drop is named by its profile or --format; see the command.)
 func FormatOf(name string) (Format, bool) {
-	name = strings.ToLower(name)
-	if strings.HasSuffix(name, ".xlsx") {
-		return XLSX, true
-	}
-	name = strings.TrimSuffix(name, ".gz")
+	name = strings.TrimSuffix(strings.ToLower(name), ".gz")
 	switch {
-	case strings.HasSuffix(name, ".csv"), strings.HasSuffix(name, ".tsv"), strings.HasSuffix(name, ".txt"):
+	case strings.HasSuffix(name, ".csv"):
 		return CSV, true
 	case strings.HasSuffix(name, ".ndjson"), strings.HasSuffix(name, ".jsonl"):
 		return NDJSON, true

@@ -153,6 +153,7 @@ constants:
 			return encode(t, utf16LE, delimited(textRows(header, withBad(header, rows, "Item No", "Unit Price")), '\t', '"', "\r\n"))
 		},
 		profile: `
+format: csv # the export is named .txt
 encoding: utf-16
 delimiter: tab
 thousands: ","

@@ -248,6 +248,9 @@ func (c *LoadCmd) format(fromProfile loader.Format) (loader.Format, error) {
 	if c.File == "-" {
 		return loader.CSV, nil
 	}
+	if strings.HasSuffix(strings.ToLower(c.File), ".xlsx") {
+		return loader.XLSX, nil
+	}
 	if f, ok := loader.FormatOf(c.File); ok {
 		return f, nil
 	}
