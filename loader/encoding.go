@@ -75,46 +75,46 @@ func singleByte(name string, cm *charmap.Charmap) *charset {
 	return &charset{name: name, table: &t}
 }
 
-// firstHigh returns the index of the first byte of s above 0x7F, or -1.
-func firstHigh(s []byte) int {
-	i := 0
-	for ; i+8 <= len(s); i += 8 {
-		if binary.LittleEndian.Uint64(s[i:])&0x8080808080808080 != 0 {
+// decode writes s, converted from the single-byte encoding, into dst as UTF-8 and returns the
+// bytes written. dst must hold 3 bytes per byte of s (the most one decodes to). ASCII is
+// copied eight bytes at a time; bad is the index of a byte the encoding does not define, or -1.
+func (cs *charset) decode(dst, s []byte) (n, bad int) {
+	_ = dst[:3*len(s)]
+	for i := 0; i < len(s); {
+		for i+8 <= len(s) {
+			w := binary.LittleEndian.Uint64(s[i:])
+			if w&0x8080808080808080 != 0 {
+				break
+			}
+			binary.LittleEndian.PutUint64(dst[n:], w)
+			i, n = i+8, n+8
+		}
+		if i == len(s) {
 			break
 		}
-	}
-	for ; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return i
-		}
-	}
-	return -1
-}
-
-// decode appends s, converted from the single-byte encoding, to dst as UTF-8: ASCII runs are
-// copied as they are. bad is the index of a byte the encoding does not define, or -1.
-func (cs *charset) decode(dst, s []byte) (_ []byte, bad int) {
-	for i := 0; i < len(s); {
-		j := firstHigh(s[i:])
-		if j < 0 {
-			return append(dst, s[i:]...), -1
-		}
-		dst = append(dst, s[i:i+j]...)
-		i += j
-		h := &cs.table[s[i]-0x80]
-		if h.n == 0 {
-			return dst, i
-		}
-		dst = append(dst, h.b[:h.n]...)
+		c := s[i]
 		i++
+		if c < 0x80 {
+			dst[n] = c
+			n++
+			continue
+		}
+		h := &cs.table[c-0x80]
+		if h.n == 0 {
+			return n, i - 1
+		}
+		// Three bytes always fit (dst holds 3 per byte): write them, keep h.n.
+		dst[n], dst[n+1], dst[n+2] = h.b[0], h.b[1], h.b[2]
+		n += int(h.n)
 	}
-	return dst, -1
+	return n, -1
 }
 
-// decodeString is decode of a string, for messages.
+// decodeString is decode of a string, for messages and detection.
 func (cs *charset) decodeString(s string) (string, bool) {
-	out, bad := cs.decode(nil, []byte(s))
-	return string(out), bad < 0
+	out := make([]byte, 3*len(s))
+	n, bad := cs.decode(out, []byte(s))
+	return string(out[:n]), bad < 0
 }
 
 // byteDecoder converts a drop in a single-byte encoding to UTF-8 as it streams, so the parsers
@@ -143,7 +143,7 @@ func (d *byteDecoder) Read(p []byte) (int, error) {
 	}
 	n, err := d.r.Read(d.src[:want])
 	chunk := d.src[:n]
-	out, bad := d.cs.decode(p[:0], chunk)
+	out, bad := d.cs.decode(p, chunk)
 	if bad >= 0 {
 		from := bytes.LastIndexByte(chunk[:bad], '\n') + 1
 		to := len(chunk)
@@ -152,13 +152,13 @@ func (d *byteDecoder) Read(p []byte) (int, error) {
 		}
 		line := d.line + 1 + int64(bytes.Count(chunk[:bad], []byte("\n")))
 		d.err = undefinedByte(line, "the drop", string(chunk[from:to]), bad-from, d.cs)
-		return len(out), nil // what decoded before the bad byte is read; the error follows
+		return out, nil // what decoded before the bad byte is read; the error follows
 	}
 	d.line += int64(bytes.Count(chunk, []byte("\n")))
 	if err != nil {
 		d.err = err
 	}
-	return len(out), nil
+	return out, nil
 }
 
 // utf16Decoder converts UTF-16 (the byte order given by the byte-order mark, which it skips)
