@@ -504,3 +504,33 @@ func TestDetectProposesWorkingProfiles(t *testing.T) {
 		})
 	}
 }
+
+// TestShapesFull: --full through a profile deletes the products a Dutch drop lacks, and a
+// record rejected for its decimal-comma price still keeps its product (it named its sku).
+func TestShapesFull(t *testing.T) {
+	pool, _ := newDB(t)
+	s := shapes[0]
+	p := mustProfile(t, s.profile)
+	p.Format = loader.CSV
+	header, rows := s.model(shapeProducts(60))
+	if _, _, err := loadProfile(t, pool, 7, s.write(t, header, rows), p); err != nil {
+		t.Fatal(err)
+	}
+	rows = rows[:50]
+	rows[0]["Prijs"] = txt("12.50") // a decimal point where the profile says comma: rejected
+	rd, err := loader.OpenProfile(bytes.NewReader(s.write(t, header, rows)), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := loader.Load(testenv.Context(t, time.Minute), pool, rd, loader.Options{Supplier: 7, MaxRejects: -1, Full: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Deleted != 10 || res.Rejected != 2 || res.Unchanged != 49 {
+		t.Fatalf("full load %+v: want 10 deleted, 2 rejected (the bad record and the point price), 49 unchanged", res)
+	}
+	got := products(t, pool, 7)
+	if len(got) != 50 || got["NW-000000"].SKU == "" || got["NW-000055"].SKU != "" {
+		t.Fatalf("%d products after --full; NW-000000 (rejected, named) %+v", len(got), got["NW-000000"])
+	}
+}
