@@ -9,9 +9,13 @@ BENCH_ROWS  ?= 1000000
 build:
 	$(GO) build -o $(BIN) ./cmd/tidemark
 
-# Every package, race detector on, against a throw-away PostgreSQL and embedded NATS.
+# Every package, race detector on, against a throw-away PostgreSQL and embedded NATS: vectors
+# stored with pgvector, then the tests that touch vectors again with real[].
+ARRAY_TESTS ?= Search|Index|Demo|Status|Doctor|Vector
 test:
-	$(GO) test -race -count=1 -timeout 25m ./...
+	TIDEMARK_TEST_VECTORS=pgvector $(GO) test -race -count=1 -timeout 25m ./...
+	TIDEMARK_TEST_VECTORS=array $(GO) test -race -count=1 -timeout 15m ./encoder/ ./catalog/
+	TIDEMARK_TEST_VECTORS=array $(GO) test -race -count=1 -timeout 15m -run '$(ARRAY_TESTS)' ./cmd/tidemark/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

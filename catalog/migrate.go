@@ -43,8 +43,14 @@ func Migrations() ([]Migration, error) {
 
 // Migrate applies every embedded migration not yet recorded in tidemark_migrations, in order,
 // each in its own transaction, under an advisory lock so concurrent runs serialise. It returns
-// the versions it applied (none when the schema is current).
-func Migrate(ctx context.Context, pool *pgxpool.Pool) ([]string, error) {
+// the versions it applied (none when the schema is current). Then it puts product_embeddings
+// in the vector layout asked for ([WithVectors], else the tidemark.vectors setting; by default
+// the layout stays as it is).
+func Migrate(ctx context.Context, pool *pgxpool.Pool, opts ...Option) ([]string, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	migrations, err := Migrations()
 	if err != nil {
 		return nil, err
@@ -95,6 +101,9 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) ([]string, error) {
 			return done, fmt.Errorf("apply migration %s: %w", m.Version, err)
 		}
 		done = append(done, m.Version)
+	}
+	if err := setVectors(ctx, conn.Conn(), o); err != nil {
+		return done, err
 	}
 	return done, nil
 }

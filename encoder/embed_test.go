@@ -230,7 +230,7 @@ func TestOpenAIEncoderSurvivesThrottlingAndErrors(t *testing.T) {
 	// The model is stored verbatim and the vectors normalised.
 	var n int
 	var norm float64
-	if err := e.pool.QueryRow(e.ctx, `SELECT count(*), max((SELECT sum(x*x) FROM unnest(embedding) x))
+	if err := e.pool.QueryRow(e.ctx, `SELECT count(*), max((SELECT sum(x*x) FROM unnest(embedding::real[]) x))
 		FROM product_embeddings WHERE model = 'test-model'`).Scan(&n, &norm); err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/tidemark/tidemark/internal/sandbox"
 )
@@ -69,8 +70,24 @@ func Database(tb testing.TB) string {
 
 var nonWord = regexp.MustCompile(`[^a-z0-9_]+`)
 
-// DatabaseIn creates a fresh database in cluster pg and returns its URL.
+// VectorsEnv names the vector layout the tests' databases get (auto, pgvector or array):
+// `make test` runs the suite with pgvector, then the vector tests again with array. Unset, a
+// database keeps the migrations' default (pgvector when the server has it).
+const VectorsEnv = "TIDEMARK_TEST_VECTORS"
+
+// Vectors is the layout VectorsEnv asks for ("" when unset).
+func Vectors() string { return os.Getenv(VectorsEnv) }
+
+// DatabaseIn creates a fresh database in cluster pg and returns its URL. Its tidemark.vectors
+// setting is $TIDEMARK_TEST_VECTORS when set, so every migration in it picks that layout.
 func DatabaseIn(tb testing.TB, pg *sandbox.Postgres) string {
+	tb.Helper()
+	return DatabaseVectors(tb, pg, Vectors())
+}
+
+// DatabaseVectors creates a fresh database in cluster pg whose migrations store vectors as
+// layout (auto, pgvector or array; "" leaves the default), for tests that run both paths.
+func DatabaseVectors(tb testing.TB, pg *sandbox.Postgres, layout string) string {
 	tb.Helper()
 	name := nonWord.ReplaceAllString(strings.ToLower(tb.Name()), "_")
 	if len(name) > 40 {
@@ -82,6 +99,22 @@ func DatabaseIn(tb testing.TB, pg *sandbox.Postgres) string {
 	url, err := pg.CreateDatabase(ctx, name)
 	if err != nil {
 		tb.Fatalf("create test database: %v", err)
+	}
+	switch layout {
+	case "":
+		return url
+	case "auto", "pgvector", "array":
+	default:
+		tb.Fatalf("%s=%q: want auto, pgvector or array", VectorsEnv, layout)
+	}
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		tb.Fatalf("connect %s: %v", url, err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER DATABASE %s SET tidemark.vectors = '%s'",
+		pgx.Identifier{name}.Sanitize(), layout)); err != nil {
+		tb.Fatalf("set the vector layout: %v", err)
 	}
 	return url
 }
