@@ -143,7 +143,8 @@ func setVectors(ctx context.Context, conn *pgx.Conn, o options) error {
 			return nil
 		}
 		rows, err := tx.Query(ctx, `SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-			WHERE i.indrelid = 'product_embeddings'::regclass AND i.indexprs IS NOT NULL`)
+			WHERE i.indexprs IS NOT NULL AND (i.indrelid = 'product_embeddings'::regclass
+				OR i.indrelid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = 'product_embeddings'::regclass))`)
 		if err != nil {
 			return fmt.Errorf("list vector indexes: %w", err)
 		}

@@ -95,16 +95,17 @@ func TestKill9OneOfTwoProcesses(t *testing.T) {
 	}
 	eventually(t, 2*time.Minute, func() string { return e.converged(model) })
 
-	// Search finds the product by its words, and --json is a valid array, best first.
+	// Search finds the product by its words, and --json is valid, hits best first.
 	want := keys[43]
 	out, err := exec.Command(testenv.Binary(t), "search", "--pg-url", e.pgURL, "--json", "-k", "3", "Item 43 Thing number 43").Output()
 	if err != nil {
 		t.Fatalf("search: %v", err)
 	}
-	var hits []encoder.Hit
-	if err := json.Unmarshal(out, &hits); err != nil {
+	var res encoder.SearchResult
+	if err := json.Unmarshal(out, &res); err != nil {
 		t.Fatalf("search --json is not JSON: %v\n%s", err, out)
 	}
+	hits := res.Hits
 	if len(hits) != 3 || hits[0].ProductID != want.ID || hits[0].SupplierID != want.SupplierID || hits[0].SKU != "S-43" ||
 		hits[0].Score < hits[1].Score || hits[0].Score <= 0 {
 		t.Fatalf("search hits: %+v, want product %v first", hits, want)

@@ -1,7 +1,6 @@
 package encoder
 
 import (
-	"container/heap"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/tidemark/tidemark/event"
 )
@@ -27,6 +27,8 @@ type Store struct {
 	// staged holds the sessions (*pgconn.PgConn) that have created the staging table. A
 	// closed session's entry stays, harmlessly: its pointer is never reused while held.
 	staged sync.Map
+	// parts holds the suppliers (int32) whose partition of product_embeddings is known to exist.
+	parts sync.Map
 }
 
 // OpenStore checks product_embeddings exists and learns its embedding column's type.
@@ -192,6 +194,9 @@ func (s *Store) upsert(ctx context.Context, tx pgx.Tx, model string, ws []write,
 		[]string{"s", "p", "sku", "name", "dim", "e", "h", "lsn", "seq", "del"}, src); err != nil {
 		return nil, fmt.Errorf("stage vectors: %w", err)
 	}
+	if err := s.ensurePartitions(ctx, tx, ws); err != nil {
+		return nil, err
+	}
 	cast := ""
 	if s.vector {
 		cast = "::vector"
@@ -206,9 +211,65 @@ func (s *Store) upsert(ctx context.Context, tx pgx.Tx, model string, ws []write,
 		applied[k] = true
 		return nil
 	}); err != nil {
+		if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && pe.Code == "23514" { // check_violation
+			// No partition for a row: one this session created in a transaction that was then
+			// rolled back. Look them all up again on the retry.
+			s.parts.Clear()
+		}
 		return nil, fmt.Errorf("write vectors: %w", err)
 	}
 	return applied, nil
+}
+
+// partitionLockKey serialises the creation of one supplier's partition: CREATE TABLE IF NOT
+// EXISTS alone races (both sessions see it missing, one fails on pg_type's unique index).
+func partitionLockKey(supplier int32) int64 { return 0x7465_0000_0000_0000 | int64(uint32(supplier)) }
+
+// ensurePartitions creates, in tx, the partitions of product_embeddings that the suppliers of
+// ws lack. It must run before tx touches product_embeddings: creating a partition locks the
+// whole table until tx ends, which other writers wait for (once per new supplier), and a
+// transaction already holding a weaker lock on it could deadlock with another doing the same.
+func (s *Store) ensurePartitions(ctx context.Context, tx pgx.Tx, ws []write) error {
+	var unknown []int32
+	for i := range ws {
+		sup := int32(ws[i].key.SupplierID)
+		if _, ok := s.parts.Load(sup); !ok && !slices.Contains(unknown, sup) {
+			unknown = append(unknown, sup)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	rows, err := tx.Query(ctx, `SELECT s, to_regclass(quote_ident('product_embeddings_s' || s)) IS NOT NULL
+		FROM unnest($1::int[]) s`, unknown)
+	if err != nil {
+		return fmt.Errorf("look up vector partitions: %w", err)
+	}
+	var missing []int32
+	var sup int32
+	var exists bool
+	if _, err := pgx.ForEachRow(rows, []any{&sup, &exists}, func() error {
+		if exists {
+			s.parts.Store(sup, true)
+		} else {
+			missing = append(missing, sup)
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("look up vector partitions: %w", err)
+	}
+	slices.Sort(missing) // one order for every session: no lock cycles
+	for _, sup := range missing {
+		// Not cached: a rollback of tx takes the partition back.
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", partitionLockKey(sup)); err != nil {
+			return fmt.Errorf("lock vector partition of supplier %d: %w", sup, err)
+		}
+		if _, err := tx.Exec(ctx, fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s PARTITION OF product_embeddings FOR VALUES IN (%d)",
+			pgx.Identifier{PartitionName(sup)}.Sanitize(), sup)); err != nil {
+			return fmt.Errorf("create vector partition of supplier %d: %w", sup, err)
+		}
+	}
+	return nil
 }
 
 // truncate records a TRUNCATE of supplier's products (0: all of them) at (lsn, seq) and
@@ -229,77 +290,6 @@ func (s *Store) truncate(ctx context.Context, tx pgx.Tx, model string, supplier 
 		return 0, fmt.Errorf("tombstone truncated vectors: %w", err)
 	}
 	return tag.RowsAffected(), nil
-}
-
-// Hit is a search result.
-type Hit struct {
-	SupplierID int64   `json:"supplier_id"`
-	ProductID  int64   `json:"product_id"`
-	SKU        string  `json:"sku"`
-	Name       string  `json:"name"`
-	Score      float64 `json:"score"` // cosine similarity, 1 is identical
-}
-
-// Search returns the k live products of model nearest to the query vector q, best first,
-// optionally of one supplier (0: all). With pgvector it orders by `<=>` in SQL; with real[] it
-// streams the vectors and keeps the best k in a heap (vectors are unit length, so the dot
-// product is the cosine).
-func (s *Store) Search(ctx context.Context, model string, q []float32, supplier int32, k int) ([]Hit, error) {
-	if k <= 0 {
-		return nil, nil
-	}
-	if s.vector {
-		rows, err := s.pool.Query(ctx, `SELECT supplier_id, product_id, coalesce(sku, ''), coalesce(name, ''),
-				1 - (embedding <=> $2::real[]::vector)
-			FROM product_embeddings
-			WHERE model = $1 AND NOT deleted AND embedding IS NOT NULL AND ($3 = 0 OR supplier_id = $3)
-				AND dim = $5
-			ORDER BY embedding <=> $2::real[]::vector LIMIT $4`, model, q, supplier, k, len(q))
-		if err != nil {
-			return nil, fmt.Errorf("search: %w", err)
-		}
-		hits, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Hit, error) {
-			var h Hit
-			err := r.Scan(&h.SupplierID, &h.ProductID, &h.SKU, &h.Name, &h.Score)
-			return h, err
-		})
-		if err != nil {
-			return nil, fmt.Errorf("search: %w", err)
-		}
-		return hits, nil
-	}
-	rows, err := s.pool.Query(ctx, `SELECT supplier_id, product_id, coalesce(sku, ''), coalesce(name, ''), embedding
-		FROM product_embeddings
-		WHERE model = $1 AND NOT deleted AND embedding IS NOT NULL AND ($2 = 0 OR supplier_id = $2)`, model, supplier)
-	if err != nil {
-		return nil, fmt.Errorf("search: %w", err)
-	}
-	var (
-		best hitHeap
-		h    Hit
-		vec  []float32
-	)
-	_, err = pgx.ForEachRow(rows, []any{&h.SupplierID, &h.ProductID, &h.SKU, &h.Name, &vec}, func() error {
-		if len(vec) != len(q) {
-			return nil
-		}
-		h.Score = float64(dot(q, vec))
-		if len(best) < k {
-			heap.Push(&best, h)
-		} else if h.Score > best[0].Score {
-			best[0] = h
-			heap.Fix(&best, 0)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("search: %w", err)
-	}
-	out := make([]Hit, len(best))
-	for i := len(out) - 1; i >= 0; i-- {
-		out[i] = heap.Pop(&best).(Hit)
-	}
-	return out, nil
 }
 
 // hitHeap is a min-heap by score: its root is the worst of the best k.

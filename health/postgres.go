@@ -61,6 +61,7 @@ func PostgresChecks(ctx context.Context, pool *pgxpool.Pool, opts Options) []Che
 	if migrated {
 		add(indexes(ctx, pool)...)
 		add(partitions(ctx, pool))
+		add(vectorChecks(ctx, pool)...)
 	}
 	return checks
 }

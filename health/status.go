@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/tidemark/tidemark/encoder"
 )
 
 // Status is where the pipeline stands. A nil part was not found or could not be read; Problems
@@ -65,11 +66,29 @@ type Vectors struct {
 	Models  []ModelCounts `json:"models"`
 }
 
-// ModelCounts counts one embedding model's rows.
+// ModelCounts counts one embedding model's rows, with its ANN index.
 type ModelCounts struct {
-	Model   string `json:"model"`
-	Live    int64  `json:"live"`
-	Deleted int64  `json:"deleted"`
+	Model   string        `json:"model"`
+	Live    int64         `json:"live"`
+	Deleted int64         `json:"deleted"`
+	Index   *IndexSummary `json:"index"` // nil when the table cannot say (not migrated)
+}
+
+// IndexSummary is where a model's ANN index stands over the supplier partitions.
+type IndexSummary struct {
+	// State is built, building or missing (some partition big enough has none: searches of
+	// it scan), or unavailable when the vectors are real[] (every search scans).
+	State string `json:"state"`
+	Dim   int    `json:"dim,omitempty"`
+	// Partitions counts the supplier partitions holding the model's vectors; Built, Building,
+	// Missing and Small (below encoder.IndexMinVectors, scanned by design) split them.
+	Partitions int      `json:"partitions"`
+	Built      int      `json:"built"`
+	Building   int      `json:"building"`
+	Missing    int      `json:"missing"`
+	Small      int      `json:"small"`
+	Bytes      int64    `json:"bytes"`
+	Progress   []string `json:"progress,omitempty"` // "supplier 3: loading tuples 45%"
 }
 
 // NewStatus is an empty status, healthy until a problem is added.
@@ -134,6 +153,15 @@ func vectors(ctx context.Context, pool *pgxpool.Pool) (*Vectors, error) {
 	v := &Vectors{Models: models}
 	if v.Models == nil {
 		v.Models = []ModelCounts{}
+	}
+	if store, err := encoder.OpenStore(ctx, pool); err == nil {
+		for i := range v.Models {
+			idx, err := IndexOf(ctx, store, v.Models[i].Model)
+			if err != nil {
+				return v, err
+			}
+			v.Models[i].Index = idx
+		}
 	}
 	for _, m := range models {
 		v.Live += m.Live

@@ -51,6 +51,7 @@ type EncodeCmd struct {
 	MaxAckPending int           `name:"max-ack-pending" default:"20000" help:"Messages in flight (delivered, not acked) over all encoders."`
 	ExitIdle      time.Duration `name:"exit-idle" help:"Exit (status 0) once nothing has been pending for this long; 0 runs for ever."`
 	HTTPAddr      string        `name:"http-addr" default:":9465" help:"Address for /metrics, /healthz and /readyz; empty disables."`
+	IndexInterval time.Duration `name:"index-interval" default:"1m" help:"How often to check the model's ANN index on every supplier partition, building the missing and rebuilding the outgrown ones (CREATE INDEX CONCURRENTLY, one at a time, while encoding goes on); 0 leaves indexes to tidemark index."`
 	profileFlag
 }
 
@@ -75,5 +76,16 @@ func (c *EncodeCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error
 		defer stopOps()
 		return enc.Run(gctx)
 	})
+	if c.IndexInterval > 0 {
+		emb, err := c.EmbedderFlags.New(log)
+		if err != nil {
+			return err
+		}
+		// Stopped with the encoders: a build in flight is cancelled, and the next run (or
+		// tidemark index) drops what it left and builds again.
+		grp.Go(func() error {
+			return enc.Store().MaintainIndexes(opsCtx, emb.Model(), emb.Dim(), c.IndexInterval, log.With("component", "index"))
+		})
+	}
 	return grp.Wait()
 }

@@ -29,6 +29,7 @@ type CLI struct {
 	Snapshot   SnapshotCmd   `cmd:"" help:"Re-publish current rows of one supplier (or all) while streaming goes on."`
 	Encode     EncodeCmd     `cmd:"" help:"Consume product changes and keep embedding vectors fresh."`
 	Search     SearchCmd     `cmd:"" help:"Nearest products to a text query."`
+	Index      IndexCmd      `cmd:"" help:"Build the ANN index of a model's vectors on every supplier partition that needs one."`
 	Status     StatusCmd     `cmd:"" help:"Where the pipeline stands: slot, stream, consumers, vectors."`
 	Doctor     DoctorCmd     `cmd:"" help:"Check the database and NATS are set up right for the pipeline."`
 	Demo       DemoCmd       `cmd:"" help:"Run the whole pipeline against throw-away servers."`

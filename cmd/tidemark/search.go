@@ -18,7 +18,8 @@ type SearchCmd struct {
 	Query    string `arg:"" help:"Text to search for."`
 	Supplier int32  `help:"Only products of this supplier."`
 	K        int    `short:"k" default:"10" help:"Number of results."`
-	JSON     bool   `name:"json" help:"Print a JSON array (best first) on stdout."`
+	Exact    bool   `help:"Read every vector instead of the ANN index (slow; for checking the index)."`
+	JSON     bool   `name:"json" help:"Print a JSON object on stdout: model, method (index, scan or exact), the partitions searched through an index and read whole, and the hits (best first)."`
 	Model    string `help:"Model whose vectors to search (default: the embedder's model)."`
 }
 
@@ -45,25 +46,25 @@ func (c *SearchCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error
 	if model == "" {
 		model = emb.Model()
 	}
-	hits, err := store.Search(ctx, model, vecs[0], c.Supplier, c.K)
+	res, err := store.SearchWith(ctx, model, vecs[0], encoder.SearchOptions{Supplier: c.Supplier, K: c.K, Exact: c.Exact})
 	if err != nil {
 		return err
 	}
+	if res.Method == encoder.MethodScan && store.Vector() {
+		log.Warn("no ANN index for this model yet: the search read every vector (tidemark index builds it)", "model", model)
+	}
 	if c.JSON {
-		if hits == nil {
-			hits = []encoder.Hit{}
-		}
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(hits)
+		return enc.Encode(res)
 	}
-	if len(hits) == 0 {
+	if len(res.Hits) == 0 {
 		fmt.Fprintf(os.Stderr, "no vectors of model %s yet (is tidemark encode running?)\n", model)
 		return nil
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SCORE\tSUPPLIER\tPRODUCT\tSKU\tNAME")
-	for _, h := range hits {
+	for _, h := range res.Hits {
 		fmt.Fprintf(tw, "%.4f\t%d\t%d\t%s\t%s\n", h.Score, h.SupplierID, h.ProductID, h.SKU, h.Name)
 	}
 	return tw.Flush()

@@ -95,7 +95,11 @@ func printStatus(w io.Writer, st *health.Status, now time.Time) error {
 	if v := st.Vectors; v != nil {
 		var models []string
 		for _, m := range v.Models {
-			models = append(models, fmt.Sprintf("%s: %d live, %d deleted", m.Model, m.Live, m.Deleted))
+			line := fmt.Sprintf("%s: %d live, %d deleted", m.Model, m.Live, m.Deleted)
+			if m.Index != nil {
+				line += ", " + m.Index.Describe()
+			}
+			models = append(models, line)
 		}
 		fmt.Fprintf(tw, "vectors\t%d live, %d deleted\t%s\n", v.Live, v.Deleted, strings.Join(models, "; "))
 	} else {
