@@ -99,7 +99,7 @@ func vectorChecks(ctx context.Context, db *pgxpool.Pool) []Check {
 		if err != nil {
 			return append(out, queryFailed("vectors", err))
 		}
-		name := "index " + m
+		name := "vectors " + m
 		switch idx.State {
 		case string(encoder.IndexMissing):
 			out = append(out, warn(name, fmt.Sprintf("tidemark index --model %s (or let tidemark encode build it)", m),

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/tidemark/tidemark/health"
 	"github.com/tidemark/tidemark/internal/testenv"
 )
 
@@ -42,9 +43,10 @@ type statusJSON struct {
 		Live    int64 `json:"live"`
 		Deleted int64 `json:"deleted"`
 		Models  []struct {
-			Model   string `json:"model"`
-			Live    int64  `json:"live"`
-			Deleted int64  `json:"deleted"`
+			Model   string               `json:"model"`
+			Live    int64                `json:"live"`
+			Deleted int64                `json:"deleted"`
+			Index   *health.IndexSummary `json:"index"`
 		} `json:"models"`
 	} `json:"vectors"`
 	Healthy  bool     `json:"healthy"`
