@@ -18,28 +18,20 @@ import (
 
 // The ANN index is IVFFlat over the vectors cast to halfvec, one per model on each supplier's
 // partition of product_embeddings. Measured on a 2-core machine (README, Search): HNSW answers
-// faster but maintains itself at a few hundred rows/s under the encoders' upserts, an order
-// below what they write; IVFFlat keeps up with them (its insert is a nearest-centroid lookup and
-// an append) and answers in milliseconds at the probes below. halfvec halves the index against
-// vector for the same recall; binary quantization loses the hash embedder's sparse vectors.
+// as fast for the same recall but maintains itself at a few hundred rows/s under the encoders'
+// upserts, an order below what they write; IVFFlat keeps up with them (an insert is a
+// nearest-centroid lookup and an append). halfvec halves the index against vector for the same
+// recall; binary quantization loses the hash embedder's sparse vectors.
 const (
 	// IndexMinVectors is the size from which a partition gets its index: below it an exact scan
 	// of the partition is fast, and k-means over so few rows would make poor lists.
 	IndexMinVectors = 5000
 	// indexGrowth rebuilds an index once its partition holds this many times the vectors its
-	// lists were sized for (lists = √vectors), so the lists stay near their best size.
+	// lists were sized for, so the lists stay near their best size.
 	indexGrowth = 4
-	// ProbesGlobal is the lists each partition's index reads for a global query, which merges
-	// every partition's best: the k nearest gather in a few partitions and a few lists of each.
-	// Supplier-scoped queries read supplierProbes: the k must all come from one partition.
-	ProbesGlobal = 6
 )
 
-// supplierProbes is the lists a supplier-scoped query reads of an index with lists lists: an
-// eighth of them (recall@10 0.97 at 100k vectors, README).
-func supplierProbes(lists int) int { return max(10, min(lists, lists/8)) }
-
-// ErrIndexBusy means another session is building that index.
+// ErrIndexBusy means// ErrIndexBusy means another session is building that index.
 var ErrIndexBusy = errors.New("another process is building this index")
 
 // PartitionName is supplier's partition of product_embeddings.
@@ -58,10 +50,25 @@ func IndexName(supplier int32, model string, dim, lists int) string {
 
 var indexNameRE = regexp.MustCompile(`^product_embeddings_s(-?\d+)_ann_([0-9a-f]{8})_(\d+)$`)
 
-// listsFor sizes the lists of an index over n vectors (pgvector's advice: √n beyond 1M,
-// n/1000 below; √n keeps the lists small enough at every size here).
+// listsFor sizes the lists of an index over n vectors, as pgvector advises: n/1000 up to a
+// million, √n beyond. Fewer lists make an insert cheaper (it compares the vector with every
+// list's centre); a query reads the same share of the vectors either way.
 func listsFor(n int64) int {
-	return max(10, min(8000, int(math.Sqrt(float64(n)))))
+	if n <= 1_000_000 {
+		return int(max(10, n/1000))
+	}
+	return min(8000, int(math.Sqrt(float64(n))))
+}
+
+// ProbeShare is the share of a partition's lists a query reads by default (SearchOptions.Probes
+// overrides it): a global query merges every partition's best, so each needs fewer of its
+// lists than a supplier-scoped query, whose ten must all come from one partition. Chosen for
+// recall@10 ≥ 0.95 on the benchmark's catalogue (README, Search).
+var ProbeShare = struct{ Global, Supplier float64 }{Global: 0.25, Supplier: 0.5}
+
+// probesFor is how many of lists lists a query reads, for a share of them.
+func probesFor(lists int, share float64) int {
+	return max(1, min(lists, int(math.Ceil(float64(lists)*share))))
 }
 
 // quoteLiteral quotes s as an SQL string literal (standard_conforming_strings, the default
@@ -262,7 +269,7 @@ func indexLockKey(supplier int32, model string, dim int) int64 {
 }
 
 // BuildIndex builds model's index on supplier's partition with CREATE INDEX CONCURRENTLY, so
-// encoders and searches go on meanwhile, calling progress about every second with the
+// encoders and searches go on meanwhile, calling progress about every 250 ms with the
 // build's phase (from pg_stat_progress_create_index). It drops what a failed build left, sizes
 // the lists for the partition's vectors and, once the new index is valid, drops the one it
 // replaces. With force it builds a new one even when the current one fits. It returns the
@@ -336,7 +343,7 @@ func (s *Store) BuildIndex(ctx context.Context, model string, dim int, supplier 
 		_, err := conn.Exec(ctx, stmt)
 		done <- err
 	}()
-	tick := time.NewTicker(time.Second)
+	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		select {

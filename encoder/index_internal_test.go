@@ -264,7 +264,7 @@ func TestIndexAndSearch(t *testing.T) {
 // (it stops nobody) and the vectors written meanwhile are found through the new index.
 func TestIndexBuildWhileWriting(t *testing.T) {
 	v := newVecStore(t, "pgvector")
-	const n = 30000
+	const n = 50000
 	v.write(1, 1, n+1, false)
 	model := v.emb.Model()
 
@@ -337,7 +337,7 @@ func TestIndexBuildWhileWriting(t *testing.T) {
 // Index reports and the next build drops before building a valid one.
 func TestIndexBuildInterrupted(t *testing.T) {
 	v := newVecStore(t, "pgvector")
-	v.write(1, 1, 40001, false)
+	v.write(1, 1, 60001, false)
 	model := v.emb.Model()
 	ctx, cancel := context.WithCancel(v.ctx)
 	var seen []string

@@ -30,6 +30,9 @@ type SearchOptions struct {
 	Supplier int32 // only this supplier's products; 0: all
 	K        int   // how many; default 10
 	Exact    bool  // read every vector instead of the index (for checking it)
+	// Probes is how many lists of each partition's index to read; 0: ProbeShare of them.
+	// More is slower and finds more of the true nearest.
+	Probes int
 }
 
 // SearchResult is the nearest products and how they were found.
@@ -38,6 +41,7 @@ type SearchResult struct {
 	Method  string `json:"method"`            // MethodIndex, MethodScan or MethodExact
 	Indexed int    `json:"indexed_partitions"` // supplier partitions searched through their index
 	Scanned int    `json:"scanned_partitions"` // supplier partitions read whole (small, or no index)
+	Probes  int    `json:"probes,omitempty"`   // lists read of each partition's index
 	Hits    []Hit  `json:"hits"`
 }
 
@@ -70,7 +74,7 @@ ORDER BY embedding <=> $1::real[]::vector LIMIT %[5]d`
 
 // SearchWith returns the opts.K live products of model nearest to the query vector q, best
 // first, by cosine similarity (vectors are unit length). With pgvector it goes through each
-// supplier partition's ANN index (IVFFlat, ProbesGlobal or ProbesSupplier lists) and re-ranks
+// supplier partition's ANN index (IVFFlat, reading opts.Probes lists, else ProbeShare) and re-ranks
 // the candidates exactly; partitions without an index are read whole; with opts.Exact every
 // vector is. With real[] it streams the vectors and keeps the best k. A deleted product is
 // never a hit: its row is a tombstone without a vector in the same snapshot.
@@ -107,17 +111,21 @@ func (s *Store) SearchWith(ctx context.Context, model string, q []float32, opts 
 	for _, l := range parts {
 		if l > 0 {
 			res.Indexed++
-			lists = l
+			lists = max(lists, l)
 		} else {
 			res.Scanned++
 		}
 	}
-	if res.Indexed > 0 {
-		res.Method = MethodIndex
-	}
-	probes := ProbesGlobal
+	share := ProbeShare.Global
 	if opts.Supplier != 0 {
-		probes = supplierProbes(lists)
+		share = ProbeShare.Supplier
+	}
+	probes := opts.Probes
+	if probes <= 0 {
+		probes = probesFor(lists, share)
+	}
+	if res.Indexed > 0 {
+		res.Method, res.Probes = MethodIndex, probes
 	}
 	sets := []string{
 		fmt.Sprintf("SET LOCAL ivfflat.probes = %d", probes),

@@ -19,6 +19,7 @@ type SearchCmd struct {
 	Supplier int32  `help:"Only products of this supplier."`
 	K        int    `short:"k" default:"10" help:"Number of results."`
 	Exact    bool   `help:"Read every vector instead of the ANN index (slow; for checking the index)."`
+	Probes   int    `help:"Lists of each partition's index to read (default: a quarter of them, half for --supplier); more finds more of the true nearest, slower."`
 	JSON     bool   `name:"json" help:"Print a JSON object on stdout: model, method (index, scan or exact), the partitions searched through an index and read whole, and the hits (best first)."`
 	Model    string `help:"Model whose vectors to search (default: the embedder's model)."`
 }
@@ -46,7 +47,7 @@ func (c *SearchCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error
 	if model == "" {
 		model = emb.Model()
 	}
-	res, err := store.SearchWith(ctx, model, vecs[0], encoder.SearchOptions{Supplier: c.Supplier, K: c.K, Exact: c.Exact})
+	res, err := store.SearchWith(ctx, model, vecs[0], encoder.SearchOptions{Supplier: c.Supplier, K: c.K, Exact: c.Exact, Probes: c.Probes})
 	if err != nil {
 		return err
 	}

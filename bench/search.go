@@ -1,0 +1,306 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/tidemark/tidemark/catalog"
+	"github.com/tidemark/tidemark/encoder"
+	"github.com/tidemark/tidemark/internal/fakedrop"
+	"github.com/tidemark/tidemark/internal/sandbox"
+)
+
+func init() { register(Stage{Name: "search", Run: benchSearch}) }
+
+// searchSuppliers is how many suppliers the search stage spreads its products over.
+const searchSuppliers = 10
+
+// searchQueries is how many different queries each latency figure is taken over.
+const searchQueries = 60
+
+// SearchSettings size the search stage's PostgreSQL as the README tells users to size theirs:
+// the vectors and their indexes in shared_buffers, builds in memory, one parallel worker per
+// spare core.
+var SearchSettings = map[string]string{
+	"shared_buffers":                   "4GB",
+	"maintenance_work_mem":             "1GB",
+	"max_parallel_maintenance_workers": "1",
+	"effective_cache_size":             "8GB",
+	"work_mem":                         "64MB",
+	"max_wal_size":                     "8GB",
+}
+
+// The search stage: N products over ten suppliers, their insert events in a stream, and
+//
+//  1. the encoders writing every vector with no index (the baseline of 4.);
+//  2. tidemark index building each supplier partition's IVFFlat index: time and size;
+//  3. search latency p50/p99 over 60 queries, global and supplier-scoped, through the index
+//     (the Store's SearchWith, as an application runs it: a pooled connection), and recall@10
+//     against the exact scan of the same queries;
+//  4. the encoders writing every vector again (the vectors deleted, the indexes kept and
+//     maintained by each insert): their products/s against 1.;
+//  5. latency and recall again, of the index the encoders maintained.
+//
+// It runs its own PostgreSQL, sized by SearchSettings, with pgvector (required).
+func benchSearch(ctx context.Context, env *Env) ([]Result, error) {
+	n := env.Rows
+	pg, err := sandbox.StartPostgres(ctx, sandbox.PostgresOptions{Settings: SearchSettings})
+	if err != nil {
+		return nil, err
+	}
+	defer pg.Close()
+	url, err := pg.CreateDatabase(ctx, "bench_search")
+	if err != nil {
+		return nil, err
+	}
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	defer pool.Close()
+	if _, err := catalog.Migrate(ctx, pool, catalog.WithVectors(catalog.VectorsPgvector)); err != nil {
+		return nil, err
+	}
+	var drops []*fakedrop.Drop
+	for id := int32(1); id <= searchSuppliers; id++ {
+		if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return catalog.AddSupplier(ctx, tx, id, "bench") }); err != nil {
+			return nil, err
+		}
+		// A seed per supplier: suppliers of one trade sell different products.
+		d := fakedrop.New(fakedrop.Suppliers[int(id-1)%len(fakedrop.Suppliers)], benchSeed+uint64(id))
+		drops = append(drops, d)
+		per := n / searchSuppliers
+		if id == 1 {
+			per += n % searchSuppliers
+		}
+		if _, err := copyProducts(ctx, pool, id, d.Products(per)); err != nil {
+			return nil, err
+		}
+	}
+	js, closeJS, err := env.jetStream(jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		return nil, err
+	}
+	defer closeJS()
+	const stream = "BENCH_SEARCH"
+	_ = js.DeleteStream(ctx, stream)
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: stream, Subjects: []string{"bench_search.>"},
+		Storage: jetstream.FileStorage, Duplicates: time.Minute}); err != nil {
+		return nil, fmt.Errorf("create stream: %w", err)
+	}
+	env.Log.Info("search: publishing insert events", "events", n)
+	if err := publishInserts(ctx, pool, js, stream); err != nil {
+		return nil, err
+	}
+	emb, _ := encoder.NewHash(encoder.DefaultDim)
+	args := []string{"encode", "--pg-url", url, "--nats-url", env.NATS.URL(), "--stream", stream, "--http-addr", "",
+		"--log-level", "warn", "--workers", "2", "--index-interval", "0"}
+
+	env.Log.Info("search: encoding without an index")
+	plainSecs, _, err := timeEncode(ctx, pool, js, stream, "plain", env.Bin, append(args, "--consumer", "plain"), emb.Model(), n)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := pool.Exec(ctx, "VACUUM ANALYZE product_embeddings"); err != nil {
+		return nil, err
+	}
+	var tableBytes int64
+	if err := pool.QueryRow(ctx, `SELECT sum(pg_table_size(inhrelid)) FROM pg_inherits WHERE inhparent = 'product_embeddings'::regclass`).Scan(&tableBytes); err != nil {
+		return nil, err
+	}
+
+	env.Log.Info("search: tidemark index")
+	build, err := runProcess(ctx, env.Bin, "index", "--pg-url", url, "--log-level", "warn")
+	if err != nil {
+		return nil, err
+	}
+	store, err := encoder.OpenStore(ctx, pool)
+	if err != nil {
+		return nil, err
+	}
+	mi, err := store.Index(ctx, emb.Model(), emb.Dim(), true)
+	if err != nil {
+		return nil, err
+	}
+	var indexBytes int64
+	for _, p := range mi.Partitions {
+		if p.State != encoder.IndexBuilt && p.State != encoder.IndexSmall {
+			return nil, fmt.Errorf("after tidemark index, supplier %d's index is %s", p.Supplier, p.State)
+		}
+		indexBytes += p.Bytes
+	}
+	results := []Result{
+		{Stage: "search: encode, no index", Rows: n, Seconds: plainSecs, Rate: float64(n) / plainSecs,
+			Note: fmt.Sprintf("%d suppliers, 2 workers; vector table %s", searchSuppliers, mib(tableBytes))},
+		{Stage: "search: tidemark index", Rows: n, Seconds: build.Elapsed.Seconds(), Rate: float64(n) / build.Elapsed.Seconds(),
+			Note: fmt.Sprintf("IVFFlat on halfvec, %d partitions, %s (lists √n per partition)", len(mi.Partitions), mib(indexBytes))},
+	}
+	queries := searchTexts(drops)
+	vecs, _ := emb.Embed(ctx, queries)
+	measured, truth, err := measureSearch(ctx, store, emb.Model(), n, vecs, nil)
+	if err != nil {
+		return nil, err
+	}
+	results = append(results, measured...)
+	// The trade-off around the default: fewer and more lists read.
+	lists := 0
+	for _, p := range mi.Partitions {
+		lists = max(lists, p.Lists)
+	}
+	for _, share := range []float64{1.0 / 16, 1.0 / 8, 1.0 / 2} {
+		if probes := int(float64(lists) * share); probes > 0 {
+			sweep, _, err := measureSearchProbes(ctx, store, emb.Model(), n, vecs, truth, probes, lists)
+			if err != nil {
+				return nil, err
+			}
+			results = append(results, sweep...)
+		}
+	}
+
+	env.Log.Info("search: encoding again with the indexes maintained")
+	if _, err := pool.Exec(ctx, "DELETE FROM product_embeddings"); err != nil {
+		return nil, err
+	}
+	if _, err := pool.Exec(ctx, "VACUUM product_embeddings"); err != nil {
+		return nil, err
+	}
+	idxSecs, _, err := timeEncode(ctx, pool, js, stream, "indexed", env.Bin, append(args, "--consumer", "indexed"), emb.Model(), n)
+	if err != nil {
+		return nil, err
+	}
+	results = append(results, Result{Stage: "search: encode, index maintained", Rows: n, Seconds: idxSecs, Rate: float64(n) / idxSecs,
+		Baseline: "the same run without an index", BaselineSeconds: plainSecs, Ratio: idxSecs / plainSecs,
+		Note: "every vector inserted again into the built indexes (the target: ≥ 3,000 products/s)"})
+	if _, err := pool.Exec(ctx, "ANALYZE product_embeddings"); err != nil {
+		return nil, err
+	}
+	again, _, err := measureSearch(ctx, store, emb.Model(), n, vecs, truth)
+	if err != nil {
+		return nil, err
+	}
+	for i := range again {
+		again[i].Stage += ", after the encoders"
+	}
+	return append(results, again...), nil
+}
+
+// searchTexts are the queries: what a shopper types, from the products' own words (a kind of
+// product with a colour or a feature), each different.
+func searchTexts(drops []*fakedrop.Drop) []string {
+	r := rand.New(rand.NewPCG(benchSeed, 14))
+	seen := map[string]bool{}
+	var out []string
+	for len(out) < searchQueries {
+		d := drops[r.IntN(len(drops))]
+		p := d.Product(r.IntN(1000))
+		words := strings.Fields(strings.ToLower(p.Name))
+		q := strings.Join(words[max(0, len(words)-2):], " ")
+		switch r.IntN(3) {
+		case 0:
+			q = p.Attributes.Color + " " + q
+		case 1:
+			if len(p.Attributes.Tags) > 0 {
+				q = p.Attributes.Tags[0] + " " + q
+			}
+		case 2:
+			q += " " + strings.ToLower(p.Attributes.Category)
+		}
+		if !seen[q] {
+			seen[q] = true
+			out = append(out, q)
+		}
+	}
+	return out
+}
+
+// measureSearch times every query through the index, global and scoped to a supplier (query i
+// to supplier 1 + i % 10), and computes recall@10 against the exact scan (computed once, then
+// reused as truth). A hit counts when its exact score reaches the exact 10th's: ties are
+// common among catalogue texts, and any of them is a right answer.
+func measureSearch(ctx context.Context, store *encoder.Store, model string, n int, vecs [][]float32, truth [][]encoder.Hit) ([]Result, [][]encoder.Hit, error) {
+	return measureSearchProbes(ctx, store, model, n, vecs, truth, 0, 0)
+}
+
+// measureSearchProbes is measureSearch reading probes lists of each index (0: the default),
+// lists being the indexes' lists.
+func measureSearchProbes(ctx context.Context, store *encoder.Store, model string, n int, vecs [][]float32, truth [][]encoder.Hit, probes, lists int) ([]Result, [][]encoder.Hit, error) {
+	var out []Result
+	if truth == nil {
+		truth = make([][]encoder.Hit, 2*len(vecs))
+	}
+	for scope := 0; scope < 2; scope++ {
+		var lat []float64
+		found, total := 0, 0
+		var exactSecs float64
+		for i, q := range vecs {
+			opts := encoder.SearchOptions{K: 10, Probes: probes}
+			if scope == 1 {
+				opts.Supplier = int32(1 + i%searchSuppliers)
+			}
+			// Once to warm the plan and the caches, once timed.
+			if _, err := store.SearchWith(ctx, model, q, opts); err != nil {
+				return nil, nil, err
+			}
+			start := time.Now()
+			r, err := store.SearchWith(ctx, model, q, opts)
+			if err != nil {
+				return nil, nil, err
+			}
+			lat = append(lat, float64(time.Since(start).Microseconds())/1000)
+			if r.Method != encoder.MethodIndex && r.Indexed+r.Scanned > 0 && n >= searchSuppliers*encoder.IndexMinVectors {
+				return nil, nil, fmt.Errorf("query %d searched by %s, not the index", i, r.Method)
+			}
+			t := &truth[scope*len(vecs)+i]
+			if *t == nil {
+				opts.Exact = true
+				start := time.Now()
+				e, err := store.SearchWith(ctx, model, q, opts)
+				if err != nil {
+					return nil, nil, err
+				}
+				exactSecs += time.Since(start).Seconds()
+				*t = e.Hits
+			}
+			if len(*t) == 0 {
+				return nil, nil, errors.New("the exact scan found nothing")
+			}
+			floor := (*t)[len(*t)-1].Score - 1e-6
+			for _, h := range r.Hits {
+				if h.Score >= floor {
+					found++
+				}
+			}
+			total += len(*t)
+		}
+		slices.Sort(lat)
+		p50, p99 := lat[len(lat)/2], lat[(len(lat)*99+99)/100-1]
+		name := "search: global"
+		if scope == 1 {
+			name = "search: supplier-scoped"
+		}
+		if probes > 0 {
+			name += fmt.Sprintf(", probes %d of %d", probes, lists)
+		}
+		recall := float64(found) / float64(total)
+		note := fmt.Sprintf("p50 %.1f ms, p99 %.1f ms over %d queries, recall@10 %.3f (targets: p50 ≤ 20 ms, p99 ≤ 100 ms, recall ≥ 0.95)",
+			p50, p99, len(vecs), recall)
+		res := Result{Stage: name, Rows: len(vecs), Seconds: p50 / 1000, Rate: 1000 / p50, Note: note}
+		if exactSecs > 0 {
+			res.Baseline = "exact scan (--exact)"
+			res.BaselineSeconds = exactSecs / float64(len(vecs))
+			res.Ratio = res.Seconds / res.BaselineSeconds
+		}
+		out = append(out, res)
+	}
+	return out, truth, nil
+}
+
+func mib(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
