@@ -26,9 +26,10 @@ const (
 	// IndexMinVectors is the size from which a partition gets its index: below it an exact scan
 	// of the partition is fast, and k-means over so few rows would make poor lists.
 	IndexMinVectors = 5000
-	// indexGrowth rebuilds an index once its partition holds this many times the vectors its
-	// lists were sized for, so the lists stay near their best size.
-	indexGrowth = 4
+	// indexGrowth rebuilds an index once the lists its partition's vectors call for are this
+	// many times the lists it has: the lists stay near their best size, and the rebuilds of a
+	// growing partition cost a constant factor of its size.
+	indexGrowth = 2
 )
 
 // ErrIndexBusy means// ErrIndexBusy means another session is building that index.
@@ -102,7 +103,7 @@ type PartitionIndex struct {
 	Lists    int        `json:"lists,omitempty"`
 	Bytes    int64      `json:"bytes,omitempty"`
 	Progress string     `json:"progress,omitempty"` // while building: the phase and how far it is
-	Stale    bool       `json:"stale,omitempty"`    // grown past indexGrowth × lists²: rebuild
+	Stale    bool       `json:"stale,omitempty"`    // grown to need indexGrowth × its lists: rebuild
 }
 
 // ModelIndex is the ANN index of one model over every supplier partition.
@@ -229,7 +230,7 @@ func (s *Store) Index(ctx context.Context, model string, dim int, exact bool) (M
 				pi.State, pi.Name, pi.Lists, pi.Progress = IndexBuilding, r.name, r.lists, r.progress
 			case r.valid && pi.State != IndexBuilding:
 				pi.State, pi.Name, pi.Lists, pi.Bytes = IndexBuilt, r.name, r.lists, r.bytes
-				pi.Stale = n > indexGrowth*int64(r.lists)*int64(r.lists)
+				pi.Stale = listsFor(n) >= indexGrowth*r.lists
 			case !r.valid && pi.State != IndexBuilding && pi.State != IndexBuilt:
 				pi.State, pi.Name = IndexInvalid, r.name
 			}

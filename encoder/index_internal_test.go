@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -453,4 +454,71 @@ func TestPartitionCreatedOnce(t *testing.T) {
 	if errors.Is(err, context.Canceled) {
 		t.Fatal(err)
 	}
+}
+
+// TestMaintainIndexes runs the encoders' index upkeep: it builds the index of the partition that
+// has grown big enough and leaves the small one alone, then rebuilds the index once its
+// partition has outgrown its lists.
+func TestMaintainIndexes(t *testing.T) {
+	v := newVecStore(t, "pgvector")
+	v.write(1, 1, IndexMinVectors+1001, false)
+	v.write(2, 1, 101, false)
+	if _, err := v.pool.Exec(v.ctx, "ANALYZE product_embeddings"); err != nil {
+		t.Fatal(err)
+	}
+	model := v.emb.Model()
+	ctx, cancel := context.WithCancel(v.ctx)
+	done := make(chan error, 1)
+	go func() { done <- v.s.MaintainIndexes(ctx, model, DefaultDim, 100*time.Millisecond, testLogger(t)) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("MaintainIndexes: %v", err)
+		}
+	}()
+	waitIndex := func(what string, ok func(ModelIndex) bool) ModelIndex {
+		t.Helper()
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+			mi, err := v.s.Index(v.ctx, model, DefaultDim, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok(mi) {
+				return mi
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: still %+v", what, mi)
+			}
+		}
+	}
+	mi := waitIndex("first build", func(mi ModelIndex) bool { return mi.State == IndexBuilt && mi.Partitions[0].State == IndexBuilt })
+	if mi.Partitions[1].State != IndexSmall || mi.Partitions[0].Lists != listsFor(IndexMinVectors+1000) {
+		t.Fatalf("after the first build: %+v", mi)
+	}
+	first := mi.Partitions[0].Name
+	v.write(1, IndexMinVectors+1001, 22001, false)
+	if _, err := v.pool.Exec(v.ctx, "ANALYZE product_embeddings"); err != nil {
+		t.Fatal(err)
+	}
+	mi = waitIndex("the rebuild", func(mi ModelIndex) bool {
+		return mi.Partitions[0].State == IndexBuilt && mi.Partitions[0].Name != first
+	})
+	if mi.Partitions[0].Lists != listsFor(22000) || mi.Partitions[0].Stale {
+		t.Fatalf("after the rebuild: %+v, want %d lists", mi.Partitions[0], listsFor(22000))
+	}
+	var old bool
+	if err := v.pool.QueryRow(v.ctx, "SELECT to_regclass($1) IS NOT NULL", first).Scan(&old); err != nil || old {
+		t.Fatalf("the replaced index %s is still there (%v)", first, err)
+	}
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
 }
