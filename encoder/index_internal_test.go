@@ -215,8 +215,8 @@ func TestIndexAndSearch(t *testing.T) {
 				t.Fatalf("the supplier-scoped plan does not read %s alone:\n%s", name, plan)
 			}
 			for _, c := range []struct {
-				opts            SearchOptions
-				method          string
+				opts             SearchOptions
+				method           string
 				indexed, scanned int
 			}{
 				{SearchOptions{K: 10}, MethodIndex, 1, 1},

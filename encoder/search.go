@@ -38,7 +38,7 @@ type SearchOptions struct {
 // SearchResult is the nearest products and how they were found.
 type SearchResult struct {
 	Model   string `json:"model"`
-	Method  string `json:"method"`            // MethodIndex, MethodScan or MethodExact
+	Method  string `json:"method"`             // MethodIndex, MethodScan or MethodExact
 	Indexed int    `json:"indexed_partitions"` // supplier partitions searched through their index
 	Scanned int    `json:"scanned_partitions"` // supplier partitions read whole (small, or no index)
 	Probes  int    `json:"probes,omitempty"`   // lists read of each partition's index
