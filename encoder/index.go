@@ -448,7 +448,9 @@ func (s *Store) maintainOnce(ctx context.Context, model string, dim int, log *sl
 			continue
 		}
 		start := time.Now()
-		log.Info("building vector index", "model", model, "supplier", p.Supplier, "vectors", p.Vectors, "was", p.State)
+		// The state comes from the planner's row estimates (every model's rows): the build
+		// counts exactly and may find the index current after all.
+		log.Debug("checking vector index", "model", model, "supplier", p.Supplier, "vectors", p.Vectors, "was", p.State)
 		last := time.Now()
 		name, err := s.BuildIndex(ctx, model, dim, p.Supplier, false, func(phase string) {
 			if time.Since(last) >= 10*time.Second {
@@ -461,6 +463,9 @@ func (s *Store) maintainOnce(ctx context.Context, model string, dim int, log *sl
 		}
 		if err != nil {
 			return err
+		}
+		if name == p.Name {
+			continue
 		}
 		log.Info("vector index built", "model", model, "supplier", p.Supplier, "index", name, "seconds", time.Since(start).Seconds())
 	}
