@@ -11,7 +11,7 @@ build:
 
 # Every package, race detector on, against a throw-away PostgreSQL and embedded NATS: vectors
 # stored with pgvector, then the tests that touch vectors again with real[].
-ARRAY_TESTS ?= Search|Index|Demo|Status|Doctor|Vector
+ARRAY_TESTS ?= Search|Index|Status|Doctor|Vector
 test:
 	TIDEMARK_TEST_VECTORS=pgvector $(GO) test -race -count=1 -timeout 25m ./...
 	TIDEMARK_TEST_VECTORS=array $(GO) test -race -count=1 -timeout 15m ./encoder/ ./catalog/

@@ -12,9 +12,9 @@ import (
 )
 
 // ScanSecondsPerMillion is what a search that reads every vector costs per million 384-dim
-// vectors, measured by make bench on 2 cores (README, Search): the real[] path streams them to
-// the client, pgvector's exact scan reads them in the server.
-const ScanSecondsPerMillion = 30
+// real[] vectors streamed to the client, measured on 2 cores (34–37 s for `tidemark search` at
+// a million, README: Search).
+const ScanSecondsPerMillion = 35
 
 // IndexOf summarises model's ANN index (planner estimates, no table scan).
 func IndexOf(ctx context.Context, store *encoder.Store, model string) (*IndexSummary, error) {
