@@ -11,12 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/tidemark/tidemark/catalog"
+	"github.com/tidemark/tidemark/event"
 	"github.com/tidemark/tidemark/internal/testenv"
-	"github.com/tidemark/tidemark/replication"
 )
 
 // vecStore is a migrated database with the vector layout asked for, and its Store.
@@ -85,8 +84,8 @@ func (v *vecStore) tryWrite(supplier int64, from, to int64, deleted bool) error 
 		ws := make([]write, 0, hi-lo)
 		for i, id := range rangeIDs(lo, hi) {
 			sku, name := fmt.Sprintf("S%d-%d", supplier, id), texts[i]
-			w := write{key: replication.Key{SupplierID: supplier, ID: id}, sku: &sku, name: &name,
-				hash: ContentHash(v.emb.Model(), texts[i]), lsn: pglogrepl.LSN(v.lsn.Add(1)), deleted: deleted}
+			w := write{key: event.Key{SupplierID: supplier, ID: id}, sku: &sku, name: &name,
+				hash: ContentHash(v.emb.Model(), texts[i]), lsn: event.LSN(v.lsn.Add(1)), deleted: deleted}
 			if !deleted {
 				w.vec = vecs[i]
 			}
