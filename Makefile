@@ -24,7 +24,7 @@ lint:
 
 # Every stage against its baseline in one run (BENCH_ROWS rows), then the Go micro-benchmarks.
 bench: build
-	BENCH_ROWS=$(BENCH_ROWS) $(GO) run ./bench
+	BENCH_ROWS=$(BENCH_ROWS) $(GO) run ./bench -stage-timeout 30m
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 demo: build
