@@ -128,6 +128,7 @@ type indexRow struct {
 // partitionIndexes lists the ANN indexes on product_embeddings' partitions, with the progress
 // of the ones being built.
 func (s *Store) partitionIndexes(ctx context.Context) ([]indexRow, error) {
+	// An index dropped while this reads (a rebuild replacing it) has no size: it is left out.
 	rows, err := s.pool.Query(ctx, `SELECT c.relname, i.indisvalid, pg_relation_size(c.oid),
 			coalesce((SELECT p.phase || CASE WHEN p.tuples_total > 0
 				THEN ' ' || round(100.0 * p.tuples_done / p.tuples_total) || '%'
@@ -143,15 +144,15 @@ func (s *Store) partitionIndexes(ctx context.Context) ([]indexRow, error) {
 	var out []indexRow
 	var name, progress string
 	var valid bool
-	var size int64
+	var size *int64
 	_, err = pgx.ForEachRow(rows, []any{&name, &valid, &size, &progress}, func() error {
 		m := indexNameRE.FindStringSubmatch(name)
-		if m == nil {
+		if m == nil || size == nil {
 			return nil
 		}
 		sup, _ := strconv.ParseInt(m[1], 10, 32)
 		lists, _ := strconv.Atoi(m[3])
-		out = append(out, indexRow{supplier: int32(sup), tag: m[2], lists: lists, name: name, valid: valid, bytes: size, progress: progress})
+		out = append(out, indexRow{supplier: int32(sup), tag: m[2], lists: lists, name: name, valid: valid, bytes: *size, progress: progress})
 		return nil
 	})
 	if err != nil {
