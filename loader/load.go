@@ -141,6 +141,7 @@ func Load(ctx context.Context, db DB, rd Reader, opts Options) (Result, error) {
 		return Result{}, fmt.Errorf("look into partition: %w", err)
 	}
 	var res Result
+	var before int64 // products of the supplier when the load began
 	if direct {
 		if err := loadDirect(ctx, tx, log, rd, opts, &res); err != nil {
 			return Result{}, err
@@ -153,9 +154,13 @@ func Load(ctx context.Context, db DB, rd Reader, opts Options) (Result, error) {
 			return Result{}, err
 		}
 		log.Debug("load phase", "phase", "read digests", "products", len(stored.ids), "elapsed", time.Since(t))
+		before = int64(len(stored.ids))
 		if err := reload(ctx, tx, log, rd, opts, stored, &res); err != nil {
 			return Result{}, err
 		}
+	}
+	if err := recordLoad(ctx, tx, opts, &res, before); err != nil {
+		return Result{}, err
 	}
 	t := time.Now()
 	if err := tx.Commit(ctx); err != nil {
