@@ -21,7 +21,9 @@ type Status struct {
 	Stream     *Stream     `json:"stream"`
 	Consumers  []Consumer  `json:"consumers"`
 	Vectors    *Vectors    `json:"vectors"`
-	Healthy    bool        `json:"healthy"`
+	// Suppliers is where each supplier stands (GatherSuppliers); nil before migration 0006.
+	Suppliers []SupplierStatus `json:"suppliers"`
+	Healthy   bool             `json:"healthy"`
 	Problems   []string    `json:"problems"`
 }
 
@@ -130,15 +132,23 @@ func GatherPostgres(ctx context.Context, pool *pgxpool.Pool, opts Options, s *St
 }
 
 func vectors(ctx context.Context, pool *pgxpool.Pool) (*Vectors, error) {
-	var exists bool
-	if err := pool.QueryRow(ctx, "SELECT to_regclass('product_embeddings') IS NOT NULL").Scan(&exists); err != nil {
+	var exists, counted bool
+	if err := pool.QueryRow(ctx, `SELECT to_regclass('product_embeddings') IS NOT NULL,
+		to_regclass('tidemark_vector_counts') IS NOT NULL`).Scan(&exists, &counted); err != nil {
 		return nil, fmt.Errorf("look for product_embeddings: %w", err)
 	}
 	if !exists {
 		return nil, nil
 	}
-	rows, err := pool.Query(ctx, `SELECT model, count(*) FILTER (WHERE NOT deleted), count(*) FILTER (WHERE deleted)
-		FROM product_embeddings GROUP BY model ORDER BY model`)
+	// The counts the triggers keep (migration 0006) cost a row per supplier and model; before
+	// them, counting means reading every vector.
+	query := `SELECT model, sum(live)::bigint, sum(deleted)::bigint FROM tidemark_vector_counts
+		GROUP BY model HAVING sum(live) + sum(deleted) > 0 ORDER BY model`
+	if !counted {
+		query = `SELECT model, count(*) FILTER (WHERE NOT deleted), count(*) FILTER (WHERE deleted)
+		FROM product_embeddings GROUP BY model ORDER BY model`
+	}
+	rows, err := pool.Query(ctx, query)
 	if err != nil {
 		return nil, fmt.Errorf("count vectors: %w", err)
 	}

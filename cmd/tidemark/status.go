@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,17 +13,20 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/tidemark/tidemark/catalog"
 	"github.com/tidemark/tidemark/health"
 )
 
-// StatusCmd is `tidemark status [--json]`.
+// StatusCmd is `tidemark status [--supplier ID] [--json]`.
 type StatusCmd struct {
-	Slot    string        `default:"tidemark" help:"Replication slot (also the checkpoint key)."`
-	Stream  string        `default:"PRODUCTS" help:"JetStream stream."`
-	Bucket  string        `default:"tidemark_checkpoints" help:"Checkpoint KV bucket."`
-	LagMax  int64         `default:"1073741824" help:"Unhealthy when the slot is inactive and retains more WAL than this many bytes."`
-	Timeout time.Duration `default:"30s" help:"Give up after this long."`
-	JSON    bool          `help:"Print the status as JSON on stdout."`
+	Supplier int32         `env:"TIDEMARK_STATUS_SUPPLIER" help:"Show where this supplier stands, in detail (default: a table of every supplier)."`
+	Slot     string        `default:"tidemark" help:"Replication slot (also the checkpoint key)."`
+	Stream   string        `default:"PRODUCTS" help:"JetStream stream."`
+	Consumer string        `default:"encoders" help:"The encoders' durable consumer: what it has not applied yet is each supplier's stale vectors and oldest unembedded change."`
+	Bucket   string        `default:"tidemark_checkpoints" help:"Checkpoint KV bucket."`
+	LagMax   int64         `default:"1073741824" help:"Unhealthy when the slot is inactive and retains more WAL than this many bytes."`
+	Timeout  time.Duration `default:"30s" help:"Give up after this long."`
+	JSON     bool          `help:"Print the status as JSON on stdout."`
 }
 
 // Run prints where the pipeline stands and exits non-zero, with the reasons, when it is not
@@ -32,29 +36,47 @@ func (c *StatusCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error
 	defer cancel()
 	opts := health.Options{Slot: c.Slot, Stream: c.Stream, Bucket: c.Bucket, LagWarn: c.LagMax}
 	st := health.NewStatus()
+	if c.Supplier < 0 {
+		return fmt.Errorf("--supplier %d: %w", c.Supplier, catalog.ErrBadSupplierID)
+	}
 	if pool, err := g.Pool(ctx, log); err != nil {
 		st.Problem("postgres: %v", err)
 	} else {
 		health.GatherPostgres(ctx, pool, opts, st)
+		err := health.GatherSuppliers(ctx, pool, c.Supplier, st)
 		pool.Close()
+		if errors.Is(err, health.ErrUnknownSupplier) {
+			return exitCode{code: 1, msg: err.Error()}
+		}
+		if err != nil {
+			st.Problem("%v", err)
+		}
 	}
+	// Why the stale counts are unknown, when they are.
+	var queueErr error
 	if nc, err := g.NATSConn(log, "status"); err != nil {
 		st.Problem("nats: %v", err)
+		queueErr = err
 	} else {
 		if js, err := jetstream.New(nc); err != nil {
 			st.Problem("jetstream: %v", err)
+			queueErr = err
 		} else {
 			health.GatherNATS(ctx, js, opts, st)
+			queueErr = health.GatherSupplierQueue(ctx, js, c.Stream, c.Consumer, st)
 		}
 		nc.Close()
 	}
 	var err error
-	if c.JSON {
+	switch {
+	case c.JSON:
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
 		err = enc.Encode(st)
-	} else {
-		err = printStatus(os.Stdout, st, time.Now())
+	case c.Supplier != 0:
+		err = printSupplierStatus(os.Stdout, st, c.Consumer, queueErr, time.Now())
+	default:
+		err = printStatus(os.Stdout, st, c.Consumer, queueErr, time.Now())
 	}
 	if err != nil {
 		return err
@@ -65,8 +87,21 @@ func (c *StatusCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error
 	return nil
 }
 
-func printStatus(w io.Writer, st *health.Status, now time.Time) error {
+func printStatus(w io.Writer, st *health.Status, consumer string, queueErr error, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	printPipeline(tw, st, now)
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if err := printSupplierTable(w, st.Suppliers, consumer, queueErr, now); err != nil {
+		return err
+	}
+	return printHealth(w, st)
+}
+
+// printPipeline writes the lines of the pipeline as a whole: slot, checkpoint, stream,
+// consumers and vectors.
+func printPipeline(tw *tabwriter.Writer, st *health.Status, now time.Time) {
 	if s := st.Slot; s != nil {
 		state := "inactive"
 		if s.Active {
@@ -105,9 +140,9 @@ func printStatus(w io.Writer, st *health.Status, now time.Time) error {
 	} else {
 		fmt.Fprintf(tw, "vectors\t-\tno product_embeddings table\n")
 	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
+}
+
+func printHealth(w io.Writer, st *health.Status) error {
 	if st.Healthy {
 		_, err := fmt.Fprintln(w, "healthy")
 		return err
