@@ -24,7 +24,7 @@ type Status struct {
 	// Suppliers is where each supplier stands (GatherSuppliers); nil before migration 0006.
 	Suppliers []SupplierStatus `json:"suppliers"`
 	Healthy   bool             `json:"healthy"`
-	Problems   []string    `json:"problems"`
+	Problems  []string         `json:"problems"`
 }
 
 // Checkpoint is the LSN the replicator saved in the checkpoint bucket.

@@ -150,15 +150,15 @@ func GatherSuppliers(ctx context.Context, pool *pgxpool.Pool, id int32, s *Statu
 func scanSupplier(r pgx.CollectableRow) (SupplierStatus, error) {
 	var sup SupplierStatus
 	var (
-		loadID                                                     *int64
-		started, finished                                          *time.Time
-		full                                                       *bool
-		ins, upd, unch, del, rej, dups, products                   *int64
-		walLSN                                                     *string
-		snapID                                                     *string
-		snapStarted, snapFinished                                  *time.Time
-		snapRows                                                   *int64
-		snapChunks                                                 *int32
+		loadID                                   *int64
+		started, finished                        *time.Time
+		full                                     *bool
+		ins, upd, unch, del, rej, dups, products *int64
+		walLSN                                   *string
+		snapID                                   *string
+		snapStarted, snapFinished                *time.Time
+		snapRows                                 *int64
+		snapChunks                               *int32
 	)
 	err := r.Scan(&sup.ID, &sup.Name, &sup.Partition, &sup.Products,
 		&loadID, &started, &finished, &full, &ins, &upd, &unch, &del, &rej, &dups, &products, &walLSN,

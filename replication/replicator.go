@@ -92,6 +92,7 @@ type Replicator struct {
 	changes      *prometheus.CounterVec
 	transactions prometheus.Counter
 	lagBytes     prometheus.Gauge
+	lagSeconds   prometheus.Gauge
 	confirmed    prometheus.Gauge
 	reconnects   prometheus.Counter
 	skipped      prometheus.Counter
@@ -128,6 +129,10 @@ func New(cfg Config, pub Publisher, log *slog.Logger, reg prometheus.Registerer)
 		}),
 		lagBytes: f.NewGauge(prometheus.GaugeOpts{
 			Name: "tidemark_replication_slot_lag_bytes", Help: "WAL bytes between the server's position and the confirmed LSN.",
+		}),
+		lagSeconds: f.NewGauge(prometheus.GaugeOpts{
+			Name: "tidemark_replication_slot_lag_seconds",
+			Help: "Age of the oldest transaction received and not yet confirmed to the slot (by its commit time on the server's clock); 0 when everything received is confirmed.",
 		}),
 		confirmed: f.NewGauge(prometheus.GaugeOpts{
 			Name: "tidemark_replication_confirmed_lsn", Help: "The confirmed (flushed) LSN reported to the slot, as a number.",
@@ -236,6 +241,10 @@ type session struct {
 	commits   int // commits since the last flush
 	saved     pglogrepl.LSN
 	marks     *watermarks // the decoder's open snapshot windows
+	txnTS     time.Time   // commit time of the transaction being received
+	// unconfirmedSince is the commit time of the oldest transaction received and not yet
+	// confirmed; zero when there is none.
+	unconfirmedSince time.Time
 }
 
 // session runs one replication connection. It reports whether it got as far as streaming.
@@ -401,6 +410,10 @@ func (r *Replicator) session(ctx context.Context) (streamed bool, err error) {
 				switch res.kind {
 				case msgBegin:
 					s.inTxn = true
+					s.txnTS = dec.commitTS
+					if s.unconfirmedSince.IsZero() {
+						s.unconfirmedSince = s.txnTS
+					}
 				case msgCommit:
 					s.inTxn = false
 					s.enqueued = res.endLSN
@@ -519,6 +532,17 @@ func (r *Replicator) sendStatus(ctx context.Context, s *session) error {
 		r.lagBytes.Set(float64(end - flushed))
 	} else {
 		r.lagBytes.Set(0)
+	}
+	if s.enqueued <= flushed {
+		s.unconfirmedSince = time.Time{}
+		if s.inTxn {
+			s.unconfirmedSince = s.txnTS
+		}
+	}
+	if s.unconfirmedSince.IsZero() {
+		r.lagSeconds.Set(0)
+	} else {
+		r.lagSeconds.Set(max(time.Since(s.unconfirmedSince).Seconds(), 0))
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/encoder"
+	"github.com/tidemark/tidemark/health"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -68,6 +69,13 @@ func (c *EncodeCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error
 		return err
 	}
 	defer closeEnc()
+	if c.HTTPAddr != "" {
+		closeState, err := registerStateCollector(g, log, reg, health.CollectorOptions{Vectors: true, Stream: c.Stream}, c.Consumer)
+		if err != nil {
+			return err
+		}
+		defer closeState()
+	}
 	grp, gctx := errgroup.WithContext(ctx)
 	opsCtx, stopOps := context.WithCancel(gctx)
 	defer stopOps()

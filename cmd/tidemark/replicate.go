@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/tidemark/tidemark/health"
 	"github.com/tidemark/tidemark/snapshot"
 	"golang.org/x/sync/errgroup"
 )
@@ -69,6 +70,13 @@ func (c *ReplicateCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) er
 		return err
 	}
 	defer closeRepl()
+	if c.HTTPAddr != "" {
+		closeState, err := registerStateCollector(g, log, reg, health.CollectorOptions{Snapshots: true}, "")
+		if err != nil {
+			return err
+		}
+		defer closeState()
+	}
 	log.Info("replicating", "slot", c.Slot, "publication", c.Publication, "tables", strings.Join(c.Tables, ","), "format", c.Format)
 	grp, gctx := errgroup.WithContext(ctx)
 	opsCtx, stopOps := context.WithCancel(gctx)
