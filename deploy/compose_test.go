@@ -32,7 +32,8 @@ type service struct {
 	Deploy struct {
 		Replicas int `yaml:"replicas"`
 	} `yaml:"deploy"`
-	Restart string `yaml:"restart"`
+	Restart string   `yaml:"restart"`
+	Ports   []string `yaml:"ports"`
 }
 
 func readYAML(t *testing.T, path string, v any) {
@@ -73,7 +74,7 @@ func TestComposeServices(t *testing.T) {
 		names = append(names, name)
 	}
 	slices.Sort(names)
-	want := []string{"encode", "migrate", "nats-1", "nats-2", "nats-3", "postgres", "prometheus", "replicate"}
+	want := []string{"encode", "grafana", "migrate", "nats-1", "nats-2", "nats-3", "postgres", "prometheus", "replicate"}
 	if !slices.Equal(names, want) {
 		t.Fatalf("services %v, want %v", names, want)
 	}
