@@ -92,10 +92,13 @@ type Replicator struct {
 	changes      *prometheus.CounterVec
 	transactions prometheus.Counter
 	lagBytes     prometheus.Gauge
-	lagSeconds   prometheus.Gauge
 	confirmed    prometheus.Gauge
 	reconnects   prometheus.Counter
 	skipped      prometheus.Counter
+	// unconfirmedSince is the commit time (Unix nanoseconds) of the oldest transaction
+	// received and not yet confirmed, 0 when there is none. It outlives a session: a failed
+	// one leaves its transactions to be replayed, and the slot lags by their age meanwhile.
+	unconfirmedSince atomic.Int64
 }
 
 // New builds a Replicator; Run starts it.
@@ -119,7 +122,7 @@ func New(cfg Config, pub Publisher, log *slog.Logger, reg prometheus.Registerer)
 		cfg.MaxBackoff = 10 * time.Second
 	}
 	f := promauto.With(reg)
-	return &Replicator{
+	r := &Replicator{
 		cfg: cfg, pub: pub, log: log,
 		changes: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "tidemark_replication_changes_total", Help: "Row changes decoded and published, by operation.",
@@ -130,10 +133,6 @@ func New(cfg Config, pub Publisher, log *slog.Logger, reg prometheus.Registerer)
 		lagBytes: f.NewGauge(prometheus.GaugeOpts{
 			Name: "tidemark_replication_slot_lag_bytes", Help: "WAL bytes between the server's position and the confirmed LSN.",
 		}),
-		lagSeconds: f.NewGauge(prometheus.GaugeOpts{
-			Name: "tidemark_replication_slot_lag_seconds",
-			Help: "Age of the oldest transaction received and not yet confirmed to the slot (by its commit time on the server's clock); 0 when everything received is confirmed.",
-		}),
 		confirmed: f.NewGauge(prometheus.GaugeOpts{
 			Name: "tidemark_replication_confirmed_lsn", Help: "The confirmed (flushed) LSN reported to the slot, as a number.",
 		}),
@@ -143,7 +142,19 @@ func New(cfg Config, pub Publisher, log *slog.Logger, reg prometheus.Registerer)
 		skipped: f.NewCounter(prometheus.CounterOpts{
 			Name: "tidemark_replication_skipped_total", Help: "Changes replayed from the WAL and not published again because the stream already held them.",
 		}),
-	}, nil
+	}
+	// Read at scrape time: while publishing is stuck (NATS down) nothing else would update it.
+	f.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tidemark_replication_slot_lag_seconds",
+		Help: "Age of the oldest transaction received and not yet confirmed to the slot, by its commit time on the server's clock; 0 when everything received is confirmed.",
+	}, func() float64 {
+		since := r.unconfirmedSince.Load()
+		if since == 0 {
+			return 0
+		}
+		return max(time.Since(time.Unix(0, since)).Seconds(), 0)
+	})
+	return r, nil
 }
 
 // Ready returns nil while the replicator is streaming, else why not.
@@ -411,9 +422,7 @@ func (r *Replicator) session(ctx context.Context) (streamed bool, err error) {
 				case msgBegin:
 					s.inTxn = true
 					s.txnTS = dec.commitTS
-					if s.unconfirmedSince.IsZero() {
-						s.unconfirmedSince = s.txnTS
-					}
+					r.unconfirmedSince.CompareAndSwap(0, s.txnTS.UnixNano())
 				case msgCommit:
 					s.inTxn = false
 					s.enqueued = res.endLSN
@@ -534,15 +543,11 @@ func (r *Replicator) sendStatus(ctx context.Context, s *session) error {
 		r.lagBytes.Set(0)
 	}
 	if s.enqueued <= flushed {
-		s.unconfirmedSince = time.Time{}
+		var since int64 // everything received is confirmed, but the transaction being received
 		if s.inTxn {
-			s.unconfirmedSince = s.txnTS
+			since = s.txnTS.UnixNano()
 		}
-	}
-	if s.unconfirmedSince.IsZero() {
-		r.lagSeconds.Set(0)
-	} else {
-		r.lagSeconds.Set(max(time.Since(s.unconfirmedSince).Seconds(), 0))
+		r.unconfirmedSince.Store(since)
 	}
 	return nil
 }

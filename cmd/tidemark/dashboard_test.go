@@ -3,6 +3,7 @@ package main
 import (
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -62,4 +63,46 @@ func TestDashboardQueriesMatchMetrics(t *testing.T) {
 	if t.Failed() {
 		t.Logf("replicate /metrics:\n%s\nencode /metrics:\n%s", repl, enc)
 	}
+}
+
+// metricValue reads an unlabelled series' value from a /metrics page (-1 when absent).
+func metricValue(page, name string) float64 {
+	for _, line := range strings.Split(page, "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err == nil {
+				return f
+			}
+		}
+	}
+	return -1
+}
+
+// TestSlotLagSeconds: while NATS is down a committed change cannot be confirmed, and the slot's
+// lag in time grows with its age; once NATS is back and the change confirmed, it is 0 again.
+func TestSlotLagSeconds(t *testing.T) {
+	e := newReplEnv(t)
+	addr := freeAddr(t)
+	e.replicate(t, "--http-addr", addr).streaming(t)
+	e.exec(t, "INSERT INTO products (supplier_id, sku, name) VALUES (1, 'LAG-1', 'before')")
+	testenv.WaitFor(t, "the first change confirmed", time.Minute, func() bool {
+		page := scrape(t, addr)
+		return strings.Contains(page, `tidemark_replication_changes_total{op="insert"} 1`) &&
+			metricValue(page, "tidemark_replication_slot_lag_seconds") == 0
+	})
+	e.nats.Shutdown()
+	e.exec(t, "INSERT INTO products (supplier_id, sku, name) VALUES (1, 'LAG-2', 'while NATS is down')")
+	end := e.currentLSN(t)
+	testenv.WaitFor(t, "the lag in time to grow", time.Minute, func() bool {
+		return metricValue(scrape(t, addr), "tidemark_replication_slot_lag_seconds") >= 3
+	})
+	if s := e.slot(t); s.ConfirmedLSN >= end {
+		t.Fatalf("the slot confirmed %s past the change made while NATS was down (%s): the test proves nothing", s.ConfirmedLSN, end)
+	}
+	if err := e.nats.Start(); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "the change confirmed and the lag back to 0", 2*time.Minute, func() bool {
+		return e.slot(t).ConfirmedLSN >= end && metricValue(scrape(t, addr), "tidemark_replication_slot_lag_seconds") == 0
+	})
 }
