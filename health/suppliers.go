@@ -32,7 +32,7 @@ type SupplierStatus struct {
 	Stale *int64 `json:"stale"`
 	// OldestUnembedded is the commit time of the supplier's oldest change not yet applied to
 	// the vectors (nil when there is none): the first of its events in the stream after the
-	// consumer's ack floor, or the last load when the replicator has not read that far.
+	// consumer's ack floor, or the last load's when the replicator has not read that far.
 	OldestUnembedded *time.Time    `json:"oldest_unembedded"`
 	LastLoad         *LoadRecord   `json:"last_load"`
 	LastSnapshot     *SnapshotInfo `json:"last_snapshot"`
@@ -141,6 +141,12 @@ func GatherSuppliers(ctx context.Context, pool *pgxpool.Pool, id int32, s *Statu
 		if l := sup.LastLoad; l != nil && s.Slot != nil {
 			in := lsnAtLeast(s.Slot.ConfirmedLSN, l.WALLSN)
 			l.InStream = &in
+			if !in {
+				// The replicator has not read the load yet: its changes are older than
+				// anything of the supplier's in the stream.
+				t := l.Finished
+				sup.OldestUnembedded = &t
+			}
 		}
 	}
 	s.Suppliers = list
@@ -248,16 +254,11 @@ func GatherSupplierQueue(ctx context.Context, js jetstream.JetStream, stream, co
 				return err
 			}
 			stale = q.stale
-			sup.OldestUnembedded = q.oldest
+			if q.oldest != nil && (sup.OldestUnembedded == nil || q.oldest.Before(*sup.OldestUnembedded)) {
+				sup.OldestUnembedded = q.oldest
+			}
 		}
 		sup.Stale = &stale
-		if l := sup.LastLoad; l != nil && l.InStream != nil && !*l.InStream &&
-			(sup.OldestUnembedded == nil || l.Finished.Before(*sup.OldestUnembedded)) {
-			// The replicator has not read the load yet: its changes are older than anything
-			// of the supplier's in the stream.
-			t := l.Finished
-			sup.OldestUnembedded = &t
-		}
 	}
 	return nil
 }

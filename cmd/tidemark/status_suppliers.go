@@ -70,7 +70,11 @@ func printSupplierStatus(w io.Writer, st *health.Status, consumer string, queueE
 			fmt.Fprintf(tw, "stale\t%d (updates and deletes consumer %s has not applied)\n", *s.Stale, consumer)
 		}
 		if t := s.OldestUnembedded; t != nil {
-			fmt.Fprintf(tw, "oldest unembedded\t%s (%s ago)\n", stamp(*t), ago(now, *t))
+			older := ""
+			if s.Stale == nil {
+				older = " or older: the stream could not be read"
+			}
+			fmt.Fprintf(tw, "oldest unembedded\t%s (%s ago)%s\n", stamp(*t), ago(now, *t), older)
 		} else if queueErr == nil {
 			fmt.Fprintf(tw, "oldest unembedded\tnone: every change of the supplier is in the vectors\n")
 		}
@@ -159,14 +163,23 @@ func snapshotLong(sn *health.SnapshotInfo, now time.Time) string {
 		return "none"
 	}
 	if sn.Finished == nil {
-		return fmt.Sprintf("started %s (%s ago), not finished: %d rows in %d chunks so far", stamp(sn.Started), ago(now, sn.Started), sn.Rows, sn.Chunks)
+		return fmt.Sprintf("started %s (%s ago), not finished: %d rows in %s so far", stamp(sn.Started), ago(now, sn.Started), sn.Rows, chunks(sn.Chunks))
 	}
-	return fmt.Sprintf("%s (%s ago), finished in %.1fs: %d rows in %d chunks", stamp(*sn.Finished), ago(now, *sn.Finished),
-		sn.Finished.Sub(sn.Started).Seconds(), sn.Rows, sn.Chunks)
+	return fmt.Sprintf("%s (%s ago), finished in %.1fs: %d rows in %s", stamp(*sn.Finished), ago(now, *sn.Finished),
+		sn.Finished.Sub(sn.Started).Seconds(), sn.Rows, chunks(sn.Chunks))
+}
+
+func chunks(n int) string {
+	if n == 1 {
+		return "1 chunk"
+	}
+	return fmt.Sprintf("%d chunks", n)
 }
 
 func oldestShort(s health.SupplierStatus, now time.Time) string {
 	switch {
+	case s.Stale == nil && s.OldestUnembedded != nil:
+		return "≥" + ago(now, *s.OldestUnembedded) + " ago" // the stream would tell of older ones
 	case s.OldestUnembedded != nil:
 		return ago(now, *s.OldestUnembedded) + " ago"
 	case s.Stale == nil:
