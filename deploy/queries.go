@@ -224,7 +224,7 @@ func (s Series) selected(vs *parser.VectorSelector) ([]map[string]string, error)
 	name := vs.Name
 	var matchers []*labels.Matcher
 	for _, m := range vs.LabelMatchers {
-		if m.Name == labels.MetricName {
+		if m.Name == model.MetricNameLabel {
 			if m.Type == labels.MatchEqual {
 				name = m.Value
 			}

@@ -253,9 +253,6 @@ type session struct {
 	saved     pglogrepl.LSN
 	marks     *watermarks // the decoder's open snapshot windows
 	txnTS     time.Time   // commit time of the transaction being received
-	// unconfirmedSince is the commit time of the oldest transaction received and not yet
-	// confirmed; zero when there is none.
-	unconfirmedSince time.Time
 }
 
 // session runs one replication connection. It reports whether it got as far as streaming.
