@@ -2,6 +2,7 @@ package health
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -126,10 +127,14 @@ func (c *Collector) collect(ctx context.Context, ch chan<- prometheus.Metric) er
 	var stale *int64
 	if c.opts.JS != nil {
 		n, err := PendingChanges(ctx, c.opts.JS, c.opts.Stream, c.opts.Consumer)
-		if err != nil {
+		switch {
+		case errors.Is(err, jetstream.ErrStreamNotFound), errors.Is(err, jetstream.ErrConsumerNotFound):
+			// Not yet: encode creates its consumer once replicate has created the stream.
+		case err != nil:
 			return err
+		default:
+			stale = &n
 		}
-		stale = &n
 	}
 	for _, model := range models {
 		m := byModel[model]

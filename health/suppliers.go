@@ -239,6 +239,9 @@ func GatherSupplierQueue(ctx context.Context, js jetstream.JetStream, stream, co
 		return fmt.Errorf("stream %s: %w", stream, err)
 	}
 	cons, err := st.Consumer(ctx, consumer)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("stream %s has no consumer %s (has tidemark encode run?): %w", stream, consumer, err)
+	}
 	if err != nil {
 		return fmt.Errorf("consumer %s of %s: %w", consumer, stream, err)
 	}
