@@ -173,6 +173,8 @@ func interruptLoad(t *testing.T, sig syscall.Signal) {
 	pool, url := newDB(t)
 	ctx := testenv.Context(t, 2*time.Minute)
 	cmd := exec.Command(testenv.Binary(t), "load", "--pg-url", url, "--supplier", "11", "-")
+	tmp := t.TempDir()
+	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -233,6 +235,10 @@ func interruptLoad(t *testing.T, sig syscall.Signal) {
 	}
 	if products != 0 || suppliers != 0 || partitions != 0 {
 		t.Fatalf("a killed load left %d products, %d suppliers, %d partitions", products, suppliers, partitions)
+	}
+	// Nor a file: the direct COPY's spill file exists from the start of the load.
+	if left, err := os.ReadDir(tmp); err != nil || len(left) != 0 {
+		t.Fatalf("a killed load left %d files in TMPDIR (%v)", len(left), err)
 	}
 	// And the supplier is not locked: the next load goes through.
 	if _, stderr, code := tidemark(t, t.TempDir(), strings.NewReader("sku,name\nA,a\n"), "load", "--pg-url", url, "--supplier", "11", "-"); code != 0 {

@@ -24,7 +24,7 @@ func loadDirect(ctx context.Context, tx pgx.Tx, log *slog.Logger, rd Reader, opt
 	if err != nil {
 		return err
 	}
-	defer spill.remove()
+	defer spill.close()
 	if err := copyProducts(ctx, tx, rd, opts, spill, res); err != nil {
 		return err
 	}
@@ -70,6 +70,12 @@ func newSpillFile() (*spillFile, error) {
 	f, err := os.CreateTemp("", "tidemark-load-*.csv")
 	if err != nil {
 		return nil, fmt.Errorf("create spill file: %w", err)
+	}
+	// Unlinked at once: the open descriptor keeps the data, and a load killed with SIGKILL
+	// leaves nothing behind in TMPDIR.
+	if err := os.Remove(f.Name()); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("unlink spill file: %w", err)
 	}
 	w := bufio.NewWriterSize(f, 64<<10)
 	return &spillFile{f: f, w: w, cw: csv.NewWriter(w), buf: make([]string, 8)}, nil
@@ -135,10 +141,7 @@ func (s *spillFile) Values() ([]any, error) { return s.vals, nil }
 
 func (s *spillFile) Err() error { return s.err }
 
-func (s *spillFile) remove() {
-	_ = s.f.Close()
-	_ = os.Remove(s.f.Name())
-}
+func (s *spillFile) close() { _ = s.f.Close() }
 
 // priceNumeric encodes a validated price for numeric(12,2) in COPY's binary format.
 func priceNumeric(p *string) any {
