@@ -174,9 +174,10 @@ func (e *Encoder) Run(ctx context.Context) error {
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       e.cfg.AckWait,
 		BackOff:       backoff,
-		// Unlimited: the encoder dead-letters at cfg.MaxDeliver itself. A server-side limit
-		// would stop delivering a message whose copy to the dead-letter stream failed.
-		MaxDeliver:    -1,
+		// In effect unlimited: the encoder dead-letters at cfg.MaxDeliver itself, and a
+		// server-side limit would stop delivering a message whose copy to the dead-letter
+		// stream failed. Not -1: nats-server before 2.11 refuses -1 alongside BackOff.
+		MaxDeliver:    math.MaxInt32,
 		MaxAckPending: e.cfg.MaxAckPending,
 		MaxWaiting:    max(512, e.cfg.Workers*4),
 	})
