@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/tidemark/tidemark/catalog"
+	"github.com/tidemark/tidemark/replication"
 )
 
 // Options name what the checks look for.
@@ -71,15 +72,15 @@ func queryFailed(name string, err error) Check {
 }
 
 func walLevel(ctx context.Context, db *pgxpool.Pool) Check {
-	var level string
-	if err := db.QueryRow(ctx, "SHOW wal_level").Scan(&level); err != nil {
-		return queryFailed("wal_level", err)
-	}
-	if level != "logical" {
+	level, err := replication.CheckWALLevel(ctx, db)
+	switch {
+	case errors.Is(err, replication.ErrWALLevel):
 		return fail("wal_level", "ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL",
 			"wal_level is %s: logical replication needs logical", level)
+	case err != nil:
+		return queryFailed("wal_level", err)
 	}
-	return ok("wal_level", "logical")
+	return ok("wal_level", "%s", level)
 }
 
 func setting(ctx context.Context, db *pgxpool.Pool, name string) (int64, error) {
@@ -222,43 +223,32 @@ type Slot struct {
 	WALStatus string `json:"wal_status"`
 }
 
-// ErrNoSlot means the replication slot does not exist.
-var ErrNoSlot = errors.New("replication slot not found")
-
-// SlotInfo reads the slot named name, or returns ErrNoSlot.
-func SlotInfo(ctx context.Context, db *pgxpool.Pool, name string) (*Slot, error) {
-	var s Slot
-	var confirmed, restart *string
-	err := db.QueryRow(ctx, `SELECT slot_name, coalesce(plugin, ''), coalesce(database, ''), active, active_pid,
-		confirmed_flush_lsn::text, restart_lsn::text,
-		coalesce(pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END,
-			confirmed_flush_lsn), 0)::bigint,
-		coalesce(to_jsonb(s) ->> 'wal_status', '')
-		FROM pg_replication_slots s WHERE slot_name = $1`, name).
-		Scan(&s.Name, &s.Plugin, &s.Database, &s.Active, &s.ActivePID, &confirmed, &restart, &s.LagBytes, &s.WALStatus)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("slot %s: %w", name, ErrNoSlot)
+// slotOf is the status view of a slot read by replication.ReadSlot.
+func slotOf(r replication.Slot) *Slot {
+	s := &Slot{Name: r.Name, Plugin: r.Plugin, Database: r.Database, Active: r.Active,
+		LagBytes: r.LagBytes(), WALStatus: r.WALStatus}
+	if r.ActivePID != 0 {
+		pid := r.ActivePID
+		s.ActivePID = &pid
 	}
-	if err != nil {
-		return nil, fmt.Errorf("read slot %s: %w", name, err)
+	if r.ConfirmedLSN != 0 {
+		s.ConfirmedLSN = r.ConfirmedLSN.String()
 	}
-	if confirmed != nil {
-		s.ConfirmedLSN = *confirmed
+	if r.RestartLSN != 0 {
+		s.RestartLSN = r.RestartLSN.String()
 	}
-	if restart != nil {
-		s.RestartLSN = *restart
-	}
-	return &s, nil
+	return s
 }
 
 func slot(ctx context.Context, db *pgxpool.Pool, opts Options) Check {
-	s, err := SlotInfo(ctx, db, opts.Slot)
-	if errors.Is(err, ErrNoSlot) {
+	r, err := replication.ReadSlot(ctx, db, opts.Slot)
+	if errors.Is(err, replication.ErrNoSlot) {
 		return ok("slot", "%s not yet created (tidemark replicate creates it)", opts.Slot)
 	}
 	if err != nil {
 		return queryFailed("slot", err)
 	}
+	s := slotOf(r)
 	var dbName string
 	if err := db.QueryRow(ctx, "SELECT current_database()").Scan(&dbName); err != nil {
 		return queryFailed("slot", err)

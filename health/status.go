@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tidemark/tidemark/encoder"
+	"github.com/tidemark/tidemark/replication"
 )
 
 // Status is where the pipeline stands. A nil part was not found or could not be read; Problems
@@ -108,13 +109,14 @@ func (s *Status) Problem(format string, args ...any) {
 // as its slot retains less than opts.LagWarn bytes.
 func GatherPostgres(ctx context.Context, pool *pgxpool.Pool, opts Options, s *Status) {
 	opts = opts.withDefaults()
-	slot, err := SlotInfo(ctx, pool, opts.Slot)
+	r, err := replication.ReadSlot(ctx, pool, opts.Slot)
 	switch {
-	case errors.Is(err, ErrNoSlot):
+	case errors.Is(err, replication.ErrNoSlot):
 		s.Problem("slot %s does not exist: start tidemark replicate", opts.Slot)
 	case err != nil:
 		s.Problem("%v", err)
 	default:
+		slot := slotOf(r)
 		s.Slot = slot
 		switch {
 		case slot.WALStatus == "lost":

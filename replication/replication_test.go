@@ -141,7 +141,7 @@ func newEnv(t *testing.T, url string, tables ...string) *env {
 	if len(tables) == 0 {
 		tables = []string{"products"}
 	}
-	if err := replication.CheckWALLevel(ctx, pool); err != nil {
+	if _, err := replication.CheckWALLevel(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
 	if err := replication.EnsurePublication(ctx, pool, "tidemark", tables); err != nil {
@@ -428,7 +428,7 @@ func TestSeqAndMultiRowTransaction(t *testing.T) {
 		}
 	}
 	// The slot was told.
-	s, err := replication.Slot(context.Background(), e.pool, e.slot)
+	s, err := replication.ReadSlot(context.Background(), e.pool, e.slot)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -517,7 +517,7 @@ func TestIdleSlotAdvances(t *testing.T) {
 	}
 	target := flushedInsertLSN(t, e.pool)
 	testenv.WaitFor(t, "the slot to pass the busy writes", 30*time.Second, func() bool {
-		s, err := replication.Slot(ctx, e.pool, e.slot)
+		s, err := replication.ReadSlot(ctx, e.pool, e.slot)
 		return err == nil && s.ConfirmedLSN >= target
 	})
 	if rec.count() != 0 {
@@ -528,7 +528,7 @@ func TestIdleSlotAdvances(t *testing.T) {
 func TestWALLevelReplica(t *testing.T) {
 	pg := testenv.Postgres(t, sandbox.PostgresOptions{Settings: map[string]string{"wal_level": "replica", "max_wal_senders": "2", "max_replication_slots": "2"}})
 	pool := testenv.Pool(t, pg.URL("postgres"))
-	err := replication.CheckWALLevel(testenv.Context(t, time.Minute), pool)
+	_, err := replication.CheckWALLevel(testenv.Context(t, time.Minute), pool)
 	if !errors.Is(err, replication.ErrWALLevel) || !strings.Contains(err.Error(), "wal_level=replica") {
 		t.Fatalf("err = %v, want ErrWALLevel naming wal_level=replica", err)
 	}
@@ -550,7 +550,7 @@ func TestAdvanceSlot(t *testing.T) {
 	if !errors.Is(err, replication.ErrBackward) {
 		t.Fatalf("moving backward: err = %v, want ErrBackward", err)
 	}
-	if _, err := replication.Slot(ctx, e.pool, "no_such_slot"); !errors.Is(err, replication.ErrNoSlot) {
+	if _, err := replication.ReadSlot(ctx, e.pool, "no_such_slot"); !errors.Is(err, replication.ErrNoSlot) {
 		t.Errorf("missing slot: %v", err)
 	}
 }

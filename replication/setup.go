@@ -25,16 +25,17 @@ type Querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-// CheckWALLevel returns ErrWALLevel (naming the current setting) unless wal_level is logical.
-func CheckWALLevel(ctx context.Context, db Querier) error {
+// CheckWALLevel reads the server's wal_level and returns it, with ErrWALLevel (naming the
+// setting and the fix) unless it is logical. Replicate and doctor both ask it.
+func CheckWALLevel(ctx context.Context, db Querier) (string, error) {
 	var level string
 	if err := db.QueryRow(ctx, "SHOW wal_level").Scan(&level); err != nil {
-		return fmt.Errorf("read wal_level: %w", err)
+		return "", fmt.Errorf("read wal_level: %w", err)
 	}
 	if level != "logical" {
-		return fmt.Errorf("%w: the server has wal_level=%s; set wal_level = logical in postgresql.conf (or ALTER SYSTEM SET wal_level = logical) and restart PostgreSQL", ErrWALLevel, level)
+		return level, fmt.Errorf("%w: the server has wal_level=%s; set wal_level = logical in postgresql.conf (or ALTER SYSTEM SET wal_level = logical) and restart PostgreSQL", ErrWALLevel, level)
 	}
-	return nil
+	return level, nil
 }
 
 // EnsurePublication creates publication name for tables (with publish_via_partition_root,
@@ -102,63 +103,10 @@ func EnsureSlot(ctx context.Context, db Querier, name string) (bool, error) {
 // output plugin; slot names are shared by the whole cluster.
 var ErrSlotNotOurs = errors.New("replication slot belongs to another database or plugin")
 
-// SlotInfo is a replication slot's state.
-type SlotInfo struct {
-	Name         string
-	Plugin       string
-	Database     string
-	Active       bool
-	ActivePID    int32
-	ConfirmedLSN pglogrepl.LSN
-	RestartLSN   pglogrepl.LSN
-	CurrentLSN   pglogrepl.LSN // the server's current WAL insert position
-}
-
-// LagBytes is how much WAL the slot holds beyond its confirmed position.
-func (s SlotInfo) LagBytes() int64 {
-	if s.CurrentLSN < s.ConfirmedLSN {
-		return 0
-	}
-	return int64(s.CurrentLSN - s.ConfirmedLSN)
-}
-
-// ErrNoSlot means the replication slot does not exist.
-var ErrNoSlot = errors.New("replication slot does not exist")
-
-// Slot reads slot name's state.
-func Slot(ctx context.Context, db Querier, name string) (SlotInfo, error) {
-	s := SlotInfo{Name: name}
-	var confirmed, restart, current string
-	var pid *int32
-	err := db.QueryRow(ctx, `SELECT coalesce(plugin, ''), coalesce(database, ''), active, active_pid,
-			coalesce(confirmed_flush_lsn, '0/0')::text, coalesce(restart_lsn, '0/0')::text, pg_current_wal_lsn()::text
-		FROM pg_replication_slots WHERE slot_name = $1`, name).
-		Scan(&s.Plugin, &s.Database, &s.Active, &pid, &confirmed, &restart, &current)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return s, fmt.Errorf("%s: %w", name, ErrNoSlot)
-	}
-	if err != nil {
-		return s, fmt.Errorf("read slot %s: %w", name, err)
-	}
-	if pid != nil {
-		s.ActivePID = *pid
-	}
-	if s.ConfirmedLSN, err = pglogrepl.ParseLSN(confirmed); err != nil {
-		return s, err
-	}
-	if s.RestartLSN, err = pglogrepl.ParseLSN(restart); err != nil {
-		return s, err
-	}
-	if s.CurrentLSN, err = pglogrepl.ParseLSN(current); err != nil {
-		return s, err
-	}
-	return s, nil
-}
-
 // AdvanceSlot moves a slot that no replicator is using forward to lsn with
 // pg_replication_slot_advance. Moving it behind its confirmed LSN returns ErrBackward.
 func AdvanceSlot(ctx context.Context, db Querier, name string, lsn pglogrepl.LSN) (pglogrepl.LSN, error) {
-	s, err := Slot(ctx, db, name)
+	s, err := ReadSlot(ctx, db, name)
 	if err != nil {
 		return 0, err
 	}

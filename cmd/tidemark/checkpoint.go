@@ -45,7 +45,7 @@ func (c *CheckpointShowCmd) Run(ctx context.Context, g *Globals, log *slog.Logge
 		return err
 	}
 	defer pool.Close()
-	s, err := replication.Slot(ctx, pool, c.Slot)
+	s, err := replication.ReadSlot(ctx, pool, c.Slot)
 	if err != nil {
 		return err
 	}

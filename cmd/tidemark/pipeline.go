@@ -54,7 +54,7 @@ func (c *ReplicateCmd) newReplicator(ctx context.Context, g *Globals, log *slog.
 		return nil, nil, nil, err
 	}
 	defer pool.Close()
-	if err := replication.CheckWALLevel(ctx, pool); err != nil {
+	if _, err := replication.CheckWALLevel(ctx, pool); err != nil {
 		return nil, nil, nil, err
 	}
 	if err := replication.EnsurePublication(ctx, pool, c.Publication, c.Tables); err != nil {

@@ -218,9 +218,9 @@ func readStream(t *testing.T, js jetstream.JetStream) (map[string]int, []event.C
 	return ids, events
 }
 
-func (e *replEnv) slot(t *testing.T) replication.SlotInfo {
+func (e *replEnv) slot(t *testing.T) replication.Slot {
 	t.Helper()
-	s, err := replication.Slot(context.Background(), e.pool, "tidemark")
+	s, err := replication.ReadSlot(context.Background(), e.pool, "tidemark")
 	if err != nil {
 		t.Fatal(err)
 	}
