@@ -35,6 +35,15 @@ var (
 // Main runs the tests and then stops the shared cluster. Call it from TestMain.
 func Main(m *testing.M) {
 	code := m.Run()
+	if raceDir != "" {
+		// Reports of subprocesses that outlived the test that started them.
+		if reports := claimRaceReports(); reports != "" {
+			fmt.Fprintf(os.Stderr, "testenv: a tidemark subprocess found a data race:\n%s", reports)
+			if code == 0 {
+				code = 1
+			}
+		}
+	}
 	if binPath != "" {
 		_ = os.RemoveAll(filepath.Dir(binPath))
 	}
