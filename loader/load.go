@@ -196,7 +196,15 @@ func copyProducts(ctx context.Context, tx pgx.Tx, rd Reader, opts Options, spill
 		}
 		return nil
 	})
-	return g.Wait()
+	err := g.Wait()
+	// Not whichever error came first: COPY fails with the server's echo of a parse error
+	// ("COPY from stdin failed: ..."), which has lost its type, and it can come before the
+	// parse goroutine returns. A parse that stopped because COPY failed has only the
+	// cancellation to say.
+	if parseErr != nil && !errors.Is(parseErr, context.Canceled) {
+		return parseErr
+	}
+	return err
 }
 
 // readDrop reads and validates every record and writes the rejects. Each valid row goes to
