@@ -57,6 +57,10 @@ func decodeChange(dec *event.Decoder, data []byte) (change, error) {
 			return ch, fmt.Errorf("%w: missing or invalid key {supplier_id: %d, id: %d}", ErrPoison, c.Key.SupplierID, c.Key.ID)
 		}
 	case event.OpTruncate:
+	case event.OpEpochOpen, event.OpEpochClose:
+		if c.Epoch == nil || !validKey(event.Key{SupplierID: c.Epoch.SupplierID, ID: 1}) || c.Epoch.OpenLSN == 0 {
+			return ch, fmt.Errorf("%w: %s without a valid epoch", ErrPoison, c.Op)
+		}
 	default:
 		// An op event knows and this encoder does not apply.
 		return ch, fmt.Errorf("%w: op %s is not handled by this encoder", ErrPoison, c.Op)

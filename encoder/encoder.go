@@ -428,7 +428,7 @@ type metrics struct {
 }
 
 // Event results, the values of the result label of tidemark_encoder_events_total.
-var results = []string{"embedded", "skipped_unchanged", "coalesced", "deleted", "truncated", "gone", "dead_lettered"}
+var results = []string{"embedded", "skipped_unchanged", "coalesced", "deleted", "truncated", "epoch", "gone", "dead_lettered"}
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	f := promauto.With(reg)
@@ -436,7 +436,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		texts: f.NewCounter(prometheus.CounterOpts{Name: "tidemark_embed_texts_total",
 			Help: "Texts sent to the embedder."}),
 		events: f.NewCounterVec(prometheus.CounterOpts{Name: "tidemark_encoder_events_total",
-			Help: "Change events processed, by result: embedded, skipped_unchanged (text unchanged, no embedding), coalesced (a newer event of the product was in the batch), deleted, truncated, gone (the row no longer exists), dead_lettered."},
+			Help: "Change events processed, by result: embedded, skipped_unchanged (text unchanged, no embedding), coalesced (a newer event of the product was in the batch), deleted, truncated, epoch (a snapshot epoch's open or close), gone (the row no longer exists), dead_lettered."},
 			[]string{"result"}),
 		batchSize: f.NewHistogram(prometheus.HistogramOpts{Name: "tidemark_encoder_batch_size",
 			Help: "Messages per fetched batch.", Buckets: prometheus.ExponentialBuckets(1, 4, 8)}),

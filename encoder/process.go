@@ -63,6 +63,7 @@ func (e *Encoder) process(ctx context.Context, msgs []jetstream.Msg) error {
 	var (
 		latest    = make(map[event.Key]*received, len(msgs))
 		truncates []*received
+		epochs    []*received
 		settled   []jetstream.Msg // acked after the commit
 		coalesced int
 		dec       event.Decoder
@@ -81,6 +82,10 @@ func (e *Encoder) process(ctx context.Context, msgs []jetstream.Msg) error {
 		ev := &received{msg: m, ch: ch}
 		if ch.Op == event.OpTruncate {
 			truncates = append(truncates, ev)
+			continue
+		}
+		if ch.Op == event.OpEpochOpen || ch.Op == event.OpEpochClose {
+			epochs = append(epochs, ev)
 			continue
 		}
 		evs := []*received{ev}
@@ -247,6 +252,9 @@ func (e *Encoder) process(ctx context.Context, msgs []jetstream.Msg) error {
 		}
 		e.log.Info("truncate: tombstoned vectors", "table", ev.ch.Table, "vectors", n, "lsn", ev.ch.Source.CommitLSN)
 	}
+	if err := e.applyEpochs(ctx, tx, epochs); err != nil {
+		return err
+	}
 	tWrite := time.Since(t0)
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("commit vectors: %w", err)
@@ -274,10 +282,14 @@ func (e *Encoder) process(ctx context.Context, msgs []jetstream.Msg) error {
 			_ = ev.msg.Ack()
 		}
 	}
+	for _, ev := range epochs {
+		_ = ev.msg.Ack()
+	}
 	e.m.events.WithLabelValues("coalesced").Add(float64(coalesced))
 	e.m.events.WithLabelValues("deleted").Add(float64(deletes))
 	e.m.events.WithLabelValues("gone").Add(float64(gone))
 	e.m.events.WithLabelValues("truncated").Add(float64(nTrunc))
+	e.m.events.WithLabelValues("epoch").Add(float64(len(epochs)))
 	e.m.events.WithLabelValues("embedded").Add(float64(len(toEmbed) + len(missed)))
 	e.m.events.WithLabelValues("skipped_unchanged").Add(float64(len(unchanged) - len(missed)))
 	// Cumulative times since the batch arrived, to see where a slow batch spends its time.

@@ -16,7 +16,34 @@ const (
 	OpDelete   Op = "delete"
 	OpTruncate Op = "truncate"
 	OpSnapshot Op = "snapshot" // a row read by a snapshot, not a change
+	// OpEpochOpen and OpEpochClose are control events, not row changes: they bound a full
+	// snapshot of one supplier (an epoch) in the stream; see [Epoch].
+	OpEpochOpen  Op = "epoch_open"
+	OpEpochClose Op = "epoch_close"
 )
+
+// Epoch is a full snapshot of one supplier's products as a bounded part of the stream: an
+// epoch_open event, then the snapshot's rows (op snapshot) among the live changes, then an
+// epoch_close event. Once it closes, every product of the supplier that still exists has had
+// an event after the open (a snapshot row, or a live insert or update while it ran), so a
+// product of that supplier whose last event is older than the open is gone: its delete was
+// missed (a lost replication slot, a subscriber that fell behind the stream's limits). See
+// [Epoch.Stale]. An epoch without its close (a snapshot that died) says nothing: ignore it;
+// a later snapshot of the supplier opens a new epoch.
+type Epoch struct {
+	ID         string // id: the epoch, unique
+	SupplierID int64  // supplier_id: whose products it carries
+	// OpenLSN (open_lsn) is the WAL position of the epoch's open, on both events. Every event
+	// after the open in the stream has a commit LSN above it, every one before it a lower one.
+	OpenLSN LSN
+	// Rows (rows, on epoch_close) is how many rows the snapshot read. Rows that changed while
+	// their chunk was read are carried by their change events instead of a snapshot event.
+	Rows int64
+}
+
+// Stale reports whether a product of e's supplier whose newest event is at last is gone once
+// e closes: no event carried it after the open.
+func (e *Epoch) Stale(last Position) bool { return last.CommitLSN < e.OpenLSN }
 
 // Key identifies a product: the replica identity of products.
 type Key struct {
@@ -125,6 +152,8 @@ type Change struct {
 	Source         Source // source
 	// TsMs (ts_ms) is when tidemark decoded the change, in milliseconds since the Unix epoch.
 	TsMs int64
+	// Epoch (epoch) is set on epoch_open and epoch_close only. Their Key is (supplier, 0).
+	Epoch *Epoch
 }
 
 // MarshalJSON writes the native event, as [Change.AppendJSON] does.

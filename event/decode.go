@@ -70,6 +70,11 @@ type wire struct {
 	unchangedToast []string
 	src            wireSource
 	tsMs           int64
+	epoch          *Epoch
+	// A Debezium message event: the op its prefix stands for, or the prefix when it is not
+	// one of tidemark's.
+	messageOp     Op
+	messagePrefix string
 }
 
 type wireSource struct {
@@ -157,6 +162,10 @@ func (d *Decoder) member(s *scanner, w *wire, name []byte) error {
 		err = s.object("source", func(name []byte) error { return d.source(s, &w.src, name) })
 	case "ts_ms":
 		w.tsMs, err = s.int("ts_ms", math.MinInt64, math.MaxInt64)
+	case "epoch":
+		w.epoch, err = d.epoch(s, "epoch")
+	case "message":
+		err = d.message(s, w)
 	default:
 		_, err = s.value("event")
 	}
@@ -324,6 +333,10 @@ func opOf(code []byte) (Op, Format, bool) {
 		return OpTruncate, FormatNative, true
 	case "snapshot":
 		return OpSnapshot, FormatNative, true
+	case "epoch_open":
+		return OpEpochOpen, FormatNative, true
+	case "epoch_close":
+		return OpEpochClose, FormatNative, true
 	case "c":
 		return OpInsert, FormatDebezium, true
 	case "u":
@@ -344,10 +357,26 @@ func (w *wire) change() (Change, error) {
 		return Change{}, fmt.Errorf("%w: no op", ErrMalformed)
 	}
 	op, format, ok := opOf(w.op)
+	if string(w.op) == "m" {
+		// Debezium's message event: tidemark's epochs are the ones it knows.
+		if w.messageOp == "" {
+			return Change{}, fmt.Errorf("%w: \"m\" (a message event) with prefix %q", ErrUnknownOp, w.messagePrefix)
+		}
+		op, format, ok = w.messageOp, FormatDebezium, true
+	}
 	if !ok {
 		return Change{}, fmt.Errorf("%w: %q", ErrUnknownOp, w.op)
 	}
-	c := Change{Op: op, After: w.after, Before: w.before, TsMs: w.tsMs}
+	c := Change{Op: op, After: w.after, Before: w.before, TsMs: w.tsMs, Epoch: w.epoch}
+	epoch := op == OpEpochOpen || op == OpEpochClose
+	switch {
+	case epoch && c.Epoch == nil:
+		return Change{}, fmt.Errorf("%w: %s without an epoch", ErrMalformed, op)
+	case epoch && (c.After != nil || c.Before != nil):
+		return Change{}, fmt.Errorf("%w: %s with a row image", ErrMalformed, op)
+	case !epoch:
+		c.Epoch = nil // a field a row change does not have: skipped like any unknown one
+	}
 	src := &w.src
 	switch format {
 	case FormatNative:
@@ -371,6 +400,8 @@ func (w *wire) change() (Change, error) {
 		}
 		// The key as the publisher took it from the row, missing columns as 0.
 		switch op {
+		case OpEpochOpen, OpEpochClose:
+			c.Key = Key{SupplierID: c.Epoch.SupplierID}
 		case OpDelete:
 			if c.Before == nil {
 				return Change{}, fmt.Errorf("%w: delete without a before image", ErrMalformed)

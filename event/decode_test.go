@@ -132,6 +132,12 @@ func changes() map[string]event.Change {
 		"large numbers": with(func(c *event.Change) {
 			c.Op, c.After, c.Source.LSN, c.Source.XID = event.OpInsert, row, ^event.LSN(0), ^uint32(0)
 		}),
+		"epoch open": with(func(c *event.Change) {
+			c.Op, c.Key, c.Epoch = event.OpEpochOpen, event.Key{SupplierID: 42}, &event.Epoch{ID: `s42-"1"`, SupplierID: 42, OpenLSN: 0x16B374D000}
+		}),
+		"epoch close": with(func(c *event.Change) {
+			c.Op, c.Key, c.Epoch = event.OpEpochClose, event.Key{SupplierID: 42}, &event.Epoch{ID: "s42-1", SupplierID: 42, OpenLSN: 0x16B374D000, Rows: 1 << 40}
+		}),
 	}
 }
 
@@ -154,7 +160,7 @@ func TestDecodeWhatThePublisherWrites(t *testing.T) {
 			}
 			want := c
 			want.Source.CommitTS = c.Source.CommitTS.Truncate(time.Millisecond)
-			if c.Op == event.OpTruncate || c.Key == (event.Key{}) {
+			if c.Op != event.OpEpochOpen && c.Op != event.OpEpochClose && (c.Op == event.OpTruncate || c.Key == (event.Key{})) {
 				// No key in Debezium's envelope but the row's.
 				want.Key, _ = c.After.Key()
 			}
@@ -195,6 +201,12 @@ func TestDecodeErrors(t *testing.T) {
 		{"op not a string", `{"op":1,` + src + `}`, event.ErrMalformed, "op: want a string, found a number"},
 		{"unknown op", `{"op":"merge","key":{"supplier_id":1,"id":2},` + src + `}`, event.ErrUnknownOp, `"merge"`},
 		{"unknown debezium op", `{"op":"m",` + dsrc + `}`, event.ErrUnknownOp, `"m"`},
+		{"foreign debezium message", `{"op":"m","message":{"prefix":"audit","content":"e30="},` + dsrc + `}`, event.ErrUnknownOp, `prefix "audit"`},
+		{"epoch without epoch", `{"op":"epoch_open","key":{"supplier_id":1,"id":0},` + src + `}`, event.ErrMalformed, "epoch_open without an epoch"},
+		{"epoch without open_lsn", `{"op":"epoch_close","key":{"supplier_id":1,"id":0},"epoch":{"id":"e","supplier_id":1},` + src + `}`, event.ErrMalformed, "want id, supplier_id and open_lsn"},
+		{"epoch with a row", `{"op":"epoch_open","key":{"supplier_id":1,"id":0},"epoch":{"id":"e","supplier_id":1,"open_lsn":"0/1"},"after":{},` + src + `}`, event.ErrMalformed, "with a row image"},
+		{"debezium epoch not base64", `{"op":"m","message":{"prefix":"tidemark.epoch.open","content":"{}"},` + dsrc + `}`, event.ErrMalformed, "message.content: want base64"},
+		{"debezium epoch without content", `{"op":"m","message":{"prefix":"tidemark.epoch.close"},` + dsrc + `}`, event.ErrMalformed, "epoch_close without an epoch"},
 		{"no key", `{"op":"insert","after":{"name":"x"},` + src + `}`, event.ErrMalformed, "insert without a key"},
 		{"half a key", `{"op":"delete","key":{"supplier_id":1},` + src + `}`, event.ErrMalformed, "want supplier_id and id"},
 		{"key as string", `{"op":"delete","key":{"supplier_id":"1","id":2},` + src + `}`, event.ErrMalformed, "key.supplier_id: want an integer, found a string"},

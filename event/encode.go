@@ -1,6 +1,7 @@
 package event
 
 import (
+	"encoding/base64"
 	"strconv"
 	"time"
 )
@@ -35,6 +36,10 @@ func (c *Change) AppendJSON(dst []byte) []byte {
 	dst = append(dst, `,"id":`...)
 	dst = strconv.AppendInt(dst, c.Key.ID, 10)
 	dst = append(dst, '}')
+	if c.Epoch != nil {
+		dst = append(dst, `,"epoch":`...)
+		dst = c.Epoch.appendJSON(dst, c.Op == OpEpochClose)
+	}
 	if c.After != nil {
 		dst = append(dst, `,"after":`...)
 		dst = c.After.appendJSON(dst, nil)
@@ -112,10 +117,59 @@ func debeziumOp(op Op) string {
 	return string(op)
 }
 
+// appendJSON writes the epoch as an object; rows only for a close.
+func (e *Epoch) appendJSON(dst []byte, rows bool) []byte {
+	dst = append(dst, `{"id":`...)
+	dst = AppendString(dst, e.ID)
+	dst = append(dst, `,"supplier_id":`...)
+	dst = strconv.AppendInt(dst, e.SupplierID, 10)
+	dst = append(dst, `,"open_lsn":"`...)
+	dst = e.OpenLSN.AppendTo(dst)
+	dst = append(dst, '"')
+	if rows {
+		dst = append(dst, `,"rows":`...)
+		dst = strconv.AppendInt(dst, e.Rows, 10)
+	}
+	return append(dst, '}')
+}
+
+// The prefixes of the Debezium message events ("op":"m") that carry epochs: Debezium's
+// PostgreSQL connector turns a logical decoding message into such an event, and an epoch's
+// open and close are logical decoding messages in the WAL.
+const (
+	DebeziumEpochOpenPrefix  = "tidemark.epoch.open"
+	DebeziumEpochClosePrefix = "tidemark.epoch.close"
+)
+
+// appendDebeziumMessage writes an epoch event as Debezium writes a logical decoding message:
+// op "m", and message.content the epoch (as in the native event) in base64, as
+// JsonConverter writes bytes.
+func (c *Change) appendDebeziumMessage(dst []byte) []byte {
+	dst = append(dst, `{"op":"m","ts_ms":`...)
+	dst = strconv.AppendInt(dst, c.TsMs, 10)
+	dst = c.appendDebeziumSource(dst)
+	dst = append(dst, `,"message":{"prefix":"`...)
+	if c.Op == OpEpochOpen {
+		dst = append(dst, DebeziumEpochOpenPrefix...)
+	} else {
+		dst = append(dst, DebeziumEpochClosePrefix...)
+	}
+	dst = append(dst, `","content":"`...)
+	var buf [256]byte
+	content := c.Epoch.appendJSON(buf[:0], c.Op == OpEpochClose)
+	dst = base64.StdEncoding.AppendEncode(dst, content)
+	return append(dst, `"}}`...)
+}
+
 // AppendDebezium appends c as a Debezium change event envelope (the payload without the
 // schema part, as with JsonConverter schemas.enable=false): before, after, source, op, ts_ms.
-// Unchanged TOAST columns carry Debezium's placeholder value in after.
+// Unchanged TOAST columns carry Debezium's placeholder value in after. Epoch events are
+// written as Debezium's message events: op "m" with message.prefix tidemark.epoch.open or
+// tidemark.epoch.close and the epoch in message.content.
 func (c *Change) AppendDebezium(dst []byte) []byte {
+	if c.Epoch != nil && (c.Op == OpEpochOpen || c.Op == OpEpochClose) {
+		return c.appendDebeziumMessage(dst)
+	}
 	dst = append(dst, `{"before":`...)
 	if c.Before != nil {
 		dst = c.Before.appendJSON(dst, nil)
@@ -128,12 +182,22 @@ func (c *Change) AppendDebezium(dst []byte) []byte {
 	} else {
 		dst = append(dst, "null"...)
 	}
+	dst = c.appendDebeziumSource(dst)
+	dst = append(dst, `,"op":"`...)
+	dst = append(dst, debeziumOp(c.Op)...)
+	dst = append(dst, `","ts_ms":`...)
+	dst = strconv.AppendInt(dst, c.TsMs, 10)
+	return append(dst, '}')
+}
+
+// appendDebeziumSource writes ,"source":{…}.
+func (c *Change) appendDebeziumSource(dst []byte) []byte {
 	dst = append(dst, `,"source":{"version":"tidemark","connector":"postgresql","name":`...)
 	dst = AppendString(dst, c.Source.Slot)
 	dst = append(dst, `,"ts_ms":`...)
 	dst = strconv.AppendInt(dst, c.Source.CommitTS.UnixMilli(), 10)
 	dst = append(dst, `,"snapshot":`...)
-	if c.Op == OpSnapshot {
+	if c.Op == OpSnapshot || c.Op == OpEpochOpen || c.Op == OpEpochClose {
 		dst = append(dst, `"true"`...)
 	} else {
 		dst = append(dst, `"false"`...)
@@ -150,10 +214,6 @@ func (c *Change) AppendDebezium(dst []byte) []byte {
 	dst = c.Source.CommitLSN.AppendTo(dst)
 	dst = append(dst, `","seq":`...)
 	dst = strconv.AppendInt(dst, int64(c.Source.Seq), 10)
-	dst = append(dst, `},"op":"`...)
-	dst = append(dst, debeziumOp(c.Op)...)
-	dst = append(dst, `","ts_ms":`...)
-	dst = strconv.AppendInt(dst, c.TsMs, 10)
 	return append(dst, '}')
 }
 

@@ -54,6 +54,15 @@ func follow(ctx context.Context, nc *nats.Conn, products map[event.Key]event.Row
 		case event.OpTruncate:
 			clear(products)
 			truncated = pos
+		case event.OpEpochOpen: // a full snapshot of a supplier begins: nothing to do yet
+		case event.OpEpochClose:
+			// The snapshot is complete: a product of its supplier that no event carried
+			// since the open is gone (its delete was lost, for instance with a slot).
+			for k := range products {
+				if k.SupplierID == ch.Epoch.SupplierID && ch.Epoch.Stale(applied[k]) {
+					delete(products, k)
+				}
+			}
 		default: // insert, update, snapshot
 			row := ch.After
 			for _, name := range ch.UnchangedToast { // not sent: keep the value we have

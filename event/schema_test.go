@@ -102,10 +102,13 @@ func TestAppendJSONMatchesSchema(t *testing.T) {
 func TestSchemaRejectsBadEvents(t *testing.T) {
 	schema := loadSchema(t)
 	for name, ev := range map[string]string{
-		"no key":       `{"op":"insert","schema":"public","table":"products","after":{},"source":{"slot":"s","lsn":"0/1","commit_lsn":"0/1","xid":1,"commit_ts":"2024-01-01T00:00:00Z","seq":0},"ts_ms":1}`,
-		"bad lsn":      `{"op":"insert","schema":"public","table":"products","key":{"supplier_id":1,"id":1},"after":{},"source":{"slot":"s","lsn":"1","commit_lsn":"0/1","xid":1,"commit_ts":"2024-01-01T00:00:00Z","seq":0},"ts_ms":1}`,
-		"delete+after": `{"op":"delete","schema":"public","table":"products","key":{"supplier_id":1,"id":1},"before":{},"after":{},"source":{"slot":"s","lsn":"0/1","commit_lsn":"0/1","xid":1,"commit_ts":"2024-01-01T00:00:00Z","seq":0},"ts_ms":1}`,
-		"unknown op":   `{"op":"upsert","schema":"public","table":"products","key":{"supplier_id":1,"id":1},"after":{},"source":{"slot":"s","lsn":"0/1","commit_lsn":"0/1","xid":1,"commit_ts":"2024-01-01T00:00:00Z","seq":0},"ts_ms":1}`,
+		"no key":                `{"op":"insert","schema":"public","table":"products","after":{},"source":{"slot":"s","lsn":"0/1","commit_lsn":"0/1","xid":1,"commit_ts":"2024-01-01T00:00:00Z","seq":0},"ts_ms":1}`,
+		"bad lsn":               `{"op":"insert","schema":"public","table":"products","key":{"supplier_id":1,"id":1},"after":{},"source":{"slot":"s","lsn":"1","commit_lsn":"0/1","xid":1,"commit_ts":"2024-01-01T00:00:00Z","seq":0},"ts_ms":1}`,
+		"delete+after":          `{"op":"delete","schema":"public","table":"products","key":{"supplier_id":1,"id":1},"before":{},"after":{},"source":{"slot":"s","lsn":"0/1","commit_lsn":"0/1","xid":1,"commit_ts":"2024-01-01T00:00:00Z","seq":0},"ts_ms":1}`,
+		"epoch on a row change": `{"op":"insert","schema":"public","table":"products","key":{"supplier_id":1,"id":1},"after":{},"epoch":{"id":"e","supplier_id":1,"open_lsn":"0/1"},"source":{"slot":"s","lsn":"0/1","commit_lsn":"0/1","xid":1,"commit_ts":"2024-01-01T00:00:00Z","seq":0},"ts_ms":1}`,
+		"open without epoch":    `{"op":"epoch_open","schema":"public","table":"products","key":{"supplier_id":1,"id":0},"source":{"slot":"s","lsn":"0/1","commit_lsn":"0/1","xid":1,"commit_ts":"2024-01-01T00:00:00Z","seq":0},"ts_ms":1}`,
+		"close without rows":    `{"op":"epoch_close","schema":"public","table":"products","key":{"supplier_id":1,"id":0},"epoch":{"id":"e","supplier_id":1,"open_lsn":"0/1"},"source":{"slot":"s","lsn":"0/1","commit_lsn":"0/1","xid":1,"commit_ts":"2024-01-01T00:00:00Z","seq":0},"ts_ms":1}`,
+		"unknown op":            `{"op":"upsert","schema":"public","table":"products","key":{"supplier_id":1,"id":1},"after":{},"source":{"slot":"s","lsn":"0/1","commit_lsn":"0/1","xid":1,"commit_ts":"2024-01-01T00:00:00Z","seq":0},"ts_ms":1}`,
 	} {
 		doc, err := jsonschema.UnmarshalJSON(strings.NewReader(ev))
 		if err != nil {

@@ -83,11 +83,12 @@ type decoder struct {
 	// marks are the open snapshot windows (see watermark.go).
 	marks watermarks
 
-	change event.Change
-	arena  []byte
-	after  event.Row
-	before event.Row
-	toast  []string
+	change   event.Change
+	epochBuf event.Epoch // the Epoch of change, for epoch events
+	arena    []byte
+	after    event.Row
+	before   event.Row
+	toast    []string
 }
 
 func newDecoder(slot string) *decoder {
@@ -172,6 +173,21 @@ func (d *decoder) decode(lsn pglogrepl.LSN, data []byte, emit func(*event.Change
 			}
 		case SnapshotChunkPrefix:
 			n, err := d.snapshotChunk(lsn, m.Content, emit)
+			if err != nil {
+				return decoded{}, err
+			}
+			return decoded{kind: msgChange, changes: n}, nil
+		case EpochOpenPrefix, EpochClosePrefix:
+			// Only a transactional message has a place in commit order (package snapshot
+			// writes them so); another is not tidemark's and is passed over.
+			if !m.Transactional || !d.inTxn {
+				break
+			}
+			op := event.OpEpochOpen
+			if m.Prefix == EpochClosePrefix {
+				op = event.OpEpochClose
+			}
+			n, err := d.epoch(op, &m, emit)
 			if err != nil {
 				return decoded{}, err
 			}

@@ -314,7 +314,7 @@ func (r *Replicator) session(ctx context.Context) (streamed bool, err error) {
 	dec := newDecoder(r.cfg.Slot)
 	s := &session{conn: conn, enqueued: startLSN, saved: startLSN, marks: &dec.marks}
 	counters := map[event.Op]prometheus.Counter{}
-	for _, op := range []event.Op{event.OpInsert, event.OpUpdate, event.OpDelete, event.OpTruncate, event.OpSnapshot} {
+	for _, op := range []event.Op{event.OpInsert, event.OpUpdate, event.OpDelete, event.OpTruncate, event.OpSnapshot, event.OpEpochOpen, event.OpEpochClose} {
 		counters[op] = r.changes.WithLabelValues(string(op))
 	}
 	skipped := 0
@@ -413,6 +413,11 @@ func (r *Replicator) session(ctx context.Context) (streamed bool, err error) {
 					r.log.Error("snapshot chunks saw more changes of their keys while they were read than the replicator keeps track of, and were not published; run tidemark snapshot for their suppliers again",
 						"chunks", dec.marks.overflowed, "max_keys", MaxWindowKeys)
 					dec.marks.overflowed = nil
+				}
+				if len(dec.marks.unclosed) > 0 {
+					r.log.Error("snapshot epochs lost chunks and were not closed, so subscribers keep the products they hold; run tidemark snapshot for their suppliers again",
+						"epochs", dec.marks.unclosed)
+					dec.marks.unclosed = nil
 				}
 				s.written = max(s.written, xld.WALStart+pglogrepl.LSN(len(xld.WALData)))
 				switch res.kind {

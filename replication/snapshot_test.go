@@ -134,7 +134,7 @@ func TestSnapshotUnderConcurrentWrites(t *testing.T) {
 	snapshotted := map[int64]bool{}
 	rec.mu.Lock()
 	for _, c := range rec.changes {
-		if c.Key.SupplierID != 1 {
+		if c.Key.SupplierID != 1 || c.Op == event.OpEpochOpen || c.Op == event.OpEpochClose {
 			continue
 		}
 		last[c.Key.ID] = c

@@ -94,6 +94,27 @@ type watermarks struct {
 	// windows remembered too many keys; the caller logs both.
 	expired    []string
 	overflowed []string
+	// lost holds the epochs (snapshot ids) with a chunk that published nothing because its
+	// window was gone or overflowed: their close is not published. unclosed lists those
+	// closes, for the caller to log.
+	lost     map[string]bool
+	unclosed []string
+}
+
+// spoiled reports whether epoch id lost a chunk, and forgets it: its close is being dropped.
+func (w *watermarks) spoiled(id string) bool {
+	if !w.lost[id] {
+		return false
+	}
+	delete(w.lost, id)
+	return true
+}
+
+func (w *watermarks) spoil(id string) {
+	if w.lost == nil {
+		w.lost = map[string]bool{}
+	}
+	w.lost[id] = true
 }
 
 func (w *watermarks) clock() time.Time {
@@ -152,12 +173,14 @@ func (w *watermarks) chunk(content []byte, lsn pglogrepl.LSN) (*SnapshotChunk, f
 	if !ok {
 		if len(m.Rows) > 0 {
 			w.expired = append(w.expired, fmt.Sprintf("%s chunk %d", m.ID, m.Chunk))
+			w.spoil(m.ID)
 		}
 		return &m, func(event.Key) bool { return false }, nil
 	}
 	delete(w.open, k)
 	if win.overflow && len(m.Rows) > 0 {
 		w.overflowed = append(w.overflowed, fmt.Sprintf("%s chunk %d (supplier %d)", m.ID, m.Chunk, win.keys.Supplier))
+		w.spoil(m.ID)
 	}
 	if win.truncated || win.overflow {
 		return &m, func(event.Key) bool { return false }, nil
