@@ -69,18 +69,32 @@ func TestSupplierWritesWatermarksAndResumes(t *testing.T) {
 	}
 	seen := map[string]int{}
 	lows, chunks, nonEmpty := 0, 0, 0
+	var open *replication.SnapshotLow // the window a low watermark opened and no chunk closed yet
+	content := func(l string) []byte {
+		// test_decoding prints "message: transactional: 1 prefix: …, sz: N content:…".
+		return []byte(l[strings.Index(l, "content:")+len("content:"):])
+	}
 	for _, l := range lines {
 		switch {
 		case strings.Contains(l, "prefix: "+replication.SnapshotLowPrefix):
 			lows++
+			if open != nil {
+				t.Fatalf("low watermark %d opened while chunk %d's window was still open", lows, open.Chunk)
+			}
+			open = &replication.SnapshotLow{}
+			if err := json.Unmarshal(content(l), open); err != nil {
+				t.Fatalf("low watermark content: %v", err)
+			}
 		case strings.Contains(l, "prefix: "+replication.SnapshotChunkPrefix):
 			chunks++
-			// test_decoding prints "message: transactional: 1 prefix: …, sz: N content:…".
-			content := l[strings.Index(l, "content:")+len("content:"):]
 			var c replication.SnapshotChunk
-			if err := json.Unmarshal([]byte(content), &c); err != nil {
+			if err := json.Unmarshal(content(l), &c); err != nil {
 				t.Fatalf("chunk content: %v", err)
 			}
+			if open == nil || open.ID != c.ID || open.Chunk != c.Chunk {
+				t.Fatalf("chunk %s/%d without its low watermark (open window: %+v)", c.ID, c.Chunk, open)
+			}
+			open = nil
 			if len(c.Rows) > 0 {
 				nonEmpty++
 			}
@@ -97,10 +111,13 @@ func TestSupplierWritesWatermarksAndResumes(t *testing.T) {
 			t.Fatalf("row %s in %d chunks, want 1 (resume must not repeat committed chunks)", id, n)
 		}
 	}
-	// Three chunks of rows and an empty one that closes the last window; every low watermark
-	// but the interrupted run's last is closed by a chunk.
-	if nonEmpty != 3 || chunks != 4 || lows > chunks+1 {
-		t.Fatalf("%d chunks (%d with rows) and %d low watermarks; want 3 with rows, 1 empty, each closing a window", chunks, nonEmpty, lows)
+	// Two chunks before the interruption, then the resumed run's third and the empty one that
+	// ends it: four chunks, each closing the window its own low watermark opened. The
+	// interrupted run writes no third low watermark: its context is cancelled when the second
+	// chunk's progress is reported.
+	if nonEmpty != 3 || chunks != 4 || lows != 4 || open != nil {
+		t.Fatalf("%d chunks (%d with rows) and %d low watermarks (window left open: %+v); want 3 with rows, 1 empty, 4 low watermarks",
+			chunks, nonEmpty, lows, open)
 	}
 	var unfinished int
 	if err := pool.QueryRow(ctx, "SELECT count(*) FROM tidemark_snapshots WHERE finished_at IS NULL").Scan(&unfinished); err != nil {
