@@ -169,7 +169,8 @@ func (d *decoder) decode(lsn pglogrepl.LSN, data []byte, emit func(*event.Change
 				at = d.commitLSN
 			}
 			if err := d.marks.low(m.Content, at); err != nil {
-				return decoded{}, err
+				// It stays in the WAL: a reconnect would only read it again.
+				return decoded{}, fmt.Errorf("%w: %w", ErrProtocol, err)
 			}
 		case SnapshotChunkPrefix:
 			n, err := d.snapshotChunk(lsn, m.Content, emit)
