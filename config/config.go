@@ -54,8 +54,3 @@ type Log struct {
 	Format string `name:"log-format" default:"text" enum:"text,json" help:"Log format: text or json."`
 	SQL    bool   `name:"log-sql" help:"Log every SQL statement with its duration (info level)."`
 }
-
-// HTTP is the listen address of a long-running command's /metrics, /healthz and /readyz.
-type HTTP struct {
-	Addr string `name:"http-addr" help:"Address for /metrics, /healthz and /readyz; empty disables."`
-}

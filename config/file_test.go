@@ -10,17 +10,23 @@ import (
 	"github.com/tidemark/tidemark/config"
 )
 
+// httpFlags is a command flag that the file can set per command or for every command, as
+// replicate's and encode's --http-addr.
+type httpFlags struct {
+	Addr string `name:"http-addr" help:"Address for /metrics."`
+}
+
 type testCLI struct {
 	Config config.FileFlag `name:"config" type:"path"`
 	config.Postgres
 	config.NATS
 	config.Log
 	Replicate struct {
-		config.HTTP
+		httpFlags
 		BatchSize int `name:"batch-size" default:"100"`
 	} `cmd:""`
 	Encode struct {
-		config.HTTP
+		httpFlags
 	} `cmd:""`
 }
 

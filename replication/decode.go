@@ -111,8 +111,6 @@ type decoded struct {
 	kind msgKind
 	// endLSN is the transaction's end LSN on commit, the message's LSN on a logical message.
 	endLSN pglogrepl.LSN
-	// changes is how many changes emit received.
-	changes int
 }
 
 // decode reads one pgoutput message at WAL position lsn, calling emit for every row change.
@@ -173,11 +171,10 @@ func (d *decoder) decode(lsn pglogrepl.LSN, data []byte, emit func(*event.Change
 				return decoded{}, fmt.Errorf("%w: %w", ErrProtocol, err)
 			}
 		case SnapshotChunkPrefix:
-			n, err := d.snapshotChunk(lsn, m.Content, emit)
-			if err != nil {
+			if err := d.snapshotChunk(lsn, m.Content, emit); err != nil {
 				return decoded{}, err
 			}
-			return decoded{kind: msgChange, changes: n}, nil
+			return decoded{kind: msgChange}, nil
 		case EpochOpenPrefix, EpochClosePrefix:
 			// Only a transactional message has a place in commit order (package snapshot
 			// writes them so); another is not tidemark's and is passed over.
@@ -188,11 +185,10 @@ func (d *decoder) decode(lsn pglogrepl.LSN, data []byte, emit func(*event.Change
 			if m.Prefix == EpochClosePrefix {
 				op = event.OpEpochClose
 			}
-			n, err := d.epoch(op, &m, emit)
-			if err != nil {
+			if err := d.epoch(op, &m, emit); err != nil {
 				return decoded{}, err
 			}
-			return decoded{kind: msgChange, changes: n}, nil
+			return decoded{kind: msgChange}, nil
 		}
 		// Heartbeats and other logical messages never become events.
 		return decoded{kind: msgMessage, endLSN: m.LSN}, nil
@@ -200,7 +196,7 @@ func (d *decoder) decode(lsn pglogrepl.LSN, data []byte, emit func(*event.Change
 		if err := d.rowChange(data[0], lsn, body, emit); err != nil {
 			return decoded{}, err
 		}
-		return decoded{kind: msgChange, changes: 1}, nil
+		return decoded{kind: msgChange}, nil
 	case pglogrepl.MessageTypeTruncate:
 		var m pglogrepl.TruncateMessage
 		if len(body) < 9 {
@@ -212,7 +208,6 @@ func (d *decoder) decode(lsn pglogrepl.LSN, data []byte, emit func(*event.Change
 		if err := m.Decode(body); err != nil {
 			return decoded{}, fmt.Errorf("%w: truncate: %w", ErrProtocol, err)
 		}
-		n := 0
 		for _, id := range m.RelationIDs {
 			rel, ok := d.rels[id]
 			if !ok {
@@ -223,9 +218,8 @@ func (d *decoder) decode(lsn pglogrepl.LSN, data []byte, emit func(*event.Change
 			if err := emit(c); err != nil {
 				return decoded{}, err
 			}
-			n++
 		}
-		return decoded{kind: msgChange, changes: n}, nil
+		return decoded{kind: msgChange}, nil
 	}
 	// Stream* messages need protocol v2 and streaming on, which tidemark does not ask for.
 	return decoded{}, fmt.Errorf("%w: unexpected message type %q", ErrProtocol, data[0])
@@ -321,20 +315,19 @@ func (d *decoder) rowChange(typ byte, lsn pglogrepl.LSN, src []byte, emit func(*
 }
 
 // snapshotChunk publishes the rows of a snapshot chunk whose keys did not change since the
-// chunk's low watermark, rendering values exactly as pgoutput's. It returns how many it emitted.
-func (d *decoder) snapshotChunk(lsn pglogrepl.LSN, content []byte, emit func(*event.Change) error) (int, error) {
+// chunk's low watermark, rendering values exactly as pgoutput's.
+func (d *decoder) snapshotChunk(lsn pglogrepl.LSN, content []byte, emit func(*event.Change) error) error {
 	chunk, keep, err := d.marks.chunk(content, lsn)
 	if err != nil {
-		return 0, fmt.Errorf("%w: %w", ErrProtocol, err)
+		return fmt.Errorf("%w: %w", ErrProtocol, err)
 	}
 	rel := &relation{schema: chunk.Schema, table: chunk.Table, cols: make([]relColumn, len(chunk.Columns))}
 	for i, c := range chunk.Columns {
 		rel.cols[i] = relColumn{name: c.Name, oid: c.Type, kind: kindOf(c.Type)}
 	}
-	n := 0
 	for _, values := range chunk.Rows {
 		if len(values) != len(rel.cols) {
-			return n, fmt.Errorf("%w: snapshot %s chunk %d: row of %d values for %d columns", ErrProtocol, chunk.ID, chunk.Chunk, len(values), len(rel.cols))
+			return fmt.Errorf("%w: snapshot %s chunk %d: row of %d values for %d columns", ErrProtocol, chunk.ID, chunk.Chunk, len(values), len(rel.cols))
 		}
 		c := d.reset(event.OpSnapshot, rel, lsn)
 		for i, v := range values {
@@ -345,7 +338,7 @@ func (d *decoder) snapshotChunk(lsn pglogrepl.LSN, content []byte, emit func(*ev
 			}
 			start := len(d.arena)
 			if d.arena, err = d.appendValue(d.arena, col, []byte(*v)); err != nil {
-				return n, fmt.Errorf("snapshot column %s: %w", col.name, err)
+				return fmt.Errorf("snapshot column %s: %w", col.name, err)
 			}
 			d.after = append(d.after, event.Column{Name: col.name, Value: d.arena[start:len(d.arena):len(d.arena)]})
 		}
@@ -357,11 +350,10 @@ func (d *decoder) snapshotChunk(lsn pglogrepl.LSN, content []byte, emit func(*ev
 			continue
 		}
 		if err := emit(c); err != nil {
-			return n, err
+			return err
 		}
-		n++
 	}
-	return n, nil
+	return nil
 }
 
 // keyOf reads (supplier_id, id) from a decoded row image; a missing column reads as 0.

@@ -34,26 +34,26 @@ type EpochMessage struct {
 	Rows    int64  `json:"rows,omitempty"` // on the close: rows the snapshot read
 }
 
-// epoch emits the event of an epoch message at lsn; closed is false when it is the close of
-// an epoch that lost chunks, which is not published.
-func (d *decoder) epoch(op event.Op, msg *pglogrepl.LogicalDecodingMessage, emit func(*event.Change) error) (int, error) {
+// epoch emits the event of an epoch message, except the close of an epoch that lost chunks,
+// which is not published.
+func (d *decoder) epoch(op event.Op, msg *pglogrepl.LogicalDecodingMessage, emit func(*event.Change) error) error {
 	var m EpochMessage
 	if err := json.Unmarshal(msg.Content, &m); err != nil {
-		return 0, fmt.Errorf("%w: decode %s at %s: %w", ErrProtocol, msg.Prefix, msg.LSN, err)
+		return fmt.Errorf("%w: decode %s at %s: %w", ErrProtocol, msg.Prefix, msg.LSN, err)
 	}
 	if m.ID == "" || m.Supplier <= 0 {
-		return 0, fmt.Errorf("%w: %s at %s: no epoch id or supplier", ErrProtocol, msg.Prefix, msg.LSN)
+		return fmt.Errorf("%w: %s at %s: no epoch id or supplier", ErrProtocol, msg.Prefix, msg.LSN)
 	}
 	ep := event.Epoch{ID: m.ID, SupplierID: m.Supplier, OpenLSN: event.LSN(msg.LSN), Rows: m.Rows}
 	if op == event.OpEpochClose {
 		open, err := pglogrepl.ParseLSN(m.OpenLSN)
 		if err != nil || open == 0 {
-			return 0, fmt.Errorf("%w: %s at %s: open_lsn %q", ErrProtocol, msg.Prefix, msg.LSN, m.OpenLSN)
+			return fmt.Errorf("%w: %s at %s: open_lsn %q", ErrProtocol, msg.Prefix, msg.LSN, m.OpenLSN)
 		}
 		ep.OpenLSN = event.LSN(open)
 		if d.marks.spoiled(m.ID) {
 			d.marks.unclosed = append(d.marks.unclosed, fmt.Sprintf("%s (supplier %d)", m.ID, m.Supplier))
-			return 0, nil
+			return nil
 		}
 	}
 	rel := &relation{schema: m.Schema, table: m.Table}
@@ -61,8 +61,5 @@ func (d *decoder) epoch(op event.Op, msg *pglogrepl.LogicalDecodingMessage, emit
 	c.Key = event.Key{SupplierID: m.Supplier}
 	d.epochBuf = ep
 	c.Epoch = &d.epochBuf
-	if err := emit(c); err != nil {
-		return 0, err
-	}
-	return 1, nil
+	return emit(c)
 }
