@@ -9,9 +9,6 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// ErrBadSupplierID is returned for a supplier ID that is not a positive integer.
-var ErrBadSupplierID = errors.New("supplier id must be a positive integer")
-
 // Supplier is a row of suppliers, with its partition when it has one.
 type Supplier struct {
 	ID        int32     `json:"id"`
@@ -83,9 +80,6 @@ func ListSuppliers(ctx context.Context, db pgx.Tx) ([]Supplier, error) {
 	}
 	return list, nil
 }
-
-// ErrNoSupplier is returned (wrapped, naming the id) for a supplier that does not exist.
-var ErrNoSupplier = errors.New("no such supplier")
 
 // SetDropProfile stores the drop profile of supplier id (YAML, already checked by the caller);
 // an empty profile clears it. The supplier must exist.

@@ -2,7 +2,6 @@ package catalog
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 
@@ -26,13 +25,6 @@ const (
 // VectorsSetting is the PostgreSQL setting a migration reads when no [WithVectors] option is
 // given, so a database can carry its choice: ALTER DATABASE shop SET tidemark.vectors = 'array'.
 const VectorsSetting = "tidemark.vectors"
-
-// ErrNoPgvector means the pgvector layout was asked for on a server without the extension.
-var ErrNoPgvector = errors.New("the pgvector extension is not installed on the PostgreSQL server " +
-	"(Debian/Ubuntu: apt-get install postgresql-15-pgvector, or build it: see the README's Search section)")
-
-// ErrBadVectors is an unknown vector layout name.
-var ErrBadVectors = errors.New("unknown vector layout: want auto, pgvector or array")
 
 // ParseVectors checks a layout name.
 func ParseVectors(s string) (Vectors, error) {

@@ -32,9 +32,6 @@ const (
 	indexGrowth = 2
 )
 
-// ErrIndexBusy means// ErrIndexBusy means another session is building that index.
-var ErrIndexBusy = errors.New("another process is building this index")
-
 // PartitionName is supplier's partition of product_embeddings.
 func PartitionName(supplier int32) string { return fmt.Sprintf("product_embeddings_s%d", supplier) }
 

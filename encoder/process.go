@@ -15,9 +15,6 @@ import (
 	"github.com/tidemark/tidemark/event"
 )
 
-// ErrPoison marks an event that can never be processed: it goes to the dead-letter stream.
-var ErrPoison = errors.New("poison event")
-
 // received is a decoded message of a batch.
 type received struct {
 	msg jetstream.Msg

@@ -15,9 +15,6 @@ import (
 	"github.com/tidemark/tidemark/event"
 )
 
-// ErrNotMigrated is returned when product_embeddings does not exist: run `tidemark migrate`.
-var ErrNotMigrated = errors.New("table product_embeddings does not exist (run tidemark migrate)")
-
 // Store is the vector table, product_embeddings.
 type Store struct {
 	pool *pgxpool.Pool

@@ -77,9 +77,6 @@ type SnapshotInfo struct {
 	Chunks   int        `json:"chunks"`
 }
 
-// ErrUnknownSupplier means no supplier has the ID asked for.
-var ErrUnknownSupplier = errors.New("no such supplier")
-
 // supplierSQL reads each supplier with its products estimate, last load and last snapshot:
 // index probes per supplier, nothing proportional to its products. $1 = 0 reads them all.
 const supplierSQL = `

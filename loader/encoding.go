@@ -3,7 +3,6 @@ package loader
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -12,12 +11,6 @@ import (
 
 	"golang.org/x/text/encoding/charmap"
 )
-
-// ErrEncoding is returned (wrapped, with the line, the bytes and the likely encoding) when a drop
-// is not in the encoding it is read with: not UTF-8 while no encoding is set, or a byte the set
-// encoding does not define. The load stops there, writing nothing, rather than reject record
-// after record of a drop read the wrong way.
-var ErrEncoding = errors.New("not in the drop's encoding")
 
 // charset is a drop encoding. Drops in another encoding than UTF-8 are decoded to UTF-8 as
 // they stream, before parsing: single-byte ones with a table made from golang.org/x/text's

@@ -15,14 +15,6 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// ErrTooManyRejects means more records were rejected than Options.MaxRejects allows; nothing
-// was written.
-var ErrTooManyRejects = errors.New("too many rejected records")
-
-// ErrFullWouldDeleteTooMuch means a --full drop would delete more than half of the supplier's
-// products and Options.Force was not set; nothing was written.
-var ErrFullWouldDeleteTooMuch = errors.New("full load would delete more than half of the supplier's products")
-
 // Options tune a load.
 type Options struct {
 	// Supplier is the supplier the drop belongs to; its partition is created when missing.

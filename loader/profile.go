@@ -11,10 +11,6 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// ErrBadProfile is returned (wrapped, saying what is wrong) for a drop profile that cannot
-// describe a drop: an unknown key, format, encoding or column, a separator twice, …
-var ErrBadProfile = errors.New("bad drop profile")
-
 // Profile describes how one supplier sends its drops, so that a daily load needs no flags:
 // the syntax, the encoding, how prices are written and what the columns are called. The zero
 // Profile is tidemark's own drop: UTF-8, comma-separated, tidemark's column names. Each key is

@@ -43,10 +43,6 @@ const (
 // Columns are the column names a drop may carry, in Record.Fields order.
 var Columns = [numColumns]string{"sku", "name", "description", "price", "currency", "status", "attributes"}
 
-// ErrUnknownColumn is returned (wrapped, naming the column) for a column or key the loader does
-// not know.
-var ErrUnknownColumn = errors.New("unknown column")
-
 // Record is one record of a drop, before validation.
 type Record struct {
 	// Line is the 1-based physical line where the record starts (the CSV header is line 1).

@@ -2,7 +2,6 @@ package replication
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"time"
 
@@ -10,9 +9,6 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/tidemark/tidemark/event"
 )
-
-// ErrProtocol wraps every pgoutput message tidemark cannot make sense of.
-var ErrProtocol = errors.New("pgoutput protocol error")
 
 type relColumn struct {
 	name string

@@ -33,12 +33,6 @@ type Publisher interface {
 	Flush(ctx context.Context) error
 }
 
-// ErrStreamAhead means the stream holds changes of the slot from further on in the WAL than
-// the server has written: it was filled from another database, or this one went back in time
-// (restored from a backup, or a failover to a standby that had not received everything).
-// Publishing would reuse positions the stream already holds for other changes.
-var ErrStreamAhead = errors.New("the stream holds changes from beyond the server's WAL")
-
 // Checkpoints stores the confirmed LSN of a slot outside PostgreSQL, so an operator can see
 // it and resume from it.
 type Checkpoints interface {

@@ -11,13 +11,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// ErrWALLevel means the server's wal_level is not logical, so no logical slot can exist.
-var ErrWALLevel = errors.New("wal_level must be logical")
-
-// ErrBackward means a checkpoint move would go behind the slot's confirmed LSN, which would
-// need WAL the slot no longer keeps.
-var ErrBackward = errors.New("cannot move the slot backward")
-
 // Querier is what setup and checkpoints need from a normal (non-replication) connection:
 // *pgx.Conn, *pgxpool.Pool and pgx.Tx all fit.
 type Querier interface {
@@ -98,10 +91,6 @@ func EnsureSlot(ctx context.Context, db Querier, name string) (bool, error) {
 	}
 	return false, nil
 }
-
-// ErrSlotNotOurs means a slot of the wanted name exists for another database or another
-// output plugin; slot names are shared by the whole cluster.
-var ErrSlotNotOurs = errors.New("replication slot belongs to another database or plugin")
 
 // AdvanceSlot moves a slot that no replicator is using forward to lsn with
 // pg_replication_slot_advance. Moving it behind its confirmed LSN returns ErrBackward.

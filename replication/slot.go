@@ -9,9 +9,6 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// ErrNoSlot means the replication slot does not exist.
-var ErrNoSlot = errors.New("replication slot does not exist")
-
 // Slot is a replication slot as pg_replication_slots shows it, read by [ReadSlot]. Replicate,
 // checkpoint, status and doctor all read it here, so they agree on its state and its lag.
 type Slot struct {
