@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -120,21 +119,14 @@ type Encoder struct {
 	dlqReady bool
 }
 
-// New returns an encoder; Run starts it.
-func New(cfg Config, js jetstream.JetStream, pool *pgxpool.Pool, emb Embedder, log *slog.Logger, reg prometheus.Registerer) (*Encoder, error) {
+// New returns an encoder that writes the vectors of emb to store; Run starts it.
+func New(cfg Config, js jetstream.JetStream, store *Store, emb Embedder, log *slog.Logger, reg prometheus.Registerer) (*Encoder, error) {
 	if err := cfg.defaults(); err != nil {
-		return nil, err
-	}
-	store, err := OpenStore(context.Background(), pool)
-	if err != nil {
 		return nil, err
 	}
 	e := &Encoder{cfg: cfg, js: js, store: store, emb: emb, model: emb.Model(), log: log, m: newMetrics(reg)}
 	return e, nil
 }
-
-// Store is the encoder's vector store.
-func (e *Encoder) Store() *Store { return e.store }
 
 // Ready is nil once the consumer is bound, for /readyz.
 func (e *Encoder) Ready() error {

@@ -248,7 +248,11 @@ func (e *env) start(cfg encoder.Config, emb encoder.Embedder) *running {
 		emb = hashEmbedder(e.t)
 	}
 	reg := prometheus.NewRegistry()
-	enc, err := encoder.New(cfg, e.js, e.pool, emb, testLog(e.t), reg)
+	store, err := encoder.OpenStore(e.ctx, e.pool)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	enc, err := encoder.New(cfg, e.js, store, emb, testLog(e.t), reg)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -186,18 +186,11 @@ func (e *Encoder) process(ctx context.Context, msgs []jetstream.Msg) error {
 	}
 	tEmbed := time.Since(t0)
 
-	tx, err := e.store.pool.Begin(ctx)
+	tx, err := e.store.begin(ctx)
 	if err != nil {
-		return fmt.Errorf("begin: %w", err)
+		return err
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // after Commit it is a no-op
-	committed := false
-	defer func() {
-		if !committed {
-			// A rollback may have undone the session's staging table: create it again next time.
-			e.store.staged.Delete(tx.Conn().PgConn())
-		}
-	}()
+	defer tx.end(ctx)
 	ws := make([]write, 0, len(items))
 	for _, p := range items {
 		if p.gone || p.dead {
@@ -253,10 +246,9 @@ func (e *Encoder) process(ctx context.Context, msgs []jetstream.Msg) error {
 		return err
 	}
 	tWrite := time.Since(t0)
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("commit vectors: %w", err)
+	if err := tx.commit(ctx); err != nil {
+		return err
 	}
-	committed = true
 	tCommit := time.Since(t0)
 
 	for _, m := range settled {

@@ -157,6 +157,39 @@ WHERE (pe.source_lsn, pe.source_seq) < (EXCLUDED.source_lsn, EXCLUDED.source_seq
 		OR (NOT pe.deleted AND pe.embedding IS NOT NULL AND pe.content_hash = EXCLUDED.content_hash))
 RETURNING supplier_id, product_id`
 
+// batchTx is the transaction of one batch's writes.
+type batchTx struct {
+	pgx.Tx
+	store     *Store
+	committed bool
+}
+
+// begin starts the transaction of a batch; end must follow, whether or not commit did.
+func (s *Store) begin(ctx context.Context) (*batchTx, error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	return &batchTx{Tx: tx, store: s}, nil
+}
+
+func (t *batchTx) commit(ctx context.Context) error {
+	if err := t.Commit(ctx); err != nil {
+		return fmt.Errorf("commit vectors: %w", err)
+	}
+	t.committed = true
+	return nil
+}
+
+// end rolls back what was not committed.
+func (t *batchTx) end(ctx context.Context) {
+	if !t.committed {
+		// A rollback may have undone the session's staging table: create it again next time.
+		t.store.staged.Delete(t.Conn().PgConn())
+	}
+	_ = t.Rollback(context.WithoutCancel(ctx)) // after Commit it is a no-op
+}
+
 // upsert writes ws in tx (COPY to the staging table, then one INSERT … ON CONFLICT) and
 // returns the keys whose write applied.
 func (s *Store) upsert(ctx context.Context, tx pgx.Tx, model string, ws []write, again bool) (map[event.Key]bool, error) {

@@ -137,7 +137,7 @@ func (c *DemoCmd) run(ctx context.Context, g *Globals, log *slog.Logger) error {
 	for i := range encs {
 		d.encRegs[i] = prometheus.NewRegistry()
 		name := fmt.Sprintf("encode-%d", i+1)
-		enc, closeEnc, err := ec.newEncoder(ctx, dg, log.With("component", name), d.encRegs[i], name)
+		enc, _, closeEnc, err := ec.newEncoder(ctx, dg, log.With("component", name), d.encRegs[i], name)
 		if err != nil {
 			return err
 		}

@@ -64,7 +64,7 @@ func (c *EncodeCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error
 	}
 	defer stopProfile()
 	reg := newRegistry()
-	enc, closeEnc, err := c.newEncoder(ctx, g, log, reg, "encode")
+	enc, store, closeEnc, err := c.newEncoder(ctx, g, log, reg, "encode")
 	if err != nil {
 		return err
 	}
@@ -92,7 +92,7 @@ func (c *EncodeCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error
 		// Stopped with the encoders: a build in flight is cancelled, and the next run (or
 		// tidemark index) drops what it left and builds again.
 		grp.Go(func() error {
-			return enc.Store().MaintainIndexes(opsCtx, emb.Model(), emb.Dim(), c.IndexInterval, log.With("component", "index"))
+			return store.MaintainIndexes(opsCtx, emb.Model(), emb.Dim(), c.IndexInterval, log.With("component", "index"))
 		})
 	}
 	return grp.Wait()

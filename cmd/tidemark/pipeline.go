@@ -120,21 +120,26 @@ func (c *ReplicateCmd) newReplicator(ctx context.Context, g *Globals, log *slog.
 }
 
 // newEncoder connects to PostgreSQL and NATS and builds an encoder (one process's worth of
-// workers). The returned close, called after Run has returned, makes sure the last acks reached
-// the server and closes the connections.
-func (c *EncodeCmd) newEncoder(ctx context.Context, g *Globals, log *slog.Logger, reg prometheus.Registerer, name string) (enc *encoder.Encoder, closeFn func(), err error) {
+// workers) and the vector store it writes to. The returned close, called after Run has
+// returned, makes sure the last acks reached the server and closes the connections.
+func (c *EncodeCmd) newEncoder(ctx context.Context, g *Globals, log *slog.Logger, reg prometheus.Registerer, name string) (enc *encoder.Encoder, store *encoder.Store, closeFn func(), err error) {
 	emb, err := c.EmbedderFlags.New(log)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	pool, err := g.Pool(ctx, log)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
+	}
+	store, err = encoder.OpenStore(ctx, pool)
+	if err != nil {
+		pool.Close()
+		return nil, nil, nil, err
 	}
 	nc, err := g.NATSConn(log, name)
 	if err != nil {
 		pool.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	closeFn = func() {
 		// Acks are fire-and-forget publishes: make sure the last batch's reached the server.
@@ -147,16 +152,16 @@ func (c *EncodeCmd) newEncoder(ctx context.Context, g *Globals, log *slog.Logger
 	js, err := jetstream.New(nc)
 	if err != nil {
 		closeFn()
-		return nil, nil, fmt.Errorf("jetstream: %w", err)
+		return nil, nil, nil, fmt.Errorf("jetstream: %w", err)
 	}
 	enc, err = encoder.New(encoder.Config{
 		Stream: c.Stream, Consumer: c.Consumer, Workers: c.Workers, Batch: c.Batch,
 		BatchWait: c.BatchWait, AckWait: c.AckWait, MaxDeliver: c.MaxDeliver,
 		MaxAckPending: c.MaxAckPending, ExitIdle: c.ExitIdle,
-	}, js, pool, emb, log, reg)
+	}, js, store, emb, log, reg)
 	if err != nil {
 		closeFn()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return enc, closeFn, nil
+	return enc, store, closeFn, nil
 }
