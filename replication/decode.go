@@ -69,6 +69,8 @@ type decoded struct {
 	kind msgKind
 	// endLSN is the transaction's end LSN on commit, the message's LSN on a logical message.
 	endLSN pglogrepl.LSN
+	// commitTS is the transaction's commit time on begin.
+	commitTS time.Time
 }
 
 // decode reads one pgoutput message at WAL position lsn, calling emit for every row change.
@@ -84,7 +86,7 @@ func (d *decoder) decode(lsn pglogrepl.LSN, data []byte, emit func(*event.Change
 			return decoded{}, fmt.Errorf("%w: begin: %w", ErrProtocol, err)
 		}
 		d.inTxn, d.xid, d.commitLSN, d.commitTS, d.seq = true, m.Xid, m.FinalLSN, m.CommitTime, 0
-		return decoded{kind: msgBegin}, nil
+		return decoded{kind: msgBegin, commitTS: m.CommitTime}, nil
 	case pglogrepl.MessageTypeCommit:
 		var m pglogrepl.CommitMessage
 		if err := m.Decode(body); err != nil {
@@ -181,6 +183,19 @@ func (d *decoder) decode(lsn pglogrepl.LSN, data []byte, emit func(*event.Change
 	}
 	// Stream* messages need protocol v2 and streaming on, which tidemark does not ask for.
 	return decoded{}, fmt.Errorf("%w: unexpected message type %q", ErrProtocol, data[0])
+}
+
+// holdLSN is the LSN the slot must not move past while a snapshot window is open (see
+// watermarks.holdLSN).
+func (d *decoder) holdLSN() (pglogrepl.LSN, bool) { return d.marks.holdLSN() }
+
+// unpublished returns, once, what the decoder did not publish since the last call: the
+// snapshot chunks that arrived after their window expired, those whose window saw more changes
+// than it keeps track of, and the epochs not closed because they lost chunks.
+func (d *decoder) unpublished() (expired, overflowed, unclosed []string) {
+	expired, overflowed, unclosed = d.marks.expired, d.marks.overflowed, d.marks.unclosed
+	d.marks.expired, d.marks.overflowed, d.marks.unclosed = nil, nil, nil
+	return expired, overflowed, unclosed
 }
 
 // safeDecode runs one of pglogrepl's decoders, which index past the end of a truncated

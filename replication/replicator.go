@@ -245,8 +245,8 @@ type session struct {
 	published int // changes published since the last Flush
 	commits   int // commits since the last flush
 	saved     pglogrepl.LSN
-	marks     *watermarks // the decoder's open snapshot windows
-	txnTS     time.Time   // commit time of the transaction being received
+	dec       *decoder
+	txnTS     time.Time // commit time of the transaction being received
 }
 
 // session runs one replication connection. It reports whether it got as far as streaming.
@@ -306,7 +306,7 @@ func (r *Replicator) session(ctx context.Context) (streamed bool, err error) {
 	defer r.ready.Store(false)
 
 	dec := newDecoder(r.cfg.Slot)
-	s := &session{conn: conn, enqueued: startLSN, saved: startLSN, marks: &dec.marks}
+	s := &session{conn: conn, enqueued: startLSN, saved: startLSN, dec: dec}
 	counters := map[event.Op]prometheus.Counter{}
 	for _, op := range []event.Op{event.OpInsert, event.OpUpdate, event.OpDelete, event.OpTruncate, event.OpSnapshot, event.OpEpochOpen, event.OpEpochClose} {
 		counters[op] = r.changes.WithLabelValues(string(op))
@@ -398,26 +398,24 @@ func (r *Replicator) session(ctx context.Context) (streamed bool, err error) {
 					}
 					return true, fmt.Errorf("decode at %s: %w", xld.WALStart, err)
 				}
-				if len(dec.marks.expired) > 0 {
+				expired, overflowed, unclosed := dec.unpublished()
+				if len(expired) > 0 {
 					r.log.Error("snapshot chunks arrived after their windows expired and were not published; run tidemark snapshot for their suppliers again",
-						"chunks", dec.marks.expired)
-					dec.marks.expired = nil
+						"chunks", expired)
 				}
-				if len(dec.marks.overflowed) > 0 {
+				if len(overflowed) > 0 {
 					r.log.Error("snapshot chunks saw more changes of their keys while they were read than the replicator keeps track of, and were not published; run tidemark snapshot for their suppliers again",
-						"chunks", dec.marks.overflowed, "max_keys", MaxWindowKeys)
-					dec.marks.overflowed = nil
+						"chunks", overflowed, "max_keys", MaxWindowKeys)
 				}
-				if len(dec.marks.unclosed) > 0 {
+				if len(unclosed) > 0 {
 					r.log.Error("snapshot epochs lost chunks and were not closed, so subscribers keep the products they hold; run tidemark snapshot for their suppliers again",
-						"epochs", dec.marks.unclosed)
-					dec.marks.unclosed = nil
+						"epochs", unclosed)
 				}
 				s.written = max(s.written, xld.WALStart+pglogrepl.LSN(len(xld.WALData)))
 				switch res.kind {
 				case msgBegin:
 					s.inTxn = true
-					s.txnTS = dec.commitTS
+					s.txnTS = res.commitTS
 					r.unconfirmedSince.CompareAndSwap(0, s.txnTS.UnixNano())
 				case msgCommit:
 					s.inTxn = false
@@ -468,7 +466,7 @@ func (r *Replicator) flushAndReport(ctx context.Context, s *session) error {
 		flushed = s.serverEnd
 		s.enqueued = flushed
 	}
-	if hold, ok := s.marks.holdLSN(); ok && flushed > hold {
+	if hold, ok := s.dec.holdLSN(); ok && flushed > hold {
 		// A snapshot window is open: the slot must not move past its low watermark, or a
 		// restart would see the chunk without the window that filters it.
 		flushed = max(hold, r.Flushed())
