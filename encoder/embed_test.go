@@ -113,8 +113,9 @@ type fakeOpenAI struct {
 	fail     int // answer 500 to every fail-th call
 	auth     []string
 	hash     *encoder.Hash
-	delay    time.Duration // before answering
+	delay    time.Duration // before answering, or until the client goes away
 	rejected int           // requests refused for a cursed text
+	texts    int           // texts received, counted before the delay
 	started  chan struct{} // closed on the first request
 	once     sync.Once
 }
@@ -125,8 +126,6 @@ func (f *fakeOpenAI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	n := f.calls
 	f.auth = append(f.auth, r.Header.Get("Authorization"))
 	f.mu.Unlock()
-	f.once.Do(func() { close(f.started) })
-	time.Sleep(f.delay)
 	if r.URL.Path != "/v1/embeddings" || r.Method != http.MethodPost {
 		http.NotFound(w, r)
 		return
@@ -137,6 +136,15 @@ func (f *fakeOpenAI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.Model != "test-model" {
 		http.Error(w, "bad request", http.StatusBadRequest)
+		return
+	}
+	f.mu.Lock()
+	f.texts += len(req.Input)
+	f.mu.Unlock()
+	f.once.Do(func() { close(f.started) })
+	select {
+	case <-time.After(f.delay):
+	case <-r.Context().Done(): // a killed client; the server's Close waits for this handler
 		return
 	}
 	switch {
@@ -178,6 +186,13 @@ func (f *fakeOpenAI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(resp)
+}
+
+// received counts the texts sent to it so far.
+func (f *fakeOpenAI) received() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.texts
 }
 
 // rejections counts the requests refused for a cursed text.

@@ -61,12 +61,17 @@ func (p *proc) wait(t *testing.T, d time.Duration) error {
 	}
 }
 
-// Two encoder processes share the consumer; one is killed -9 mid-stream. The other (and the
-// redeliveries of what the dead one held) must leave the vector table equal to the products.
+// Two encoder processes share the consumer; one is killed -9 while it holds a batch. The
+// other (and the redeliveries of what the dead one held) must leave the vector table equal to
+// the products.
 func TestKill9OneOfTwoProcesses(t *testing.T) {
 	e := newEnv(t)
 	model := hashEmbedder(t).Model()
-	a := e.encodeProcess(t, "encoder A")
+	// A embeds through an endpoint that never answers: every batch it takes stays in its hands,
+	// unacked (it keeps them in progress while it waits), until it dies.
+	stuck, url := newFakeOpenAI(t, 0, 0)
+	stuck.delay = time.Hour
+	a := e.encodeProcess(t, "encoder A", "--embedder", "openai", "--embed-url", url, "--embed-model", "test-model")
 	b := e.encodeProcess(t, "encoder B", "--http-addr", "127.0.0.1:0")
 
 	var keys []event.Key
@@ -78,11 +83,26 @@ func TestKill9OneOfTwoProcesses(t *testing.T) {
 		if n := len(e.vectors(model)); n < 50 {
 			return fmt.Sprintf("only %d vectors", n)
 		}
+		if stuck.received() == 0 {
+			return "encoder A holds no batch"
+		}
 		return ""
 	})
+	cons, err := e.js.Consumer(e.ctx, encoder.StreamName, encoder.DefaultConsumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The precondition: A holds messages it will never ack (at least one per text it sent).
+	held := stuck.received()
+	if info, err := cons.Info(e.ctx); err != nil || info.NumAckPending < held {
+		t.Fatalf("before the kill: consumer info %+v, %v; want at least the %d messages A holds unacked", info, err, held)
+	}
 	if err := a.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
+	_ = a.wait(t, time.Minute)
+	const inserts = 600
+	changes := 0
 	for i, k := range keys {
 		switch i % 5 {
 		case 0:
@@ -91,9 +111,41 @@ func TestKill9OneOfTwoProcesses(t *testing.T) {
 			e.delete(k)
 		case 2:
 			e.update(k, "price = 1")
+		default:
+			continue
 		}
+		changes++
 	}
-	eventually(t, 2*time.Minute, func() string { return e.converged(model) })
+	eventually(t, 2*time.Minute, func() string {
+		info, err := cons.Info(e.ctx)
+		if err != nil {
+			return err.Error()
+		}
+		if info.NumPending != 0 || info.NumAckPending != 0 {
+			return fmt.Sprintf("%d pending, %d ack pending", info.NumPending, info.NumAckPending)
+		}
+		return e.converged(model)
+	})
+	// Exactly the products: one row each (a tombstone for the deleted), none from A's model.
+	if n, want := len(e.vectors(model)), inserts; n != want {
+		t.Fatalf("%d vector rows, want %d", n, want)
+	}
+	if n := len(e.vectors("test-model")); n != 0 {
+		t.Fatalf("encoder A wrote %d vectors although it never got an embedding back", n)
+	}
+	// What A held came back: the consumer delivered more often than the stream has messages,
+	// by at least what A held (every delivery takes a consumer sequence, only a first one a
+	// stream sequence).
+	info, err := cons.Info(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := info.Delivered.Stream; got != uint64(inserts+changes) {
+		t.Fatalf("delivered up to stream sequence %d, want %d", got, inserts+changes)
+	}
+	if redelivered := info.Delivered.Consumer - info.Delivered.Stream; redelivered < uint64(held) {
+		t.Fatalf("%d redeliveries, want at least the %d messages A held at the kill", redelivered, held)
+	}
 
 	// Search finds the product by its words, and --json is valid, hits best first.
 	want := keys[43]
@@ -115,8 +167,15 @@ func TestKill9OneOfTwoProcesses(t *testing.T) {
 		t.Fatalf("search table: %v\n%s", err, out)
 	}
 	// A deleted product is never found.
-	out, _ = exec.Command(testenv.Binary(t), "search", "--pg-url", e.pgURL, "--json", "-k", "1", "Item 41 Thing number 41").Output()
-	if strings.Contains(string(out), `"sku": "S-41"`) {
+	out, err = exec.Command(testenv.Binary(t), "search", "--pg-url", e.pgURL, "--json", "-k", "1", "Item 41 Thing number 41").Output()
+	if err != nil {
+		t.Fatalf("search: %v", err)
+	}
+	res = encoder.SearchResult{}
+	if err := json.Unmarshal(out, &res); err != nil || len(res.Hits) != 1 {
+		t.Fatalf("search --json: %v, want one hit\n%s", err, out)
+	}
+	if res.Hits[0].SKU == "S-41" {
 		t.Fatalf("search found a deleted product: %s", out)
 	}
 
