@@ -94,8 +94,12 @@ func TestKill9OneOfTwoProcesses(t *testing.T) {
 	}
 	// The precondition: A holds messages it will never ack (at least one per text it sent).
 	held := stuck.received()
-	if info, err := cons.Info(e.ctx); err != nil || info.NumAckPending < held {
-		t.Fatalf("before the kill: consumer info %+v, %v; want at least the %d messages A holds unacked", info, err, held)
+	info, err := cons.Info(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.NumAckPending < held {
+		t.Fatalf("before the kill: %d messages ack pending, want at least the %d A holds", info.NumAckPending, held)
 	}
 	if err := a.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -136,8 +140,7 @@ func TestKill9OneOfTwoProcesses(t *testing.T) {
 	// What A held came back: the consumer delivered more often than the stream has messages,
 	// by at least what A held (every delivery takes a consumer sequence, only a first one a
 	// stream sequence).
-	info, err := cons.Info(e.ctx)
-	if err != nil {
+	if info, err = cons.Info(e.ctx); err != nil {
 		t.Fatal(err)
 	}
 	if got := info.Delivered.Stream; got != uint64(inserts+changes) {
