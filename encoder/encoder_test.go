@@ -60,11 +60,15 @@ func TestLifecycle(t *testing.T) {
 	})
 	old := e.change(event.OpInsert, c, del.Source.CommitLSN-1)
 	data, _ := json.Marshal(old)
-	e.publishRaw("products.2.insert", data, "replayed-insert")
-	e.update(a.key, "name = $3", "Red wool scarf, long") // a marker processed after the replay
-	eventually(t, time.Minute, func() string { return e.converged(model) })
+	replay := e.publishRaw("products.2.insert", data, "replayed-insert")
+	// Handled, not just published: the replay and everything before it are acked (the
+	// encoder acks after its write commits), so the check below cannot run before it.
+	e.handled(replay)
 	if v := e.vectors(model)[c.key]; !v.deleted || v.hasVector {
 		t.Fatal("a replayed insert resurrected a deleted product")
+	}
+	if why := e.converged(model); why != "" {
+		t.Fatal(why)
 	}
 	if r.events("deleted") != 1 {
 		t.Fatalf("deleted events: %v", r.events("deleted"))
@@ -192,13 +196,20 @@ func TestTruncateTombstones(t *testing.T) {
 		Source: event.Source{LSN: lsn, CommitLSN: lsn}}
 	data, _ := json.Marshal(tr)
 	e.publishRaw("products.1.truncate", data, "truncate")
-	// An insert from before the truncate, replayed after it, stays dead.
+	// An insert from before the truncate, replayed after it, stays dead, once it is handled
+	// (acked after the write): with two workers the truncate alone could satisfy a wait for
+	// convergence while the replay is still in the other worker's hands.
 	old := e.change(event.OpInsert, a, lsn-1)
 	data, _ = json.Marshal(old)
-	e.publishRaw("products.1.insert", data, "old-insert")
-	eventually(t, time.Minute, func() string { return e.converged(model) })
-	if v := e.vectors(model); !v[a.key].deleted || v[b.key].deleted {
+	e.handled(e.publishRaw("products.1.insert", data, "old-insert"))
+	if why := e.converged(model); why != "" {
+		t.Fatal(why)
+	}
+	if v := e.vectors(model); len(v) != 2 || !v[a.key].deleted || v[a.key].hasVector || v[b.key].deleted {
 		t.Fatalf("after truncating supplier 1: %+v", v)
+	}
+	if got := r.events("truncated"); got != 1 {
+		t.Fatalf("truncated events: %v, want 1", got)
 	}
 	r.stop(t)
 }
@@ -213,6 +224,7 @@ func TestSharedConsumerTwoEncoders(t *testing.T) {
 		p := e.insert(int64(1+i%2), "S-"+itoa(i), "Item "+itoa(i), "Thing number "+itoa(i))
 		keys = append(keys, p.key)
 	}
+	changes := 0
 	for i, k := range keys {
 		switch i % 5 {
 		case 0:
@@ -221,14 +233,36 @@ func TestSharedConsumerTwoEncoders(t *testing.T) {
 			e.delete(k)
 		case 2:
 			e.update(k, "price = 1")
+		default:
+			continue
 		}
+		changes++
 	}
-	eventually(t, 2*time.Minute, func() string { return e.converged(model) })
-	if r1.events("embedded") == 0 || r2.events("embedded") == 0 {
-		t.Logf("work split: %v / %v", r1.events("embedded"), r2.events("embedded"))
+	e.handled(uint64(len(keys) + changes))
+	if why := e.converged(model); why != "" {
+		t.Fatal(why)
+	}
+	// Every event was handled once by one of the two (nothing was redelivered), and both
+	// had a share.
+	n1, n2 := handledEvents(r1), handledEvents(r2)
+	t.Logf("work split: %v / %v events", n1, n2)
+	if n1+n2 != float64(len(keys)+changes) {
+		t.Fatalf("%v + %v events handled, want %d", n1, n2, len(keys)+changes)
+	}
+	if n1 == 0 || n2 == 0 {
+		t.Fatalf("one encoder received nothing: %v / %v events", n1, n2)
 	}
 	r1.stop(t)
 	r2.stop(t)
+}
+
+// handledEvents sums an encoder's events over every result.
+func handledEvents(r *running) float64 {
+	n := 0.0
+	for _, res := range []string{"embedded", "skipped_unchanged", "coalesced", "deleted", "truncated", "gone", "dead_lettered"} {
+		n += r.events(res)
+	}
+	return n
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }

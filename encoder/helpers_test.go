@@ -172,11 +172,37 @@ func (e *env) publish(ch event.Change) {
 	e.publishRaw(fmt.Sprintf("products.%d.%s", ch.Key.SupplierID, ch.Op), data, id)
 }
 
-func (e *env) publishRaw(subject string, data []byte, msgID string) {
+// publishRaw publishes data and returns its stream sequence; a duplicate fails the test.
+func (e *env) publishRaw(subject string, data []byte, msgID string) uint64 {
 	e.t.Helper()
-	if _, err := e.js.Publish(e.ctx, subject, data, jetstream.WithMsgID(msgID)); err != nil {
+	ack, err := e.js.Publish(e.ctx, subject, data, jetstream.WithMsgID(msgID))
+	if err != nil {
 		e.t.Fatalf("publish %s: %v", subject, err)
 	}
+	if ack.Duplicate {
+		e.t.Fatalf("publish %s: a duplicate of Msg-Id %s", subject, msgID)
+	}
+	return ack.Sequence
+}
+
+// handled waits until the encoders' consumer acked every message up to stream sequence seq:
+// the encoders committed what it and everything before it asked for.
+func (e *env) handled(seq uint64) {
+	e.t.Helper()
+	cons, err := e.js.Consumer(e.ctx, encoder.StreamName, encoder.DefaultConsumer)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	eventually(e.t, time.Minute, func() string {
+		info, err := cons.Info(e.ctx)
+		if err != nil {
+			return err.Error()
+		}
+		if info.AckFloor.Stream < seq {
+			return fmt.Sprintf("acked up to stream sequence %d, want %d", info.AckFloor.Stream, seq)
+		}
+		return ""
+	})
 }
 
 // running is an encoder running in this process.
