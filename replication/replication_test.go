@@ -46,18 +46,46 @@ type recorder struct {
 	settled     int // events covered by a Flush
 	failFlushes atomic.Int32
 	lost        int // events a failed Flush dropped (stream mode)
+	// gate, when set, holds the Publish of change number gate.at until gate.release closes.
+	gate *gate
+	// resumedAt is how many changes were recorded at each Resume after the first: what a
+	// new session finds in the stream.
+	resumedAt []int
+	resumes   int
+}
+
+type gate struct {
+	at      int
+	reached chan struct{} // closed when Publish waits at the gate
+	release chan struct{}
+	once    sync.Once
+}
+
+func newGate(at int) *gate {
+	return &gate{at: at, reached: make(chan struct{}), release: make(chan struct{})}
 }
 
 func (r *recorder) Resume(context.Context, string) (event.Position, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.resumes++; r.resumes > 1 {
+		r.resumedAt = append(r.resumedAt, len(r.changes))
+	}
 	if !r.stream || len(r.changes) == 0 {
 		return event.Position{}, nil
 	}
 	return r.changes[len(r.changes)-1].Position(), nil
 }
 
-func (r *recorder) Publish(_ context.Context, c *event.Change) error {
+func (r *recorder) Publish(ctx context.Context, c *event.Change) error {
+	if g := r.gate; g != nil && r.count() == g.at {
+		g.once.Do(func() { close(g.reached) })
+		select {
+		case <-g.release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.native = append(r.native, c.AppendJSON(nil))
@@ -185,6 +213,12 @@ func (e *env) exec(t *testing.T, sqls ...string) {
 // run starts a replicator into pub; the returned stop cancels it and returns Run's error.
 func (e *env) run(t *testing.T, pub replication.Publisher, mod ...func(*replication.Config)) (*replication.Replicator, func() error) {
 	t.Helper()
+	return e.runWith(t, prometheus.NewRegistry(), pub, mod...)
+}
+
+// runWith is run with the replicator's metrics registered in reg.
+func (e *env) runWith(t *testing.T, reg prometheus.Registerer, pub replication.Publisher, mod ...func(*replication.Config)) (*replication.Replicator, func() error) {
+	t.Helper()
 	cfg := replication.Config{
 		ConnString: e.url, Slot: e.slot, Publication: "tidemark",
 		StatusInterval: 100 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
@@ -192,7 +226,7 @@ func (e *env) run(t *testing.T, pub replication.Publisher, mod ...func(*replicat
 	for _, m := range mod {
 		m(&cfg)
 	}
-	r, err := replication.New(cfg, pub, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), prometheus.NewRegistry())
+	r, err := replication.New(cfg, pub, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -579,45 +613,87 @@ func TestAdvanceSlot(t *testing.T) {
 	}
 }
 
-// TestPostgresRestart: the server restarts mid-stream; the replicator reconnects and every
-// committed change arrives.
+// TestPostgresRestart: the server is killed while the replicator is inside a transaction it
+// received in part and never confirmed. After the restart the slot replays the transaction
+// from its start; what the stream already holds is skipped, the rest published: every
+// change once, in order.
 func TestPostgresRestart(t *testing.T) {
 	pg := testenv.Postgres(t)
 	e := newEnv(t, testenv.DatabaseIn(t, pg))
-	rec := &recorder{}
-	r, stop := e.run(t, rec)
-	e.exec(t, `INSERT INTO products (supplier_id, sku, name) SELECT 1, 'P-' || g, 'n' FROM generate_series(1, 100) g`)
-	testenv.WaitFor(t, "100 events", 30*time.Second, func() bool { return rec.count() >= 100 })
+	// Held at the gate, the replicator stops reading: the server's wal sender fills the
+	// socket and the commit of so large a transaction cannot arrive before the kill.
+	const rows, at = 100_000, 1000
+	rec := &recorder{stream: true, gate: newGate(at)}
+	reg := prometheus.NewRegistry()
+	r, stop := e.runWith(t, reg, rec)
+	testenv.WaitFor(t, "streaming", 30*time.Second, func() bool { return r.Ready() == nil })
+	e.exec(t, fmt.Sprintf(`INSERT INTO products (supplier_id, sku, name) SELECT 1, 'P-' || g, 'n' FROM generate_series(1, %d) g`, rows))
+	end := flushedInsertLSN(t, e.pool)
+	select {
+	case <-rec.gate.reached:
+	case <-time.After(time.Minute):
+		t.Fatalf("the replicator never got to change %d (%d recorded)", at, rec.count())
+	}
+	// The precondition: the transaction is received in part and not confirmed.
+	if n := rec.count(); n != at {
+		t.Fatalf("%d changes recorded at the gate, want %d", n, at)
+	}
+	if f := r.Flushed(); f >= end {
+		t.Fatalf("flushed %s before the kill, past the transaction's end %s: nothing left to replay", f, end)
+	}
 	e.pool.Reset()
 	if err := pg.Kill(); err != nil {
 		t.Fatal(err)
 	}
+	close(rec.gate.release) // it reads what the socket still holds, then finds the server gone
 	if err := pg.Start(testenv.Context(t, time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	testenv.WaitFor(t, "a reconnect", 30*time.Second, func() bool { return r.Ready() == nil })
-	e.exec(t, `INSERT INTO products (supplier_id, sku, name) SELECT 2, 'Q-' || g, 'n' FROM generate_series(1, 100) g`)
-	testenv.WaitFor(t, "the changes after the restart", 60*time.Second, func() bool {
-		rec.mu.Lock()
-		defer rec.mu.Unlock()
-		n := 0
-		for _, c := range rec.changes {
-			if c.Key.SupplierID == 2 {
-				n++
-			}
-		}
-		return n >= 100
-	})
+	testenv.WaitFor(t, "the transaction replayed and confirmed", 2*time.Minute, func() bool { return r.Flushed() >= end })
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	keys := map[event.Key]bool{}
-	for _, c := range rec.changes {
-		keys[c.Key] = true
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.resumedAt) == 0 {
+		t.Fatal("no second session: the replicator never reconnected")
 	}
-	if len(keys) != 200 {
-		t.Errorf("%d distinct keys, want 200", len(keys))
+	first := rec.resumedAt[0]
+	if first < at || first >= rows {
+		t.Fatalf("the first session recorded %d changes before it failed, want from %d to below %d: the kill was not mid-transaction", first, at, rows)
 	}
+	// Each change once, in commit order: the replay skipped exactly what the first session
+	// had stored, and published the rest.
+	if len(rec.changes) != rows {
+		t.Fatalf("%d changes recorded, want %d", len(rec.changes), rows)
+	}
+	for i, c := range rec.changes {
+		if c.Source.Seq != i || c.Source.CommitLSN != rec.changes[0].Source.CommitLSN {
+			t.Fatalf("change %d: seq %d, commit %s: not the transaction once, in order", i, c.Source.Seq, c.Source.CommitLSN)
+		}
+	}
+	if got := counter(t, reg, "tidemark_replication_skipped_total"); got != float64(first) {
+		t.Fatalf("skipped %v replayed changes, want the %d the stream held", got, first)
+	}
+	if got := counter(t, reg, "tidemark_replication_reconnects_total"); got < 1 {
+		t.Fatalf("reconnects %v, want at least 1", got)
+	}
+}
+
+// counter is the value of a counter without labels in reg.
+func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
 }
 
 // flushedInsertLSN is the WAL insert position once it is flushed (the test cluster commits
