@@ -341,15 +341,18 @@ func TestReplicateSIGTERM(t *testing.T) {
 	checkExactlyOnce(t, js, 1000)
 }
 
-// TestReplicateNATSRestart: NATS goes away during a load and comes back; nothing is lost
-// and nothing doubled.
+// TestReplicateNATSRestart: NATS goes away during a load, for longer than the ack timeout,
+// and comes back; nothing is lost and nothing doubled. The outage must not be absorbed by
+// nats.go's reconnect buffer: transactions commit while NATS is down, their publishes time
+// out, and the replicator resumes from the confirmed LSN.
 func TestReplicateNATSRestart(t *testing.T) {
 	e := newReplEnv(t)
 	js := e.js(t)
-	e.replicate(t)
+	p := e.replicate(t) // --ack-timeout 3s
 	ctx := testenv.Context(t, 3*time.Minute)
 	testenv.WaitFor(t, "the stream", 30*time.Second, func() bool { _, err := js.Stream(ctx, sink.Stream); return err == nil })
 	const txns, per = 100, 20
+	const outage = 6 * time.Second // twice the ack timeout
 	writerDone := make(chan error, 1)
 	go func() {
 		for i := 0; i < txns; i++ {
@@ -359,13 +362,18 @@ func TestReplicateNATSRestart(t *testing.T) {
 				writerDone <- err
 				return
 			}
-			time.Sleep(20 * time.Millisecond)
+			time.Sleep(40 * time.Millisecond)
 		}
 		writerDone <- nil
 	}()
 	testenv.WaitFor(t, "some changes", time.Minute, func() bool { return streamMsgs(ctx, js) >= 200 })
+	if n := streamMsgs(ctx, js); n >= txns*per/2 {
+		t.Fatalf("%d of %d changes already in the stream: the outage would come too late", n, txns*per)
+	}
+	down := time.Now()
 	e.nats.Shutdown()
-	time.Sleep(2 * time.Second)
+	time.Sleep(outage)
+	up := time.Now()
 	if err := e.nats.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -374,7 +382,28 @@ func TestReplicateNATSRestart(t *testing.T) {
 	}
 	end := e.currentLSN(t)
 	testenv.WaitFor(t, "the slot to confirm every transaction", 2*time.Minute, func() bool { return e.slot(t).ConfirmedLSN >= end })
-	checkExactlyOnce(t, js, txns*per)
+	events := checkExactlyOnce(t, js, txns*per)
+
+	// The precondition: changes committed while NATS was down, at least 3s (the ack
+	// timeout) before it came back, so their publishes were in flight when the acks failed.
+	during := 0
+	for _, c := range events {
+		if c.Source.CommitTS.After(down) && c.Source.CommitTS.Before(up.Add(-3*time.Second)) {
+			during++
+		}
+	}
+	if during == 0 {
+		t.Fatalf("no change committed during the first %s of the outage: nothing was in flight", outage-3*time.Second)
+	}
+	// Not absorbed: the client saw the connection drop, and the session failed and resumed
+	// from the confirmed LSN (one reconnect at least), replaying what was not acknowledged.
+	out := p.out.String()
+	for _, want := range []string{"nats disconnected", "nats reconnected", "replication interrupted; resuming from the confirmed LSN"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the replicator's log lacks %q", want)
+		}
+	}
+	t.Logf("%d changes committed during the outage; %d session restarts", during, strings.Count(out, "replication interrupted"))
 }
 
 // TestReplicateStandbyTakeover: a second replicator waits while the first holds the slot
