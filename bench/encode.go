@@ -169,7 +169,10 @@ func publishInserts(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStr
 		if err != nil {
 			return err
 		}
-		if _, err := js.PublishAsync(fmt.Sprintf("%s.%d.insert", subject, sup), data, jetstream.WithMsgID(commit.String()+"-0")); err != nil {
+		// A loaded machine can leave the server's acks behind the window for long: wait for room
+		// rather than fail (nats.go's default stall wait is 200 ms).
+		if _, err := js.PublishAsync(fmt.Sprintf("%s.%d.insert", subject, sup), data, jetstream.WithMsgID(commit.String()+"-0"),
+			jetstream.WithStallWait(time.Minute)); err != nil {
 			return fmt.Errorf("publish: %w", err)
 		}
 	}

@@ -46,6 +46,7 @@ type Result struct {
 	BaselineSeconds float64 `json:"baseline_seconds,omitempty"`
 	Ratio           float64 `json:"ratio,omitempty"` // Seconds / BaselineSeconds
 	PeakRSSMB       float64 `json:"peak_rss_mb,omitempty"`
+	CPUSeconds      float64 `json:"cpu_seconds,omitempty"` // the server's CPU time, where measured
 	Note            string  `json:"note,omitempty"`
 }
 
