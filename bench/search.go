@@ -168,6 +168,7 @@ func benchSearch(ctx context.Context, env *Env) ([]Result, error) {
 		{Stage: "search: tidemark index", Rows: n, Seconds: build.Elapsed.Seconds(), Rate: float64(n) / build.Elapsed.Seconds(), CPUSeconds: buildCPU.Seconds(),
 			Note: fmt.Sprintf("IVFFlat on halfvec, %d partitions, %d lists each, %s; PostgreSQL CPU %.1f s", len(mi.Partitions), maxLists(mi), mib(indexBytes), buildCPU.Seconds())},
 	}
+	logResults(env, results...)
 	queries := searchTexts(drops)
 	vecs, _ := emb.Embed(ctx, queries)
 	measured, truth, err := searcher.measure(ctx, emb.Model(), n, vecs, nil, 0, 0, searchRounds)
@@ -175,6 +176,7 @@ func benchSearch(ctx context.Context, env *Env) ([]Result, error) {
 		return nil, err
 	}
 	results = append(results, measured...)
+	logResults(env, measured...)
 	// The trade-off around the default: fewer and more lists read.
 	lists := maxLists(mi)
 	for _, share := range []float64{1.0 / 16, 1.0 / 8, 1.0 / 2} {
@@ -184,6 +186,7 @@ func benchSearch(ctx context.Context, env *Env) ([]Result, error) {
 				return nil, err
 			}
 			results = append(results, sweep...)
+			logResults(env, sweep...)
 		}
 	}
 
@@ -204,6 +207,7 @@ func benchSearch(ctx context.Context, env *Env) ([]Result, error) {
 		Baseline: "the same run without an index", BaselineSeconds: plainSecs, Ratio: idxSecs / plainSecs, CPUSeconds: idxCPU.Seconds(),
 		Note: fmt.Sprintf("every vector inserted again into the built indexes (the target: ≥ 3,000 products/s); PostgreSQL CPU %.1f s, %.2f× the run without",
 			idxCPU.Seconds(), idxCPU.Seconds()/plainCPU.Seconds())})
+	logResults(env, results[len(results)-1])
 	if _, err := pool.Exec(ctx, "ANALYZE product_embeddings"); err != nil {
 		return nil, err
 	}
@@ -214,7 +218,16 @@ func benchSearch(ctx context.Context, env *Env) ([]Result, error) {
 	for i := range again {
 		again[i].Stage += ", after the encoders"
 	}
+	logResults(env, again...)
 	return append(results, again...), nil
+}
+
+// logResults logs figures as they are taken: the stage runs for many minutes, and a run that
+// fails or is stopped late still shows what it measured.
+func logResults(env *Env, rs ...Result) {
+	for _, r := range rs {
+		env.Log.Info("search: measured", "figure", r.Stage, "seconds", r.Seconds, "rate", r.Rate, "cpu_seconds", r.CPUSeconds, "note", r.Note)
+	}
 }
 
 // searchTexts are the queries: what a shopper types, from the products' own words (a kind of
