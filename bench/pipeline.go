@@ -12,8 +12,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tidemark/tidemark/encoder"
+	"github.com/tidemark/tidemark/event"
 	"github.com/tidemark/tidemark/internal/fakedrop"
-	"github.com/tidemark/tidemark/sink"
 )
 
 func init() { register(Stage{Name: "pipeline", Run: benchPipeline}) }
@@ -37,7 +37,7 @@ func benchPipeline(ctx context.Context, env *Env) ([]Result, error) {
 	}
 	defer closeJS()
 	// replicate owns the PRODUCTS stream; a slot and a consumer of this stage's own.
-	_ = js.DeleteStream(ctx, sink.Stream)
+	_ = js.DeleteStream(ctx, event.Stream)
 	const slot, consumer = "bench_pipeline", "bench_pipeline"
 
 	// Both processes write to one file: no copying goroutines, and it can be read any time.
@@ -80,7 +80,7 @@ func benchPipeline(ctx context.Context, env *Env) ([]Result, error) {
 		if err != nil || !active {
 			return false, err
 		}
-		_, err = js.Stream(ctx, sink.Stream)
+		_, err = js.Stream(ctx, event.Stream)
 		return err == nil, nil
 	}); err != nil {
 		return nil, fmt.Errorf("replicate: %w", err)
@@ -91,7 +91,7 @@ func benchPipeline(ctx context.Context, env *Env) ([]Result, error) {
 	}
 	defer stop(enc, encDone)
 	if err := waitFor(ctx, 60*time.Second, encDone, out, func() (bool, error) {
-		_, err := js.Consumer(ctx, sink.Stream, consumer)
+		_, err := js.Consumer(ctx, event.Stream, consumer)
 		return err == nil, nil
 	}); err != nil {
 		return nil, fmt.Errorf("encode: %w", err)
@@ -106,7 +106,7 @@ func benchPipeline(ctx context.Context, env *Env) ([]Result, error) {
 	// Every event published, and the encoders' ack floor (they ack after their commit) at
 	// the last one.
 	if err := waitFor(ctx, 30*time.Minute, encDone, out, func() (bool, error) {
-		st, err := js.Stream(ctx, sink.Stream)
+		st, err := js.Stream(ctx, event.Stream)
 		if err != nil {
 			return false, err
 		}
@@ -114,7 +114,7 @@ func benchPipeline(ctx context.Context, env *Env) ([]Result, error) {
 		if last < uint64(env.Rows) {
 			return false, nil
 		}
-		c, err := js.Consumer(ctx, sink.Stream, consumer)
+		c, err := js.Consumer(ctx, event.Stream, consumer)
 		if err != nil {
 			return false, err
 		}

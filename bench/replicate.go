@@ -20,8 +20,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/tidemark/tidemark/event"
 	"github.com/tidemark/tidemark/replication"
-	"github.com/tidemark/tidemark/sink"
 )
 
 func init() { register(Stage{Name: "replicate", Run: benchReplicate}) }
@@ -36,7 +36,7 @@ func benchReplicate(ctx context.Context, env *Env) ([]Result, error) {
 		return nil, err
 	}
 	defer pool.Close()
-	if err := replication.EnsurePublication(ctx, pool, "tidemark", []string{"products"}); err != nil {
+	if err := replication.EnsurePublication(ctx, pool, replication.DefaultPublication, []string{"products"}); err != nil {
 		return nil, err
 	}
 	// Two slots for each side, created at the same point: each side drains the transaction
@@ -55,7 +55,7 @@ func benchReplicate(ctx context.Context, env *Env) ([]Result, error) {
 		return nil, err
 	}
 	defer closeJS()
-	_ = js.DeleteStream(ctx, sink.Stream)
+	_ = js.DeleteStream(ctx, event.Stream)
 
 	env.Log.Info("replicate: writing one transaction", "rows", env.Rows)
 	if _, err := copyProducts(ctx, pool, 1, benchDrop(1).Products(env.Rows)); err != nil {
@@ -107,7 +107,7 @@ func benchReplicate(ctx context.Context, env *Env) ([]Result, error) {
 		if err := checkpoint(); err != nil {
 			return nil, err
 		}
-		_ = js.DeleteStream(ctx, sink.Stream)
+		_ = js.DeleteStream(ctx, event.Stream)
 		env.Log.Info("replicate: tidemark replicate", "stop_at", end, "round", round+1)
 		args := []string{"replicate", "--pg-url", url, "--nats-url", env.NATS.URL(), "--slot", tidemarkSlots[round],
 			"--http-addr=", "--stop-at-lsn", end.String(), "--log-level", "warn"}
@@ -424,7 +424,7 @@ func quantile(bounds, counts []float64, rank float64) float64 {
 
 // checkStream checks that the PRODUCTS stream holds exactly want messages after a run.
 func checkStream(ctx context.Context, js jetstream.JetStream, want int) (jetstream.Stream, *jetstream.StreamInfo, error) {
-	stream, err := js.Stream(ctx, sink.Stream)
+	stream, err := js.Stream(ctx, event.Stream)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -433,7 +433,7 @@ func checkStream(ctx context.Context, js jetstream.JetStream, want int) (jetstre
 		return nil, nil, err
 	}
 	if info.State.Msgs != uint64(want) {
-		return nil, nil, fmt.Errorf("stream %s holds %d messages after replicate, want %d", sink.Stream, info.State.Msgs, want)
+		return nil, nil, fmt.Errorf("stream %s holds %d messages after replicate, want %d", event.Stream, info.State.Msgs, want)
 	}
 	return stream, info, nil
 }

@@ -6,8 +6,8 @@ import (
 	"strconv"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/tidemark/tidemark/event"
 	"github.com/tidemark/tidemark/replication"
-	"github.com/tidemark/tidemark/sink"
 )
 
 func init() { register(Stage{Name: "snapshot", Run: benchSnapshot}) }
@@ -32,7 +32,7 @@ func benchSnapshot(ctx context.Context, env *Env) ([]Result, error) {
 	if _, err := pool.Exec(ctx, "VACUUM ANALYZE products"); err != nil {
 		return nil, err
 	}
-	if err := replication.EnsurePublication(ctx, pool, "tidemark", []string{"products"}); err != nil {
+	if err := replication.EnsurePublication(ctx, pool, replication.DefaultPublication, []string{"products"}); err != nil {
 		return nil, err
 	}
 	if _, err := replication.EnsureSlot(ctx, pool, snapshotSlot); err != nil {
@@ -43,7 +43,7 @@ func benchSnapshot(ctx context.Context, env *Env) ([]Result, error) {
 		return nil, err
 	}
 	defer closeJS()
-	_ = js.DeleteStream(ctx, sink.Stream)
+	_ = js.DeleteStream(ctx, event.Stream)
 
 	psql := env.psql()
 	env.Log.Info("snapshot: psql \\copy out")

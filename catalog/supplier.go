@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -18,8 +20,25 @@ type Supplier struct {
 	Products  int64     `json:"products"`
 }
 
+// PartitionPrefix and a supplier's ID name the supplier's partition of products.
+const PartitionPrefix = "products_s"
+
 // PartitionName is the name of supplier id's products partition.
-func PartitionName(id int32) string { return fmt.Sprintf("products_s%d", id) }
+func PartitionName(id int32) string { return PartitionPrefix + strconv.FormatInt(int64(id), 10) }
+
+// PartitionSupplier is the supplier whose products partition table is, the inverse of
+// [PartitionName]; ok is false when table is not one.
+func PartitionSupplier(table string) (id int32, ok bool) {
+	rest, ok := strings.CutPrefix(table, PartitionPrefix)
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(rest, 10, 32)
+	if err != nil || n <= 0 {
+		return 0, false
+	}
+	return int32(n), true
+}
 
 // partitionLockKey serialises partition creation per supplier: CREATE TABLE IF NOT EXISTS
 // alone races (two sessions both see it missing and one fails on pg_type's unique index).

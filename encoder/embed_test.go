@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tidemark/tidemark/encoder"
+	"github.com/tidemark/tidemark/event"
 )
 
 func TestHashEmbedder(t *testing.T) {
@@ -325,7 +326,7 @@ func TestDeadLetterFailureLosesNothing(t *testing.T) {
 	r := e.start(encoder.Config{MaxDeliver: 2, AckWait: 5 * time.Second}, emb)
 	bad := e.insert(1, "Z-1", "A cursed amulet", "Nobody can embed this.")
 	e.insert(1, "Z-2", "A fine lamp", "Nothing wrong.")
-	cons, err := e.js.Consumer(e.ctx, encoder.StreamName, encoder.DefaultConsumer)
+	cons, err := e.js.Consumer(e.ctx, event.Stream, encoder.DefaultConsumer)
 	if err != nil {
 		t.Fatal(err)
 	}

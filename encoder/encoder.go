@@ -16,14 +16,20 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/tidemark/tidemark/event"
 	"golang.org/x/sync/errgroup"
 )
 
-// Shared names.
+// Shared names; the change stream is [event.Stream].
 const (
-	StreamName      = "PRODUCTS"
-	DLQStreamName   = "PRODUCTS_DLQ"
-	DLQSubjects     = "products_dlq.>"
+	// DLQStreamName is the dead-letter stream.
+	DLQStreamName = event.Stream + "_DLQ"
+	// DLQSubjectPrefix starts the subjects of the dead-letter stream: a dead-lettered
+	// products.42.update is kept on products_dlq.42.update.
+	DLQSubjectPrefix = event.SubjectPrefix + "_dlq"
+	// DLQSubjects are the subjects of the dead-letter stream.
+	DLQSubjects = DLQSubjectPrefix + ".>"
+	// DefaultConsumer is the encoders' durable consumer.
 	DefaultConsumer = "encoders"
 )
 
@@ -69,7 +75,7 @@ type Config struct {
 
 func (c *Config) defaults() error {
 	if c.Stream == "" {
-		c.Stream = StreamName
+		c.Stream = event.Stream
 	}
 	if c.DLQ == "" {
 		c.DLQ = DLQStreamName
@@ -378,10 +384,10 @@ func (e *Encoder) deadLetter(ctx context.Context, msg jetstream.Msg, cause error
 }
 
 func dlqSubject(subject string) string {
-	if rest, ok := strings.CutPrefix(subject, "products."); ok {
-		return "products_dlq." + rest
+	if rest, ok := strings.CutPrefix(subject, event.SubjectPrefix+"."); ok {
+		return DLQSubjectPrefix + "." + rest
 	}
-	return "products_dlq." + subject
+	return DLQSubjectPrefix + "." + subject
 }
 
 func (e *Encoder) ensureDLQ(ctx context.Context) error {

@@ -165,7 +165,7 @@ func TestPoisonGoesToDLQ(t *testing.T) {
 		t.Fatalf("dead_lettered = %v", got)
 	}
 	// Terminated, not pending: the consumer moved on.
-	cons, err := e.js.Consumer(e.ctx, encoder.StreamName, encoder.DefaultConsumer)
+	cons, err := e.js.Consumer(e.ctx, event.Stream, encoder.DefaultConsumer)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,7 +323,7 @@ func TestKeyChangeTombstonesOldKey(t *testing.T) {
 func TestWaitsForTheStream(t *testing.T) {
 	e := newEnv(t)
 	model := hashEmbedder(t).Model()
-	if err := e.js.DeleteStream(e.ctx, encoder.StreamName); err != nil {
+	if err := e.js.DeleteStream(e.ctx, event.Stream); err != nil {
 		t.Fatal(err)
 	}
 	r := e.start(encoder.Config{}, nil)
@@ -336,7 +336,7 @@ func TestWaitsForTheStream(t *testing.T) {
 		t.Fatalf("Run returned without a stream: %v", r.err)
 	default:
 	}
-	if _, err := e.js.CreateStream(e.ctx, jetstream.StreamConfig{Name: encoder.StreamName, Subjects: []string{"products.>"},
+	if _, err := e.js.CreateStream(e.ctx, jetstream.StreamConfig{Name: event.Stream, Subjects: []string{"products.>"},
 		Storage: jetstream.FileStorage, Duplicates: time.Minute}); err != nil {
 		t.Fatal(err)
 	}

@@ -60,7 +60,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: encoder.StreamName, Subjects: []string{"products.>"},
+		Name: event.Stream, Subjects: []string{"products.>"},
 		Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute,
 	}); err != nil {
 		t.Fatal(err)
@@ -189,7 +189,7 @@ func (e *env) publishRaw(subject string, data []byte, msgID string) uint64 {
 // the encoders committed what it and everything before it asked for.
 func (e *env) handled(seq uint64) {
 	e.t.Helper()
-	cons, err := e.js.Consumer(e.ctx, encoder.StreamName, encoder.DefaultConsumer)
+	cons, err := e.js.Consumer(e.ctx, event.Stream, encoder.DefaultConsumer)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -6,12 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/tidemark/tidemark/catalog"
 	"github.com/tidemark/tidemark/event"
 )
 
@@ -329,10 +328,8 @@ func truncateScope(table string) (int32, error) {
 	if table == "products" || table == "" {
 		return 0, nil
 	}
-	if rest, ok := strings.CutPrefix(table, "products_s"); ok {
-		if n, err := strconv.ParseInt(rest, 10, 32); err == nil && n > 0 {
-			return int32(n), nil
-		}
+	if id, ok := catalog.PartitionSupplier(table); ok {
+		return id, nil
 	}
 	return 0, fmt.Errorf("%w: truncate of unknown table %q", ErrPoison, table)
 }

@@ -88,7 +88,7 @@ func TestKill9OneOfTwoProcesses(t *testing.T) {
 		}
 		return ""
 	})
-	cons, err := e.js.Consumer(e.ctx, encoder.StreamName, encoder.DefaultConsumer)
+	cons, err := e.js.Consumer(e.ctx, event.Stream, encoder.DefaultConsumer)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +250,7 @@ func TestSIGTERMFinishesTheBatchInHand(t *testing.T) {
 	if why := e.converged("test-model"); why != "" {
 		t.Fatalf("the batch in hand was not finished: %s", why)
 	}
-	cons, err := e.js.Consumer(e.ctx, encoder.StreamName, encoder.DefaultConsumer)
+	cons, err := e.js.Consumer(e.ctx, event.Stream, encoder.DefaultConsumer)
 	if err != nil {
 		t.Fatal(err)
 	}

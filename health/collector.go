@@ -10,7 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/tidemark/tidemark/sink"
+	"github.com/tidemark/tidemark/event"
 )
 
 // CollectorOptions say what a [Collector] exports.
@@ -46,7 +46,7 @@ func NewCollector(pool *pgxpool.Pool, opts CollectorOptions, log *slog.Logger) *
 		opts.Timeout = 5 * time.Second
 	}
 	if opts.Stream == "" {
-		opts.Stream = sink.Stream
+		opts.Stream = event.Stream
 	}
 	return &Collector{
 		pool: pool, opts: opts, log: log,

@@ -11,15 +11,17 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/tidemark/tidemark/catalog"
+	"github.com/tidemark/tidemark/event"
 	"github.com/tidemark/tidemark/replication"
+	"github.com/tidemark/tidemark/sink"
 )
 
 // Options name what the checks look for.
 type Options struct {
-	Slot        string // replication slot; default "tidemark"
-	Publication string // default "tidemark"
-	Stream      string // default "PRODUCTS"
-	// Bucket is the checkpoint KV bucket; default "tidemark_checkpoints" (key = slot name).
+	Slot        string // replication slot; default replication.DefaultSlot
+	Publication string // default replication.DefaultPublication
+	Stream      string // default event.Stream
+	// Bucket is the checkpoint KV bucket; default sink.CheckpointBucket (key = slot name).
 	Bucket string
 	// LagWarn is the slot lag, in bytes, above which a check warns; default 1 GiB.
 	LagWarn int64
@@ -27,16 +29,16 @@ type Options struct {
 
 func (o Options) withDefaults() Options {
 	if o.Slot == "" {
-		o.Slot = "tidemark"
+		o.Slot = replication.DefaultSlot
 	}
 	if o.Publication == "" {
-		o.Publication = "tidemark"
+		o.Publication = replication.DefaultPublication
 	}
 	if o.Stream == "" {
-		o.Stream = "PRODUCTS"
+		o.Stream = event.Stream
 	}
 	if o.Bucket == "" {
-		o.Bucket = "tidemark_checkpoints"
+		o.Bucket = sink.CheckpointBucket
 	}
 	if o.LagWarn <= 0 {
 		o.LagWarn = 1 << 30

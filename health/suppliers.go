@@ -10,7 +10,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tidemark/tidemark/event"
-	"github.com/tidemark/tidemark/sink"
 )
 
 // SupplierStatus is where one supplier stands. Nothing in it costs a scan of products or
@@ -272,7 +271,7 @@ type queued struct {
 // deletes from there.
 func supplierQueue(ctx context.Context, js jetstream.JetStream, st jetstream.Stream, stream string, from uint64, supplier int32) (queued, error) {
 	var q queued
-	prefix := fmt.Sprintf("%s.%d.", sink.SubjectPrefix, supplier)
+	prefix := fmt.Sprintf("%s.%d.", event.SubjectPrefix, supplier)
 	msg, err := st.GetMsg(ctx, from, jetstream.WithGetMsgSubject(prefix+">"))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return q, nil
@@ -302,7 +301,7 @@ func countPending(ctx context.Context, js jetstream.JetStream, stream string, fr
 		c, err := js.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{
 			DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
 			OptStartSeq:       from,
-			FilterSubject:     sink.SubjectPrefix + "." + suppliers + "." + string(op),
+			FilterSubject:     event.SubjectPrefix + "." + suppliers + "." + string(op),
 			AckPolicy:         jetstream.AckNonePolicy,
 			InactiveThreshold: time.Minute,
 			MemoryStorage:     true,

@@ -111,7 +111,7 @@ type inflight struct {
 // NewPublisher starts a publisher on nc. The caller closes it, then nc.
 func NewPublisher(nc *nats.Conn, opts Options, log *slog.Logger, reg prometheus.Registerer) (*Publisher, error) {
 	if opts.Stream == "" {
-		opts.Stream = Stream
+		opts.Stream = event.Stream
 	}
 	if opts.Format == "" {
 		opts.Format = event.FormatNative

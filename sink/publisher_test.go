@@ -302,7 +302,7 @@ func TestStreamLimitLeavesNoGap(t *testing.T) {
 	}
 	limit := func(msgs int64) jetstream.Stream {
 		t.Helper()
-		st, err := js.Stream(ctx, sink.Stream)
+		st, err := js.Stream(ctx, event.Stream)
 		if err != nil {
 			t.Fatal(err)
 		}

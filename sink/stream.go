@@ -12,14 +12,11 @@ import (
 	"github.com/tidemark/tidemark/event"
 )
 
-// Names shared with the other parts of tidemark.
+// Names shared with the other parts of tidemark; the stream and its subjects are
+// [event.Stream] and [event.SubjectPrefix].
 const (
-	// Stream is the stream of product changes.
-	Stream = "PRODUCTS"
-	// SubjectPrefix starts every subject of the stream: products.<supplier_id>.<op>.
-	SubjectPrefix = "products"
 	// TruncateSubject carries truncates, which have no supplier.
-	TruncateSubject = "products.all.truncate"
+	TruncateSubject = event.SubjectPrefix + ".all.truncate"
 	// CheckpointBucket is the KV bucket of saved checkpoints (key = slot, value = LSN text).
 	CheckpointBucket = "tidemark_checkpoints"
 )
@@ -39,7 +36,7 @@ type StreamConfig struct {
 // size, message count). It is idempotent.
 func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) (jetstream.Stream, error) {
 	if cfg.Name == "" {
-		cfg.Name = Stream
+		cfg.Name = event.Stream
 	}
 	if cfg.Duplicates <= 0 {
 		cfg.Duplicates = 2 * time.Minute
@@ -50,7 +47,7 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 	want := jetstream.StreamConfig{
 		Name:        cfg.Name,
 		Description: "Row changes of the products table, one message per change (tidemark).",
-		Subjects:    []string{SubjectPrefix + ".>"},
+		Subjects:    []string{event.SubjectPrefix + ".>"},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		Duplicates:  cfg.Duplicates,
@@ -89,7 +86,7 @@ func AppendSubject(dst []byte, c *event.Change) []byte {
 	if c.Op == event.OpTruncate {
 		return append(dst, TruncateSubject...)
 	}
-	dst = append(dst, SubjectPrefix+"."...)
+	dst = append(dst, event.SubjectPrefix+"."...)
 	dst = strconv.AppendInt(dst, c.Key.SupplierID, 10)
 	dst = append(dst, '.')
 	return append(dst, c.Op...)

@@ -23,7 +23,7 @@ type CheckpointCmd struct {
 
 // CheckpointShowCmd is `tidemark checkpoint show`.
 type CheckpointShowCmd struct {
-	Slot string `default:"tidemark" help:"Logical replication slot."`
+	Slot string `default:"${slot}" help:"Logical replication slot."`
 	JSON bool   `name:"json" help:"Print JSON on stdout."`
 }
 
@@ -101,7 +101,7 @@ func loadSaved(ctx context.Context, g *Globals, log *slog.Logger, slot string) (
 // CheckpointSetCmd is `tidemark checkpoint set LSN`.
 type CheckpointSetCmd struct {
 	LSN  string `arg:"" help:"The LSN to move to, e.g. 16/B374D848 (from checkpoint show or a saved note)."`
-	Slot string `default:"tidemark" help:"Logical replication slot."`
+	Slot string `default:"${slot}" help:"Logical replication slot."`
 }
 
 // Run moves the slot forward and saves the checkpoint.

@@ -15,7 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tidemark/tidemark/encoder"
-	"github.com/tidemark/tidemark/sink"
+	"github.com/tidemark/tidemark/event"
 )
 
 // waitCaughtUp waits until the replicator has confirmed target, the encoders have acked every
@@ -49,7 +49,7 @@ func (d *demo) caughtUpState(ctx context.Context, target pglogrepl.LSN) (string,
 	if f := d.repl.Flushed(); f < target {
 		return fmt.Sprintf("replicate has confirmed %s of %s", f, target), false, nil
 	}
-	cons, err := d.js.Consumer(ctx, sink.Stream, d.ec.Consumer)
+	cons, err := d.js.Consumer(ctx, event.Stream, d.ec.Consumer)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrConsumerNotFound) {
 			return "the encoders have not created their consumer yet", false, nil

@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tidemark/tidemark/event"
 	"github.com/tidemark/tidemark/sink"
 )
 
@@ -21,13 +22,13 @@ func (d *demo) finish(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("count vectors: %w", err)
 	}
-	st, err := d.js.Stream(ctx, sink.Stream)
+	st, err := d.js.Stream(ctx, event.Stream)
 	if err != nil {
-		return fmt.Errorf("stream %s: %w", sink.Stream, err)
+		return fmt.Errorf("stream %s: %w", event.Stream, err)
 	}
 	info, err := st.Info(ctx)
 	if err != nil {
-		return fmt.Errorf("stream %s: %w", sink.Stream, err)
+		return fmt.Errorf("stream %s: %w", event.Stream, err)
 	}
 	d.streamMsgs = info.State.Msgs
 	cps, err := sink.OpenCheckpoints(ctx, d.js)
@@ -61,7 +62,7 @@ func (d *demo) report(w io.Writer) error {
 		events += ops[op]
 		parts = append(parts, fmt.Sprintf("%.0f %s", ops[op], op))
 	}
-	fmt.Fprintf(tw, "\nReplicated: %.0f events published (%s); stream %s holds %d messages\n", events, strings.Join(parts, ", "), sink.Stream, d.streamMsgs)
+	fmt.Fprintf(tw, "\nReplicated: %.0f events published (%s); stream %s holds %d messages\n", events, strings.Join(parts, ", "), event.Stream, d.streamMsgs)
 	var perEncoder []string
 	var embedded float64
 	for i, reg := range d.encRegs {

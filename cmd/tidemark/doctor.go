@@ -18,9 +18,9 @@ import (
 
 // DoctorCmd is `tidemark doctor`.
 type DoctorCmd struct {
-	Slot        string        `default:"tidemark" help:"Replication slot to check."`
-	Publication string        `default:"tidemark" help:"Publication to check."`
-	Stream      string        `default:"PRODUCTS" help:"JetStream stream to check."`
+	Slot        string        `default:"${slot}" help:"Replication slot to check."`
+	Publication string        `default:"${publication}" help:"Publication to check."`
+	Stream      string        `default:"${stream}" help:"JetStream stream to check."`
 	LagWarn     int64         `default:"1073741824" help:"Warn when the slot retains more WAL than this many bytes."`
 	Timeout     time.Duration `default:"30s" help:"Give up on the checks after this long."`
 	JSON        bool          `help:"Print the checks as JSON on stdout."`

@@ -42,13 +42,13 @@ func (f *EmbedderFlags) New(log *slog.Logger) (encoder.Embedder, error) {
 type EncodeCmd struct {
 	EmbedderFlags `embed:""`
 
-	Stream        string        `default:"PRODUCTS" help:"Stream of change events."`
-	Consumer      string        `default:"encoders" help:"Durable consumer shared by every encoder process; a new name embeds the whole stream again."`
+	Stream        string        `default:"${stream}" help:"Stream of change events."`
+	Consumer      string        `default:"${consumer}" help:"Durable consumer shared by every encoder process; a new name embeds the whole stream again."`
 	Workers       int           `default:"2" help:"Fetching workers in this process."`
 	Batch         int           `default:"1000" help:"Messages per fetch."`
 	BatchWait     time.Duration `name:"batch-wait" default:"500ms" help:"Longest wait to fill a batch."`
 	AckWait       time.Duration `name:"ack-wait" default:"30s" help:"Time the server waits for an ack before redelivering (first delivery; later ones back off)."`
-	MaxDeliver    int           `name:"max-deliver" default:"8" help:"Deliveries of a message before it goes to the PRODUCTS_DLQ stream."`
+	MaxDeliver    int           `name:"max-deliver" default:"8" help:"Deliveries of a message before it goes to the ${dlq_stream} stream."`
 	MaxAckPending int           `name:"max-ack-pending" default:"20000" help:"Messages in flight (delivered, not acked) over all encoders."`
 	ExitIdle      time.Duration `name:"exit-idle" help:"Exit (status 0) once nothing has been pending for this long; 0 runs for ever."`
 	HTTPAddr      string        `name:"http-addr" default:":9465" help:"Address for /metrics, /healthz and /readyz; empty disables."`

@@ -12,7 +12,6 @@ import (
 	"github.com/tidemark/tidemark/encoder"
 	"github.com/tidemark/tidemark/event"
 	"github.com/tidemark/tidemark/internal/testenv"
-	"github.com/tidemark/tidemark/sink"
 )
 
 // TestEncodeDebeziumEnvelope: `replicate --format debezium` and `encode` on the same stream
@@ -47,7 +46,7 @@ func TestEncodeDebeziumEnvelope(t *testing.T) {
 	if err := e.pool.QueryRow(ctx, `SELECT supplier_id, id FROM products WHERE sku = 'DBZ-LAST'`).Scan(&last.SupplierID, &last.ID); err != nil {
 		t.Fatal(err)
 	}
-	s, err := js.Stream(ctx, sink.Stream)
+	s, err := js.Stream(ctx, event.Stream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +61,7 @@ func TestEncodeDebeziumEnvelope(t *testing.T) {
 		return err == nil && c.Key == last
 	})
 	testenv.WaitFor(t, "the encoder to settle every event", time.Minute, func() bool {
-		c, err := js.Consumer(ctx, sink.Stream, "encoders")
+		c, err := js.Consumer(ctx, event.Stream, "encoders")
 		if err != nil {
 			return false
 		}

@@ -41,7 +41,7 @@ func readAll(t *testing.T, js jetstream.JetStream) []storedMsg {
 	t.Helper()
 	ctx := testenv.Context(t, 2*time.Minute)
 	n := streamMsgs(ctx, js)
-	cons, err := js.OrderedConsumer(ctx, sink.Stream, jetstream.OrderedConsumerConfig{})
+	cons, err := js.OrderedConsumer(ctx, event.Stream, jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +142,7 @@ func TestExactlyOnceKill9AtFivePoints(t *testing.T) {
 	ctx := testenv.Context(t, 10*time.Minute)
 	args := patient
 	p := e.replicate(t, args...)
-	testenv.WaitFor(t, "the stream", 30*time.Second, func() bool { _, err := js.Stream(ctx, sink.Stream); return err == nil })
+	testenv.WaitFor(t, "the stream", 30*time.Second, func() bool { _, err := js.Stream(ctx, event.Stream); return err == nil })
 	const rows = 200_000
 	e.bigTransaction(t, rows, "K")
 	end := e.currentLSN(t)
@@ -208,7 +208,7 @@ func TestExactlyOnceNATSRestartMidPublish(t *testing.T) {
 	js := e.js(t)
 	ctx := testenv.Context(t, 5*time.Minute)
 	p := e.replicate(t, "--dedup-window", dedupWindow)
-	testenv.WaitFor(t, "the stream", 30*time.Second, func() bool { _, err := js.Stream(ctx, sink.Stream); return err == nil })
+	testenv.WaitFor(t, "the stream", 30*time.Second, func() bool { _, err := js.Stream(ctx, event.Stream); return err == nil })
 	const rows = 100_000
 	e.bigTransaction(t, rows, "N")
 	end := e.currentLSN(t)
@@ -236,10 +236,10 @@ func TestExactlyOnceStreamLimitReached(t *testing.T) {
 	js := e.js(t)
 	ctx := testenv.Context(t, 5*time.Minute)
 	p := e.replicate(t, patient...)
-	testenv.WaitFor(t, "the stream", 30*time.Second, func() bool { _, err := js.Stream(ctx, sink.Stream); return err == nil })
+	testenv.WaitFor(t, "the stream", 30*time.Second, func() bool { _, err := js.Stream(ctx, event.Stream); return err == nil })
 	setLimit := func(n int64) {
 		t.Helper()
-		st, err := js.Stream(ctx, sink.Stream)
+		st, err := js.Stream(ctx, event.Stream)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -273,7 +273,7 @@ func TestExactlyOnceForeignMessages(t *testing.T) {
 	js := e.js(t)
 	ctx := testenv.Context(t, 5*time.Minute)
 	p := e.replicate(t, patient...)
-	testenv.WaitFor(t, "the stream", 30*time.Second, func() bool { _, err := js.Stream(ctx, sink.Stream); return err == nil })
+	testenv.WaitFor(t, "the stream", 30*time.Second, func() bool { _, err := js.Stream(ctx, event.Stream); return err == nil })
 	nc, err := nats.Connect(e.nats.URL())
 	if err != nil {
 		t.Fatal(err)
@@ -318,7 +318,7 @@ func TestPipelineUnderFaults(t *testing.T) {
 		return e.start(t, "encode", "--http-addr=", "--workers", "2", "--batch", "500", "--batch-wait", "100ms", "--ack-wait", "2s")
 	}
 	first := encode()
-	testenv.WaitFor(t, "the stream", 30*time.Second, func() bool { _, err := js.Stream(ctx, sink.Stream); return err == nil })
+	testenv.WaitFor(t, "the stream", 30*time.Second, func() bool { _, err := js.Stream(ctx, event.Stream); return err == nil })
 	const rows = 60_000
 	e.bigTransaction(t, rows, "P")
 
@@ -332,7 +332,7 @@ func TestPipelineUnderFaults(t *testing.T) {
 	e.replicate(t, "--dedup-window", dedupWindow)
 
 	// The only encoder, killed while it holds delivered events it has not acknowledged.
-	cons, err := js.Consumer(ctx, sink.Stream, "encoders")
+	cons, err := js.Consumer(ctx, event.Stream, "encoders")
 	if err != nil {
 		t.Fatal(err)
 	}

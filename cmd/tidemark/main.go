@@ -9,6 +9,10 @@ import (
 	"syscall"
 
 	"github.com/alecthomas/kong"
+	"github.com/tidemark/tidemark/encoder"
+	"github.com/tidemark/tidemark/event"
+	"github.com/tidemark/tidemark/replication"
+	"github.com/tidemark/tidemark/sink"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -22,7 +26,7 @@ type CLI struct {
 	Supplier   SupplierCmd   `cmd:"" help:"Manage suppliers and their partitions."`
 	Load       LoadCmd       `cmd:"" help:"Bulk-load a supplier drop (CSV or NDJSON, maybe gzipped)."`
 	Replicate  ReplicateCmd  `cmd:"" help:"Tail the WAL and publish every product change to JetStream."`
-	Tail       TailCmd       `cmd:"" help:"Print events from the PRODUCTS stream as they arrive."`
+	Tail       TailCmd       `cmd:"" help:"Print events from the ${stream} stream as they arrive."`
 	Checkpoint CheckpointCmd `cmd:"" help:"Show or move the replication checkpoint."`
 	Snapshot   SnapshotCmd   `cmd:"" help:"Re-publish current rows of one supplier (or all) while streaming goes on."`
 	Encode     EncodeCmd     `cmd:"" help:"Consume product changes and keep embedding vectors fresh."`
@@ -88,7 +92,20 @@ func newParser(cli *CLI) (*kong.Kong, error) {
 		kong.UsageOnError(),
 		kong.DefaultEnvars("TIDEMARK"),
 		kong.Vars{"version": version},
+		nameVars,
 	)
+}
+
+// nameVars are the pipeline's names, for the flags' defaults and help (${stream}, …): each is
+// defined once, in the package that owns it.
+var nameVars = kong.Vars{
+	"slot":        replication.DefaultSlot,
+	"publication": replication.DefaultPublication,
+	"stream":      event.Stream,
+	"subjects":    event.SubjectPrefix + ".>",
+	"bucket":      sink.CheckpointBucket,
+	"consumer":    encoder.DefaultConsumer,
+	"dlq_stream":  encoder.DLQStreamName,
 }
 
 // exitCode is an error that asks for a specific exit status (doctor and status use it to

@@ -22,7 +22,7 @@ import (
 // The environment is not read: the demo must not stream Debezium events because
 // TIDEMARK_EVENT_FORMAT happens to be set.
 func withDefaults(cmd any) error {
-	p, err := kong.New(cmd, kong.Exit(func(int) {}))
+	p, err := kong.New(cmd, kong.Exit(func(int) {}), nameVars)
 	if err != nil {
 		return fmt.Errorf("defaults: %w", err)
 	}

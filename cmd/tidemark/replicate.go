@@ -22,10 +22,10 @@ import (
 type ReplicateCmd struct {
 	HTTPAddr string `name:"http-addr" default:":9464" help:"Address for /metrics, /healthz and /readyz; empty disables."`
 
-	Publication    string        `default:"tidemark" help:"Publication to create and stream."`
+	Publication    string        `default:"${publication}" help:"Publication to create and stream."`
 	Tables         []string      `default:"products" help:"Tables the publication holds (partitions publish under their root)."`
-	Slot           string        `default:"tidemark" help:"Logical replication slot (pgoutput)."`
-	Stream         string        `default:"PRODUCTS" help:"JetStream stream to create and publish to (subjects products.>)."`
+	Slot           string        `default:"${slot}" help:"Logical replication slot (pgoutput)."`
+	Stream         string        `default:"${stream}" help:"JetStream stream to create and publish to (subjects ${subjects})."`
 	DedupWindow    time.Duration `default:"2m" help:"Duplicate window of the stream (Nats-Msg-Id): a second line of defence, the stream's own last message is the first."`
 	Replicas       int           `default:"1" help:"Stream and checkpoint bucket replicas (NATS cluster)."`
 	Format         string        `default:"native" enum:"native,debezium" env:"TIDEMARK_EVENT_FORMAT" help:"Event format: native or debezium."`

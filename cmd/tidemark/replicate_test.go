@@ -164,7 +164,7 @@ func flushedInsertLSN(t *testing.T, pool *pgxpool.Pool) pglogrepl.LSN {
 }
 
 func streamMsgs(ctx context.Context, js jetstream.JetStream) uint64 {
-	s, err := js.Stream(ctx, sink.Stream)
+	s, err := js.Stream(ctx, event.Stream)
 	if err != nil {
 		return 0
 	}
@@ -181,7 +181,7 @@ func readStream(t *testing.T, js jetstream.JetStream) (map[string]int, []event.C
 	t.Helper()
 	ctx := testenv.Context(t, 2*time.Minute)
 	n := streamMsgs(ctx, js)
-	cons, err := js.OrderedConsumer(ctx, sink.Stream, jetstream.OrderedConsumerConfig{})
+	cons, err := js.OrderedConsumer(ctx, event.Stream, jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +253,7 @@ func TestReplicateKill9MidTransaction(t *testing.T) {
 	js := e.js(t)
 	p := e.replicate(t)
 	ctx := testenv.Context(t, 5*time.Minute)
-	testenv.WaitFor(t, "the stream", 30*time.Second, func() bool { _, err := js.Stream(ctx, sink.Stream); return err == nil })
+	testenv.WaitFor(t, "the stream", 30*time.Second, func() bool { _, err := js.Stream(ctx, event.Stream); return err == nil })
 	const rows = 100_000
 	e.exec(t, fmt.Sprintf(`INSERT INTO products (supplier_id, sku, name, price)
 		SELECT 1 + g %% 2, 'K-' || g, 'product ' || g, g / 100.0 FROM generate_series(1, %d) g`, rows))
@@ -350,7 +350,7 @@ func TestReplicateNATSRestart(t *testing.T) {
 	js := e.js(t)
 	p := e.replicate(t) // --ack-timeout 3s
 	ctx := testenv.Context(t, 3*time.Minute)
-	testenv.WaitFor(t, "the stream", 30*time.Second, func() bool { _, err := js.Stream(ctx, sink.Stream); return err == nil })
+	testenv.WaitFor(t, "the stream", 30*time.Second, func() bool { _, err := js.Stream(ctx, event.Stream); return err == nil })
 	const txns, per = 100, 20
 	const outage = 6 * time.Second // twice the ack timeout
 	writerDone := make(chan error, 1)
@@ -555,7 +555,7 @@ func TestReplicateDebezium(t *testing.T) {
 	e.exec(t, `INSERT INTO products (supplier_id, sku, name, price) VALUES (2, 'D-1', 'deb', 1.50)`)
 	e.exec(t, `DELETE FROM products WHERE sku = 'D-1'`)
 	testenv.WaitFor(t, "two changes", time.Minute, func() bool { return streamMsgs(ctx, js) >= 2 })
-	s, err := js.Stream(ctx, sink.Stream)
+	s, err := js.Stream(ctx, event.Stream)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,10 +20,10 @@ import (
 // StatusCmd is `tidemark status [--supplier ID] [--json]`.
 type StatusCmd struct {
 	Supplier int32         `env:"TIDEMARK_STATUS_SUPPLIER" help:"Show where this supplier stands, in detail (default: a table of every supplier)."`
-	Slot     string        `default:"tidemark" help:"Replication slot (also the checkpoint key)."`
-	Stream   string        `default:"PRODUCTS" help:"JetStream stream."`
-	Consumer string        `default:"encoders" help:"The encoders' durable consumer: what it has not applied yet is each supplier's stale vectors and oldest unembedded change."`
-	Bucket   string        `default:"tidemark_checkpoints" help:"Checkpoint KV bucket."`
+	Slot     string        `default:"${slot}" help:"Replication slot (also the checkpoint key)."`
+	Stream   string        `default:"${stream}" help:"JetStream stream."`
+	Consumer string        `default:"${consumer}" help:"The encoders' durable consumer: what it has not applied yet is each supplier's stale vectors and oldest unembedded change."`
+	Bucket   string        `default:"${bucket}" help:"Checkpoint KV bucket."`
 	LagMax   int64         `default:"1073741824" help:"Unhealthy when the slot is inactive and retains more WAL than this many bytes."`
 	Timeout  time.Duration `default:"30s" help:"Give up after this long."`
 	JSON     bool          `help:"Print the status as JSON on stdout."`

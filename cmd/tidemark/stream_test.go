@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/tidemark/tidemark/event"
 	"github.com/tidemark/tidemark/internal/testenv"
-	"github.com/tidemark/tidemark/sink"
 )
 
 // TestStreamFlagNamesOneStreamForEveryCommand: replicate, encode and tail given the same
@@ -27,7 +27,7 @@ func TestStreamFlagNamesOneStreamForEveryCommand(t *testing.T) {
 		err := e.pool.QueryRow(ctx, "SELECT count(*) FROM product_embeddings WHERE NOT deleted").Scan(&n)
 		return err == nil && n == 1
 	})
-	if _, err := js.Stream(ctx, sink.Stream); !errors.Is(err, jetstream.ErrStreamNotFound) {
+	if _, err := js.Stream(ctx, event.Stream); !errors.Is(err, jetstream.ErrStreamNotFound) {
 		t.Fatalf("stream PRODUCTS: %v, want it not to exist", err)
 	}
 	cmd := exec.CommandContext(ctx, e.bin, "tail", "--nats-url", e.nats.URL(), "--stream", "CATALOGUE", "--from-start")

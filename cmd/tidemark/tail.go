@@ -15,8 +15,8 @@ import (
 // TailCmd is `tidemark tail`: print events of the change stream as they arrive, one JSON
 // document per line on stdout.
 type TailCmd struct {
-	Subject   string `arg:"" optional:"" default:"products.>" help:"Subject filter, e.g. products.42.> or products.*.delete."`
-	Stream    string `default:"PRODUCTS" help:"Stream of change events."`
+	Subject   string `arg:"" optional:"" default:"${subjects}" help:"Subject filter, e.g. products.42.> or products.*.delete."`
+	Stream    string `default:"${stream}" help:"Stream of change events."`
 	FromStart bool   `name:"from-start" help:"Print the stream from its first message instead of only new ones."`
 }
 
