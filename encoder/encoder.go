@@ -73,27 +73,53 @@ type Config struct {
 	StreamWait time.Duration
 }
 
+// DefaultConfig is the configuration an [Encoder] runs with where a field is left zero, and
+// the defaults of tidemark encode's flags.
+func DefaultConfig() Config {
+	return Config{
+		Stream:        event.Stream,
+		DLQ:           DLQStreamName,
+		Consumer:      DefaultConsumer,
+		Workers:       2,
+		Batch:         1000,
+		BatchWait:     500 * time.Millisecond,
+		AckWait:       30 * time.Second,
+		MaxDeliver:    8,
+		MaxAckPending: 20000,
+		NakDelay:      time.Second,
+		ShutdownGrace: 30 * time.Second,
+		StreamWait:    time.Second,
+	}
+}
+
+// defaults fills the zero fields of c from [DefaultConfig]; a negative one is an error that
+// names it.
 func (c *Config) defaults() error {
+	d := DefaultConfig()
 	if c.Stream == "" {
-		c.Stream = event.Stream
+		c.Stream = d.Stream
 	}
 	if c.DLQ == "" {
-		c.DLQ = DLQStreamName
+		c.DLQ = d.DLQ
 	}
 	if c.Consumer == "" {
-		c.Consumer = DefaultConsumer
+		c.Consumer = d.Consumer
 	}
-	setDefault(&c.Workers, 2)
-	setDefault(&c.Batch, 1000)
-	setDefault(&c.BatchWait, 500*time.Millisecond)
-	setDefault(&c.AckWait, 30*time.Second)
-	setDefault(&c.MaxDeliver, 8)
-	setDefault(&c.MaxAckPending, 20000)
-	setDefault(&c.NakDelay, time.Second)
-	setDefault(&c.ShutdownGrace, 30*time.Second)
-	setDefault(&c.StreamWait, time.Second)
-	if c.Workers < 0 || c.Batch < 0 || c.MaxDeliver < 0 || c.MaxAckPending < 0 {
-		return errors.New("encoder: workers, batch, max-deliver and max-ack-pending must be positive")
+	var errs []error
+	setDefault(&errs, "workers", &c.Workers, d.Workers)
+	setDefault(&errs, "batch", &c.Batch, d.Batch)
+	setDefault(&errs, "batch-wait", &c.BatchWait, d.BatchWait)
+	setDefault(&errs, "ack-wait", &c.AckWait, d.AckWait)
+	setDefault(&errs, "max-deliver", &c.MaxDeliver, d.MaxDeliver)
+	setDefault(&errs, "max-ack-pending", &c.MaxAckPending, d.MaxAckPending)
+	setDefault(&errs, "nak-delay", &c.NakDelay, d.NakDelay)
+	setDefault(&errs, "shutdown-grace", &c.ShutdownGrace, d.ShutdownGrace)
+	setDefault(&errs, "stream-wait", &c.StreamWait, d.StreamWait)
+	if c.ExitIdle < 0 {
+		errs = append(errs, fmt.Errorf("encoder: --exit-idle %s is negative", c.ExitIdle))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
 	if c.MaxDeliver < 2 {
 		return errors.New("encoder: --max-deliver must be at least 2")
@@ -101,9 +127,13 @@ func (c *Config) defaults() error {
 	return nil
 }
 
-func setDefault[T int | time.Duration](v *T, d T) {
-	if *v == 0 {
+// setDefault sets a zero *v to d, and notes a negative one as an error naming the flag.
+func setDefault[T int | time.Duration](errs *[]error, flag string, v *T, d T) {
+	switch {
+	case *v == 0:
 		*v = d
+	case *v < 0:
+		*errs = append(*errs, fmt.Errorf("encoder: --%s %v must be positive", flag, *v))
 	}
 }
 

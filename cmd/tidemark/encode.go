@@ -44,12 +44,12 @@ type EncodeCmd struct {
 
 	Stream        string        `default:"${stream}" help:"Stream of change events."`
 	Consumer      string        `default:"${consumer}" help:"Durable consumer shared by every encoder process; a new name embeds the whole stream again."`
-	Workers       int           `default:"2" help:"Fetching workers in this process."`
-	Batch         int           `default:"1000" help:"Messages per fetch."`
-	BatchWait     time.Duration `name:"batch-wait" default:"500ms" help:"Longest wait to fill a batch."`
-	AckWait       time.Duration `name:"ack-wait" default:"30s" help:"Time the server waits for an ack before redelivering (first delivery; later ones back off)."`
-	MaxDeliver    int           `name:"max-deliver" default:"8" help:"Deliveries of a message before it goes to the ${dlq_stream} stream."`
-	MaxAckPending int           `name:"max-ack-pending" default:"20000" help:"Messages in flight (delivered, not acked) over all encoders."`
+	Workers       int           `default:"${encode_workers}" help:"Fetching workers in this process."`
+	Batch         int           `default:"${encode_batch}" help:"Messages per fetch."`
+	BatchWait     time.Duration `name:"batch-wait" default:"${encode_batch_wait}" help:"Longest wait to fill a batch."`
+	AckWait       time.Duration `name:"ack-wait" default:"${encode_ack_wait}" help:"Time the server waits for an ack before redelivering (first delivery; later ones back off)."`
+	MaxDeliver    int           `name:"max-deliver" default:"${encode_max_deliver}" help:"Deliveries of a message before it goes to the ${dlq_stream} stream."`
+	MaxAckPending int           `name:"max-ack-pending" default:"${encode_max_ack_pending}" help:"Messages in flight (delivered, not acked) over all encoders."`
 	ExitIdle      time.Duration `name:"exit-idle" help:"Exit (status 0) once nothing has been pending for this long; 0 runs for ever."`
 	HTTPAddr      string        `name:"http-addr" default:":9465" help:"Address for /metrics, /healthz and /readyz; empty disables."`
 	IndexInterval time.Duration `name:"index-interval" default:"1m" help:"How often to check the model's ANN index on every supplier partition, building the missing and rebuilding the outgrown ones (CREATE INDEX CONCURRENTLY, one at a time, while encoding goes on); 0 leaves indexes to tidemark index."`

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 
 	"github.com/alecthomas/kong"
@@ -96,17 +97,27 @@ func newParser(cli *CLI) (*kong.Kong, error) {
 	)
 }
 
-// nameVars are the pipeline's names, for the flags' defaults and help (${stream}, …): each is
-// defined once, in the package that owns it.
-var nameVars = kong.Vars{
-	"slot":        replication.DefaultSlot,
-	"publication": replication.DefaultPublication,
-	"stream":      event.Stream,
-	"subjects":    event.SubjectPrefix + ".>",
-	"bucket":      sink.CheckpointBucket,
-	"consumer":    encoder.DefaultConsumer,
-	"dlq_stream":  encoder.DLQStreamName,
-}
+// nameVars are the pipeline's names and the packages' defaults, for the flags' defaults and
+// help (${stream}, …): each is defined once, in the package that owns it.
+var nameVars = func() kong.Vars {
+	enc := encoder.DefaultConfig()
+	return kong.Vars{
+		"slot":        replication.DefaultSlot,
+		"publication": replication.DefaultPublication,
+		"stream":      event.Stream,
+		"subjects":    event.SubjectPrefix + ".>",
+		"bucket":      sink.CheckpointBucket,
+		"consumer":    enc.Consumer,
+		"dlq_stream":  enc.DLQ,
+
+		"encode_workers":         strconv.Itoa(enc.Workers),
+		"encode_batch":           strconv.Itoa(enc.Batch),
+		"encode_batch_wait":      enc.BatchWait.String(),
+		"encode_ack_wait":        enc.AckWait.String(),
+		"encode_max_deliver":     strconv.Itoa(enc.MaxDeliver),
+		"encode_max_ack_pending": strconv.Itoa(enc.MaxAckPending),
+	}
+}()
 
 // exitCode is an error that asks for a specific exit status (doctor and status use it to
 // report an unhealthy result without it being a failure of the command itself).
