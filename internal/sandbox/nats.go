@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,7 +17,7 @@ import (
 type NATS struct {
 	storeDir string
 	ownDir   bool
-	port     int
+	port     int // the port the server bound first; 0 before that unless NATSOptions.Port
 
 	mu  sync.Mutex
 	srv *server.Server
@@ -26,7 +27,8 @@ type NATS struct {
 type NATSOptions struct {
 	// StoreDir is the JetStream store directory; default a new temp dir, removed by Close.
 	StoreDir string
-	// Port is the client port; default a free one.
+	// Port is the client port; default 0: the server binds a free one itself, and keeps it
+	// across restarts.
 	Port int
 }
 
@@ -40,30 +42,54 @@ func StartNATS(opts NATSOptions) (*NATS, error) {
 		}
 		n.storeDir, n.ownDir = dir, true
 	}
-	if n.port == 0 {
-		p, err := freePort()
-		if err != nil {
-			return nil, err
-		}
-		n.port = p
-	}
 	if err := n.Start(); err != nil {
+		if n.ownDir {
+			_ = os.RemoveAll(n.storeDir)
+		}
 		return nil, err
 	}
 	return n, nil
 }
 
-// Start starts the server (again). It is a no-op when the server is running.
+// Start starts the server (again). It is a no-op when the server is running. The first start
+// lets the server pick its port (unless NATSOptions.Port set one); a restart binds that port
+// again, waiting up to restartWait while another process holds it.
 func (n *NATS) Start() error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.srv != nil {
 		return nil
 	}
+	port := n.port
+	if port == 0 {
+		// Bound by the server itself: no window between choosing a free port and binding it
+		// in which another process can take it.
+		port = server.RANDOM_PORT
+	}
+	deadline := time.Now().Add(restartWait)
+	for {
+		srv, err := n.start(port)
+		if err == nil {
+			n.srv, n.port = srv, srv.Addr().(*net.TCPAddr).Port
+			return nil
+		}
+		if !errors.Is(err, errPortInUse) || port == server.RANDOM_PORT {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("restart nats-server on its port %d: still taken by another process after %s, "+
+				"and clients know only %s: %w", port, restartWait, n.url(port), err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// start runs one server on port; errPortInUse when it cannot bind it.
+func (n *NATS) start(port int) (*server.Server, error) {
 	srv, err := server.NewServer(&server.Options{
 		ServerName: "tidemark-sandbox",
 		Host:       "127.0.0.1",
-		Port:       n.port,
+		Port:       port,
 		JetStream:  true,
 		StoreDir:   n.storeDir,
 		NoSigs:     true,
@@ -72,16 +98,27 @@ func (n *NATS) Start() error {
 		MaxPending: 256 << 20,
 	})
 	if err != nil {
-		return fmt.Errorf("configure nats-server: %w", err)
+		return nil, fmt.Errorf("configure nats-server: %w", err)
 	}
-	go srv.Start()
-	// The port may still be held briefly by the previous instance after a restart.
+	// The server reports why it did not start (a taken port, a locked store) only to its
+	// logger.
+	log := &errorLog{}
+	srv.SetLoggerV2(log, false, false, false)
+	// Start returns once the client listener is up, or has failed.
+	srv.Start()
+	if srv.Addr() == nil {
+		srv.Shutdown()
+		msg := log.String()
+		if strings.Contains(msg, "address already in use") {
+			return nil, fmt.Errorf("nats-server on 127.0.0.1:%d: %w: %s", port, errPortInUse, msg)
+		}
+		return nil, fmt.Errorf("nats-server did not start: %s", msg)
+	}
 	if !srv.ReadyForConnections(30 * time.Second) {
 		srv.Shutdown()
-		return errors.New("nats-server not ready within 30s")
+		return nil, fmt.Errorf("nats-server not ready within 30s: %s", log.String())
 	}
-	n.srv = srv
-	return nil
+	return srv, nil
 }
 
 // Shutdown stops the server; clients see the connection drop.
@@ -94,15 +131,6 @@ func (n *NATS) Shutdown() {
 	n.srv.Shutdown()
 	n.srv.WaitForShutdown()
 	n.srv = nil
-	// Wait until the port is free again so Start can bind it.
-	for i := 0; i < 100; i++ {
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", n.port))
-		if err == nil {
-			l.Close()
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // Restart is Shutdown followed by Start.
@@ -121,7 +149,48 @@ func (n *NATS) Close() error {
 }
 
 // URL is the client URL (stable across restarts).
-func (n *NATS) URL() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.port) }
+func (n *NATS) URL() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.url(n.port)
+}
+
+func (n *NATS) url(port int) string { return fmt.Sprintf("nats://127.0.0.1:%d", port) }
+
+// Port is the client port the server bound (the same across restarts).
+func (n *NATS) Port() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.port
+}
 
 // StoreDir is the JetStream store directory.
 func (n *NATS) StoreDir() string { return n.storeDir }
+
+// errorLog keeps the errors a nats-server logs and drops the rest.
+type errorLog struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (l *errorLog) add(format string, v []any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.msgs = append(l.msgs, fmt.Sprintf(format, v...))
+}
+
+func (l *errorLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.msgs) == 0 {
+		return "no error logged"
+	}
+	return strings.Join(l.msgs, "; ")
+}
+
+func (l *errorLog) Fatalf(format string, v ...any) { l.add(format, v) }
+func (l *errorLog) Errorf(format string, v ...any) { l.add(format, v) }
+func (l *errorLog) Noticef(string, ...any)         {}
+func (l *errorLog) Warnf(string, ...any)           {}
+func (l *errorLog) Debugf(string, ...any)          {}
+func (l *errorLog) Tracef(string, ...any)          {}

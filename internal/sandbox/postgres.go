@@ -5,7 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
+	"io"
 	"os"
 	"os/exec"
 	"os/user"
@@ -40,11 +40,12 @@ type PostgresOptions struct {
 
 // Postgres is a running (or stopped) throw-away PostgreSQL cluster.
 type Postgres struct {
-	bin     string
-	dataDir string
-	port    int
-	cred    *syscall.Credential
-	opts    PostgresOptions
+	bin      string
+	dataDir  string
+	port     int
+	portLock io.Closer // reserves port among test processes while the cluster exists
+	cred     *syscall.Credential
+	opts     PostgresOptions
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -95,8 +96,10 @@ func isExec(path string) bool {
 }
 
 // StartPostgres initialises a new cluster in a fresh temp directory and starts it on a free
-// port on 127.0.0.1 (TCP only). When the process runs as root, the cluster is owned by and run
-// as the "postgres" OS user, because initdb and postgres refuse to run as root.
+// port on 127.0.0.1 (TCP only), reserved for it until Close (see reservePort); when another
+// process takes the port first, it tries another. When the process runs as root, the cluster
+// is owned by and run as the "postgres" OS user, because initdb and postgres refuse to run as
+// root.
 func StartPostgres(ctx context.Context, opts PostgresOptions) (*Postgres, error) {
 	bin, err := FindPostgresBin()
 	if err != nil {
@@ -137,15 +140,26 @@ func StartPostgres(ctx context.Context, opts PostgresOptions) (*Postgres, error)
 		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("initdb: %w: %s", err, strings.TrimSpace(out.String()))
 	}
-	if p.port, err = freePort(); err != nil {
-		_ = os.RemoveAll(dir)
-		return nil, err
+	for attempt := 1; ; attempt++ {
+		if p.port, p.portLock, err = reserve(); err != nil {
+			_ = os.RemoveAll(dir)
+			return nil, err
+		}
+		p.mu.Lock()
+		err = p.start(ctx)
+		p.mu.Unlock()
+		if err == nil {
+			return p, nil
+		}
+		_ = p.portLock.Close()
+		if !errors.Is(err, errPortInUse) || attempt == portAttempts {
+			_ = os.RemoveAll(dir)
+			if attempt > 1 {
+				err = fmt.Errorf("after %d ports: %w", attempt, err)
+			}
+			return nil, err
+		}
 	}
-	if err := p.Start(ctx); err != nil {
-		_ = os.RemoveAll(dir)
-		return nil, err
-	}
-	return p, nil
 }
 
 func postgresCredential() (*syscall.Credential, error) {
@@ -213,20 +227,44 @@ func (p *Postgres) settings() []string {
 }
 
 // Start starts the server on its data directory and port and waits until it accepts
-// connections. It is a no-op when the server is running.
+// connections. It is a no-op when the server is running. The port is the one the cluster
+// first started on, so URLs stay valid: while another process holds it, Start waits up to
+// restartWait and then says so.
 func (p *Postgres) Start(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	deadline := time.Now().Add(restartWait)
+	for {
+		err := p.start(ctx)
+		if !errors.Is(err, errPortInUse) {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("restart postgres on its port %d: still taken by another process after %s, "+
+				"and clients know only %s: %w", p.port, restartWait, p.URL("postgres"), err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// start starts the server once; errPortInUse when its port is taken. p.mu is held.
+func (p *Postgres) start(ctx context.Context) error {
 	if p.cmd != nil {
 		return nil
 	}
 	// Not CommandContext: the server outlives the ctx that started it.
 	cmd := p.command(context.Background(), "postgres", p.settings()...)
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	// This start's own output, to tell a taken port from other failures.
+	startLog := &tailBuffer{max: 16 << 10}
 	if p.opts.Log != nil {
-		cmd.Stdout, cmd.Stderr = p.opts.Log, p.opts.Log
+		cmd.Stdout, cmd.Stderr = io.MultiWriter(p.opts.Log, startLog), io.MultiWriter(p.opts.Log, startLog)
 	} else {
-		cmd.Stdout, cmd.Stderr = p.logs, p.logs
+		cmd.Stdout, cmd.Stderr = io.MultiWriter(p.logs, startLog), io.MultiWriter(p.logs, startLog)
 	}
 	// Pdeathsig follows the thread that forked: keep it alive for the child's lifetime.
 	started := make(chan error, 1)
@@ -249,23 +287,64 @@ func (p *Postgres) Start(ctx context.Context) error {
 	p.cmd, p.done = cmd, done
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		conn, err := pgx.Connect(ctx, p.URL("postgres"))
+		// Bounded: something else listening on the port may accept and never answer.
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		var dir string
+		conn, err := pgx.Connect(cctx, p.URL("postgres"))
 		if err == nil {
-			_ = conn.Close(ctx)
+			err = conn.QueryRow(cctx, "SHOW data_directory").Scan(&dir)
+			_ = conn.Close(cctx)
+		}
+		cancel()
+		switch {
+		case err == nil && sameDir(dir, p.dataDir):
 			return nil
+		case err == nil:
+			// Another server answers on our port, and ours is about to fail to bind it.
+			p.stopStarting(cmd, done)
+			return fmt.Errorf("postgres on 127.0.0.1:%d: %w: another server answers there (data directory %s)",
+				p.port, errPortInUse, dir)
 		}
 		select {
 		case <-done:
 			p.cmd = nil
-			return fmt.Errorf("postgres exited during start-up: %s", p.logs.String())
+			out := startLog.String()
+			if strings.Contains(out, "Address already in use") {
+				return fmt.Errorf("postgres on 127.0.0.1:%d: %w: %s", p.port, errPortInUse, out)
+			}
+			return fmt.Errorf("postgres exited during start-up: %s", out)
 		case <-ctx.Done():
+			p.stopStarting(cmd, done)
 			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
+			p.stopStarting(cmd, done)
 			return fmt.Errorf("postgres did not accept connections within 60s: %w", err)
 		}
 	}
+}
+
+// stopStarting kills a server that failed to start, so a retry does not find it still
+// holding the data directory. p.mu is held.
+func (p *Postgres) stopStarting(cmd *exec.Cmd, done <-chan struct{}) {
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+	}
+	p.cmd = nil
+}
+
+// sameDir reports whether a and b name the same directory, symbolic links resolved (macOS's
+// temp dir is one).
+func sameDir(a, b string) bool {
+	if a == b {
+		return true
+	}
+	ra, errA := filepath.EvalSymlinks(a)
+	rb, errB := filepath.EvalSymlinks(b)
+	return errA == nil && errB == nil && ra == rb
 }
 
 // Stop shuts the server down cleanly (fast shutdown: active sessions are disconnected).
@@ -304,11 +383,14 @@ func (p *Postgres) signal(sig syscall.Signal) error {
 	return nil
 }
 
-// Close stops the server and removes its files.
+// Close stops the server, removes its files and frees its port.
 func (p *Postgres) Close() error {
 	err := p.Stop()
 	if rmErr := os.RemoveAll(filepath.Dir(p.dataDir)); rmErr != nil && err == nil {
 		err = rmErr
+	}
+	if p.portLock != nil {
+		_ = p.portLock.Close()
 	}
 	return err
 }
@@ -342,15 +424,6 @@ func (p *Postgres) CreateDatabase(ctx context.Context, name string) (string, err
 
 // Logs returns the tail of the server's log output (when no Log file was given).
 func (p *Postgres) Logs() string { return p.logs.String() }
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
 
 // tailBuffer keeps the last max bytes written to it.
 type tailBuffer struct {
