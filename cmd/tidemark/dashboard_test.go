@@ -33,9 +33,10 @@ func scrape(t *testing.T, addr string) string {
 // fails the test.
 func TestDashboardQueriesMatchMetrics(t *testing.T) {
 	e := newReplEnv(t)
-	raddr, eaddr := freeAddr(t), freeAddr(t)
-	e.replicate(t, "--http-addr", raddr).streaming(t)
-	e.start(t, "encode", "--http-addr", eaddr, "--batch-wait", "100ms")
+	rp := e.replicate(t, "--http-addr", "127.0.0.1:0")
+	rp.streaming(t)
+	ep := e.start(t, "encode", "--http-addr", "127.0.0.1:0", "--batch-wait", "100ms")
+	raddr, eaddr := testenv.OpsAddr(t, rp.out), testenv.OpsAddr(t, ep.out)
 	e.exec(t, `INSERT INTO products (supplier_id, sku, name, description)
 		SELECT 1 + g % 2, 'D-' || g, 'Dashboard product ' || g, 'made for the dashboard test' FROM generate_series(1, 200) g`)
 	// The vector series appear once the encoders have written vectors.
@@ -82,8 +83,9 @@ func metricValue(page, name string) float64 {
 // lag in time grows with its age; once NATS is back and the change confirmed, it is 0 again.
 func TestSlotLagSeconds(t *testing.T) {
 	e := newReplEnv(t)
-	addr := freeAddr(t)
-	e.replicate(t, "--http-addr", addr).streaming(t)
+	p := e.replicate(t, "--http-addr", "127.0.0.1:0")
+	p.streaming(t)
+	addr := testenv.OpsAddr(t, p.out)
 	e.exec(t, "INSERT INTO products (supplier_id, sku, name) VALUES (1, 'LAG-1', 'before')")
 	testenv.WaitFor(t, "the first change confirmed", time.Minute, func() bool {
 		page := scrape(t, addr)

@@ -11,37 +11,33 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tidemark/tidemark/internal/testenv"
 )
 
+// TestServeOps: on --http-addr 127.0.0.1:0 the ops server binds a port of its own and logs
+// it, and serves /healthz, /readyz (with the reason it is not ready) and /metrics there.
 func TestServeOps(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	notReady := errors.New("slot not acquired")
 	var ready atomic.Bool
+	var logs testenv.Buffer
 	errc := make(chan error, 1)
 	go func() {
-		errc <- serveOps(ctx, slog.New(slog.DiscardHandler), addr, newRegistry(), func() error {
+		errc <- serveOps(ctx, slog.New(slog.NewTextHandler(&logs, nil)), "127.0.0.1:0", newRegistry(), func() error {
 			if ready.Load() {
 				return nil
 			}
 			return notReady
 		})
 	}()
+	addr := testenv.OpsAddr(t, &logs)
+	if host, port, err := net.SplitHostPort(addr); err != nil || host != "127.0.0.1" || port == "0" {
+		t.Fatalf("logged address %q, want 127.0.0.1 and the port bound", addr)
+	}
 	get := func(path string) (int, string) {
 		t.Helper()
-		var resp *http.Response
-		for i := 0; i < 100; i++ {
-			resp, err = http.Get("http://" + addr + path)
-			if err == nil {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		resp, err := http.Get("http://" + addr + path)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os/exec"
 	"strings"
@@ -284,8 +283,8 @@ func TestReplicateKill9MidTransaction(t *testing.T) {
 func TestReplicateSIGTERM(t *testing.T) {
 	e := newReplEnv(t)
 	js := e.js(t)
-	addr := freeAddr(t)
-	p := e.replicate(t, "--http-addr", addr)
+	p := e.replicate(t, "--http-addr", "127.0.0.1:0")
+	addr := testenv.OpsAddr(t, p.out)
 	testenv.WaitFor(t, "/readyz", 30*time.Second, func() bool {
 		resp, err := http.Get("http://" + addr + "/readyz")
 		if err != nil {
@@ -533,16 +532,6 @@ func TestTail(t *testing.T) {
 	if c.Op != event.OpInsert || c.Key.SupplierID != 2 {
 		t.Errorf("tail printed %+v", c)
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // TestReplicateDebezium: --format debezium publishes the Debezium envelope on the same
