@@ -18,9 +18,13 @@ import (
 // Store is the vector table, product_embeddings.
 type Store struct {
 	pool *pgxpool.Pool
-	// vector is true when the embedding column is pgvector's vector rather than real[]: the
-	// code always sends real[] and casts.
-	vector bool
+	// vector is true when the embedding column is pgvector's vector rather than real[];
+	// vectorOID is then its type's OID, whose binary format COPY sends.
+	vector    bool
+	vectorOID uint32
+	// embType is the embedding column's type (vector or real[]), which the staging table's
+	// column takes too: no cast, and a vector is sent in its own 4 + 4·dim bytes.
+	embType string
 	// staged holds the sessions (*pgconn.PgConn) that have created the staging table. A
 	// closed session's entry stays, harmlessly: its pointer is never reused while held.
 	staged sync.Map
@@ -30,16 +34,21 @@ type Store struct {
 
 // OpenStore checks product_embeddings exists and learns its embedding column's type.
 func OpenStore(ctx context.Context, pool *pgxpool.Pool) (*Store, error) {
-	var typ *string
-	err := pool.QueryRow(ctx, `SELECT (SELECT format_type(atttypid, atttypmod) FROM pg_attribute
-		WHERE attrelid = to_regclass('product_embeddings') AND attname = 'embedding' AND NOT attisdropped)`).Scan(&typ)
+	var typ string
+	var oid uint32
+	err := pool.QueryRow(ctx, `SELECT format_type(atttypid, NULL), atttypid FROM pg_attribute
+		WHERE attrelid = to_regclass('product_embeddings') AND attname = 'embedding' AND NOT attisdropped`).Scan(&typ, &oid)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrNotMigrated
+	}
 	if err != nil {
 		return nil, fmt.Errorf("inspect product_embeddings: %w", err)
 	}
-	if typ == nil {
-		return nil, ErrNotMigrated
+	s := &Store{pool: pool, vector: typ == "vector" || strings.HasSuffix(typ, ".vector"), embType: typ}
+	if s.vector {
+		s.vectorOID = oid
 	}
-	return &Store{pool: pool, vector: strings.HasPrefix(*typ, "vector")}, nil
+	return s, nil
 }
 
 // Vector reports whether the embedding column is pgvector's vector type.
@@ -127,7 +136,7 @@ type write struct {
 // stagingSQL creates the session's staging table for a batch of vectors: COPY into it is
 // binary and cheap, where slicing vectors out of one big array parameter is not.
 const stagingSQL = `CREATE TEMP TABLE IF NOT EXISTS tidemark_embedding_batch (
-	s int, p bigint, sku text, name text, dim int, e real[], h bytea, lsn text, seq int, del bool
+	s int, p bigint, sku text, name text, dim int, e %s, h bytea, lsn pg_lsn, seq int, del bool
 ) ON COMMIT DELETE ROWS`
 
 // upsertSQL writes the staged batch in one statement. A row applies only when its
@@ -137,10 +146,10 @@ const stagingSQL = `CREATE TEMP TABLE IF NOT EXISTS tidemark_embedding_batch (
 // after all.
 const upsertSQL = `INSERT INTO product_embeddings AS pe
 	(supplier_id, product_id, model, sku, name, dim, embedding, content_hash, source_lsn, source_seq, deleted, updated_at)
-SELECT u.s, u.p, $1, u.sku, u.name, u.dim, u.e%s, u.h, u.lsn::pg_lsn, u.seq, u.del, now()
+SELECT u.s, u.p, $1, u.sku, u.name, u.dim, u.e, u.h, u.lsn, u.seq, u.del, now()
 FROM tidemark_embedding_batch u
 WHERE NOT EXISTS (SELECT 1 FROM product_embedding_truncations t
-	WHERE t.model = $1 AND t.supplier_id IN (0, u.s) AND (t.source_lsn, t.source_seq) >= (u.lsn::pg_lsn, u.seq))
+	WHERE t.model = $1 AND t.supplier_id IN (0, u.s) AND (t.source_lsn, t.source_seq) >= (u.lsn, u.seq))
 ORDER BY u.s, u.p
 ON CONFLICT (supplier_id, product_id, model) DO UPDATE SET
 	sku = coalesce(EXCLUDED.sku, pe.sku),
@@ -200,10 +209,10 @@ func (s *Store) upsert(ctx context.Context, tx pgx.Tx, model string, ws []write,
 	// empty it only for a second pass in one transaction (commit empties it otherwise).
 	pc := tx.Conn().PgConn()
 	if _, ok := s.staged.Load(pc); !ok {
-		if _, err := tx.Exec(ctx, stagingSQL); err != nil {
+		if _, err := tx.Exec(ctx, fmt.Sprintf(stagingSQL, s.embType)); err != nil {
 			return nil, fmt.Errorf("create staging table: %w", err)
 		}
-		useFloat4Arrays(tx.Conn().TypeMap())
+		s.useCodecs(tx)
 		s.staged.Store(pc, true)
 	} else if again {
 		if _, err := tx.Exec(ctx, "DELETE FROM tidemark_embedding_batch"); err != nil {
@@ -218,7 +227,7 @@ func (s *Store) upsert(ctx context.Context, tx pgx.Tx, model string, ws []write,
 			d := int32(len(w.vec))
 			dim, vec = &d, w.vec
 		}
-		return []any{int32(w.key.SupplierID), w.key.ID, w.sku, w.name, dim, vec, w.hash, w.lsn.String(), int32(w.seq), w.deleted}, nil
+		return []any{int32(w.key.SupplierID), w.key.ID, w.sku, w.name, dim, vec, w.hash, w.lsn, int32(w.seq), w.deleted}, nil
 	})
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"tidemark_embedding_batch"},
 		[]string{"s", "p", "sku", "name", "dim", "e", "h", "lsn", "seq", "del"}, src); err != nil {
@@ -227,11 +236,7 @@ func (s *Store) upsert(ctx context.Context, tx pgx.Tx, model string, ws []write,
 	if err := s.ensurePartitions(ctx, tx, ws); err != nil {
 		return nil, err
 	}
-	cast := ""
-	if s.vector {
-		cast = "::vector"
-	}
-	rows, err := tx.Query(ctx, fmt.Sprintf(upsertSQL, cast), model)
+	rows, err := tx.Query(ctx, upsertSQL, model)
 	if err != nil {
 		return nil, fmt.Errorf("write vectors: %w", err)
 	}
@@ -249,6 +254,13 @@ func (s *Store) upsert(ctx context.Context, tx pgx.Tx, model string, ws []write,
 		return nil, fmt.Errorf("write vectors: %w", err)
 	}
 	return applied, nil
+}
+
+// useCodecs installs on tx's connection the binary encoders COPY uses for vectors and LSNs.
+func (s *Store) useCodecs(tx pgx.Tx) {
+	m := tx.Conn().TypeMap()
+	useFloat4Arrays(m)
+	useBinaryWriters(m, s.vectorOID)
 }
 
 // partitionLockKey serialises the creation of one supplier's partition: CREATE TABLE IF NOT
