@@ -42,14 +42,15 @@ func stringCol(raw json.RawMessage, name string) (string, bool, error) {
 
 // pending is the newest event of one product in a batch, on its way to a write.
 type pending struct {
-	ev   *received
-	text string
-	sku  *string
-	name *string
-	hash []byte
-	vec  []float32
-	gone bool // its row no longer exists; a later delete event settles it
-	dead bool // dead-lettered
+	ev    *received
+	text  string
+	sku   *string
+	name  *string
+	hash  []byte
+	vec   []float32
+	gone  bool // its row no longer exists; a later delete event settles it
+	dead  bool // dead-lettered
+	fresh bool // no vector of the model was stored for its key
 }
 
 // process runs one batch: everything it acks is committed first. A nil error means every
@@ -173,10 +174,12 @@ func (e *Encoder) process(ctx context.Context, msgs []jetstream.Msg) error {
 		if p.ev.ch.Op == event.OpDelete || p.gone || p.dead {
 			continue
 		}
-		if s, ok := stored[p.ev.ch.Key]; ok && !s.deleted && string(s.hash) == string(p.hash) {
+		s, ok := stored[p.ev.ch.Key]
+		if ok && !s.deleted && string(s.hash) == string(p.hash) {
 			unchanged = append(unchanged, p)
 			continue
 		}
+		p.fresh = !ok
 		toEmbed = append(toEmbed, p)
 	}
 	tHashes := time.Since(t0)
@@ -290,7 +293,7 @@ func (p *pending) write() write {
 	ch := &p.ev.ch
 	return write{
 		key: ch.Key, sku: p.sku, name: p.name, vec: p.vec, hash: p.hash,
-		lsn: ch.Source.CommitLSN, seq: ch.Source.Seq, deleted: ch.Op == event.OpDelete,
+		lsn: ch.Source.CommitLSN, seq: ch.Source.Seq, deleted: ch.Op == event.OpDelete, fresh: p.fresh,
 	}
 }
 

@@ -1,6 +1,7 @@
 package encoder
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -131,6 +132,9 @@ type write struct {
 	lsn     event.LSN // commit LSN of the event's transaction
 	seq     int       // the event's position in its transaction
 	deleted bool
+	// fresh says the key had no vector of the model when the batch read the stored hashes:
+	// such a write is COPYed straight into product_embeddings.
+	fresh bool
 }
 
 // stagingSQL creates the session's staging table for a batch of vectors: COPY into it is
@@ -205,6 +209,36 @@ func (s *Store) upsert(ctx context.Context, tx pgx.Tx, model string, ws []write,
 	if len(ws) == 0 {
 		return nil, nil
 	}
+	if err := s.ensurePartitions(ctx, tx, ws); err != nil {
+		return nil, err
+	}
+	s.useCodecs(tx)
+	applied := make(map[event.Key]bool, len(ws))
+	var fresh []write
+	for i := range ws {
+		if ws[i].fresh && ws[i].vec != nil && !ws[i].deleted {
+			fresh = append(fresh, ws[i])
+		}
+	}
+	if len(fresh) > 0 {
+		copied, err := s.copyNew(ctx, tx, model, fresh)
+		if err != nil {
+			return nil, err
+		}
+		if copied {
+			rest := ws[:0:0]
+			for _, w := range ws {
+				if w.fresh && w.vec != nil && !w.deleted {
+					applied[w.key] = true
+				} else {
+					rest = append(rest, w)
+				}
+			}
+			if ws = rest; len(ws) == 0 {
+				return applied, nil
+			}
+		}
+	}
 	// Each round trip counts on a busy machine: create the staging table once per session, and
 	// empty it only for a second pass in one transaction (commit empties it otherwise).
 	pc := tx.Conn().PgConn()
@@ -212,7 +246,6 @@ func (s *Store) upsert(ctx context.Context, tx pgx.Tx, model string, ws []write,
 		if _, err := tx.Exec(ctx, fmt.Sprintf(stagingSQL, s.embType)); err != nil {
 			return nil, fmt.Errorf("create staging table: %w", err)
 		}
-		s.useCodecs(tx)
 		s.staged.Store(pc, true)
 	} else if again {
 		if _, err := tx.Exec(ctx, "DELETE FROM tidemark_embedding_batch"); err != nil {
@@ -233,14 +266,10 @@ func (s *Store) upsert(ctx context.Context, tx pgx.Tx, model string, ws []write,
 		[]string{"s", "p", "sku", "name", "dim", "e", "h", "lsn", "seq", "del"}, src); err != nil {
 		return nil, fmt.Errorf("stage vectors: %w", err)
 	}
-	if err := s.ensurePartitions(ctx, tx, ws); err != nil {
-		return nil, err
-	}
 	rows, err := tx.Query(ctx, upsertSQL, model)
 	if err != nil {
 		return nil, fmt.Errorf("write vectors: %w", err)
 	}
-	applied := make(map[event.Key]bool, len(ws))
 	var k event.Key
 	if _, err := pgx.ForEachRow(rows, []any{&k.SupplierID, &k.ID}, func() error {
 		applied[k] = true
@@ -254,6 +283,78 @@ func (s *Store) upsert(ctx context.Context, tx pgx.Tx, model string, ws []write,
 		return nil, fmt.Errorf("write vectors: %w", err)
 	}
 	return applied, nil
+}
+
+// copyColumns are the columns copyNew writes; the rest take their defaults.
+var copyColumns = []string{"supplier_id", "product_id", "model", "sku", "name", "dim", "embedding",
+	"content_hash", "source_lsn", "source_seq", "deleted"}
+
+// copyNew writes the vectors of keys that had none with one COPY into product_embeddings,
+// skipping the staging table, the sort and the conflict checks of the upsert: what a drop of new
+// products needs. It reports false, having written nothing, when the upsert must take them
+// after all: a recorded truncate overtook one of them (the upsert drops those), or another
+// writer inserted one of the keys meanwhile (a unique violation, or a deadlock with that
+// writer, undone by rolling back to a savepoint).
+func (s *Store) copyNew(ctx context.Context, tx pgx.Tx, model string, ws []write) (bool, error) {
+	rows, err := tx.Query(ctx, `SELECT supplier_id, source_lsn::text, source_seq FROM product_embedding_truncations WHERE model = $1`, model)
+	if err != nil {
+		return false, fmt.Errorf("read truncates: %w", err)
+	}
+	var (
+		sup     int32
+		lsnText string
+		seq     int32
+		late    bool
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&sup, &lsnText, &seq}, func() error {
+		lsn, err := event.ParseLSN(lsnText)
+		if err != nil {
+			return err
+		}
+		at := event.Position{CommitLSN: lsn, Seq: int(seq)}
+		for i := range ws {
+			if (sup == 0 || int64(sup) == ws[i].key.SupplierID) && at.Compare(event.Position{CommitLSN: ws[i].lsn, Seq: ws[i].seq}) >= 0 {
+				late = true
+			}
+		}
+		return nil
+	}); err != nil {
+		return false, fmt.Errorf("read truncates: %w", err)
+	}
+	if late {
+		return false, nil
+	}
+	// In key order: two writers COPYing overlapping keys then wait for each other in one order.
+	ws = slices.Clone(ws)
+	slices.SortFunc(ws, func(a, b write) int {
+		if c := cmp.Compare(a.key.SupplierID, b.key.SupplierID); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.key.ID, b.key.ID)
+	})
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return false, fmt.Errorf("savepoint: %w", err)
+	}
+	src := pgx.CopyFromSlice(len(ws), func(i int) ([]any, error) {
+		w := &ws[i]
+		return []any{int32(w.key.SupplierID), w.key.ID, model, w.sku, w.name, int32(len(w.vec)), w.vec, w.hash,
+			w.lsn, int32(w.seq), false}, nil
+	})
+	if _, err := sp.CopyFrom(ctx, pgx.Identifier{"product_embeddings"}, copyColumns, src); err != nil {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && (pe.Code == "23505" || pe.Code == "40P01") { // unique_violation, deadlock_detected
+			if rerr := sp.Rollback(ctx); rerr != nil {
+				return false, fmt.Errorf("roll back to savepoint: %w", rerr)
+			}
+			return false, nil
+		}
+		return false, fmt.Errorf("copy new vectors: %w", err)
+	}
+	if err := sp.Commit(ctx); err != nil {
+		return false, fmt.Errorf("release savepoint: %w", err)
+	}
+	return true, nil
 }
 
 // useCodecs installs on tx's connection the binary encoders COPY uses for vectors and LSNs.
