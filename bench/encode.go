@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
@@ -65,33 +66,41 @@ func benchEncode(ctx context.Context, env *Env) ([]Result, error) {
 		return nil, err
 	}
 
-	args := []string{"encode", "--pg-url", url, "--nats-url", env.NATS.URL(), "--stream", stream, "--http-addr", "",
+	args := []string{"encode", "--pg-url", withAppName(url, "tidemark encode"), "--nats-url", env.NATS.URL(), "--stream", stream, "--http-addr", "",
 		"--log-level", "warn"}
 	if lv := os.Getenv("BENCH_ENCODE_LOG"); lv != "" {
 		args = append(args, "--log-level", lv)
 	}
-	// BENCH_ENCODE_CPUPROFILE=file profiles the encoders' run.
-	profile := []string{}
+	// The encoders' run is profiled, to split their CPU by what it does; BENCH_ENCODE_CPUPROFILE
+	// keeps the profile.
+	profile := filepath.Join(env.Dir, "encode.pprof")
 	if p := os.Getenv("BENCH_ENCODE_CPUPROFILE"); p != "" {
-		profile = []string{"--cpuprofile", p}
+		profile = p
 	}
 	model, _ := encoder.NewHash(encoder.DefaultDim)
-	secs, rss, err := timeEncode(ctx, pool, js, stream, "bench", env.Bin, append(append(args, profile...), "--workers", "2", "--consumer", "bench"), model.Model(), n)
+	run, err := runEncode(ctx, pool, js, stream, "bench", env.Bin, append(args, "--cpuprofile", profile, "--workers", "2", "--consumer", "bench"), model.Model(), n, true)
+	if err != nil {
+		return nil, err
+	}
+	secs, rss := run.secs, run.rss
+	encCPU, err := splitProfile(profile)
 	if err != nil {
 		return nil, err
 	}
 	// The per-row baseline on a sample (another model, so nothing is skipped as unchanged).
 	sample := min(n, 5000)
 	base, _ := encoder.NewHash(encoder.DefaultDim + 1)
-	baseSecs, _, err := timeEncode(ctx, pool, js, stream, "baseline", env.Bin, append(args, "--workers", "1", "--batch", "1", "--consumer", "baseline",
-		"--dim", fmt.Sprint(encoder.DefaultDim+1)), base.Model(), sample)
+	baseRun, err := runEncode(ctx, pool, js, stream, "baseline", env.Bin, append(args, "--workers", "1", "--batch", "1", "--consumer", "baseline",
+		"--dim", fmt.Sprint(encoder.DefaultDim+1)), base.Model(), sample, false)
 	if err != nil {
 		return nil, err
 	}
+	baseSecs := baseRun.secs
 	baseScaled := baseSecs * float64(n) / float64(sample)
 	e2e := Result{Stage: "encode", Rows: n, Seconds: secs, Rate: float64(n) / secs,
 		Baseline: "per-row worker (batch 1)", BaselineSeconds: baseScaled, Ratio: secs / baseScaled, PeakRSSMB: float64(rss) / (1 << 20),
-		Note: fmt.Sprintf("events in the stream → live vectors, 2 workers, hash embedder; baseline timed on %d rows and scaled", sample)}
+		Note: fmt.Sprintf("events in the stream → live vectors, 2 workers, hash embedder; baseline timed on %d rows and scaled", sample),
+		CPU:  run.cpu, EncoderCPU: encCPU}
 	return []Result{hashRes, e2e}, nil
 }
 
@@ -192,26 +201,47 @@ func publishInserts(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStr
 // the consumer's acks (an encoder acks after its commit), not the table: counting a million
 // vectors every 50 ms would take a core from the encoders it measures. The count is checked
 // once the stream is acked.
+type encodeRun struct {
+	secs float64
+	rss  int64
+	cpu  []cpuLine // with measure
+}
+
 func timeEncode(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStream, stream, consumer, bin string, args []string, model string, want int) (float64, int64, error) {
+	r, err := runEncode(ctx, pool, js, stream, consumer, bin, args, model, want, false)
+	return r.secs, r.rss, err
+}
+
+// runEncode is timeEncode; with measure it also meters the CPU of every process meanwhile.
+func runEncode(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStream, stream, consumer, bin string, args []string, model string, want int, measure bool) (encodeRun, error) {
 	cmd := exec.CommandContext(ctx, bin, args...)
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	info, err := js.Stream(ctx, stream)
 	if err != nil {
-		return 0, 0, err
+		return encodeRun{}, err
 	}
 	// The want-th message: the encoders have acked it and all before it.
 	last := info.CachedInfo().State.FirstSeq + uint64(want) - 1
+	var meter *cpuMeter
+	if measure {
+		if meter, err = startCPUMeter(ctx, pool); err != nil {
+			return encodeRun{}, err
+		}
+	}
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
-		return 0, 0, err
+		return encodeRun{}, err
+	}
+	if meter != nil {
+		meter.watch("tidemark encode", cmd.Process.Pid)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	fail := func(err error) (float64, int64, error) {
+	fail := func(err error) (encodeRun, error) {
 		_ = cmd.Process.Kill()
 		<-done
-		return 0, 0, err
+		return encodeRun{}, err
 	}
 	var secs float64
 	for {
@@ -232,18 +262,22 @@ func timeEncode(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStream,
 		}
 		select {
 		case err := <-done:
-			return 0, 0, fmt.Errorf("encode exited early (%v):\n%s", err, tail(out.String(), 2000))
+			return encodeRun{}, fmt.Errorf("encode exited early (%v):\n%s", err, tail(out.String(), 2000))
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+	run := encodeRun{secs: secs}
+	if meter != nil {
+		run.cpu = meter.finish(ctx)
+	}
 	// The peak so far, read while it runs (see runProcess for why not rusage's maxrss).
-	rss := vmHWM(cmd.Process.Pid)
+	run.rss = vmHWM(cmd.Process.Pid)
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	if err := <-done; err != nil {
-		return 0, 0, fmt.Errorf("encode after SIGTERM: %w\n%s", err, tail(out.String(), 2000))
+		return encodeRun{}, fmt.Errorf("encode after SIGTERM: %w\n%s", err, tail(out.String(), 2000))
 	}
 	if os.Getenv("BENCH_ENCODE_LOG") != "" {
 		fmt.Fprintln(os.Stderr, out.String())
 	}
-	return secs, rss, nil
+	return run, nil
 }

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -48,6 +49,10 @@ type Result struct {
 	PeakRSSMB       float64 `json:"peak_rss_mb,omitempty"`
 	CPUSeconds      float64 `json:"cpu_seconds,omitempty"` // the server's CPU time, where measured
 	Note            string  `json:"note,omitempty"`
+	// CPU is what each process spent while the stage was timed; EncoderCPU splits the
+	// encoders' share by what they were doing (from their CPU profile).
+	CPU        []cpuLine `json:"cpu,omitempty"`
+	EncoderCPU []cpuLine `json:"encoder_cpu,omitempty"`
 }
 
 // Stage is one benchmark; each file of this package registers its own in init.
@@ -169,6 +174,12 @@ func printTable(w *os.File, results []Result) {
 		if r.Note != "" {
 			fmt.Fprintf(w, "%s: %s\n", r.Stage, r.Note)
 		}
+		if len(r.CPU) > 0 {
+			fmt.Fprintf(w, "%s: %s\n", r.Stage, formatCPU(r.CPU, r.Rows))
+		}
+		if len(r.EncoderCPU) > 0 {
+			fmt.Fprintf(w, "%s: encoder %s\n", r.Stage, formatCPU(r.EncoderCPU, r.Rows))
+		}
 	}
 }
 
@@ -272,6 +283,19 @@ func (e *Env) psql() string {
 		return "/usr/bin/psql"
 	}
 	return filepath.Join(e.PG.BinDir(), "psql")
+}
+
+// withAppName returns the connection URL with application_name set, so the meter can tell
+// each command's PostgreSQL backends apart.
+func withAppName(pgURL, name string) string {
+	u, err := url.Parse(pgURL)
+	if err != nil {
+		return pgURL
+	}
+	q := u.Query()
+	q.Set("application_name", name)
+	u.RawQuery = strings.ReplaceAll(q.Encode(), "+", "%20") // pgx reads '+' literally
+	return u.String()
 }
 
 func (e *Env) database(ctx context.Context, name string, suppliers int32) (string, *pgxpool.Pool, error) {

@@ -58,7 +58,12 @@ func benchPipeline(ctx context.Context, env *Env) ([]Result, error) {
 		go func() { done <- cmd.Wait() }()
 		return cmd, done, nil
 	}
+	stopped := map[*exec.Cmd]bool{}
 	stop := func(cmd *exec.Cmd, done chan error) {
+		if stopped[cmd] {
+			return
+		}
+		stopped[cmd] = true
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-done:
@@ -67,8 +72,8 @@ func benchPipeline(ctx context.Context, env *Env) ([]Result, error) {
 			<-done
 		}
 	}
-	common := []string{"--pg-url", url, "--nats-url", env.NATS.URL(), "--http-addr=", "--log-level", "warn"}
-	rep, repDone, err := start(append([]string{"replicate", "--slot", slot}, common...)...)
+	common := []string{"--nats-url", env.NATS.URL(), "--http-addr=", "--log-level", "warn"}
+	rep, repDone, err := start(append([]string{"replicate", "--slot", slot, "--pg-url", withAppName(url, "tidemark replicate")}, common...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -85,7 +90,9 @@ func benchPipeline(ctx context.Context, env *Env) ([]Result, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("replicate: %w", err)
 	}
-	enc, encDone, err := start(append([]string{"encode", "--consumer", consumer, "--workers", "2"}, common...)...)
+	profile := filepath.Join(env.Dir, "pipeline-encode.pprof")
+	enc, encDone, err := start(append([]string{"encode", "--consumer", consumer, "--workers", "2",
+		"--pg-url", withAppName(url, "tidemark encode"), "--cpuprofile", profile}, common...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -98,11 +105,18 @@ func benchPipeline(ctx context.Context, env *Env) ([]Result, error) {
 	}
 
 	env.Log.Info("pipeline: load → replicate → encode", "rows", env.Rows)
+	meter, err := startCPUMeter(ctx, pool)
+	if err != nil {
+		return nil, err
+	}
+	meter.watch("tidemark replicate", rep.Process.Pid)
+	meter.watch("tidemark encode", enc.Process.Pid)
 	t0 := time.Now()
-	load, err := runProcess(ctx, env.Bin, "load", "--pg-url", url, "--supplier", fmt.Sprint(benchSupplier), file)
+	load, err := runProcess(ctx, env.Bin, "load", "--pg-url", withAppName(url, "tidemark load"), "--supplier", fmt.Sprint(benchSupplier), file)
 	if err != nil {
 		return nil, fmt.Errorf("load: %w", err)
 	}
+	meter.add("tidemark load", load.CPU)
 	// Every event published, and the encoders' ack floor (they ack after their commit) at
 	// the last one.
 	if err := waitFor(ctx, 30*time.Minute, encDone, out, func() (bool, error) {
@@ -123,6 +137,15 @@ func benchPipeline(ctx context.Context, env *Env) ([]Result, error) {
 		return nil, fmt.Errorf("encode: %w", err)
 	}
 	secs := time.Since(t0).Seconds()
+	cpu := meter.finish(ctx)
+	repRSS, encRSS := vmHWM(rep.Process.Pid), vmHWM(enc.Process.Pid)
+	// The profile is written when encode exits. It covers the encoders' whole run, which
+	// outside the timed window is only idle fetching.
+	stop(enc, encDone)
+	encCPU, err := splitProfile(profile)
+	if err != nil {
+		return nil, err
+	}
 	model, _ := encoder.NewHash(encoder.DefaultDim)
 	var live int
 	if err := pool.QueryRow(ctx, "SELECT count(*) FROM product_embeddings WHERE model = $1 AND NOT deleted", model.Model()).Scan(&live); err != nil {
@@ -131,12 +154,12 @@ func benchPipeline(ctx context.Context, env *Env) ([]Result, error) {
 	if live != env.Rows {
 		return nil, fmt.Errorf("%d live vectors after the last ack, want %d", live, env.Rows)
 	}
-	repRSS, encRSS := vmHWM(rep.Process.Pid), vmHWM(enc.Process.Pid)
 	return []Result{{
 		Stage: "pipeline", Rows: env.Rows, Seconds: secs, Rate: float64(env.Rows) / secs,
 		PeakRSSMB: float64(max(repRSS, encRSS, load.PeakRSS)) / (1 << 20),
 		Note: fmt.Sprintf("tidemark load of %d new products (%.1f s) → replicate → encode (2 workers, hash) → live vectors, all at once on the same cores; peak RSS load %.0f MB, replicate %.0f MB, encode %.0f MB",
 			env.Rows, load.Elapsed.Seconds(), float64(load.PeakRSS)/(1<<20), float64(repRSS)/(1<<20), float64(encRSS)/(1<<20)),
+		CPU: cpu, EncoderCPU: encCPU,
 	}}, nil
 }
 

@@ -44,7 +44,11 @@ func (g *Globals) PGConfig(log *slog.Logger) (*pgxpool.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse --pg-url: %w", err)
 	}
-	cfg.ConnConfig.RuntimeParams["application_name"] = "tidemark"
+	// An application_name in --pg-url wins, so an operator (or the benchmark) can tell the
+	// sessions of each command apart in pg_stat_activity.
+	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
+		cfg.ConnConfig.RuntimeParams["application_name"] = "tidemark"
+	}
 	if g.Log.SQL {
 		cfg.ConnConfig.Tracer = &sqlTracer{log: log}
 	}
