@@ -256,13 +256,14 @@ func slot(ctx context.Context, db *pgxpool.Pool, opts Options) Check {
 		return queryFailed("slot", err)
 	}
 	drop := fmt.Sprintf("SELECT pg_drop_replication_slot('%s'); then restart tidemark replicate (it re-creates the slot; take a snapshot for what was missed)", opts.Slot)
+	resync := "tidemark replicate --on-slot-lost resync (a new slot and a snapshot of every supplier; see the README, \"When the slot is lost\")"
 	switch {
 	case s.Plugin != "pgoutput":
 		return fail("slot", drop, "%s uses the %s plugin, not pgoutput", s.Name, s.Plugin)
 	case s.Database != dbName:
 		return fail("slot", "point --pg-url at database "+s.Database+", or use another --slot name", "%s belongs to database %s, not %s", s.Name, s.Database, dbName)
-	case s.WALStatus == "lost":
-		return fail("slot", drop, "%s is invalidated (wal_status lost): WAL it needed was removed", s.Name)
+	case r.Invalidated():
+		return fail("slot", resync, "%s is invalidated (wal_status %s): WAL it needed was removed, the changes after %s are lost", s.Name, s.WALStatus, s.ConfirmedLSN)
 	}
 	state := "inactive"
 	if s.Active {

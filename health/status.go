@@ -24,8 +24,11 @@ type Status struct {
 	Vectors    *Vectors    `json:"vectors"`
 	// Suppliers is where each supplier stands (GatherSuppliers); nil before migration 0006.
 	Suppliers []SupplierStatus `json:"suppliers"`
-	Healthy   bool             `json:"healthy"`
-	Problems  []string         `json:"problems"`
+	// SlotLost is why the slot is lost (replication.LostInvalidated, LostDropped), empty when
+	// it is not: the changes after the checkpoint are gone from the WAL.
+	SlotLost string   `json:"slot_lost,omitempty"`
+	Healthy  bool     `json:"healthy"`
+	Problems []string `json:"problems"`
 }
 
 // Checkpoint is the LSN the replicator saved in the checkpoint bucket.
@@ -119,8 +122,9 @@ func GatherPostgres(ctx context.Context, pool *pgxpool.Pool, opts Options, s *St
 		slot := slotOf(r)
 		s.Slot = slot
 		switch {
-		case slot.WALStatus == "lost":
-			s.Problem("slot %s is invalidated (wal_status lost): drop it, restart tidemark replicate and snapshot what was missed", slot.Name)
+		case r.Invalidated():
+			s.SlotLost = replication.LostInvalidated
+			s.Problem("slot %s is lost: invalidated (wal_status %s), the WAL it needed was removed; run tidemark replicate --on-slot-lost resync", slot.Name, slot.WALStatus)
 		case !slot.Active && slot.LagBytes > opts.LagWarn:
 			s.Problem("slot %s is inactive with %s of WAL behind (over %s): is tidemark replicate running?",
 				slot.Name, FormatBytes(slot.LagBytes), FormatBytes(opts.LagWarn))
@@ -229,4 +233,15 @@ func lastActive(t *time.Time) time.Time {
 		return time.Time{}
 	}
 	return *t
+}
+
+// CheckDropped marks the slot lost when it does not exist while a checkpoint says it did: call
+// it once both GatherPostgres and GatherNATS have run.
+func (s *Status) CheckDropped(slot string) {
+	if s.Slot != nil || s.Checkpoint == nil || s.Checkpoint.LSN == "" || s.SlotLost != "" {
+		return
+	}
+	s.SlotLost = replication.LostDropped
+	s.Problem("slot %s is lost: dropped (the checkpoint at %s says it existed), the changes after it are gone; run tidemark replicate --on-slot-lost resync",
+		slot, s.Checkpoint.LSN)
 }

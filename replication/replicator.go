@@ -67,8 +67,20 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// MaxBackoff caps the wait between reconnects; default 10s.
 	MaxBackoff time.Duration
-	// Checkpoints, when set, saves the confirmed LSN after each successful flush.
+	// Checkpoints, when set, saves the confirmed LSN after each successful flush. When it also
+	// implements Origins, a checkpoint taken on another server (a failover) is detected.
 	Checkpoints Checkpoints
+	// OnSlotLost, when set, is called when the slot is lost (see ErrSlotLost) and returns the
+	// LSN a new slot streams from; streaming resumes from there. When nil, Run returns the
+	// *SlotLostError.
+	OnSlotLost func(ctx context.Context, lost *SlotLostError) (pglogrepl.LSN, error)
+}
+
+// Origins keeps, beside a slot's checkpoint, the Origin of the server it was taken on.
+type Origins interface {
+	// LoadOrigin returns the saved origin of slot, "" when none is saved.
+	LoadOrigin(ctx context.Context, slot string) (string, error)
+	SaveOrigin(ctx context.Context, slot, origin string) error
 }
 
 var slotName = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
@@ -89,6 +101,16 @@ type Replicator struct {
 	confirmed    prometheus.Gauge
 	reconnects   prometheus.Counter
 	skipped      prometheus.Counter
+	slotLost     *prometheus.CounterVec
+	resyncs      prometheus.Counter
+
+	// Owned by the goroutine running loop: the checkpoint loaded at start (or set by a
+	// resync), the origin it was taken on, and the last LSN this process confirmed.
+	saved       pglogrepl.LSN
+	savedOrigin string
+	sent        pglogrepl.LSN
+	streamed    bool          // a session of this process streamed from the slot
+	seen        pglogrepl.LSN // the slot's confirmed LSN when last found fine
 	// unconfirmedSince is the commit time (Unix nanoseconds) of the oldest transaction
 	// received and not yet confirmed, 0 when there is none. It outlives a session: a failed
 	// one leaves its transactions to be replayed, and the slot lags by their age meanwhile.
@@ -136,6 +158,16 @@ func New(cfg Config, pub Publisher, log *slog.Logger, reg prometheus.Registerer)
 		skipped: f.NewCounter(prometheus.CounterOpts{
 			Name: "tidemark_replication_skipped_total", Help: "Changes replayed from the WAL and not published again because the stream already held them.",
 		}),
+		slotLost: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "tidemark_replication_slot_lost_total",
+			Help: "Times the slot was found lost (its changes gone from the WAL), by reason: invalidated, dropped, new_primary, behind_checkpoint.",
+		}, []string{"reason"}),
+		resyncs: f.NewCounter(prometheus.CounterOpts{
+			Name: "tidemark_replication_resyncs_total", Help: "Lost slots replaced by a new slot and a snapshot of every supplier (--on-slot-lost resync).",
+		}),
+	}
+	for _, reason := range LostReasons {
+		r.slotLost.WithLabelValues(reason)
 	}
 	// Read at scrape time: while publishing is stuck (NATS down) nothing else would update it.
 	f.NewGaugeFunc(prometheus.GaugeOpts{
@@ -175,6 +207,12 @@ func (r *Replicator) Run(ctx context.Context) error {
 			return fmt.Errorf("load checkpoint: %w", err)
 		}
 		start = saved
+		r.saved = saved
+		if o, ok := r.cfg.Checkpoints.(Origins); ok {
+			if r.savedOrigin, err = o.LoadOrigin(ctx, r.cfg.Slot); err != nil {
+				return fmt.Errorf("load checkpoint origin: %w", err)
+			}
+		}
 	}
 	r.flushed.Store(uint64(start))
 	if start != 0 {
@@ -208,6 +246,38 @@ func (r *Replicator) loop(ctx context.Context) error {
 		}
 		if ctx.Err() != nil {
 			return nil
+		}
+		var lost *SlotLostError
+		if !errors.As(err, &lost) && maybeSlotLost(err) {
+			// The error suggests a lost slot; the slot's state says for sure.
+			if cerr := r.checkSlot(ctx, ""); errors.As(cerr, &lost) {
+				err = cerr
+			}
+		}
+		if lost != nil {
+			r.slotLost.WithLabelValues(lost.Reason).Inc()
+			r.log.Error("replication slot lost: the changes after the last confirmed LSN are gone from the WAL",
+				"slot", lost.Slot, "reason", lost.Reason, "missing_from", lost.MissingFrom, "detail", lost.Detail,
+				"resync", r.cfg.OnSlotLost != nil)
+			if r.cfg.OnSlotLost == nil {
+				return lost
+			}
+			rerr := r.resync(ctx, lost)
+			if rerr == nil {
+				backoff = 250 * time.Millisecond
+				continue
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			r.log.Warn("resync failed; retrying", "err", rerr, "retry_in", backoff)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, r.cfg.MaxBackoff)
+			continue
 		}
 		if errors.Is(err, ErrProtocol) || errors.Is(err, ErrWALLevel) || errors.Is(err, ErrStreamAhead) {
 			return err
@@ -282,6 +352,9 @@ func (r *Replicator) session(ctx context.Context) (streamed bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("identify system: %w", err)
 	}
+	if err := r.checkSlot(ctx, Origin(sys)); err != nil {
+		return false, err
+	}
 	if pglogrepl.LSN(stored.CommitLSN) > sys.XLogPos {
 		return false, fmt.Errorf("%w: the last change of slot %s in the stream is at %s, the server's WAL ends at %s; "+
 			"nothing was published (see the README: a lost slot)", ErrStreamAhead, r.cfg.Slot, stored, sys.XLogPos)
@@ -302,6 +375,7 @@ func (r *Replicator) session(ctx context.Context) (streamed bool, err error) {
 		return false, fmt.Errorf("start replication on slot %s: %w", r.cfg.Slot, err)
 	}
 	r.log.Info("streaming", "slot", r.cfg.Slot, "publication", r.cfg.Publication, "from", startLSN)
+	r.streamed = true
 	r.ready.Store(true)
 	defer r.ready.Store(false)
 
@@ -438,6 +512,56 @@ func (r *Replicator) session(ctx context.Context) (streamed bool, err error) {
 	}
 }
 
+// checkSlot returns a *SlotLostError when the slot is lost (see CheckSlot), origin being the
+// server's Origin now ("" when not known). A slot found fine on a new server records its
+// origin beside the checkpoint.
+func (r *Replicator) checkSlot(ctx context.Context, origin string) error {
+	conn, closeConn, err := connectQuerier(ctx, r.cfg.ConnString)
+	if err != nil {
+		return err
+	}
+	defer closeConn()
+	slot, err := CheckSlot(ctx, conn, r.cfg.Slot, SlotCheck{Saved: max(r.saved, r.sent, r.seen), Streamed: r.streamed, SavedOrigin: r.savedOrigin, Origin: origin})
+	if errors.Is(err, ErrNoSlot) {
+		return fmt.Errorf("%w (tidemark replicate creates it at start)", err)
+	}
+	if err != nil {
+		return err
+	}
+	r.seen = max(r.seen, slot.ConfirmedLSN)
+	if origin == "" || origin == r.savedOrigin {
+		return nil
+	}
+	if r.savedOrigin != "" {
+		r.log.Info("the server changed, and the slot was synchronized from the previous one (a failover slot): resuming",
+			"slot", r.cfg.Slot, "was", r.savedOrigin, "now", origin, "confirmed", slot.ConfirmedLSN)
+	}
+	if o, ok := r.cfg.Checkpoints.(Origins); ok {
+		if err := o.SaveOrigin(ctx, r.cfg.Slot, origin); err != nil {
+			return fmt.Errorf("save checkpoint origin: %w", err)
+		}
+	}
+	r.savedOrigin = origin
+	return nil
+}
+
+// resync replaces the lost slot through OnSlotLost and moves the replicator to the new slot's
+// start: the saved checkpoint and the origin are those of the new slot from now on.
+func (r *Replicator) resync(ctx context.Context, lost *SlotLostError) error {
+	lsn, err := r.cfg.OnSlotLost(ctx, lost)
+	if err != nil {
+		return err
+	}
+	r.resyncs.Inc()
+	r.flushed.Store(uint64(lsn))
+	r.confirmed.Set(float64(lsn))
+	r.saved, r.sent, r.seen, r.savedOrigin = lsn, lsn, lsn, ""
+	r.unconfirmedSince.Store(0)
+	r.log.Warn("resync: streaming from a new slot while every supplier is snapshotted",
+		"slot", r.cfg.Slot, "from", lsn, "missing_from", lost.MissingFrom, "reason", lost.Reason)
+	return nil
+}
+
 // stopReached says whether everything up to StopAtLSN has been received, so waiting for the
 // next status interval would only delay the stop.
 func (r *Replicator) stopReached(s *session) bool {
@@ -531,6 +655,7 @@ func (r *Replicator) sendStatus(ctx context.Context, s *session) error {
 	if err != nil {
 		return fmt.Errorf("send standby status update: %w", err)
 	}
+	r.sent = flushed
 	if end := max(s.serverEnd, s.written); end > flushed {
 		r.lagBytes.Set(float64(end - flushed))
 	} else {

@@ -65,10 +65,11 @@ func EnsurePublication(ctx context.Context, db Querier, name string, tables []st
 	return nil
 }
 
-// EnsureSlot creates logical slot name with pgoutput; an existing slot (42710) is kept.
+// EnsureSlot creates logical slot name with pgoutput (a failover slot on PostgreSQL 17+); an
+// existing slot (42710) is kept.
 // It reports whether it created the slot.
 func EnsureSlot(ctx context.Context, db Querier, name string) (bool, error) {
-	_, err := db.Exec(ctx, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", name)
+	err := createSlot(ctx, db, name)
 	if err == nil {
 		return true, nil
 	}

@@ -25,6 +25,19 @@ type Slot struct {
 	CurrentLSN pglogrepl.LSN
 	// WALStatus is reserved, extended, unreserved or lost (PostgreSQL 13+); empty before.
 	WALStatus string
+	// Conflicting is true when the slot was invalidated by a conflict with recovery
+	// (PostgreSQL 16+, a slot on a standby).
+	Conflicting bool
+	// InvalidationReason says why the slot was invalidated, empty when it is not (17+).
+	InvalidationReason string
+	// Failover is true for a slot the standbys synchronize (17+); Synced for one that was
+	// synchronized from a primary, also after this server's promotion.
+	Failover, Synced bool
+}
+
+// Invalidated says whether the server has invalidated the slot: it can never be read again.
+func (s Slot) Invalidated() bool {
+	return s.WALStatus == "lost" || s.Conflicting || s.InvalidationReason != ""
 }
 
 // LagBytes is how much WAL the slot holds beyond its confirmed position: what the replicator
@@ -41,13 +54,16 @@ func ReadSlot(ctx context.Context, db Querier, name string) (Slot, error) {
 	s := Slot{Name: name}
 	var confirmed, restart, current *string
 	var pid *int32
-	// to_jsonb rather than the column: wal_status is missing before PostgreSQL 13.
+	// to_jsonb rather than the columns: each is missing before the version that added it.
 	err := db.QueryRow(ctx, `SELECT coalesce(plugin, ''), coalesce(database, ''), active, active_pid,
 			confirmed_flush_lsn::text, restart_lsn::text,
 			(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END)::text,
-			coalesce(to_jsonb(s) ->> 'wal_status', '')
+			coalesce(to_jsonb(s) ->> 'wal_status', ''), coalesce((to_jsonb(s) ->> 'conflicting')::bool, false),
+			coalesce(to_jsonb(s) ->> 'invalidation_reason', ''),
+			coalesce((to_jsonb(s) ->> 'failover')::bool, false), coalesce((to_jsonb(s) ->> 'synced')::bool, false)
 		FROM pg_replication_slots s WHERE slot_name = $1`, name).
-		Scan(&s.Plugin, &s.Database, &s.Active, &pid, &confirmed, &restart, &current, &s.WALStatus)
+		Scan(&s.Plugin, &s.Database, &s.Active, &pid, &confirmed, &restart, &current, &s.WALStatus, &s.Conflicting,
+			&s.InvalidationReason, &s.Failover, &s.Synced)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return s, fmt.Errorf("%s: %w", name, ErrNoSlot)
 	}

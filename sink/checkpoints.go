@@ -16,7 +16,10 @@ type Checkpoints struct {
 	kv jetstream.KeyValue
 }
 
-var _ replication.Checkpoints = (*Checkpoints)(nil)
+var (
+	_ replication.Checkpoints = (*Checkpoints)(nil)
+	_ replication.Origins     = (*Checkpoints)(nil)
+)
 
 // EnsureCheckpoints creates (or opens) the checkpoint bucket.
 func EnsureCheckpoints(ctx context.Context, js jetstream.JetStream, replicas int) (*Checkpoints, error) {
@@ -25,7 +28,7 @@ func EnsureCheckpoints(ctx context.Context, js jetstream.JetStream, replicas int
 	}
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      CheckpointBucket,
-		Description: "tidemark replication checkpoints: key = slot, value = confirmed LSN",
+		Description: "tidemark replication checkpoints: key = slot, value = confirmed LSN; key = slot.origin, value = the server it was taken on",
 		Storage:     jetstream.FileStorage,
 		Replicas:    replicas,
 		History:     1,
@@ -65,6 +68,30 @@ func (c *Checkpoints) Load(ctx context.Context, slot string) (pglogrepl.LSN, err
 func (c *Checkpoints) Save(ctx context.Context, slot string, lsn pglogrepl.LSN) error {
 	if _, err := c.kv.Put(ctx, slot, []byte(lsn.String())); err != nil {
 		return fmt.Errorf("save checkpoint of %s: %w", slot, err)
+	}
+	return nil
+}
+
+// originKey is where a slot's origin is kept: slot names have no dots, so it is no slot's key.
+func originKey(slot string) string { return slot + ".origin" }
+
+// LoadOrigin returns the origin (replication.Origin) of the server slot's checkpoint was taken
+// on, "" when none is saved.
+func (c *Checkpoints) LoadOrigin(ctx context.Context, slot string) (string, error) {
+	e, err := c.kv.Get(ctx, originKey(slot))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read checkpoint origin of %s: %w", slot, err)
+	}
+	return string(e.Value()), nil
+}
+
+// SaveOrigin stores the origin of the server slot streams from.
+func (c *Checkpoints) SaveOrigin(ctx context.Context, slot, origin string) error {
+	if _, err := c.kv.Put(ctx, originKey(slot), []byte(origin)); err != nil {
+		return fmt.Errorf("save checkpoint origin of %s: %w", slot, err)
 	}
 	return nil
 }

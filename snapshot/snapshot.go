@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/tidemark/tidemark/replication"
 )
@@ -114,7 +115,15 @@ func Supplier(ctx context.Context, pool *pgxpool.Pool, id int32, opts Options) (
 // (then it reports true): recorded snapshots survive a crash, so a plan of many suppliers
 // resumes whole. Supplier calls it; call it ahead to record a plan before running it.
 func Begin(ctx context.Context, pool *pgxpool.Pool, id int32) (existed bool, err error) {
-	tag, err := pool.Exec(ctx, `INSERT INTO tidemark_snapshots (id, supplier_id, until_id)
+	return begin(ctx, pool, id)
+}
+
+type execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+func begin(ctx context.Context, db execer, id int32) (existed bool, err error) {
+	tag, err := db.Exec(ctx, `INSERT INTO tidemark_snapshots (id, supplier_id, until_id)
 		VALUES ($1, $2, (SELECT coalesce(max(id), 0) FROM products WHERE supplier_id = $2))
 		ON CONFLICT (supplier_id) WHERE finished_at IS NULL DO NOTHING`,
 		fmt.Sprintf("s%d-%d", id, time.Now().UnixNano()), id)
@@ -122,6 +131,35 @@ func Begin(ctx context.Context, pool *pgxpool.Pool, id int32) (existed bool, err
 		return false, fmt.Errorf("start snapshot of supplier %d: %w", id, err)
 	}
 	return tag.RowsAffected() == 0, nil
+}
+
+// Restart records, in one transaction, a snapshot of every supplier in ids from its first row:
+// unfinished snapshots are dropped and begun again, since the chunks they wrote to the WAL may
+// be lost with a slot (a resync), and the rest begin. Supplier then runs them; a crash
+// part-way through them resumes where they stopped.
+func Restart(ctx context.Context, pool *pgxpool.Pool, ids []int32) error {
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "DELETE FROM tidemark_snapshots WHERE finished_at IS NULL"); err != nil {
+			return fmt.Errorf("drop unfinished snapshots: %w", err)
+		}
+		for _, id := range ids {
+			if _, err := begin(ctx, tx, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Unfinished lists the suppliers whose recorded snapshot has not finished, in order.
+func Unfinished(ctx context.Context, pool *pgxpool.Pool) ([]int32, error) {
+	var ids []int32
+	err := pool.QueryRow(ctx, `SELECT coalesce(array_agg(supplier_id ORDER BY supplier_id), '{}')
+		FROM tidemark_snapshots WHERE finished_at IS NULL`).Scan(&ids)
+	if err != nil {
+		return nil, fmt.Errorf("read unfinished snapshots (has tidemark migrate run?): %w", err)
+	}
+	return ids, nil
 }
 
 // columns reads products' columns and type OIDs, in table order.

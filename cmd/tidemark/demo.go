@@ -120,7 +120,7 @@ func (c *DemoCmd) run(ctx context.Context, g *Globals, log *slog.Logger) error {
 	// The pipeline: replicate and two encoders, each with a registry of its own as separate
 	// processes would have.
 	d.replReg = prometheus.NewRegistry()
-	r, _, closeRepl, err := rc.newReplicator(ctx, dg, log.With("component", "replicate"), d.replReg)
+	r, _, closeRepl, err := rc.newReplicator(ctx, dg, log.With("component", "replicate"), d.replReg, nil)
 	if err != nil {
 		return err
 	}

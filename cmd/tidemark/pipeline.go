@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/alecthomas/kong"
+	"github.com/jackc/pglogrepl"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tidemark/tidemark/encoder"
@@ -39,8 +40,9 @@ func withDefaults(cmd any) error {
 
 // newReplicator sets up the publication, the slot (before the stream: once the stream exists the
 // slot already retains WAL), the stream and the checkpoint bucket, and builds the replicator.
-// The returned close releases its NATS connection and publisher, after Run has returned.
-func (c *ReplicateCmd) newReplicator(ctx context.Context, g *Globals, log *slog.Logger, reg prometheus.Registerer) (r *replication.Replicator, snapshots []int32, closeFn func(), err error) {
+// The returned close releases its NATS connection and publisher, after Run has returned. With
+// --on-slot-lost resync, runner re-runs the snapshots of a resync; nil, a lost slot fails.
+func (c *ReplicateCmd) newReplicator(ctx context.Context, g *Globals, log *slog.Logger, reg prometheus.Registerer, runner *snapshotRunner) (r *replication.Replicator, snapshots []int32, closeFn func(), err error) {
 	from, err := parseLSNFlag("from-lsn", c.FromLSN)
 	if err != nil {
 		return nil, nil, nil, err
@@ -60,9 +62,15 @@ func (c *ReplicateCmd) newReplicator(ctx context.Context, g *Globals, log *slog.
 	if err := replication.EnsurePublication(ctx, pool, c.Publication, c.Tables); err != nil {
 		return nil, nil, nil, err
 	}
-	created, err := replication.EnsureSlot(ctx, pool, c.Slot)
+	keep, err := c.slotWasLost(ctx, g, log, pool)
 	if err != nil {
 		return nil, nil, nil, err
+	}
+	created := false
+	if !keep {
+		if created, err = replication.EnsureSlot(ctx, pool, c.Slot); err != nil {
+			return nil, nil, nil, err
+		}
 	}
 	if created {
 		log.Info("created replication slot", "slot", c.Slot)
@@ -103,6 +111,10 @@ func (c *ReplicateCmd) newReplicator(ctx context.Context, g *Globals, log *slog.
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	var onLost func(context.Context, *replication.SlotLostError) (pglogrepl.LSN, error)
+	if c.OnSlotLost == "resync" && runner != nil {
+		onLost = (&resyncer{c: c, g: g, log: log, cps: cps, runner: runner}).resync
+	}
 	r, err = replication.New(replication.Config{
 		ConnString:     g.Postgres.URL,
 		Slot:           c.Slot,
@@ -112,6 +124,7 @@ func (c *ReplicateCmd) newReplicator(ctx context.Context, g *Globals, log *slog.
 		StatusInterval: c.StatusInterval,
 		Heartbeat:      c.Heartbeat,
 		Checkpoints:    cps,
+		OnSlotLost:     onLost,
 	}, pub, log, reg)
 	if err != nil {
 		return nil, nil, nil, err

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/tidemark/tidemark/health"
+	"github.com/tidemark/tidemark/replication"
 	"github.com/tidemark/tidemark/snapshot"
 	"golang.org/x/sync/errgroup"
 )
@@ -37,6 +38,7 @@ type ReplicateCmd struct {
 	StopAtLSN      string        `name:"stop-at-lsn" help:"Stop cleanly once everything up to this LSN is acknowledged."`
 	Snapshot       string        `default:"auto" enum:"auto,initial,never" help:"Publish the rows already in the table: auto (when this run creates the slot and the table holds rows), initial (every supplier, now), never. Interrupted snapshots resume unless never."`
 	SnapshotChunk  int           `default:"2000" help:"Rows per snapshot chunk."`
+	OnSlotLost     string        `name:"on-slot-lost" default:"fail" enum:"fail,resync" help:"When the slot is lost (invalidated, dropped, a new primary): fail (exit 5, saying what to run) or resync (a new slot and a snapshot of every supplier while streaming resumes)."`
 	profileFlag
 }
 
@@ -65,7 +67,8 @@ func (c *ReplicateCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) er
 	}
 	defer stopProfile()
 	reg := newRegistry()
-	r, snapshots, closeRepl, err := c.newReplicator(ctx, g, log, reg)
+	runner := newSnapshotRunner(g, log, c.SnapshotChunk)
+	r, snapshots, closeRepl, err := c.newReplicator(ctx, g, log, reg, runner)
 	if err != nil {
 		return err
 	}
@@ -81,14 +84,22 @@ func (c *ReplicateCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) er
 	grp, gctx := errgroup.WithContext(ctx)
 	opsCtx, stopOps := context.WithCancel(gctx)
 	grp.Go(func() error { return serveOps(opsCtx, log, c.HTTPAddr, reg, r.Ready) })
+	snapCtx, stopSnapshots := context.WithCancel(gctx)
 	grp.Go(func() error {
 		defer stopOps()
-		return r.Run(gctx)
+		defer stopSnapshots()
+		err := r.Run(gctx)
+		var lost *replication.SlotLostError
+		if errors.As(err, &lost) {
+			return c.slotLostExit(lost)
+		}
+		return err
 	})
+	// The snapshots write their watermarks and chunks to the WAL; the replicator publishes
+	// them in order with the changes around them.
+	grp.Go(func() error { return runner.run(snapCtx) })
 	if len(snapshots) > 0 {
-		// The snapshot writes its watermarks and chunks to the WAL; the replicator publishes
-		// them in order with the changes around them.
-		grp.Go(func() error { return c.snapshot(gctx, g, log, snapshots) })
+		runner.kick()
 	}
 	if err := grp.Wait(); err != nil {
 		return err
@@ -133,28 +144,4 @@ func (c *ReplicateCmd) snapshotPlan(ctx context.Context, pool *pgxpool.Pool, cre
 		}
 	}
 	return ids, nil
-}
-
-// snapshot runs the planned snapshots one supplier at a time while the replicator streams.
-func (c *ReplicateCmd) snapshot(ctx context.Context, g *Globals, log *slog.Logger, suppliers []int32) error {
-	pool, err := g.Pool(ctx, log)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	log.Info("snapshot starting", "suppliers", len(suppliers))
-	var rows int64
-	for _, id := range suppliers {
-		res, err := snapshot.Supplier(ctx, pool, id, snapshot.Options{ChunkSize: c.SnapshotChunk, Log: log})
-		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
-			return nil // stopping: the next run resumes it
-		}
-		if err != nil {
-			return fmt.Errorf("snapshot of supplier %d: %w", id, err)
-		}
-		rows += res.Rows
-		log.Info("snapshot of supplier written", "supplier", id, "rows", res.Rows, "resumed", res.Resumed)
-	}
-	log.Info("snapshot done", "suppliers", len(suppliers), "rows", rows)
-	return nil
 }

@@ -34,8 +34,13 @@ type replEnv struct {
 
 func newReplEnv(t *testing.T) *replEnv {
 	t.Helper()
+	return newReplEnvAt(t, testenv.Database(t))
+}
+
+// newReplEnvAt is newReplEnv on the database at url (of a cluster of the test's own).
+func newReplEnvAt(t *testing.T, url string) *replEnv {
+	t.Helper()
 	ctx := testenv.Context(t, time.Minute)
-	url := testenv.Database(t)
 	pool := testenv.Pool(t, url)
 	if _, err := catalog.Migrate(ctx, pool); err != nil {
 		t.Fatal(err)
