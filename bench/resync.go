@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/tidemark/tidemark/event"
 	"github.com/tidemark/tidemark/replication"
 	"github.com/tidemark/tidemark/sink"
 )
@@ -49,7 +50,7 @@ func benchResync(ctx context.Context, env *Env) ([]Result, error) {
 		return nil, err
 	}
 	defer closeJS()
-	_ = js.DeleteStream(ctx, sink.Stream)
+	_ = js.DeleteStream(ctx, event.Stream)
 	// A slot that existed, as its checkpoint says, and was dropped.
 	if _, err := replication.EnsureSlot(ctx, pool, resyncSlot); err != nil {
 		return nil, err

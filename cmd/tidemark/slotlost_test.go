@@ -201,8 +201,8 @@ func TestSlotInvalidated(t *testing.T) {
 	code, log := e.replicateExit(t)
 	wantSlotLostExit(t, code, log, "invalidated", confirmed)
 
-	addr := freeAddr(t)
-	p = e.replicate(t, "--on-slot-lost", "resync", "--http-addr", addr)
+	p = e.replicate(t, "--on-slot-lost", "resync", "--http-addr", "127.0.0.1:0")
+	addr := testenv.OpsAddr(t, p.out)
 	testenv.WaitFor(t, "the resync to finish", 2*time.Minute, func() bool { return strings.Contains(p.out.String(), "resync done") })
 	e.exec(t, "UPDATE products SET name = 'renamed after the resync' WHERE sku = 'S-200'")
 	end = e.currentLSN(t)
