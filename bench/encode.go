@@ -66,8 +66,9 @@ func benchEncode(ctx context.Context, env *Env) ([]Result, error) {
 		return nil, err
 	}
 
+	// No ANN index, as in the pipeline: the search stage measures the encoders with them.
 	args := []string{"encode", "--pg-url", withAppName(url, "tidemark encode"), "--nats-url", env.NATS.URL(), "--stream", stream, "--http-addr", "",
-		"--log-level", "warn"}
+		"--log-level", "warn", "--index-interval", "0"}
 	if lv := os.Getenv("BENCH_ENCODE_LOG"); lv != "" {
 		args = append(args, "--log-level", lv)
 	}

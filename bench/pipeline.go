@@ -91,7 +91,9 @@ func benchPipeline(ctx context.Context, env *Env) ([]Result, error) {
 		return nil, fmt.Errorf("replicate: %w", err)
 	}
 	profile := filepath.Join(env.Dir, "pipeline-encode.pprof")
-	enc, encDone, err := start(append([]string{"encode", "--consumer", consumer, "--workers", "2",
+	// No ANN index: the pipeline's target is without one (the search stage measures the
+	// encoders with the indexes maintained).
+	enc, encDone, err := start(append([]string{"encode", "--consumer", consumer, "--workers", "2", "--index-interval", "0",
 		"--pg-url", withAppName(url, "tidemark encode"), "--cpuprofile", profile}, common...)...)
 	if err != nil {
 		return nil, err
