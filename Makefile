@@ -11,10 +11,10 @@ build:
 
 # Every package, race detector on, against a throw-away PostgreSQL and embedded NATS: vectors
 # stored with pgvector, then the tests that touch vectors again with real[].
-ARRAY_TESTS ?= Search|Index|Status|Doctor|Vector
+ARRAY_TESTS ?= Search|Index|Status|Doctor|Vector|Dashboard|PipelineUnderFaults|StreamFlag|EncodeDebezium
 test:
 	TIDEMARK_TEST_VECTORS=pgvector $(GO) test -race -count=1 -timeout 25m ./...
-	TIDEMARK_TEST_VECTORS=array $(GO) test -race -count=1 -timeout 15m ./encoder/ ./catalog/
+	TIDEMARK_TEST_VECTORS=array $(GO) test -race -count=1 -timeout 15m ./encoder/ ./catalog/ ./health/
 	TIDEMARK_TEST_VECTORS=array $(GO) test -race -count=1 -timeout 15m -run '$(ARRAY_TESTS)' ./cmd/tidemark/
 
 lint:
