@@ -1,6 +1,7 @@
 package encoder
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -96,15 +97,9 @@ func DefaultConfig() Config {
 // names it.
 func (c *Config) defaults() error {
 	d := DefaultConfig()
-	if c.Stream == "" {
-		c.Stream = d.Stream
-	}
-	if c.DLQ == "" {
-		c.DLQ = d.DLQ
-	}
-	if c.Consumer == "" {
-		c.Consumer = d.Consumer
-	}
+	c.Stream = cmp.Or(c.Stream, d.Stream)
+	c.DLQ = cmp.Or(c.DLQ, d.DLQ)
+	c.Consumer = cmp.Or(c.Consumer, d.Consumer)
 	var errs []error
 	setDefault(&errs, "workers", &c.Workers, d.Workers)
 	setDefault(&errs, "batch", &c.Batch, d.Batch)

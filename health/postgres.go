@@ -1,6 +1,7 @@
 package health
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -28,18 +29,10 @@ type Options struct {
 }
 
 func (o Options) withDefaults() Options {
-	if o.Slot == "" {
-		o.Slot = replication.DefaultSlot
-	}
-	if o.Publication == "" {
-		o.Publication = replication.DefaultPublication
-	}
-	if o.Stream == "" {
-		o.Stream = event.Stream
-	}
-	if o.Bucket == "" {
-		o.Bucket = sink.CheckpointBucket
-	}
+	o.Slot = cmp.Or(o.Slot, replication.DefaultSlot)
+	o.Publication = cmp.Or(o.Publication, replication.DefaultPublication)
+	o.Stream = cmp.Or(o.Stream, event.Stream)
+	o.Bucket = cmp.Or(o.Bucket, sink.CheckpointBucket)
 	if o.LagWarn <= 0 {
 		o.LagWarn = 1 << 30
 	}
