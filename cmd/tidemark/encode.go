@@ -38,6 +38,23 @@ func (f *EmbedderFlags) New(log *slog.Logger) (encoder.Embedder, error) {
 	return nil, fmt.Errorf("unknown --embedder %q", f.Embedder)
 }
 
+// openStore builds the embedder and opens the vector store it searches or indexes; closeFn
+// closes the store's connections.
+func (f *EmbedderFlags) openStore(ctx context.Context, g *Globals, log *slog.Logger) (emb encoder.Embedder, store *encoder.Store, closeFn func(), err error) {
+	if emb, err = f.New(log); err != nil {
+		return nil, nil, nil, err
+	}
+	pool, err := g.Pool(ctx, log)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if store, err = encoder.OpenStore(ctx, pool); err != nil {
+		pool.Close()
+		return nil, nil, nil, err
+	}
+	return emb, store, pool.Close, nil
+}
+
 // EncodeCmd is `tidemark encode`.
 type EncodeCmd struct {
 	EmbedderFlags `embed:""`

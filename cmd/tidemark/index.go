@@ -25,19 +25,11 @@ type IndexCmd struct {
 // Run builds the model's missing or outgrown ANN indexes, one partition at a time, with
 // CREATE INDEX CONCURRENTLY: encoders and searches go on. Progress is logged on stderr.
 func (c *IndexCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error {
-	emb, err := c.EmbedderFlags.New(log)
+	emb, store, closeStore, err := c.EmbedderFlags.openStore(ctx, g, log)
 	if err != nil {
 		return err
 	}
-	pool, err := g.Pool(ctx, log)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	store, err := encoder.OpenStore(ctx, pool)
-	if err != nil {
-		return err
-	}
+	defer closeStore()
 	if !store.Vector() {
 		return errors.New("product_embeddings stores real[], which cannot be indexed: install pgvector on the server, then tidemark migrate --vectors pgvector")
 	}

@@ -26,19 +26,11 @@ type SearchCmd struct {
 
 // Run embeds the query and prints the nearest live products.
 func (c *SearchCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error {
-	emb, err := c.EmbedderFlags.New(log)
+	emb, store, closeStore, err := c.EmbedderFlags.openStore(ctx, g, log)
 	if err != nil {
 		return err
 	}
-	pool, err := g.Pool(ctx, log)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	store, err := encoder.OpenStore(ctx, pool)
-	if err != nil {
-		return err
-	}
+	defer closeStore()
 	vecs, err := emb.Embed(ctx, []string{c.Query})
 	if err != nil {
 		return fmt.Errorf("embed query: %w", err)
