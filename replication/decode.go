@@ -290,7 +290,7 @@ func (d *decoder) rowChange(typ byte, lsn pglogrepl.LSN, src []byte, emit func(*
 // snapshotChunk publishes the rows of a snapshot chunk whose keys did not change since the
 // chunk's low watermark, rendering values exactly as pgoutput's.
 func (d *decoder) snapshotChunk(lsn pglogrepl.LSN, content []byte, emit func(*event.Change) error) error {
-	chunk, keep, err := d.marks.chunk(content, lsn)
+	chunk, keep, err := d.marks.chunk(content, lsn, d.commitLSN)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrProtocol, err)
 	}

@@ -380,6 +380,7 @@ func (r *Replicator) session(ctx context.Context) (streamed bool, err error) {
 	defer r.ready.Store(false)
 
 	dec := newDecoder(r.cfg.Slot)
+	dec.marks.stored = pglogrepl.LSN(stored.CommitLSN)
 	s := &session{conn: conn, enqueued: startLSN, saved: startLSN, dec: dec}
 	counters := map[event.Op]prometheus.Counter{}
 	for _, op := range []event.Op{event.OpInsert, event.OpUpdate, event.OpDelete, event.OpTruncate, event.OpSnapshot, event.OpEpochOpen, event.OpEpochClose} {
@@ -584,13 +585,20 @@ func (r *Replicator) flushAndReport(ctx context.Context, s *session) error {
 		flushed = target
 		s.commits = 0
 	}
+	hold, holding := s.dec.holdLSN()
 	if !s.inTxn && s.enqueued <= flushed && s.serverEnd > flushed {
 		// Nothing pending: the slot may move to where the server has read, so an idle slot
-		// holds no WAL.
+		// holds no WAL. Not past an open window's low watermark (below) — also not as
+		// enqueued: the server's position can be at the commit of the chunk that closes the
+		// window, before that transaction arrives, and a flush inside it would then confirm
+		// past the low watermark.
 		flushed = s.serverEnd
-		s.enqueued = flushed
+		if holding && flushed > hold {
+			flushed = max(hold, r.Flushed())
+		}
+		s.enqueued = max(s.enqueued, flushed)
 	}
-	if hold, ok := s.dec.holdLSN(); ok && flushed > hold {
+	if holding && flushed > hold {
 		// A snapshot window is open: the slot must not move past its low watermark, or a
 		// restart would see the chunk without the window that filters it.
 		flushed = max(hold, r.Flushed())

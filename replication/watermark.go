@@ -99,6 +99,10 @@ type watermarks struct {
 	// closes, for the caller to log.
 	lost     map[string]bool
 	unclosed []string
+	// stored is the commit LSN below which the stream already holds every change of the slot
+	// (from the session's start): a chunk replayed from there without its window was published
+	// with its window in an earlier session, so it does not spoil its epoch.
+	stored pglogrepl.LSN
 }
 
 // spoiled reports whether epoch id lost a chunk, and forgets it: its close is being dropped.
@@ -163,7 +167,7 @@ func (w *watermarks) observe(op event.Op, key event.Key) {
 // change since the low watermark. A chunk without an open window (its low watermark was before
 // this session's start point, which holdLSN prevents, or a message written by hand) publishes
 // nothing: without the window we cannot tell which rows are stale.
-func (w *watermarks) chunk(content []byte, lsn pglogrepl.LSN) (*SnapshotChunk, func(event.Key) bool, error) {
+func (w *watermarks) chunk(content []byte, lsn, commit pglogrepl.LSN) (*SnapshotChunk, func(event.Key) bool, error) {
 	var m SnapshotChunk
 	if err := json.Unmarshal(content, &m); err != nil {
 		return nil, nil, fmt.Errorf("decode snapshot chunk at %s: %w", lsn, err)
@@ -171,7 +175,7 @@ func (w *watermarks) chunk(content []byte, lsn pglogrepl.LSN) (*SnapshotChunk, f
 	k := windowKey{m.ID, m.Chunk}
 	win, ok := w.open[k]
 	if !ok {
-		if len(m.Rows) > 0 {
+		if len(m.Rows) > 0 && commit >= w.stored {
 			w.expired = append(w.expired, fmt.Sprintf("%s chunk %d", m.ID, m.Chunk))
 			w.spoil(m.ID)
 		}

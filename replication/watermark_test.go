@@ -21,7 +21,7 @@ func TestWatermarksDropKeysChangedInsideTheWindow(t *testing.T) {
 	chunk := func(id string, n int) func(event.Key) bool {
 		t.Helper()
 		b, _ := json.Marshal(SnapshotChunk{ID: id, Chunk: n})
-		_, keep, err := w.chunk(b, 0)
+		_, keep, err := w.chunk(b, 0, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -64,7 +64,7 @@ func TestWatermarksDropKeysChangedInsideTheWindow(t *testing.T) {
 	if err := w.low([]byte("{not json"), 1); err == nil {
 		t.Fatal("malformed low watermark: want an error")
 	}
-	if _, _, err := w.chunk([]byte("[]"), 1); err == nil {
+	if _, _, err := w.chunk([]byte("[]"), 1, 1); err == nil {
 		t.Fatal("malformed chunk: want an error")
 	}
 }
@@ -86,7 +86,7 @@ func TestWatermarksExpire(t *testing.T) {
 		t.Fatal("expired window still holds the slot")
 	}
 	c, _ := json.Marshal(SnapshotChunk{ID: "s", Chunk: 1, Rows: [][]*string{{nil}}})
-	_, keep, err := w.chunk(c, 200)
+	_, keep, err := w.chunk(c, 200, 200)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +114,7 @@ func TestWatermarkWindowRemembersOnlyItsRange(t *testing.T) {
 		t.Fatalf("the window remembers %d keys, want only the one of its range", len(win.changed))
 	}
 	c, _ := json.Marshal(SnapshotChunk{ID: "s", Chunk: 1, Rows: [][]*string{{nil}}})
-	_, keep, err := w.chunk(c, 200)
+	_, keep, err := w.chunk(c, 200, 200)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,11 +142,35 @@ func TestWatermarkWindowIsBounded(t *testing.T) {
 		t.Fatalf("window kept up to %d keys (now %d), want at most %d and then none", peak, len(win.changed), MaxWindowKeys)
 	}
 	c, _ := json.Marshal(SnapshotChunk{ID: "s", Chunk: 1, Rows: [][]*string{{nil}}})
-	_, keep, err := w.chunk(c, 200)
+	_, keep, err := w.chunk(c, 200, 200)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if keep(event.Key{SupplierID: 1, ID: 4 * MaxWindowKeys}) || len(w.overflowed) != 1 {
 		t.Fatalf("overflowed window: keep=%v overflowed=%v; want nothing published and the chunk reported", keep(event.Key{SupplierID: 1, ID: 1}), w.overflowed)
+	}
+}
+
+// TestWatermarksSpoilEpochs: a chunk with rows that publishes nothing for want of its window
+// spoils its epoch (whose close is then dropped), unless the stream already held it from an
+// earlier session (a replay from before the chunk but after its low watermark).
+func TestWatermarksSpoilEpochs(t *testing.T) {
+	row := "1"
+	b, _ := json.Marshal(SnapshotChunk{ID: "e1", Chunk: 2, Rows: [][]*string{{&row}}})
+	w := watermarks{stored: 500}
+	if _, _, err := w.chunk(b, 400, 450); err != nil {
+		t.Fatal(err)
+	}
+	if w.spoiled("e1") || len(w.expired) != 0 {
+		t.Fatalf("a chunk the stream already holds spoiled its epoch (expired %v)", w.expired)
+	}
+	if _, _, err := w.chunk(b, 600, 650); err != nil {
+		t.Fatal(err)
+	}
+	if !w.spoiled("e1") || len(w.expired) != 1 {
+		t.Fatalf("a chunk lost for want of its window did not spoil its epoch (expired %v)", w.expired)
+	}
+	if w.spoiled("e1") {
+		t.Fatal("spoiled reports an epoch once: its close is dropped once")
 	}
 }
