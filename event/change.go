@@ -129,7 +129,9 @@ func (r *Row) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// Change is one row change: the event tidemark publishes, one NATS message each. Its JSON
+// Change is one row change, or one of the control events that bound a snapshot epoch
+// ([OpEpochOpen], [OpEpochClose], with Epoch set): the event tidemark publishes, one NATS
+// message each. Its JSON
 // form (the field names below) is the wire contract documented in event.schema.json; the
 // JSON methods are [Change.AppendJSON] and [Decode], so encoding/json writes and reads the
 // same events as the publisher and the encoder.

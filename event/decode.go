@@ -8,8 +8,9 @@ import (
 )
 
 // Decode reads one event in either envelope into a [Change]: tidemark's own (op insert,
-// update, delete, truncate, snapshot; documented in event.schema.json) or Debezium's (op c,
-// u, d, t, r), as `tidemark replicate --format` writes them. The op says which envelope it is;
+// update, delete, truncate, snapshot, epoch_open, epoch_close; documented in
+// event.schema.json) or Debezium's (op c, u, d, t, r, and m for the epoch events), as
+// `tidemark replicate --format` writes them. The op says which envelope it is;
 // both give the same Change for the same row change, except what Debezium's envelope does not
 // carry: CommitTS only to the millisecond. In Debezium's envelope the key comes from the after
 // image (the before image for a delete), as the publisher took it, and the columns carrying

@@ -38,20 +38,33 @@ type Options struct {
 	// MaxWait bounds the wait for transactions running at a chunk's low watermark; default
 	// DefaultMaxWait. Keep it below replication.WindowExpiry.
 	MaxWait time.Duration
+	// NewEpoch abandons the supplier's unfinished snapshot, if any, and opens a new epoch that
+	// reads the supplier from the start. Set it when changes may have been lost since that
+	// snapshot's epoch opened (a replication slot lost and re-created): resuming would keep
+	// products deleted in the gap whose rows the earlier run had already read.
+	NewEpoch bool
 }
 
 // Result describes a finished snapshot of one supplier.
 type Result struct {
 	ID         string `json:"id"`
 	SupplierID int32  `json:"supplier_id"`
-	Chunks     int    `json:"chunks"`
-	Rows       int64  `json:"rows"`
-	Resumed    bool   `json:"resumed"`
+	// Epoch is the snapshot's epoch in the stream (see replication.EpochMessage).
+	Epoch   string `json:"epoch"`
+	Chunks  int    `json:"chunks"`
+	Rows    int64  `json:"rows"`
+	Resumed bool   `json:"resumed"` // an interrupted run's epoch was carried on
 }
 
-// Supplier snapshots supplier id's products: it resumes the supplier's unfinished snapshot
-// when there is one, else starts a new one, and returns when every row has been written to the
-// WAL as a chunk. The replicator publishes the rows as it reaches them.
+// Supplier snapshots supplier id's products as one epoch in the stream: it opens the epoch,
+// writes every row to the WAL in chunks, and closes the epoch, which is when subscribers (and
+// tidemark encode) drop the supplier's products the epoch did not carry — those deleted while
+// the deletes did not reach them. It returns once the close is written; the replicator
+// publishes the rows as it reaches them.
+//
+// An unfinished snapshot of the supplier is resumed, in the same epoch, after its last chunk:
+// that is right after a crash of the snapshot or the replicator. After changes were lost (a
+// replication slot re-created), set Options.NewEpoch.
 func Supplier(ctx context.Context, pool *pgxpool.Pool, id int32, opts Options) (Result, error) {
 	if opts.ChunkSize <= 0 {
 		opts.ChunkSize = DefaultChunkSize
@@ -65,19 +78,33 @@ func Supplier(ctx context.Context, pool *pgxpool.Pool, id int32, opts Options) (
 	res := Result{SupplierID: id}
 	var lastID, untilID int64
 	var chunk int
+	var epochID, openLSN *string
 	resumed, err := Begin(ctx, pool, id)
 	if err != nil {
 		return res, err
 	}
-	err = pool.QueryRow(ctx, `SELECT id, last_id, until_id, chunks, rows FROM tidemark_snapshots
-		WHERE supplier_id = $1 AND finished_at IS NULL`, id).Scan(&res.ID, &lastID, &untilID, &chunk, &res.Rows)
+	err = pool.QueryRow(ctx, `SELECT id, last_id, until_id, chunks, rows, epoch_id, open_lsn::text FROM tidemark_snapshots
+		WHERE supplier_id = $1 AND finished_at IS NULL`, id).Scan(&res.ID, &lastID, &untilID, &chunk, &res.Rows, &epochID, &openLSN)
 	if err != nil {
 		return res, fmt.Errorf("look up snapshot of supplier %d: %w", id, err)
 	}
-	if resumed && chunk > 0 {
+	if epochID == nil || openLSN == nil || opts.NewEpoch {
+		if epochID != nil {
+			opts.Log.Info("abandoning the unfinished snapshot epoch for a new one", "epoch", *epochID, "supplier", id)
+		}
+		e, until, err := openEpoch(ctx, pool, opts, res.ID, id)
+		if err != nil {
+			return res, fmt.Errorf("snapshot %s: %w", res.ID, err)
+		}
+		if err := pool.QueryRow(ctx, "SELECT open_lsn::text FROM tidemark_snapshots WHERE id = $1", res.ID).Scan(&openLSN); err != nil {
+			return res, fmt.Errorf("snapshot %s: %w", res.ID, err)
+		}
+		epochID, untilID, lastID, chunk, res.Rows = &e, until, 0, 0, 0
+	} else if resumed && chunk > 0 {
 		res.Resumed = true
-		opts.Log.Info("resuming snapshot", "snapshot", res.ID, "supplier", id, "after_id", lastID, "rows", res.Rows)
+		opts.Log.Info("resuming snapshot", "snapshot", res.ID, "epoch", *epochID, "supplier", id, "after_id", lastID, "rows", res.Rows)
 	}
+	res.Epoch = *epochID
 	var total int64
 	if opts.Progress != nil {
 		if err := pool.QueryRow(ctx, "SELECT count(*) FROM products WHERE supplier_id = $1 AND id <= $2", id, untilID).Scan(&total); err != nil {
@@ -91,7 +118,7 @@ func Supplier(ctx context.Context, pool *pgxpool.Pool, id int32, opts Options) (
 	}
 	for {
 		chunk++
-		n, next, err := readChunk(ctx, pool, opts, res.ID, chunk, id, lastID, untilID, cols)
+		n, next, err := readChunk(ctx, pool, opts, res.ID, res.Epoch, chunk, id, lastID, untilID, cols)
 		if err != nil {
 			return res, fmt.Errorf("snapshot %s chunk %d: %w", res.ID, chunk, err)
 		}
@@ -105,8 +132,8 @@ func Supplier(ctx context.Context, pool *pgxpool.Pool, id int32, opts Options) (
 			opts.Progress(res.Rows, max(total, res.Rows))
 		}
 	}
-	if _, err := pool.Exec(ctx, "UPDATE tidemark_snapshots SET finished_at = now() WHERE id = $1", res.ID); err != nil {
-		return res, fmt.Errorf("finish snapshot %s: %w", res.ID, err)
+	if err := closeEpoch(ctx, pool, res.ID, res.Epoch, *openLSN, id, res.Rows); err != nil {
+		return res, err
 	}
 	return res, nil
 }
@@ -184,7 +211,7 @@ func columns(ctx context.Context, pool *pgxpool.Pool) ([]replication.SnapshotCol
 // before it is visible, then reads up to ChunkSize rows after lastID and writes them as the
 // chunk message, with the progress, in one transaction. It returns the rows read and the last
 // id. Rows above untilID were inserted after the snapshot began and reach the stream anyway.
-func readChunk(ctx context.Context, pool *pgxpool.Pool, opts Options, snapID string, chunk int,
+func readChunk(ctx context.Context, pool *pgxpool.Pool, opts Options, snapID, epochID string, chunk int,
 	supplier int32, lastID, untilID int64, cols []replication.SnapshotColumn) (int, int64, error) {
 	// The chunk's last id, read before the window opens: the replicator then remembers only
 	// changes of the chunk's own keys while it is open.
@@ -198,7 +225,8 @@ func readChunk(ctx context.Context, pool *pgxpool.Pool, opts Options, snapID str
 	if end != nil {
 		chunkEnd = *end
 	}
-	low, err := json.Marshal(replication.SnapshotLow{ID: snapID, Chunk: chunk, Supplier: int64(supplier), After: lastID, Until: chunkEnd})
+	// The epoch names the window, so the replicator knows which epoch a lost chunk spoils.
+	low, err := json.Marshal(replication.SnapshotLow{ID: epochID, Chunk: chunk, Supplier: int64(supplier), After: lastID, Until: chunkEnd})
 	if err != nil {
 		return 0, 0, err
 	}
@@ -233,7 +261,7 @@ func readChunk(ctx context.Context, pool *pgxpool.Pool, opts Options, snapID str
 		if err != nil {
 			return fmt.Errorf("read chunk: %w", err)
 		}
-		msg := replication.SnapshotChunk{ID: snapID, Chunk: chunk, Schema: "public", Table: "products", Columns: cols}
+		msg := replication.SnapshotChunk{ID: epochID, Chunk: chunk, Schema: "public", Table: "products", Columns: cols}
 		for rows.Next() {
 			vals := make([]*string, len(cols))
 			ptrs := make([]any, len(cols))

@@ -74,8 +74,20 @@ func TestSupplierWritesWatermarksAndResumes(t *testing.T) {
 		// test_decoding prints "message: transactional: 1 prefix: …, sz: N content:…".
 		return []byte(l[strings.Index(l, "content:")+len("content:"):])
 	}
+	var opens, closes []replication.EpochMessage
+	epochOf := map[string]bool{}
 	for _, l := range lines {
 		switch {
+		case strings.Contains(l, "prefix: "+replication.EpochOpenPrefix), strings.Contains(l, "prefix: "+replication.EpochClosePrefix):
+			var m replication.EpochMessage
+			if err := json.Unmarshal([]byte(l[strings.Index(l, "content:")+len("content:"):]), &m); err != nil {
+				t.Fatalf("epoch content: %v", err)
+			}
+			if strings.Contains(l, replication.EpochOpenPrefix) {
+				opens = append(opens, m)
+			} else {
+				closes = append(closes, m)
+			}
 		case strings.Contains(l, "prefix: "+replication.SnapshotLowPrefix):
 			lows++
 			if open != nil {
@@ -98,6 +110,7 @@ func TestSupplierWritesWatermarksAndResumes(t *testing.T) {
 			if len(c.Rows) > 0 {
 				nonEmpty++
 			}
+			epochOf[c.ID] = true
 			for _, r := range c.Rows {
 				seen[*r[0]]++
 			}
@@ -125,6 +138,77 @@ func TestSupplierWritesWatermarksAndResumes(t *testing.T) {
 	}
 	if unfinished != 0 {
 		t.Fatalf("%d unfinished snapshots after completion", unfinished)
+	}
+	// One epoch, carried on by the resumed run: opened once, closed once, with every chunk.
+	var openLSN string
+	if err := pool.QueryRow(ctx, "SELECT open_lsn::text FROM tidemark_snapshots WHERE id = $1", res.ID).Scan(&openLSN); err != nil {
+		t.Fatal(err)
+	}
+	if len(opens) != 1 || len(closes) != 1 || opens[0].ID != res.Epoch || closes[0].ID != res.Epoch ||
+		closes[0].OpenLSN != openLSN || closes[0].Rows != 250 || closes[0].Supplier != 7 {
+		t.Fatalf("epoch messages: opens %+v, closes %+v; want one of each for epoch %s opened at %s, closing 250 rows", opens, closes, res.Epoch, openLSN)
+	}
+	if len(epochOf) != 1 || !epochOf[res.Epoch] {
+		t.Fatalf("chunks name epochs %v, want only %s", epochOf, res.Epoch)
+	}
+}
+
+// TestSupplierNewEpoch: after changes were lost, an unfinished snapshot is not resumed but
+// read again in a new epoch, and only that one closes.
+func TestSupplierNewEpoch(t *testing.T) {
+	ctx := testenv.Context(t, 2*time.Minute)
+	pool := testenv.Pool(t, testenv.Database(t))
+	if _, err := catalog.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return catalog.AddSupplier(ctx, tx, 5, "") }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO products (supplier_id, sku, name) SELECT 5, 'k' || g, 'Tessa side table' FROM generate_series(1, 120) g`); err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	first, err := snapshot.Supplier(cctx, pool, 5, snapshot.Options{ChunkSize: 50, Progress: func(done, _ int64) {
+		if done >= 50 {
+			cancel()
+		}
+	}})
+	cancel()
+	if err == nil {
+		t.Fatalf("interrupted snapshot returned no error: %+v", first)
+	}
+	var abandoned string
+	if err := pool.QueryRow(ctx, "SELECT epoch_id FROM tidemark_snapshots WHERE finished_at IS NULL").Scan(&abandoned); err != nil {
+		t.Fatal(err)
+	}
+	// Both ways: the option for one supplier, AbandonEpochs for every unfinished snapshot.
+	for _, all := range []bool{false, true} {
+		opts := snapshot.Options{ChunkSize: 50, NewEpoch: !all}
+		if all {
+			cctx, cancel := context.WithCancel(ctx)
+			_, err := snapshot.Supplier(cctx, pool, 5, snapshot.Options{ChunkSize: 50, Progress: func(done, _ int64) {
+				if done >= 50 {
+					cancel()
+				}
+			}})
+			cancel()
+			if err == nil {
+				t.Fatal("interrupted snapshot returned no error")
+			}
+			if err := pool.QueryRow(ctx, "SELECT epoch_id FROM tidemark_snapshots WHERE finished_at IS NULL").Scan(&abandoned); err != nil {
+				t.Fatal(err)
+			}
+			if n, err := snapshot.AbandonEpochs(ctx, pool); err != nil || n != 1 {
+				t.Fatalf("AbandonEpochs: %d, %v; want 1", n, err)
+			}
+		}
+		res, err := snapshot.Supplier(ctx, pool, 5, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Resumed || res.Rows != 120 || res.Chunks != 3 || res.Epoch == abandoned || res.Epoch == "" {
+			t.Fatalf("result %+v (AbandonEpochs %v): want all 120 rows read again in a new epoch (not %s)", res, all, abandoned)
+		}
 	}
 }
 

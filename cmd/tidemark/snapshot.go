@@ -18,11 +18,14 @@ type SnapshotCmd struct {
 	Supplier  []int32 `env:"TIDEMARK_SNAPSHOT_SUPPLIERS" help:"Supplier(s) to re-publish." xor:"which" required:""`
 	All       bool    `help:"Every supplier." xor:"which" required:""`
 	ChunkSize int     `default:"2000" help:"Rows per chunk (one low/high watermark pair each)."`
+	NewEpoch  bool    `help:"Do not resume an interrupted snapshot of the supplier: read it again in a new epoch. For after changes were lost (a replication slot re-created), when the interrupted one began before."`
 	JSON      bool    `help:"Print a JSON array of results on stdout."`
 }
 
-// Run snapshots the suppliers one after another; each resumes where an interrupted snapshot of
-// the same supplier stopped. A running replicator publishes the rows as it reaches them.
+// Run snapshots the suppliers one after another, each as an epoch in the stream whose close
+// lets subscribers drop what it did not carry; each resumes where an interrupted snapshot of
+// the same supplier stopped, unless --new-epoch. A running replicator publishes the rows as it
+// reaches them.
 func (c *SnapshotCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error {
 	if c.ChunkSize <= 0 {
 		return errors.New("--chunk-size must be positive")
@@ -52,12 +55,13 @@ func (c *SnapshotCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) err
 			ChunkSize: c.ChunkSize,
 			Progress:  bar.Set,
 			Log:       log,
+			NewEpoch:  c.NewEpoch,
 		})
 		bar.Done(err == nil)
 		if err != nil {
 			return fmt.Errorf("snapshot supplier %d: %w", id, err)
 		}
-		log.Info("snapshot written to the WAL", "supplier", id, "snapshot", res.ID, "rows", res.Rows,
+		log.Info("snapshot written to the WAL", "supplier", id, "snapshot", res.ID, "epoch", res.Epoch, "rows", res.Rows,
 			"chunks", res.Chunks, "resumed", res.Resumed)
 		results = append(results, res)
 	}

@@ -52,9 +52,24 @@ func TestReplicateInitialSnapshot(t *testing.T) {
 	})
 	end := e.currentLSN(t)
 	testenv.WaitFor(t, "the slot to confirm the snapshot", 2*time.Minute, func() bool { return e.slot(t).ConfirmedLSN >= end })
-	events := checkExactlyOnce(t, js, rows)
+	// Each supplier's snapshot is one epoch: its open and close bound its rows in the stream
+	// (the resumed one carries on with the epoch the killed run opened).
+	_, all := readStream(t, js)
+	epochs := map[event.Op]int{}
+	for _, c := range all {
+		if c.Op == event.OpEpochOpen || c.Op == event.OpEpochClose {
+			epochs[c.Op]++
+		}
+	}
+	if epochs[event.OpEpochClose] != 2 || epochs[event.OpEpochOpen] < 2 {
+		t.Fatalf("epoch events %v; want a close for each supplier, after its open", epochs)
+	}
+	events := checkExactlyOnce(t, js, rows+epochs[event.OpEpochOpen]+epochs[event.OpEpochClose])
 	seen := map[event.Key]bool{}
 	for _, c := range events {
+		if c.Op == event.OpEpochOpen || c.Op == event.OpEpochClose {
+			continue
+		}
 		if c.Op != event.OpSnapshot {
 			t.Fatalf("event %s for %v: want only snapshot events", c.Op, c.Key)
 		}
@@ -75,7 +90,9 @@ func TestReplicateInitialSnapshot(t *testing.T) {
 	}
 	end = e.currentLSN(t)
 	testenv.WaitFor(t, "the slot to confirm the second snapshot", 2*time.Minute, func() bool { return e.slot(t).ConfirmedLSN >= end })
-	if n := streamMsgs(context.Background(), js); n != rows+rows/2 {
-		t.Fatalf("stream holds %d messages after re-snapshotting supplier 2, want %d", n, rows+rows/2)
+	// Its rows again, in an epoch of their own.
+	want := uint64(rows + epochs[event.OpEpochOpen] + epochs[event.OpEpochClose] + rows/2 + 2)
+	if n := streamMsgs(context.Background(), js); n != want {
+		t.Fatalf("stream holds %d messages after re-snapshotting supplier 2, want %d", n, want)
 	}
 }

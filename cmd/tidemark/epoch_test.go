@@ -1,0 +1,361 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os/exec"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tidemark/tidemark/event"
+	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/sink"
+)
+
+// epochEnv is a pipeline (replicate and encode, as processes of the built binary) whose
+// products of supplier 1 lost some deletes: they were deleted while the replicator was
+// stopped and the slot was then moved past them, as when a slot is lost and re-created.
+type epochEnv struct {
+	*replEnv
+	repl    *proc
+	lost    []int64 // ids of supplier 1 whose deletes never reached the stream
+	markers int
+}
+
+func newEpochEnv(t *testing.T) *epochEnv {
+	t.Helper()
+	e := &epochEnv{replEnv: newReplEnv(t)}
+	e.repl = e.replicate(t)
+	e.repl.streaming(t)
+	e.start(t, "encode", "--http-addr=", "--batch-wait", "100ms", "--ack-wait", "5s")
+	e.exec(t, `INSERT INTO products (supplier_id, sku, name, description, price, currency, attributes)
+		SELECT 1 + g % 2, 'EP-' || g,
+		       (ARRAY['Nordby oak table', 'Kaska wool throw', 'Umbra floor lamp', 'Lisboa linen shirt'])[1 + g % 4] || ' ' || g,
+		       'Oiled by hand in Malmö; ships flat. Batch ' || (g / 50) || '.', 10 + g % 90, 'EUR',
+		       jsonb_build_object('colour', (ARRAY['natural', 'smoke', 'white'])[1 + g % 3], 'width_cm', 40 + g % 160)
+		FROM generate_series(1, 3000) g`)
+	e.settle(t)
+	checkVectorsMatchProducts(testenv.Context(t, time.Minute), t, e.replEnv, 0)
+
+	// Stop replicating, delete, and skip the slot past the deletes.
+	if err := e.repl.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.repl.wait(); err != nil {
+		t.Fatalf("replicate after SIGTERM: %v", err)
+	}
+	ctx := testenv.Context(t, time.Minute)
+	rows, err := e.pool.Query(ctx, `DELETE FROM products WHERE supplier_id = 1 AND id % 17 = 0 RETURNING id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		e.lost = append(e.lost, id)
+	}
+	if rows.Err() != nil || len(e.lost) < 50 {
+		t.Fatalf("deleted %d products (%v)", len(e.lost), rows.Err())
+	}
+	end := e.currentLSN(t)
+	if _, err := e.pool.Exec(ctx, "SELECT pg_replication_slot_advance('tidemark', $1::text::pg_lsn)", end.String()); err != nil {
+		t.Fatal(err)
+	}
+	e.repl = e.replicate(t)
+	e.repl.streaming(t)
+	e.settle(t)
+	// The precondition: the deletes are lost, the vectors of those products still live.
+	if n := e.liveVectors(t, e.lost); n != len(e.lost) {
+		t.Fatalf("%d of the %d products deleted in the gap have live vectors; want all (the deletes must be lost)", n, len(e.lost))
+	}
+	return e
+}
+
+// settle waits until the stream holds everything written so far (a marker product of
+// supplier 2 arrives: the slot's confirmed LSN may rightly stay behind, held by the open window
+// of a killed snapshot) and the encoders have acknowledged every message of it.
+func (e *epochEnv) settle(t *testing.T) {
+	t.Helper()
+	ctx := testenv.Context(t, 3*time.Minute)
+	e.markers++
+	sku := fmt.Sprint("MARK-", e.markers)
+	e.exec(t, fmt.Sprintf(`INSERT INTO products (supplier_id, sku, name, description) VALUES (2, '%s', 'Marker crate', 'Pine.')`, sku))
+	js := e.js(t)
+	s, err := js.Stream(ctx, sink.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last uint64
+	testenv.WaitFor(t, "the marker in the stream", 2*time.Minute, func() bool {
+		m, err := s.GetLastMsgForSubject(ctx, "products.2.insert")
+		if err != nil {
+			return false
+		}
+		c, err := event.Decode(m.Data)
+		if err != nil {
+			return false
+		}
+		v, _ := c.After.Get("sku")
+		last = m.Sequence
+		return string(v) == `"`+sku+`"`
+	})
+	testenv.WaitFor(t, "the encoders to settle the stream", 2*time.Minute, func() bool {
+		c, err := js.Consumer(ctx, sink.Stream, "encoders")
+		if err != nil {
+			return false
+		}
+		ci, err := c.Info(ctx)
+		return err == nil && ci.AckFloor.Stream >= last && ci.NumAckPending == 0
+	})
+}
+
+// liveVectors counts the live vectors among supplier 1's products ids.
+func (e *epochEnv) liveVectors(t *testing.T, ids []int64) int {
+	t.Helper()
+	var n int
+	if err := e.pool.QueryRow(context.Background(), `SELECT count(*) FROM product_embeddings
+		WHERE supplier_id = 1 AND product_id = ANY($1) AND NOT deleted`, ids).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// tombstonedProducts counts the products that exist and whose vector is a tombstone.
+func (e *epochEnv) tombstonedProducts(t *testing.T) int {
+	t.Helper()
+	var n int
+	if err := e.pool.QueryRow(context.Background(), `SELECT count(*) FROM product_embeddings v
+		JOIN products p ON p.supplier_id = v.supplier_id AND p.id = v.product_id WHERE v.deleted`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// writer changes supplier 1's products until stop is called: updates, inserts and deletes by
+// live transactions, which run during the snapshot's epoch.
+func (e *epochEnv) writer(t *testing.T) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		rng := rand.New(rand.NewPCG(7, 16))
+		for i := 0; ctx.Err() == nil; i++ {
+			id := 2 * (rng.Int64N(1500) + 1) // supplier 1 holds the even ids of the first 3000
+			var err error
+			switch rng.IntN(4) {
+			case 0, 1:
+				_, err = e.pool.Exec(ctx, "UPDATE products SET name = name || ' (2026)', price = price + 1 WHERE supplier_id = 1 AND id = $1", id)
+			case 2:
+				_, err = e.pool.Exec(ctx, "DELETE FROM products WHERE supplier_id = 1 AND id = $1", id)
+			case 3:
+				_, err = e.pool.Exec(ctx, `INSERT INTO products (supplier_id, sku, name, description, price)
+					VALUES (1, $1, 'Hallo rattan chair', 'Woven by hand.', 149)`, fmt.Sprint("EP-LIVE-", i))
+			}
+			if err != nil && ctx.Err() == nil {
+				t.Errorf("writer: %v", err)
+				return
+			}
+			time.Sleep(3 * time.Millisecond)
+		}
+	}()
+	return func() { cancel(); wg.Wait() }
+}
+
+// replay is a subscriber written with package event: it reads the stream from its start in
+// order and keeps the current row of every product; with epochs it honours their closes.
+func replay(t *testing.T, events []event.Change, epochs bool) map[event.Key]string {
+	t.Helper()
+	products := map[event.Key]string{}
+	applied := map[event.Key]event.Position{}
+	for _, c := range events {
+		pos := c.Position()
+		if last, ok := applied[c.Key]; ok && pos.Compare(last) <= 0 {
+			continue
+		}
+		switch c.Op {
+		case event.OpDelete:
+			delete(products, c.Key)
+		case event.OpTruncate:
+			clear(products)
+		case event.OpEpochOpen:
+		case event.OpEpochClose:
+			if !epochs {
+				continue
+			}
+			for k := range products {
+				if k.SupplierID == c.Epoch.SupplierID && c.Epoch.Stale(applied[k]) {
+					delete(products, k)
+				}
+			}
+		default:
+			name, _ := c.After.Get("name")
+			var s string
+			_ = json.Unmarshal(name, &s)
+			products[c.Key] = s
+		}
+		applied[c.Key] = pos
+	}
+	return products
+}
+
+// tableNames is the name of every product in the table.
+func (e *epochEnv) tableNames(t *testing.T) map[event.Key]string {
+	t.Helper()
+	rows, err := e.pool.Query(context.Background(), "SELECT supplier_id, id, name FROM products")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[event.Key]string{}
+	for rows.Next() {
+		var k event.Key
+		var name string
+		if err := rows.Scan(&k.SupplierID, &k.ID, &name); err != nil {
+			t.Fatal(err)
+		}
+		out[k] = name
+	}
+	if rows.Err() != nil {
+		t.Fatal(rows.Err())
+	}
+	return out
+}
+
+// diff says how a subscriber's copy differs from the table ("" when it does not).
+func diff(got, want map[event.Key]string) string {
+	for k, w := range want {
+		if g, ok := got[k]; !ok || g != w {
+			return fmt.Sprintf("product %v: copy has %q (present %v), table %q", k, g, ok, w)
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			return fmt.Sprintf("product %v is in the copy, not in the table (%d in the copy, %d in the table)", k, len(got), len(want))
+		}
+	}
+	return ""
+}
+
+// checkConverged checks the vector table and a subscriber replaying the stream from its start
+// against the table, and that a subscriber ignoring epochs would not have converged.
+func (e *epochEnv) checkConverged(t *testing.T) {
+	t.Helper()
+	_, events := readStream(t, e.js(t))
+	seen := map[event.Key]bool{}
+	for _, c := range events {
+		if c.Op != event.OpEpochOpen && c.Op != event.OpEpochClose {
+			seen[c.Key] = true
+		}
+	}
+	table := e.tableNames(t)
+	gone := 0
+	for k := range seen {
+		if _, ok := table[k]; !ok {
+			gone++
+		}
+	}
+	checkVectorsMatchProducts(testenv.Context(t, time.Minute), t, e.replEnv, gone)
+	if d := diff(replay(t, events, true), table); d != "" {
+		t.Errorf("a subscriber honouring epochs, replaying the stream from the start: %s", d)
+	}
+	if diff(replay(t, events, false), table) == "" {
+		t.Error("a subscriber ignoring epochs converged too: the lost deletes were not lost")
+	}
+}
+
+// TestSnapshotEpochRepairsLostDeletesVectors: products deleted while nothing replicated them
+// keep their vectors (and their place in every subscriber's copy) until `tidemark snapshot
+// --supplier` runs; its epoch's close tombstones them, while a writer keeps updating,
+// inserting and deleting the supplier's products during the epoch. Then the vectors equal the
+// products, and a subscriber replaying the stream from its start ends with the table's rows.
+func TestSnapshotEpochRepairsLostDeletesVectors(t *testing.T) {
+	e := newEpochEnv(t)
+	stop := e.writer(t)
+	out, err := exec.Command(e.bin, "snapshot", "--pg-url", e.url, "--supplier", "1", "--chunk-size", "200").CombinedOutput()
+	stop()
+	if err != nil {
+		t.Fatalf("tidemark snapshot: %v\n%s", err, out)
+	}
+	e.settle(t)
+	if n := e.liveVectors(t, e.lost); n != 0 {
+		t.Errorf("%d of the %d products deleted in the gap still have live vectors", n, len(e.lost))
+	}
+	e.checkConverged(t)
+}
+
+// TestSnapshotEpochKill9Vectors: a snapshot killed with SIGKILL mid-epoch, and the replicator
+// killed too, leave an epoch without its close: no product is tombstoned for it, live or not.
+// The next `tidemark snapshot --supplier` carries on with the epoch and closes it: the vectors
+// and a replaying subscriber converge on the table.
+func TestSnapshotEpochKill9Vectors(t *testing.T) {
+	e := newEpochEnv(t)
+	ctx := testenv.Context(t, 5*time.Minute)
+	stop := e.writer(t)
+	snap := e.start(t, "snapshot", "--supplier", "1", "--chunk-size", "50")
+	chunks := func() int {
+		var n int
+		if err := e.pool.QueryRow(ctx, "SELECT coalesce(sum(chunks), 0) FROM tidemark_snapshots WHERE finished_at IS NULL").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	testenv.WaitFor(t, "a few chunks of the snapshot", time.Minute, func() bool { return chunks() >= 5 })
+	if err := snap.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = snap.wait()
+	if err := e.repl.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = e.repl.wait()
+	stop()
+	var unfinished int
+	if err := e.pool.QueryRow(ctx, "SELECT count(*) FROM tidemark_snapshots WHERE finished_at IS NULL AND open_lsn IS NOT NULL").Scan(&unfinished); err != nil {
+		t.Fatal(err)
+	}
+	if unfinished != 1 {
+		t.Fatalf("%d unfinished epochs after the kill; want 1 (the snapshot ended before it was killed?)", unfinished)
+	}
+	// Replicate comes back; with --snapshot never it leaves the unfinished snapshot alone.
+	e.repl = e.replicate(t, "--snapshot", "never")
+	e.repl.streaming(t)
+	e.settle(t)
+	if n := e.tombstonedProducts(t); n != 0 {
+		t.Fatalf("%d live products were tombstoned by an epoch that never closed", n)
+	}
+	if n := e.liveVectors(t, e.lost); n != len(e.lost) {
+		t.Fatalf("%d of %d products deleted in the gap were tombstoned before their epoch closed", len(e.lost)-n, len(e.lost))
+	}
+	_, events := readStream(t, e.js(t))
+	for _, c := range events {
+		if c.Op == event.OpEpochClose {
+			t.Fatalf("an epoch_close is in the stream before the snapshot finished: %+v", c.Epoch)
+		}
+	}
+
+	out, err := exec.Command(e.bin, "snapshot", "--pg-url", e.url, "--supplier", "1", "--chunk-size", "200").CombinedOutput()
+	if err != nil {
+		t.Fatalf("tidemark snapshot again: %v\n%s", err, out)
+	}
+	e.settle(t)
+	e.checkConverged(t)
+	_, events = readStream(t, e.js(t))
+	opens, closes := 0, 0
+	for _, c := range events {
+		switch c.Op {
+		case event.OpEpochOpen:
+			opens++
+		case event.OpEpochClose:
+			closes++
+		}
+	}
+	if opens != 1 || closes != 1 {
+		t.Errorf("%d epoch_open and %d epoch_close in the stream; want the resumed epoch's one of each", opens, closes)
+	}
+}
