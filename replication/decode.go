@@ -93,6 +93,7 @@ func (d *decoder) decode(lsn pglogrepl.LSN, data []byte, emit func(*event.Change
 			return decoded{}, fmt.Errorf("%w: commit: %w", ErrProtocol, err)
 		}
 		d.inTxn = false
+		d.marks.committed()
 		return decoded{kind: msgCommit, endLSN: m.TransactionEndLSN}, nil
 	case pglogrepl.MessageTypeRelation:
 		var m pglogrepl.RelationMessage

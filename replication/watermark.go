@@ -103,7 +103,14 @@ type watermarks struct {
 	// (from the session's start): a chunk replayed from there without its window was published
 	// with its window in an earlier session, so it does not spoil its epoch.
 	stored pglogrepl.LSN
+	// closing is the low watermark of the window the chunk of the transaction being received
+	// closed: the slot stays before it until that transaction's commit, or a restart from
+	// inside the transaction would replay the chunk without its window.
+	closing pglogrepl.LSN
 }
+
+// committed ends the transaction being received.
+func (w *watermarks) committed() { w.closing = 0 }
 
 // spoiled reports whether epoch id lost a chunk, and forgets it: its close is being dropped.
 func (w *watermarks) spoiled(id string) bool {
@@ -182,6 +189,7 @@ func (w *watermarks) chunk(content []byte, lsn, commit pglogrepl.LSN) (*Snapshot
 		return &m, func(event.Key) bool { return false }, nil
 	}
 	delete(w.open, k)
+	w.closing = win.low
 	if win.overflow && len(m.Rows) > 0 {
 		w.overflowed = append(w.overflowed, fmt.Sprintf("%s chunk %d (supplier %d)", m.ID, m.Chunk, win.keys.Supplier))
 		w.spoil(m.ID)
@@ -198,7 +206,7 @@ func (w *watermarks) chunk(content []byte, lsn, commit pglogrepl.LSN) (*Snapshot
 // holdLSN is the LSN the flushed position must not pass while a window is open: a restart must
 // replay from before the low watermark, or it would see the chunk without its window.
 func (w *watermarks) holdLSN() (pglogrepl.LSN, bool) {
-	var min pglogrepl.LSN
+	min := w.closing
 	now := w.clock()
 	for k, win := range w.open {
 		if now.Sub(win.opened) > WindowExpiry {

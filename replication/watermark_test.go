@@ -21,10 +21,16 @@ func TestWatermarksDropKeysChangedInsideTheWindow(t *testing.T) {
 	chunk := func(id string, n int) func(event.Key) bool {
 		t.Helper()
 		b, _ := json.Marshal(SnapshotChunk{ID: id, Chunk: n})
+		before, _ := w.holdLSN()
 		_, keep, err := w.chunk(b, 0, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Until the chunk's transaction commits, the window it closed still holds the slot.
+		if held, _ := w.holdLSN(); before != 0 && held > before {
+			t.Fatalf("holdLSN inside the chunk's transaction = %v, want at most %v", held, before)
+		}
+		w.committed()
 		return keep
 	}
 
