@@ -13,7 +13,6 @@ import (
 
 	"github.com/tidemark/tidemark/event"
 	"github.com/tidemark/tidemark/internal/testenv"
-	"github.com/tidemark/tidemark/sink"
 )
 
 // epochEnv is a pipeline (replicate and encode, as processes of the built binary) whose
@@ -87,7 +86,7 @@ func (e *epochEnv) settle(t *testing.T) {
 	sku := fmt.Sprint("MARK-", e.markers)
 	e.exec(t, fmt.Sprintf(`INSERT INTO products (supplier_id, sku, name, description) VALUES (2, '%s', 'Marker crate', 'Pine.')`, sku))
 	js := e.js(t)
-	s, err := js.Stream(ctx, sink.Stream)
+	s, err := js.Stream(ctx, event.Stream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +105,7 @@ func (e *epochEnv) settle(t *testing.T) {
 		return string(v) == `"`+sku+`"`
 	})
 	testenv.WaitFor(t, "the encoders to settle the stream", 2*time.Minute, func() bool {
-		c, err := js.Consumer(ctx, sink.Stream, "encoders")
+		c, err := js.Consumer(ctx, event.Stream, "encoders")
 		if err != nil {
 			return false
 		}
