@@ -23,6 +23,11 @@ var (
 	raceMu sync.Mutex
 )
 
+// RaceBinaryEnv, set to 0, builds the subprocess binary without -race even under go test
+// -race: for a machine too slow for the race-built commands in the subprocess-heavy tests
+// (they run several times slower). `make test` leaves it unset.
+const RaceBinaryEnv = "TIDEMARK_TEST_RACE_BINARY"
+
 // RaceExitCode is the exit status of a race-built subprocess that found a data race: GORACE
 // makes it stop at the first one (halt_on_error=1) with this code.
 const RaceExitCode = 66
@@ -60,13 +65,14 @@ func buildBinary() {
 		return
 	}
 	binPath = filepath.Join(dir, "tidemark")
+	race := raceEnabled && os.Getenv(RaceBinaryEnv) != "0"
 	args := []string{"build", "-o", binPath}
-	if raceEnabled {
+	if race {
 		args = append(args, "-race")
 	}
 	cmd := exec.Command("go", append(args, "./cmd/tidemark")...)
 	cmd.Dir = moduleRoot()
-	if binOut, binErr = cmd.CombinedOutput(); binErr != nil || !raceEnabled {
+	if binOut, binErr = cmd.CombinedOutput(); binErr != nil || !race {
 		return
 	}
 	raceDir = filepath.Join(dir, "race")
