@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -357,4 +358,64 @@ func TestSnapshotEpochKill9Vectors(t *testing.T) {
 	if opens != 1 || closes != 1 {
 		t.Errorf("%d epoch_open and %d epoch_close in the stream; want the resumed epoch's one of each", opens, closes)
 	}
+}
+
+// TestSlotLostResyncConvergesVectors: the whole lost-slot path with the encoders running. On
+// top of supplier 1's lost deletes, the slot is dropped while the replicator is stopped, and
+// both suppliers' products are inserted, renamed and deleted in the gap. replicate
+// --on-slot-lost resync re-creates the slot and snapshots every supplier in epochs: the vector
+// table then equals the product table (no live vector for a product deleted in the gap), and a
+// subscriber replaying the stream from its start and honouring epochs ends with the table's
+// rows, which one ignoring them does not.
+func TestSlotLostResyncConvergesVectors(t *testing.T) {
+	e := newEpochEnv(t)
+	ctx := testenv.Context(t, 5*time.Minute)
+	if err := e.repl.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.repl.wait(); err != nil {
+		t.Fatalf("replicate after SIGTERM: %v", err)
+	}
+	if _, err := e.pool.Exec(ctx, "SELECT pg_drop_replication_slot('tidemark')"); err != nil {
+		t.Fatal(err)
+	}
+	e.exec(t, `INSERT INTO products (supplier_id, sku, name, description) SELECT 1 + g % 2, 'GAP-' || g, 'Added in the gap ' || g, 'Pine.'
+		FROM generate_series(1, 40) g`)
+	e.exec(t, `UPDATE products SET name = 'Renamed in the gap ' || id WHERE sku LIKE 'EP-%' AND id % 11 = 0`)
+	var gone []int64
+	rows, err := e.pool.Query(ctx, `DELETE FROM products WHERE sku LIKE 'EP-%' AND id % 13 = 0 RETURNING id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		gone = append(gone, id)
+	}
+	if rows.Err() != nil || len(gone) < 100 {
+		t.Fatalf("deleted %d products in the gap (%v)", len(gone), rows.Err())
+	}
+
+	e.repl = e.replicate(t, "--on-slot-lost", "resync")
+	testenv.WaitFor(t, "the resync to finish", 3*time.Minute, func() bool { return strings.Contains(e.repl.out.String(), "resync done") })
+	if out := e.repl.out.String(); !strings.Contains(out, "reason=dropped") {
+		t.Fatalf("the dropped slot was not reported as such:\n%s", out)
+	}
+	e.settle(t)
+	var live int
+	if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM product_embeddings WHERE product_id = ANY($1) AND NOT deleted`, gone).Scan(&live); err != nil {
+		t.Fatal(err)
+	}
+	if live != 0 {
+		t.Errorf("%d of the %d products deleted in the gap still have live vectors", live, len(gone))
+	}
+	if n := e.liveVectors(t, e.lost); n != 0 {
+		t.Errorf("%d of the %d products whose deletes were lost earlier still have live vectors", n, len(e.lost))
+	}
+	if n := e.tombstonedProducts(t); n != 0 {
+		t.Errorf("%d existing products have a tombstone for a vector", n)
+	}
+	e.checkConverged(t)
 }
