@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/tidemark/tidemark/event"
 	"github.com/tidemark/tidemark/internal/testenv"
 )
@@ -49,19 +50,8 @@ func newEpochEnv(t *testing.T) *epochEnv {
 		t.Fatalf("replicate after SIGTERM: %v", err)
 	}
 	ctx := testenv.Context(t, time.Minute)
-	rows, err := e.pool.Query(ctx, `DELETE FROM products WHERE supplier_id = 1 AND id % 17 = 0 RETURNING id`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			t.Fatal(err)
-		}
-		e.lost = append(e.lost, id)
-	}
-	if rows.Err() != nil || len(e.lost) < 50 {
-		t.Fatalf("deleted %d products (%v)", len(e.lost), rows.Err())
+	if e.lost = e.deleteIDs(t, `DELETE FROM products WHERE supplier_id = 1 AND id % 17 = 0 RETURNING id`); len(e.lost) < 50 {
+		t.Fatalf("deleted %d products, want 50 or more", len(e.lost))
 	}
 	end := e.currentLSN(t)
 	if _, err := e.pool.Exec(ctx, "SELECT pg_replication_slot_advance('tidemark', $1::text::pg_lsn)", end.String()); err != nil {
@@ -75,6 +65,20 @@ func newEpochEnv(t *testing.T) *epochEnv {
 		t.Fatalf("%d of the %d products deleted in the gap have live vectors; want all (the deletes must be lost)", n, len(e.lost))
 	}
 	return e
+}
+
+// deleteIDs runs a DELETE … RETURNING id and returns the ids.
+func (e *epochEnv) deleteIDs(t *testing.T, sql string) []int64 {
+	t.Helper()
+	rows, err := e.pool.Query(testenv.Context(t, time.Minute), sql)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids
 }
 
 // settle waits until the stream holds everything written so far (a marker product of
@@ -382,20 +386,9 @@ func TestSlotLostResyncConvergesVectors(t *testing.T) {
 	e.exec(t, `INSERT INTO products (supplier_id, sku, name, description) SELECT 1 + g % 2, 'GAP-' || g, 'Added in the gap ' || g, 'Pine.'
 		FROM generate_series(1, 40) g`)
 	e.exec(t, `UPDATE products SET name = 'Renamed in the gap ' || id WHERE sku LIKE 'EP-%' AND id % 11 = 0`)
-	var gone []int64
-	rows, err := e.pool.Query(ctx, `DELETE FROM products WHERE sku LIKE 'EP-%' AND id % 13 = 0 RETURNING id`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			t.Fatal(err)
-		}
-		gone = append(gone, id)
-	}
-	if rows.Err() != nil || len(gone) < 100 {
-		t.Fatalf("deleted %d products in the gap (%v)", len(gone), rows.Err())
+	gone := e.deleteIDs(t, `DELETE FROM products WHERE sku LIKE 'EP-%' AND id % 13 = 0 RETURNING id`)
+	if len(gone) < 100 {
+		t.Fatalf("deleted %d products in the gap, want 100 or more", len(gone))
 	}
 
 	e.repl = e.replicate(t, "--on-slot-lost", "resync")
