@@ -679,28 +679,12 @@ func TestPostgresRestart(t *testing.T) {
 			t.Fatalf("change %d: seq %d, commit %s: not the transaction once, in order", i, c.Source.Seq, c.Source.CommitLSN)
 		}
 	}
-	if got := counter(t, reg, "tidemark_replication_skipped_total"); got != float64(first) {
+	if got := testenv.Counter(t, reg, "tidemark_replication_skipped_total"); got != float64(first) {
 		t.Fatalf("skipped %v replayed changes, want the %d the stream held", got, first)
 	}
-	if got := counter(t, reg, "tidemark_replication_reconnects_total"); got < 1 {
+	if got := testenv.Counter(t, reg, "tidemark_replication_reconnects_total"); got < 1 {
 		t.Fatalf("reconnects %v, want at least 1", got)
 	}
-}
-
-// counter is the value of a counter without labels in reg.
-func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			return mf.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	t.Fatalf("no metric %s", name)
-	return 0
 }
 
 // flushedInsertLSN is the WAL insert position once it is flushed (the test cluster commits

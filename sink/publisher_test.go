@@ -429,24 +429,9 @@ func TestForeignMessageMidStream(t *testing.T) {
 			t.Fatalf("our message %d is %s, want %s", i, id, want)
 		}
 	}
-	if got := counter(t, reg, "tidemark_publish_foreign_total"); got < 1 {
+	if got := testenv.Counter(t, reg, "tidemark_publish_foreign_total"); got < 1 {
 		t.Errorf("tidemark_publish_foreign_total %v: the foreign messages never broke the chain (published too late?)", got)
 	}
-}
-
-func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			return mf.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	t.Fatalf("no metric %s", name)
-	return 0
 }
 
 func TestCheckpoints(t *testing.T) {
