@@ -54,12 +54,12 @@ type Config struct {
 	// StopAtLSN, when not 0, makes Run return nil once the flushed LSN reaches it.
 	StopAtLSN pglogrepl.LSN
 	// StatusInterval is how often acknowledged changes are flushed and the slot told about
-	// them; default 1s.
+	// them; default 1s (see [DefaultConfig] for every default).
 	StatusInterval time.Duration
 	// FlushCommits also flushes once this many commits wait to be confirmed; default 10000.
 	FlushCommits int
 	// Heartbeat is how often a logical message is written so an idle slot advances while
-	// the database is busy elsewhere; 0 disables it.
+	// the database is busy elsewhere; 0 disables it (tidemark replicate's default is 10s).
 	Heartbeat time.Duration
 	// ShutdownTimeout bounds the final flush and status update; default 5s.
 	ShutdownTimeout time.Duration
@@ -117,23 +117,8 @@ type Replicator struct {
 
 // New builds a Replicator; Run starts it.
 func New(cfg Config, pub Publisher, log *slog.Logger, reg prometheus.Registerer) (*Replicator, error) {
-	if !slotName.MatchString(cfg.Slot) {
-		return nil, fmt.Errorf("slot name %q: use 1-63 lower-case letters, digits and underscores", cfg.Slot)
-	}
-	if cfg.Publication == "" {
-		return nil, errors.New("publication name is empty")
-	}
-	if cfg.StatusInterval <= 0 {
-		cfg.StatusInterval = time.Second
-	}
-	if cfg.FlushCommits <= 0 {
-		cfg.FlushCommits = 10000
-	}
-	if cfg.ShutdownTimeout <= 0 {
-		cfg.ShutdownTimeout = 5 * time.Second
-	}
-	if cfg.MaxBackoff <= 0 {
-		cfg.MaxBackoff = 10 * time.Second
+	if err := cfg.defaults(); err != nil {
+		return nil, err
 	}
 	f := promauto.With(reg)
 	r := &Replicator{

@@ -23,8 +23,11 @@ var (
 
 // EnsureCheckpoints creates (or opens) the checkpoint bucket.
 func EnsureCheckpoints(ctx context.Context, js jetstream.JetStream, replicas int) (*Checkpoints, error) {
-	if replicas <= 0 {
-		replicas = 1
+	switch {
+	case replicas == 0:
+		replicas = DefaultStreamConfig().Replicas
+	case replicas < 0:
+		return nil, fmt.Errorf("sink: --replicas %d must be positive", replicas)
 	}
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      CheckpointBucket,

@@ -31,7 +31,7 @@ const (
 	errCodeWrongLastSequence jetstream.ErrorCode = 10071
 )
 
-// Options tunes a Publisher.
+// Options tunes a Publisher; [DefaultOptions] are its defaults.
 type Options struct {
 	// Stream is the stream the subjects belong to, read by Resume; default PRODUCTS.
 	Stream string
@@ -110,23 +110,8 @@ type inflight struct {
 
 // NewPublisher starts a publisher on nc. The caller closes it, then nc.
 func NewPublisher(nc *nats.Conn, opts Options, log *slog.Logger, reg prometheus.Registerer) (*Publisher, error) {
-	if opts.Stream == "" {
-		opts.Stream = event.Stream
-	}
-	if opts.Format == "" {
-		opts.Format = event.FormatNative
-	}
-	if opts.Format != event.FormatNative && opts.Format != event.FormatDebezium {
-		return nil, fmt.Errorf("event format %q: want native or debezium", opts.Format)
-	}
-	if opts.MaxInFlight <= 0 {
-		opts.MaxInFlight = 4096
-	}
-	if opts.AckTimeout <= 0 {
-		opts.AckTimeout = 10 * time.Second
-	}
-	if opts.MaxScan <= 0 {
-		opts.MaxScan = 100_000
+	if err := opts.defaults(); err != nil {
+		return nil, err
 	}
 	// nats.go's own limit stays above ours so it never stalls and fails a publish.
 	js, err := jetstream.New(nc,

@@ -21,7 +21,7 @@ const (
 	CheckpointBucket = "tidemark_checkpoints"
 )
 
-// StreamConfig is the change stream's setup.
+// StreamConfig is the change stream's setup; [DefaultStreamConfig] is its default.
 type StreamConfig struct {
 	// Name is the stream; default PRODUCTS.
 	Name string
@@ -35,14 +35,8 @@ type StreamConfig struct {
 // one (subjects, duplicate window, replicas), keeping the limits an operator gave it (age,
 // size, message count). It is idempotent.
 func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) (jetstream.Stream, error) {
-	if cfg.Name == "" {
-		cfg.Name = event.Stream
-	}
-	if cfg.Duplicates <= 0 {
-		cfg.Duplicates = 2 * time.Minute
-	}
-	if cfg.Replicas <= 0 {
-		cfg.Replicas = 1
+	if err := cfg.defaults(); err != nil {
+		return nil, err
 	}
 	want := jetstream.StreamConfig{
 		Name:        cfg.Name,

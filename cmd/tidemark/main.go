@@ -7,7 +7,9 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/alecthomas/kong"
 	"github.com/tidemark/tidemark/encoder"
@@ -101,9 +103,10 @@ func newParser(cli *CLI) (*kong.Kong, error) {
 // help (${stream}, …): each is defined once, in the package that owns it.
 var nameVars = func() kong.Vars {
 	enc := encoder.DefaultConfig()
+	repl, pub, stream := replication.DefaultConfig(), sink.DefaultOptions(), sink.DefaultStreamConfig()
 	return kong.Vars{
-		"slot":        replication.DefaultSlot,
-		"publication": replication.DefaultPublication,
+		"slot":        repl.Slot,
+		"publication": repl.Publication,
 		"stream":      event.Stream,
 		"subjects":    event.SubjectPrefix + ".>",
 		"bucket":      sink.CheckpointBucket,
@@ -116,8 +119,27 @@ var nameVars = func() kong.Vars {
 		"encode_ack_wait":        enc.AckWait.String(),
 		"encode_max_deliver":     strconv.Itoa(enc.MaxDeliver),
 		"encode_max_ack_pending": strconv.Itoa(enc.MaxAckPending),
+
+		"replicate_dedup_window":    flagDuration(stream.Duplicates),
+		"replicate_replicas":        strconv.Itoa(stream.Replicas),
+		"replicate_max_in_flight":   strconv.Itoa(pub.MaxInFlight),
+		"replicate_ack_timeout":     flagDuration(pub.AckTimeout),
+		"replicate_status_interval": flagDuration(repl.StatusInterval),
+		"replicate_heartbeat":       flagDuration(repl.Heartbeat),
 	}
 }()
+
+// flagDuration writes d as a flag's default is written by hand: 2m, not 2m0s.
+func flagDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
 
 // exitCode is an error that asks for a specific exit status (doctor and status use it to
 // report an unhealthy result without it being a failure of the command itself).

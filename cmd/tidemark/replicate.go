@@ -27,13 +27,13 @@ type ReplicateCmd struct {
 	Tables         []string      `default:"products" help:"Tables the publication holds (partitions publish under their root)."`
 	Slot           string        `default:"${slot}" help:"Logical replication slot (pgoutput)."`
 	Stream         string        `default:"${stream}" help:"JetStream stream to create and publish to (subjects ${subjects})."`
-	DedupWindow    time.Duration `default:"2m" help:"Duplicate window of the stream (Nats-Msg-Id): a second line of defence, the stream's own last message is the first."`
-	Replicas       int           `default:"1" help:"Stream and checkpoint bucket replicas (NATS cluster)."`
+	DedupWindow    time.Duration `default:"${replicate_dedup_window}" help:"Duplicate window of the stream (Nats-Msg-Id): a second line of defence, the stream's own last message is the first."`
+	Replicas       int           `default:"${replicate_replicas}" help:"Stream and checkpoint bucket replicas (NATS cluster)."`
 	Format         string        `default:"native" enum:"native,debezium" env:"TIDEMARK_EVENT_FORMAT" help:"Event format: native or debezium."`
-	MaxInFlight    int           `default:"4096" help:"Messages published and not yet acknowledged, at most."`
-	AckTimeout     time.Duration `default:"10s" help:"Fail (and replay from the confirmed LSN) a publish not acknowledged in this time."`
-	StatusInterval time.Duration `default:"1s" help:"How often acknowledged changes are confirmed to the slot and checkpointed."`
-	Heartbeat      time.Duration `default:"10s" help:"Interval of the logical-message heartbeat that keeps an idle slot moving; 0 disables."`
+	MaxInFlight    int           `default:"${replicate_max_in_flight}" help:"Messages published and not yet acknowledged, at most."`
+	AckTimeout     time.Duration `default:"${replicate_ack_timeout}" help:"Fail (and replay from the confirmed LSN) a publish not acknowledged in this time."`
+	StatusInterval time.Duration `default:"${replicate_status_interval}" help:"How often acknowledged changes are confirmed to the slot and checkpointed."`
+	Heartbeat      time.Duration `default:"${replicate_heartbeat}" help:"Interval of the logical-message heartbeat that keeps an idle slot moving; 0 disables."`
 	FromLSN        string        `name:"from-lsn" help:"Start from this LSN instead of the saved checkpoint or the slot."`
 	StopAtLSN      string        `name:"stop-at-lsn" help:"Stop cleanly once everything up to this LSN is acknowledged."`
 	Snapshot       string        `default:"auto" enum:"auto,initial,never" help:"Publish the rows already in the table: auto (when this run creates the slot and the table holds rows), initial (every supplier, now), never. Interrupted snapshots resume unless never."`

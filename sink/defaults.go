@@ -1,0 +1,74 @@
+package sink
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/tidemark/tidemark/event"
+)
+
+// DefaultOptions are the options a [Publisher] runs with where a field is left zero, and the
+// defaults of tidemark replicate's flags.
+func DefaultOptions() Options {
+	return Options{
+		Stream:      event.Stream,
+		Format:      event.FormatNative,
+		MaxInFlight: 4096,
+		AckTimeout:  10 * time.Second,
+		MaxScan:     100_000,
+	}
+}
+
+// defaults fills the zero fields of o from [DefaultOptions]; an invalid one is an error that
+// names it (its flag where it has one).
+func (o *Options) defaults() error {
+	d := DefaultOptions()
+	if o.Stream == "" {
+		o.Stream = d.Stream
+	}
+	if o.Format == "" {
+		o.Format = d.Format
+	}
+	if o.Format != event.FormatNative && o.Format != event.FormatDebezium {
+		return fmt.Errorf("event format %q: want native or debezium", o.Format)
+	}
+	var errs []error
+	setDefault(&errs, "--max-in-flight", &o.MaxInFlight, d.MaxInFlight)
+	setDefault(&errs, "--ack-timeout", &o.AckTimeout, d.AckTimeout)
+	setDefault(&errs, "MaxScan", &o.MaxScan, d.MaxScan)
+	return errors.Join(errs...)
+}
+
+// DefaultStreamConfig is the change stream's setup where a field of [StreamConfig] is left
+// zero, and the defaults of tidemark replicate's flags.
+func DefaultStreamConfig() StreamConfig {
+	return StreamConfig{
+		Name:       event.Stream,
+		Duplicates: 2 * time.Minute,
+		Replicas:   1,
+	}
+}
+
+// defaults fills the zero fields of c from [DefaultStreamConfig]; a negative one is an error
+// that names its flag.
+func (c *StreamConfig) defaults() error {
+	d := DefaultStreamConfig()
+	if c.Name == "" {
+		c.Name = d.Name
+	}
+	var errs []error
+	setDefault(&errs, "--dedup-window", &c.Duplicates, d.Duplicates)
+	setDefault(&errs, "--replicas", &c.Replicas, d.Replicas)
+	return errors.Join(errs...)
+}
+
+// setDefault sets a zero *v to d, and notes a negative one as an error naming it.
+func setDefault[T int | time.Duration](errs *[]error, name string, v *T, d T) {
+	switch {
+	case *v == 0:
+		*v = d
+	case *v < 0:
+		*errs = append(*errs, fmt.Errorf("sink: %s %v must be positive", name, *v))
+	}
+}
