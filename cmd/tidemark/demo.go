@@ -47,20 +47,7 @@ func (c *DemoCmd) run(ctx context.Context, g *Globals, log *slog.Logger) error {
 	if c.Products < 30 {
 		return fmt.Errorf("--products %d: want at least 30", c.Products)
 	}
-	var rc ReplicateCmd
-	var ec EncodeCmd
-	if err := withDefaults(&rc); err != nil {
-		return err
-	}
-	if err := withDefaults(&ec); err != nil {
-		return err
-	}
-	rc.HTTPAddr, ec.HTTPAddr = "", ""
-	// The demo starts from an empty table: every row reaches the stream as an insert.
-	rc.Snapshot = "never"
-	// Two encoders of one worker each stand for two `tidemark encode` processes sharing the
-	// durable consumer.
-	ec.Workers = 1
+	rc, ec := demoCommands()
 
 	log.Info("starting a throw-away PostgreSQL (wal_level=logical)")
 	pg, err := sandbox.StartPostgres(ctx, sandbox.PostgresOptions{})

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/alecthomas/kong"
 	"github.com/jackc/pglogrepl"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,24 +17,31 @@ import (
 
 // The wiring of replicate and encode, shared with demo, which runs both in-process.
 
-// withDefaults fills cmd with its flags' defaults, as if it had been given no flags, so that a
-// command run from code (demo) takes its defaults from the same struct tags as the command line.
-// The environment is not read: the demo must not stream Debezium events because
-// TIDEMARK_EVENT_FORMAT happens to be set.
-func withDefaults(cmd any) error {
-	p, err := kong.New(cmd, kong.Exit(func(int) {}), nameVars)
-	if err != nil {
-		return fmt.Errorf("defaults: %w", err)
+// demoCommands are the replicate and encode commands the demo runs in-process, built from the
+// packages' defaults, which are also their flags' defaults (TestDemoCommands checks that they
+// are what the command line runs with no flags), but for the demo's own choices: no HTTP
+// servers, no snapshot (the demo starts from an empty table: every row reaches the stream as
+// an insert) and one worker per encoder (two encoders of one worker each stand for two
+// `tidemark encode` processes sharing the durable consumer). The environment does not reach
+// them: the demo must not stream Debezium events because TIDEMARK_EVENT_FORMAT happens to be
+// set. Fields the demo does not read (the snapshot runner's, the openai embedder's, the index
+// interval) are left zero.
+func demoCommands() (ReplicateCmd, EncodeCmd) {
+	repl, pub, stream, enc := replication.DefaultConfig(), sink.DefaultOptions(), sink.DefaultStreamConfig(), encoder.DefaultConfig()
+	rc := ReplicateCmd{
+		Publication: repl.Publication, Tables: []string{"products"}, Slot: repl.Slot,
+		Stream: stream.Name, DedupWindow: stream.Duplicates, Replicas: stream.Replicas,
+		Format: string(pub.Format), MaxInFlight: pub.MaxInFlight, AckTimeout: pub.AckTimeout,
+		StatusInterval: repl.StatusInterval, Heartbeat: repl.Heartbeat,
+		Snapshot: "never",
 	}
-	for _, group := range p.Model.AllFlags(true) {
-		for _, f := range group {
-			f.Tag.Envs = nil
-		}
+	ec := EncodeCmd{
+		EmbedderFlags: EmbedderFlags{Embedder: "hash", Dim: 384},
+		Stream:        enc.Stream, Consumer: enc.Consumer, Workers: 1, Batch: enc.Batch,
+		BatchWait: enc.BatchWait, AckWait: enc.AckWait, MaxDeliver: enc.MaxDeliver,
+		MaxAckPending: enc.MaxAckPending,
 	}
-	if _, err := p.Parse(nil); err != nil {
-		return fmt.Errorf("defaults: %w", err)
-	}
-	return nil
+	return rc, ec
 }
 
 // newReplicator sets up the publication, the slot (before the stream: once the stream exists the

@@ -1,23 +1,60 @@
 package main
 
-import "testing"
+import (
+	"reflect"
+	"testing"
 
-func TestWithDefaults(t *testing.T) {
+	"github.com/alecthomas/kong"
+)
+
+func TestDemoCommands(t *testing.T) {
 	// Set in the environment, and still not what a command run from code gets.
 	t.Setenv("TIDEMARK_EVENT_FORMAT", "debezium")
 	t.Setenv("TIDEMARK_SLOT", "elsewhere")
-	var rc ReplicateCmd
-	if err := withDefaults(&rc); err != nil {
-		t.Fatal(err)
-	}
-	if rc.Format != "native" || rc.Slot != "tidemark" || rc.MaxInFlight != 4096 || rc.HTTPAddr != ":9464" {
+	rc, ec := demoCommands()
+	if rc.Format != "native" || rc.Slot != "tidemark" || rc.MaxInFlight != 4096 || rc.HTTPAddr != "" {
 		t.Errorf("replicate defaults: %+v", rc)
 	}
-	var ec EncodeCmd
-	if err := withDefaults(&ec); err != nil {
+	if ec.Embedder != "hash" || ec.Dim != 384 || ec.Workers != 1 || ec.Consumer != "encoders" {
+		t.Errorf("encode defaults: %+v", ec)
+	}
+
+	// Every other field the demo reads is what the command line runs with when given no flags.
+	var wantRC ReplicateCmd
+	flagDefaults(t, &wantRC)
+	if wantRC.HTTPAddr != ":9464" {
+		t.Errorf("replicate --http-addr default %q", wantRC.HTTPAddr)
+	}
+	wantRC.HTTPAddr, wantRC.Snapshot = "", "never"
+	wantRC.SnapshotChunk, wantRC.OnSlotLost = 0, "" // read by the snapshot runner, which the demo has not
+	if !reflect.DeepEqual(rc, wantRC) {
+		t.Errorf("demo's replicate:\n%+v\nwant (the flags' defaults but for the demo's choices):\n%+v", rc, wantRC)
+	}
+	var wantEC EncodeCmd
+	flagDefaults(t, &wantEC)
+	wantEC.HTTPAddr, wantEC.Workers = "", 1
+	wantEC.IndexInterval = 0   // the demo maintains no index
+	f := &wantEC.EmbedderFlags // read by the openai embedder only
+	f.EmbedModel, f.EmbedURL, f.EmbedBatch, f.EmbedTimeout, f.EmbedRetries = "", "", 0, 0, 0
+	if !reflect.DeepEqual(ec, wantEC) {
+		t.Errorf("demo's encode:\n%+v\nwant (the flags' defaults but for the demo's choices):\n%+v", ec, wantEC)
+	}
+}
+
+// flagDefaults fills cmd with its flags' defaults, as if it had been given no flags and no
+// environment.
+func flagDefaults(t *testing.T, cmd any) {
+	t.Helper()
+	p, err := kong.New(cmd, kong.Exit(func(int) {}), nameVars)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if ec.Embedder != "hash" || ec.Dim != 384 || ec.Workers != 2 || ec.Consumer != "encoders" {
-		t.Errorf("encode defaults: %+v", ec)
+	for _, group := range p.Model.AllFlags(true) {
+		for _, f := range group {
+			f.Tag.Envs = nil
+		}
+	}
+	if _, err := p.Parse(nil); err != nil {
+		t.Fatal(err)
 	}
 }
