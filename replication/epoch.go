@@ -13,7 +13,8 @@ import (
 // replicator turns each into an epoch_open or epoch_close event at its place in commit order,
 // published through the same exactly-once path as the rows. An epoch whose chunks the
 // replicator could not publish (a window that expired) is not closed: its close is dropped
-// and logged, so no subscriber deletes products the epoch did not get to carry.
+// and logged, so no subscriber deletes products the epoch did not get to carry. The loss is
+// kept beside the checkpoint (see [LostEpochs]), so a restarted replicator drops it too.
 const (
 	// EpochOpenPrefix marks an epoch's open; content is an [EpochMessage].
 	EpochOpenPrefix = event.DebeziumEpochOpenPrefix
@@ -51,7 +52,7 @@ func (d *decoder) epoch(op event.Op, msg *pglogrepl.LogicalDecodingMessage, emit
 			return fmt.Errorf("%w: %s at %s: open_lsn %q", ErrProtocol, msg.Prefix, msg.LSN, m.OpenLSN)
 		}
 		ep.OpenLSN = event.LSN(open)
-		if d.marks.spoiled(m.ID) {
+		if d.marks.spoiled(m.ID, d.commitLSN) {
 			d.marks.unclosed = append(d.marks.unclosed, fmt.Sprintf("%s (supplier %d)", m.ID, m.Supplier))
 			return nil
 		}

@@ -66,7 +66,9 @@ type Config struct {
 	// MaxBackoff caps the wait between reconnects; default 10s.
 	MaxBackoff time.Duration
 	// Checkpoints, when set, saves the confirmed LSN after each successful flush. When it also
-	// implements Origins, a checkpoint taken on another server (a failover) is detected.
+	// implements Origins, a checkpoint taken on another server (a failover) is detected; when
+	// it implements LostEpochs, the snapshot epochs that lost a chunk are kept there, so that
+	// no later process publishes their close.
 	Checkpoints Checkpoints
 	// OnSlotLost, when set, is called when the slot is lost (see ErrSlotLost) and returns the
 	// LSN a new slot streams from; streaming resumes from there. When nil, Run returns the
@@ -109,6 +111,10 @@ type Replicator struct {
 	sent        pglogrepl.LSN
 	streamed    bool          // a session of this process streamed from the slot
 	seen        pglogrepl.LSN // the slot's confirmed LSN when last found fine
+	// lost are the snapshot epochs that lost a chunk, unsaved whether the last change of it
+	// is not saved yet (lostepochs.go).
+	lost    map[string]*LostEpoch
+	unsaved bool
 	// unconfirmedSince is the commit time (Unix nanoseconds) of the oldest transaction
 	// received and not yet confirmed, 0 when there is none. It outlives a session: a failed
 	// one leaves its transactions to be replayed, and the slot lags by their age meanwhile.
@@ -183,6 +189,9 @@ func (r *Replicator) Flushed() pglogrepl.LSN { return pglogrepl.LSN(r.flushed.Lo
 // acknowledgement failures restart the session from the last confirmed LSN after a backoff.
 // Run may be called once.
 func (r *Replicator) Run(ctx context.Context) error {
+	if err := r.loadLostEpochs(ctx); err != nil {
+		return err
+	}
 	start := r.cfg.StartLSN
 	if start == 0 && r.cfg.Checkpoints != nil {
 		saved, err := r.cfg.Checkpoints.Load(ctx, r.cfg.Slot)

@@ -57,6 +57,9 @@ func (r *Replicator) session(ctx context.Context) (streamed bool, err error) {
 	r.streamed = true
 	r.ready.Store(true)
 	defer r.ready.Store(false)
+	if err := r.pruneLostEpochs(ctx, stored.CommitLSN); err != nil {
+		return false, err
+	}
 	return true, r.stream(ctx, r.newSession(conn, startLSN, stored))
 }
 
@@ -115,6 +118,7 @@ func (r *Replicator) startReplication(ctx context.Context, conn *pgconn.PgConn, 
 func (r *Replicator) newSession(conn *pgconn.PgConn, startLSN pglogrepl.LSN, stored event.Position) *session {
 	dec := newDecoder(r.cfg.Slot)
 	dec.marks.stored = pglogrepl.LSN(stored.CommitLSN)
+	dec.marks.lost = r.lost
 	s := &session{conn: conn, enqueued: startLSN, saved: startLSN, dec: dec, stored: stored,
 		counters: map[event.Op]prometheus.Counter{}}
 	for _, op := range []event.Op{event.OpInsert, event.OpUpdate, event.OpDelete, event.OpTruncate, event.OpSnapshot, event.OpEpochOpen, event.OpEpochClose} {
@@ -223,6 +227,14 @@ func (r *Replicator) xlogData(ctx context.Context, s *session, data []byte, emit
 		return true, fmt.Errorf("decode at %s: %w", xld.WALStart, err)
 	}
 	r.logUnpublished(s.dec)
+	if s.dec.marks.lostChanged {
+		// Before anything after the lost chunk is published or confirmed (see
+		// lostepochs.go); a failure replays the chunk.
+		s.dec.marks.lostChanged = false
+		if err := r.saveLostEpochs(ctx); err != nil {
+			return true, err
+		}
+	}
 	s.written = max(s.written, xld.WALStart+pglogrepl.LSN(len(xld.WALData)))
 	switch res.kind {
 	case msgBegin:

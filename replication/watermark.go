@@ -3,6 +3,7 @@ package replication
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -57,6 +58,20 @@ type SnapshotChunk struct {
 	Rows    [][]*string      `json:"rows"` // nil is SQL NULL
 }
 
+// supplier reads the supplier_id of the chunk's first row, 0 when it has none.
+func (m *SnapshotChunk) supplier() int64 {
+	for i, c := range m.Columns {
+		if c.Name != "supplier_id" || len(m.Rows) == 0 || i >= len(m.Rows[0]) || m.Rows[0][i] == nil {
+			continue
+		}
+		id, err := strconv.ParseInt(*m.Rows[0][i], 10, 64)
+		if err == nil {
+			return id
+		}
+	}
+	return 0
+}
+
 type windowKey struct {
 	id    string
 	chunk int
@@ -95,10 +110,12 @@ type watermarks struct {
 	expired    []string
 	overflowed []string
 	// lost holds the epochs (snapshot ids) with a chunk that published nothing because its
-	// window was gone or overflowed: their close is not published. unclosed lists those
-	// closes, for the caller to log.
-	lost     map[string]bool
-	unclosed []string
+	// window was gone or overflowed: their close is not published. It outlives the session
+	// (see lostepochs.go); lostChanged says it changed since the caller last saved it.
+	// unclosed lists the closes dropped, for the caller to log.
+	lost        map[string]*LostEpoch
+	lostChanged bool
+	unclosed    []string
 	// stored is the commit LSN below which the stream already holds every change of the slot
 	// (from the session's start): a chunk replayed from there without its window was published
 	// with its window in an earlier session, so it does not spoil its epoch.
@@ -112,20 +129,31 @@ type watermarks struct {
 // committed ends the transaction being received.
 func (w *watermarks) committed() { w.closing = 0 }
 
-// spoiled reports whether epoch id lost a chunk, and forgets it: its close is being dropped.
-func (w *watermarks) spoiled(id string) bool {
-	if !w.lost[id] {
+// spoiled reports whether epoch id lost a chunk, its close (in the transaction committing at
+// commit) being dropped. Every replay of the close is dropped again.
+func (w *watermarks) spoiled(id string, commit pglogrepl.LSN) bool {
+	e, ok := w.lost[id]
+	if !ok {
 		return false
 	}
-	delete(w.lost, id)
+	if e.Closed == 0 {
+		e.Closed = event.LSN(commit)
+		w.lostChanged = true
+	}
 	return true
 }
 
-func (w *watermarks) spoil(id string) {
+// spoil records that epoch id lost a chunk of supplier's, in the transaction committing at
+// commit.
+func (w *watermarks) spoil(id string, supplier int64, commit pglogrepl.LSN) {
 	if w.lost == nil {
-		w.lost = map[string]bool{}
+		w.lost = map[string]*LostEpoch{}
 	}
-	w.lost[id] = true
+	if _, ok := w.lost[id]; ok {
+		return
+	}
+	w.lost[id] = &LostEpoch{ID: id, Supplier: supplier, Lost: event.LSN(commit)}
+	w.lostChanged = true
 }
 
 func (w *watermarks) clock() time.Time {
@@ -184,7 +212,7 @@ func (w *watermarks) chunk(content []byte, lsn, commit pglogrepl.LSN) (*Snapshot
 	if !ok {
 		if len(m.Rows) > 0 && commit >= w.stored {
 			w.expired = append(w.expired, fmt.Sprintf("%s chunk %d", m.ID, m.Chunk))
-			w.spoil(m.ID)
+			w.spoil(m.ID, m.supplier(), commit)
 		}
 		return &m, func(event.Key) bool { return false }, nil
 	}
@@ -192,7 +220,7 @@ func (w *watermarks) chunk(content []byte, lsn, commit pglogrepl.LSN) (*Snapshot
 	w.closing = win.low
 	if win.overflow && len(m.Rows) > 0 {
 		w.overflowed = append(w.overflowed, fmt.Sprintf("%s chunk %d (supplier %d)", m.ID, m.Chunk, win.keys.Supplier))
-		w.spoil(m.ID)
+		w.spoil(m.ID, win.keys.Supplier, commit)
 	}
 	if win.truncated || win.overflow {
 		return &m, func(event.Key) bool { return false }, nil

@@ -158,25 +158,40 @@ func TestWatermarkWindowIsBounded(t *testing.T) {
 }
 
 // TestWatermarksSpoilEpochs: a chunk with rows that publishes nothing for want of its window
-// spoils its epoch (whose close is then dropped), unless the stream already held it from an
-// earlier session (a replay from before the chunk but after its low watermark).
+// spoils its epoch (whose close is then dropped, every time it is replayed), unless the stream
+// already held it from an earlier session (a replay from before the chunk but after its low
+// watermark). The loss is reported for saving once, and again when the close comes.
 func TestWatermarksSpoilEpochs(t *testing.T) {
 	row := "1"
-	b, _ := json.Marshal(SnapshotChunk{ID: "e1", Chunk: 2, Rows: [][]*string{{&row}}})
+	b, _ := json.Marshal(SnapshotChunk{ID: "e1", Chunk: 2, Columns: []SnapshotColumn{{Name: "supplier_id", Type: 23}}, Rows: [][]*string{{&row}}})
 	w := watermarks{stored: 500}
 	if _, _, err := w.chunk(b, 400, 450); err != nil {
 		t.Fatal(err)
 	}
-	if w.spoiled("e1") || len(w.expired) != 0 {
+	if w.spoiled("e1", 700) || len(w.expired) != 0 || w.lostChanged {
 		t.Fatalf("a chunk the stream already holds spoiled its epoch (expired %v)", w.expired)
 	}
 	if _, _, err := w.chunk(b, 600, 650); err != nil {
 		t.Fatal(err)
 	}
-	if !w.spoiled("e1") || len(w.expired) != 1 {
-		t.Fatalf("a chunk lost for want of its window did not spoil its epoch (expired %v)", w.expired)
+	if !w.lostChanged || len(w.expired) != 1 {
+		t.Fatalf("a chunk lost for want of its window was not reported (expired %v, changed %v)", w.expired, w.lostChanged)
 	}
-	if w.spoiled("e1") {
-		t.Fatal("spoiled reports an epoch once: its close is dropped once")
+	if got, want := *w.lost["e1"], (LostEpoch{ID: "e1", Supplier: 1, Lost: 650}); got != want {
+		t.Fatalf("lost epoch %+v, want %+v", got, want)
+	}
+	w.lostChanged = false
+	if _, _, err := w.chunk(b, 600, 650); err != nil {
+		t.Fatal(err)
+	}
+	if w.lostChanged || *w.lost["e1"] != (LostEpoch{ID: "e1", Supplier: 1, Lost: 650}) {
+		t.Fatalf("a second loss of the same epoch changed what is saved: %+v", *w.lost["e1"])
+	}
+	if !w.spoiled("e1", 700) || !w.lostChanged || w.lost["e1"].Closed != 700 {
+		t.Fatalf("the close of a spoiled epoch was not dropped, or not recorded: %+v", *w.lost["e1"])
+	}
+	w.lostChanged = false
+	if !w.spoiled("e1", 700) || w.lostChanged {
+		t.Fatal("a replayed close of a spoiled epoch must be dropped again, with nothing new to save")
 	}
 }

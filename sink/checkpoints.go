@@ -2,6 +2,7 @@ package sink
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -19,6 +20,7 @@ type Checkpoints struct {
 var (
 	_ replication.Checkpoints = (*Checkpoints)(nil)
 	_ replication.Origins     = (*Checkpoints)(nil)
+	_ replication.LostEpochs  = (*Checkpoints)(nil)
 )
 
 // EnsureCheckpoints creates (or opens) the checkpoint bucket.
@@ -31,7 +33,7 @@ func EnsureCheckpoints(ctx context.Context, js jetstream.JetStream, replicas int
 	}
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      CheckpointBucket,
-		Description: "tidemark replication checkpoints: key = slot, value = confirmed LSN; key = slot.origin, value = the server it was taken on",
+		Description: "tidemark replication checkpoints: key = slot, value = confirmed LSN; key = slot.origin, value = the server it was taken on; key = slot.lost_epochs, value = the snapshot epochs that lost a chunk (JSON)",
 		Storage:     jetstream.FileStorage,
 		Replicas:    replicas,
 		History:     1,
@@ -95,6 +97,41 @@ func (c *Checkpoints) LoadOrigin(ctx context.Context, slot string) (string, erro
 func (c *Checkpoints) SaveOrigin(ctx context.Context, slot, origin string) error {
 	if _, err := c.kv.Put(ctx, originKey(slot), []byte(origin)); err != nil {
 		return fmt.Errorf("save checkpoint origin of %s: %w", slot, err)
+	}
+	return nil
+}
+
+// lostEpochsKey is where a slot's lost snapshot epochs are kept.
+func lostEpochsKey(slot string) string { return slot + ".lost_epochs" }
+
+// LoadLostEpochs returns the snapshot epochs saved as having lost a chunk on slot, none when
+// nothing is saved.
+func (c *Checkpoints) LoadLostEpochs(ctx context.Context, slot string) ([]replication.LostEpoch, error) {
+	e, err := c.kv.Get(ctx, lostEpochsKey(slot))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read lost snapshot epochs of %s: %w", slot, err)
+	}
+	var epochs []replication.LostEpoch
+	if err := json.Unmarshal(e.Value(), &epochs); err != nil {
+		return nil, fmt.Errorf("lost snapshot epochs of %s: %w", slot, err)
+	}
+	return epochs, nil
+}
+
+// SaveLostEpochs replaces the snapshot epochs saved as having lost a chunk on slot.
+func (c *Checkpoints) SaveLostEpochs(ctx context.Context, slot string, epochs []replication.LostEpoch) error {
+	if epochs == nil {
+		epochs = []replication.LostEpoch{}
+	}
+	b, err := json.Marshal(epochs)
+	if err != nil {
+		return fmt.Errorf("encode lost snapshot epochs of %s: %w", slot, err)
+	}
+	if _, err := c.kv.Put(ctx, lostEpochsKey(slot), b); err != nil {
+		return fmt.Errorf("save lost snapshot epochs of %s: %w", slot, err)
 	}
 	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tidemark/tidemark/event"
 	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/replication"
 	"github.com/tidemark/tidemark/sink"
 )
 
@@ -463,6 +466,23 @@ func TestCheckpoints(t *testing.T) {
 	}
 	if e, err := kv.Get(ctx, "tidemark"); err != nil || string(e.Value()) != "16/B374D848" {
 		t.Fatalf("raw value: %v", err)
+	}
+
+	if lost, err := cps.LoadLostEpochs(ctx, "tidemark"); err != nil || len(lost) != 0 {
+		t.Fatalf("empty load of lost epochs: %v %v", lost, err)
+	}
+	want := []replication.LostEpoch{{ID: "s1-1.2", Supplier: 1, Lost: 0x16B374D848}, {ID: "s2-3.4", Supplier: 2, Lost: 0x16B374D900, Closed: 0x16C0000000}}
+	if err := cps.SaveLostEpochs(ctx, "tidemark", want); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := cps.LoadLostEpochs(ctx, "tidemark"); err != nil || !slices.Equal(got, want) {
+		t.Fatalf("lost epochs: %+v %v, want %+v", got, err, want)
+	}
+	if lsn, err := cps.Load(ctx, "tidemark"); err != nil || lsn.String() != "16/B374D848" {
+		t.Fatalf("the lost epochs overwrote the checkpoint: %s %v", lsn, err)
+	}
+	if e, err := kv.Get(ctx, "tidemark.lost_epochs"); err != nil || !strings.Contains(string(e.Value()), `"lost":"16/B374D848"`) {
+		t.Fatalf("raw lost epochs: %v", err)
 	}
 }
 

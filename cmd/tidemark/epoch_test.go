@@ -12,9 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/tidemark/tidemark/event"
 	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/replication"
 )
 
 // epochEnv is a pipeline (replicate and encode, as processes of the built binary) whose
@@ -411,4 +413,115 @@ func TestSlotLostResyncConvergesVectors(t *testing.T) {
 		t.Errorf("%d existing products have a tombstone for a vector", n)
 	}
 	e.checkConverged(t)
+}
+
+// emitMessage writes a transactional logical message as package snapshot writes its epochs and
+// chunks, returning its LSN.
+func (e *replEnv) emitMessage(t *testing.T, prefix string, content any) pglogrepl.LSN {
+	t.Helper()
+	b, err := json.Marshal(content)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s string
+	if err := e.pool.QueryRow(testenv.Context(t, time.Minute), "SELECT pg_logical_emit_message(true, $1, $2::text)::text", prefix, string(b)).Scan(&s); err != nil {
+		t.Fatal(err)
+	}
+	lsn, err := pglogrepl.ParseLSN(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lsn
+}
+
+// TestSnapshotEpochLostChunkSurvivesRestart: an epoch of supplier 1 loses a chunk (it reaches
+// the replicator without its window, as after the window expired), the slot is confirmed past
+// the chunk, and the replicator is killed with SIGKILL before the epoch's close is written.
+// The restarted replicator must not publish that close: no epoch_close is in the stream, no
+// live product is tombstoned, and a subscriber replaying the stream ends with the table's
+// rows. Then `tidemark snapshot --supplier 1 --new-epoch`, as the log says, closes a new epoch.
+func TestSnapshotEpochLostChunkSurvivesRestart(t *testing.T) {
+	e := &epochEnv{replEnv: newReplEnv(t)}
+	ctx := testenv.Context(t, 5*time.Minute)
+	e.repl = e.replicate(t)
+	e.repl.streaming(t)
+	e.start(t, "encode", "--http-addr=", "--batch-wait", "100ms", "--ack-wait", "5s")
+	e.exec(t, `INSERT INTO products (supplier_id, sku, name, description, price, currency, attributes)
+		SELECT 1 + g % 2, 'EP-' || g,
+		       (ARRAY['Nordby oak table', 'Kaska wool throw', 'Umbra floor lamp', 'Lisboa linen shirt'])[1 + g % 4] || ' ' || g,
+		       'Oiled by hand in Malmö; ships flat. Batch ' || (g / 50) || '.', 10 + g % 90, 'EUR',
+		       jsonb_build_object('colour', (ARRAY['natural', 'smoke', 'white'])[1 + g % 3], 'width_cm', 40 + g % 160)
+		FROM generate_series(1, 1200) g`)
+	e.settle(t)
+
+	const epoch = "s1-lost-chunk.1"
+	open := e.emitMessage(t, replication.EpochOpenPrefix, replication.EpochMessage{ID: epoch, Supplier: 1, Schema: "public", Table: "products"})
+	rows, err := e.pool.Query(ctx, `SELECT ARRAY[id::text, supplier_id::text, sku, name] FROM products WHERE supplier_id = 1 ORDER BY id LIMIT 200`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunkRows, err := pgx.CollectRows(rows, pgx.RowTo[[]*string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No low watermark before it: the replicator has no window for the chunk.
+	e.emitMessage(t, replication.SnapshotChunkPrefix, replication.SnapshotChunk{ID: epoch, Chunk: 1, Schema: "public", Table: "products",
+		Columns: []replication.SnapshotColumn{{Name: "id", Type: 20}, {Name: "supplier_id", Type: 23}, {Name: "sku", Type: 1043}, {Name: "name", Type: 25}},
+		Rows:    chunkRows})
+	e.settle(t)
+	past := e.currentLSN(t)
+	testenv.WaitFor(t, "the slot confirmed past the lost chunk", time.Minute, func() bool { return e.slot(t).ConfirmedLSN >= past })
+	if !strings.Contains(e.repl.out.String(), "snapshot chunks arrived after their windows expired") {
+		t.Fatalf("replicate did not report the lost chunk:\n%s", e.repl.out.String())
+	}
+	if err := e.repl.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = e.repl.wait()
+
+	// The snapshot finishes while replicate is down, then replicate comes back.
+	e.emitMessage(t, replication.EpochClosePrefix, replication.EpochMessage{ID: epoch, Supplier: 1, Schema: "public", Table: "products",
+		OpenLSN: open.String(), Rows: int64(len(chunkRows))})
+	e.repl = e.replicate(t)
+	e.repl.streaming(t)
+	e.settle(t)
+	if !strings.Contains(e.repl.out.String(), "snapshot epochs lost chunks and were not closed") {
+		t.Errorf("the restarted replicate did not report the epoch it did not close:\n%s", e.repl.out.String())
+	}
+	if n := e.tombstonedProducts(t); n != 0 {
+		t.Errorf("%d live products were tombstoned by the close of an epoch that lost a chunk", n)
+	}
+	_, events := readStream(t, e.js(t))
+	for _, c := range events {
+		if c.Op == event.OpEpochClose {
+			t.Fatalf("the close of an epoch that lost a chunk is in the stream: %+v", c.Epoch)
+		}
+	}
+	checkVectorsMatchProducts(ctx, t, e.replEnv, 0)
+	if d := diff(replay(t, events, true), e.tableNames(t)); d != "" {
+		t.Errorf("a subscriber honouring epochs, replaying the stream from the start: %s", d)
+	}
+
+	out, err := exec.Command(e.bin, "snapshot", "--pg-url", e.url, "--supplier", "1", "--new-epoch", "--chunk-size", "200").CombinedOutput()
+	if err != nil {
+		t.Fatalf("tidemark snapshot --new-epoch: %v\n%s", err, out)
+	}
+	e.settle(t)
+	_, events = readStream(t, e.js(t))
+	closes := 0
+	for _, c := range events {
+		if c.Op == event.OpEpochClose {
+			closes++
+			if c.Epoch.ID == epoch {
+				t.Errorf("the close of the epoch that lost a chunk is in the stream: %+v", c.Epoch)
+			}
+		}
+	}
+	if closes != 1 {
+		t.Errorf("%d epoch_close events after the new epoch; want its one", closes)
+	}
+	if n := e.tombstonedProducts(t); n != 0 {
+		t.Errorf("%d live products tombstoned after the new epoch closed", n)
+	}
+	checkVectorsMatchProducts(ctx, t, e.replEnv, 0)
 }

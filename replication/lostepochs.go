@@ -1,0 +1,127 @@
+package replication
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/tidemark/tidemark/event"
+)
+
+// An epoch that lost a chunk must never close in the stream: its close would make subscribers
+// drop the products that chunk carried. The replicator learns of the loss when the chunk
+// arrives (its window expired or overflowed) and the close may come much later, in another
+// session or another process; and a replay cannot find the loss again once the slot or the
+// stream is past the chunk (a chunk replayed from below the stream's high-water mark was, as
+// far as the replay can tell, published with its window). So the loss is kept beside the
+// checkpoint and saved before decoding goes on past the chunk: until it is saved, nothing after
+// the chunk is published and the slot stays before the chunk's commit, so a crash replays the
+// chunk and finds the loss again.
+
+// LostEpoch is a snapshot epoch that lost a chunk, so that its close is not published.
+type LostEpoch struct {
+	ID string `json:"id"`
+	// Supplier is the supplier the lost chunk's rows belong to, 0 when it could not tell.
+	Supplier int64 `json:"supplier,omitempty"`
+	// Lost is the commit LSN of the transaction of the first chunk it lost.
+	Lost event.LSN `json:"lost"`
+	// Closed is the commit LSN of its close, which was not published; 0 until the close came.
+	Closed event.LSN `json:"closed,omitempty"`
+}
+
+// LostEpochs keeps, beside a slot's checkpoint, the snapshot epochs that lost a chunk. When a
+// Config's Checkpoints implements it, no session and no later process publishes the close of
+// such an epoch; otherwise only the process that saw the loss knows of it.
+type LostEpochs interface {
+	// LoadLostEpochs returns the lost epochs saved for slot, none when nothing is saved.
+	LoadLostEpochs(ctx context.Context, slot string) ([]LostEpoch, error)
+	// SaveLostEpochs replaces the lost epochs saved for slot.
+	SaveLostEpochs(ctx context.Context, slot string, epochs []LostEpoch) error
+}
+
+// MaxLostEpochs bounds the lost epochs kept per slot: beyond it the oldest are forgotten. An
+// epoch is forgotten anyway once the stream holds a change after its close (a replay of the
+// close is then skipped as already stored); only epochs whose close never comes (a snapshot
+// abandoned for a new epoch) stay until this bound.
+const MaxLostEpochs = 1000
+
+// lostSaveTimeout bounds one save of the lost epochs; a failed save fails the session, which
+// replays the chunk.
+const lostSaveTimeout = 5 * time.Second
+
+// loadLostEpochs reads the saved lost epochs at start.
+func (r *Replicator) loadLostEpochs(ctx context.Context) error {
+	r.lost = map[string]*LostEpoch{}
+	store, ok := r.cfg.Checkpoints.(LostEpochs)
+	if !ok {
+		return nil
+	}
+	saved, err := store.LoadLostEpochs(ctx, r.cfg.Slot)
+	if err != nil {
+		return fmt.Errorf("load lost snapshot epochs: %w", err)
+	}
+	for _, e := range saved {
+		r.lost[e.ID] = &e
+	}
+	if len(saved) > 0 {
+		r.log.Warn("snapshot epochs that lost chunks are not closed in the stream; run tidemark snapshot --new-epoch for their suppliers",
+			"epochs", lostEpochList(saved))
+	}
+	return nil
+}
+
+// pruneLostEpochs forgets the lost epochs a replay can no longer publish the close of, the
+// stream holding changes up to stored (the session's start). It saves them when they changed
+// or when the last save failed: a session must not stream before the losses it knows of are
+// saved, since the decoder reports each loss only once per process.
+func (r *Replicator) pruneLostEpochs(ctx context.Context, stored event.LSN) error {
+	for id, e := range r.lost {
+		if e.Closed != 0 && e.Closed < stored {
+			delete(r.lost, id)
+			r.unsaved = true
+		}
+	}
+	if !r.unsaved {
+		return nil
+	}
+	return r.saveLostEpochs(ctx)
+}
+
+// saveLostEpochs writes the lost epochs to the checkpoint store, the oldest beyond
+// MaxLostEpochs left out.
+func (r *Replicator) saveLostEpochs(ctx context.Context) error {
+	store, ok := r.cfg.Checkpoints.(LostEpochs)
+	if !ok {
+		return nil
+	}
+	r.unsaved = true
+	list := make([]LostEpoch, 0, len(r.lost))
+	for _, e := range r.lost {
+		list = append(list, *e)
+	}
+	slices.SortFunc(list, func(a, b LostEpoch) int { return cmp.Or(cmp.Compare(a.Lost, b.Lost), cmp.Compare(a.ID, b.ID)) })
+	if over := len(list) - MaxLostEpochs; over > 0 {
+		for _, e := range list[:over] {
+			delete(r.lost, e.ID)
+		}
+		list = list[over:]
+	}
+	// Not ctx itself: a stop requested meanwhile still lets the loss be saved.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lostSaveTimeout)
+	defer cancel()
+	if err := store.SaveLostEpochs(sctx, r.cfg.Slot, list); err != nil {
+		return fmt.Errorf("save lost snapshot epochs: %w", err)
+	}
+	r.unsaved = false
+	return nil
+}
+
+func lostEpochList(epochs []LostEpoch) []string {
+	out := make([]string, len(epochs))
+	for i, e := range epochs {
+		out[i] = fmt.Sprintf("%s (supplier %d)", e.ID, e.Supplier)
+	}
+	return out
+}

@@ -1,0 +1,177 @@
+package replication_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/tidemark/tidemark/event"
+	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/replication"
+)
+
+// checkpointStore keeps checkpoints and lost epochs in memory, as sink.Checkpoints keeps them
+// in NATS; failLost makes every save of the lost epochs fail while it is set.
+type checkpointStore struct {
+	mu       sync.Mutex
+	lsn      pglogrepl.LSN
+	lost     []replication.LostEpoch
+	failLost atomic.Bool
+	failed   atomic.Int32
+}
+
+var _ replication.LostEpochs = (*checkpointStore)(nil)
+
+func (s *checkpointStore) Load(context.Context, string) (pglogrepl.LSN, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lsn, nil
+}
+
+func (s *checkpointStore) Save(_ context.Context, _ string, lsn pglogrepl.LSN) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lsn = lsn
+	return nil
+}
+
+func (s *checkpointStore) LoadLostEpochs(context.Context, string) ([]replication.LostEpoch, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.lost), nil
+}
+
+func (s *checkpointStore) SaveLostEpochs(_ context.Context, _ string, epochs []replication.LostEpoch) error {
+	if s.failLost.Load() {
+		s.failed.Add(1)
+		return errors.New("injected failure to save the lost epochs")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lost = slices.Clone(epochs)
+	return nil
+}
+
+func (s *checkpointStore) lostEpochs() []replication.LostEpoch {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.lost)
+}
+
+// emit writes a transactional logical message as package snapshot does, returning its LSN.
+func (e *env) emit(t *testing.T, prefix string, content any) pglogrepl.LSN {
+	t.Helper()
+	b, err := json.Marshal(content)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s string
+	if err := e.pool.QueryRow(testenv.Context(t, time.Minute), "SELECT pg_logical_emit_message(true, $1, $2::text)::text", prefix, string(b)).Scan(&s); err != nil {
+		t.Fatal(err)
+	}
+	lsn, err := pglogrepl.ParseLSN(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lsn
+}
+
+// has says whether rec holds an insert of sku.
+func (r *recorder) has(sku string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.changes {
+		if v, ok := c.After.Get("sku"); ok && string(v) == `"`+sku+`"` {
+			return true
+		}
+	}
+	return false
+}
+
+// TestLostChunkKeepsItsEpochOpenAcrossRestarts: a snapshot chunk that arrives without its
+// window (as after the window expired) spoils its epoch, and the spoil is saved beside the
+// checkpoint before anything after the chunk is published or confirmed. While the save fails,
+// the replicator publishes nothing after the chunk and does not confirm past it; a replicator
+// started afresh then replays the chunk and saves the loss. After it is confirmed past the
+// chunk and restarted, the epoch's close arrives: a new replicator does not publish it, and
+// records that it came.
+func TestLostChunkKeepsItsEpochOpenAcrossRestarts(t *testing.T) {
+	e := newEnv(t, testenv.Database(t))
+	e.exec(t, `INSERT INTO products (supplier_id, sku, name, price)
+		SELECT 1, 'OAK-' || g, 'Nordby oak table ' || g, 199 FROM generate_series(1, 20) g`)
+	store := &checkpointStore{}
+	rec := &recorder{stream: true}
+	withStore := func(c *replication.Config) { c.Checkpoints = store }
+	r, stop := e.run(t, rec, withStore)
+	testenv.WaitFor(t, "the products", 30*time.Second, func() bool { return rec.count() >= 20 })
+
+	const epoch = "s1-lost.1"
+	open := e.emit(t, replication.EpochOpenPrefix, replication.EpochMessage{ID: epoch, Supplier: 1, Schema: "public", Table: "products"})
+	one, supplier := "1", "1"
+	store.failLost.Store(true)
+	chunk := e.emit(t, replication.SnapshotChunkPrefix, replication.SnapshotChunk{ID: epoch, Chunk: 1, Schema: "public", Table: "products",
+		Columns: []replication.SnapshotColumn{{Name: "id", Type: 20}, {Name: "supplier_id", Type: 23}}, Rows: [][]*string{{&one, &supplier}}})
+	e.exec(t, `INSERT INTO products (supplier_id, sku, name) VALUES (2, 'MARK-1', 'Marker crate')`)
+	testenv.WaitFor(t, "a failed save of the lost epoch", 30*time.Second, func() bool { return store.failed.Load() >= 1 })
+	time.Sleep(time.Second) // ten status intervals: time to publish and confirm the marker, wrongly
+	if rec.has("MARK-1") {
+		t.Fatal("a change after the lost chunk was published before the loss was saved")
+	}
+	if n := store.failed.Load(); n < 2 {
+		t.Fatalf("%d failed saves: the replicator did not retry saving before streaming on", n)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if f := r.Flushed(); f > chunk {
+		t.Fatalf("confirmed %s, past the lost chunk at %s, before the loss was saved", f, chunk)
+	}
+
+	// A fresh process (nothing in memory): the chunk replays and its loss is saved.
+	store.failLost.Store(false)
+	r, stop = e.run(t, rec, withStore)
+	testenv.WaitFor(t, "the marker", 30*time.Second, func() bool { return rec.has("MARK-1") })
+	marked := flushedInsertLSN(t, e.pool)
+	testenv.WaitFor(t, "the slot past the marker", 30*time.Second, func() bool { return r.Flushed() >= marked })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	lost := store.lostEpochs()
+	if len(lost) != 1 || lost[0].ID != epoch || lost[0].Supplier != 1 || lost[0].Lost < event.LSN(chunk) || lost[0].Closed != 0 {
+		t.Fatalf("saved lost epochs %+v, want %s of supplier 1, lost at or after %s, not closed", lost, epoch, chunk)
+	}
+
+	// The close comes while no replicator runs.
+	e.emit(t, replication.EpochClosePrefix, replication.EpochMessage{ID: epoch, Supplier: 1, Schema: "public", Table: "products", OpenLSN: open.String(), Rows: 1})
+	e.exec(t, `INSERT INTO products (supplier_id, sku, name) VALUES (2, 'MARK-2', 'Marker crate')`)
+	_, stop = e.run(t, rec, withStore)
+	testenv.WaitFor(t, "the second marker", 30*time.Second, func() bool { return rec.has("MARK-2") })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	rec.mu.Lock()
+	opens := 0
+	for _, c := range rec.changes {
+		switch c.Op {
+		case event.OpEpochClose:
+			t.Errorf("the close of epoch %s, which lost a chunk, was published after a restart: %+v", c.Epoch.ID, c.Epoch)
+		case event.OpEpochOpen:
+			opens++
+		case event.OpSnapshot:
+			t.Errorf("a row of the lost chunk was published: %+v", c.Key)
+		}
+	}
+	rec.mu.Unlock()
+	if opens != 1 {
+		t.Errorf("%d epoch_open events, want 1", opens)
+	}
+	if lost := store.lostEpochs(); len(lost) != 1 || lost[0].Closed == 0 {
+		t.Errorf("saved lost epochs %+v, want the epoch with its close recorded", lost)
+	}
+}
