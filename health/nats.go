@@ -6,8 +6,46 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/nats-io/nats.go/jetstream"
 )
+
+// SavedCheckpoint reads the checkpoint saved for opts.Slot in opts.Bucket (see
+// Options.Checkpoint): 0 when the bucket or the key does not exist.
+func SavedCheckpoint(ctx context.Context, js jetstream.JetStream, opts Options) (pglogrepl.LSN, error) {
+	opts = opts.withDefaults()
+	kv, err := js.KeyValue(ctx, opts.Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("checkpoint bucket %s: %w", opts.Bucket, err)
+	}
+	e, err := kv.Get(ctx, opts.Slot)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("checkpoint %s/%s: %w", opts.Bucket, opts.Slot, err)
+	}
+	lsn, err := pglogrepl.ParseLSN(strings.TrimSpace(string(e.Value())))
+	if err != nil {
+		return 0, fmt.Errorf("checkpoint %s/%s holds %q: %w", opts.Bucket, opts.Slot, e.Value(), err)
+	}
+	return lsn, nil
+}
+
+// CheckpointCheck reports the checkpoint SavedCheckpoint read (or failed to read).
+func CheckpointCheck(opts Options, lsn pglogrepl.LSN, err error) Check {
+	opts = opts.withDefaults()
+	switch {
+	case err != nil:
+		return warn("checkpoint", "check nats-server is healthy; without the checkpoint a dropped slot looks not yet created", "%v", err)
+	case lsn == 0:
+		return ok("checkpoint", "%s none saved yet (tidemark replicate saves it)", opts.Slot)
+	}
+	return ok("checkpoint", "%s saved at %s in %s", opts.Slot, lsn, opts.Bucket)
+}
 
 // NATSChecks checks that JetStream is enabled and that the stream, when it exists, keeps what
 // the pipeline relies on: a duplicate window (exactly-once publishing across replays) and file

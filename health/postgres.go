@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/tidemark/tidemark/catalog"
@@ -26,6 +27,10 @@ type Options struct {
 	Bucket string
 	// LagWarn is the slot lag, in bytes, above which a check warns; default 1 GiB.
 	LagWarn int64
+	// Checkpoint is the slot's checkpoint saved in Bucket (SavedCheckpoint), 0 when none is
+	// saved or it could not be read. When set, a missing slot is lost (dropped), not merely
+	// not yet created.
+	Checkpoint pglogrepl.LSN
 }
 
 func (o Options) withDefaults() Options {
@@ -236,8 +241,13 @@ func slotOf(r replication.Slot) *Slot {
 }
 
 func slot(ctx context.Context, db *pgxpool.Pool, opts Options) Check {
+	resync := "tidemark replicate --on-slot-lost resync (a new slot and a snapshot of every supplier; see the README, \"When the slot is lost\")"
 	r, err := replication.ReadSlot(ctx, db, opts.Slot)
 	if errors.Is(err, replication.ErrNoSlot) {
+		if opts.Checkpoint != 0 {
+			return fail("slot", resync, "%s is lost: %s, it does not exist and the checkpoint at %s says it did; the changes committed after it are gone from the WAL",
+				opts.Slot, replication.LostDropped, opts.Checkpoint)
+		}
 		return ok("slot", "%s not yet created (tidemark replicate creates it)", opts.Slot)
 	}
 	if err != nil {
@@ -249,7 +259,6 @@ func slot(ctx context.Context, db *pgxpool.Pool, opts Options) Check {
 		return queryFailed("slot", err)
 	}
 	drop := fmt.Sprintf("SELECT pg_drop_replication_slot('%s'); then restart tidemark replicate (it re-creates the slot; take a snapshot for what was missed)", opts.Slot)
-	resync := "tidemark replicate --on-slot-lost resync (a new slot and a snapshot of every supplier; see the README, \"When the slot is lost\")"
 	switch {
 	case s.Plugin != "pgoutput":
 		return fail("slot", drop, "%s uses the %s plugin, not pgoutput", s.Name, s.Plugin)

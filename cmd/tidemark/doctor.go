@@ -39,8 +39,9 @@ func (c *DoctorCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
 	opts := health.Options{Slot: c.Slot, Publication: c.Publication, Stream: c.Stream, LagWarn: c.LagWarn}
-	checks := c.postgres(ctx, g, log, opts)
-	checks = append(checks, c.nats(ctx, g, log, opts)...)
+	// NATS first: the saved checkpoint tells a dropped slot from one not yet created.
+	natsChecks := c.nats(ctx, g, log, &opts)
+	checks := append(c.postgres(ctx, g, log, opts), natsChecks...)
 	rep := doctorReport{Checks: checks}
 	for _, ch := range checks {
 		switch ch.Level {
@@ -74,7 +75,8 @@ func (c *DoctorCmd) postgres(ctx context.Context, g *Globals, log *slog.Logger, 
 	return append([]health.Check{first}, health.PostgresChecks(ctx, pool, opts)...)
 }
 
-func (c *DoctorCmd) nats(ctx context.Context, g *Globals, log *slog.Logger, opts health.Options) []health.Check {
+// nats checks NATS and reads the saved checkpoint into opts.
+func (c *DoctorCmd) nats(ctx context.Context, g *Globals, log *slog.Logger, opts *health.Options) []health.Check {
 	nc, err := g.NATSConn(log, "doctor")
 	if err != nil {
 		return []health.Check{{Name: "nats", Level: health.Fail, Detail: err.Error(),
@@ -86,7 +88,10 @@ func (c *DoctorCmd) nats(ctx context.Context, g *Globals, log *slog.Logger, opts
 	if err != nil {
 		return []health.Check{first, {Name: "jetstream", Level: health.Fail, Detail: err.Error()}}
 	}
-	return append([]health.Check{first}, health.NATSChecks(ctx, js, opts)...)
+	checks := append([]health.Check{first}, health.NATSChecks(ctx, js, *opts)...)
+	lsn, err := health.SavedCheckpoint(ctx, js, *opts)
+	opts.Checkpoint = lsn
+	return append(checks, health.CheckpointCheck(*opts, lsn, err))
 }
 
 // hostOf names the server and database of a connection string without its credentials.

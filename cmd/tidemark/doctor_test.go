@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/tidemark/tidemark/health"
 	"github.com/tidemark/tidemark/internal/sandbox"
 	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/sink"
 )
 
 // runTidemark runs the binary with the given URLs and arguments and returns stdout, stderr and
@@ -235,5 +237,48 @@ func TestDoctorNATSProblems(t *testing.T) {
 	wantCheck(t, checks, "postgres", health.Fail, "connect")
 	if _, ok := checks["jetstream"]; !ok || code == 0 {
 		t.Errorf("postgres down: exit %d, checks %v", code, checks)
+	}
+}
+
+// TestDoctorDroppedSlot: a slot dropped after replicate streamed from it (and saved its
+// checkpoint) is a failed check naming it lost and the resync, not "not yet created".
+func TestDoctorDroppedSlot(t *testing.T) {
+	e := newReplEnv(t)
+	ctx := testenv.Context(t, 2*time.Minute)
+	repl := e.replicate(t)
+	repl.streaming(t)
+	e.exec(t, `INSERT INTO products (supplier_id, sku, name) VALUES (1, 'KS-1', 'Kaska wool throw')`)
+	want := e.currentLSN(t)
+	cps, err := sink.EnsureCheckpoints(ctx, e.js(t), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "the checkpoint past the insert", time.Minute, func() bool {
+		lsn, err := cps.Load(ctx, "tidemark")
+		return err == nil && lsn >= want
+	})
+	checks, rep, code, stderr := runDoctor(t, e.url, e.nats.URL())
+	if code != 0 || rep.Failures != 0 {
+		t.Fatalf("exit %d, %d failures while replicate streams: %+v\n%s", code, rep.Failures, rep.Checks, stderr)
+	}
+	wantCheck(t, checks, "slot", health.OK, "tidemark active")
+	wantCheck(t, checks, "checkpoint", health.OK, "saved at")
+
+	if err := repl.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := repl.wait(); err != nil {
+		t.Fatalf("replicate after SIGTERM: %v", err)
+	}
+	if _, err := e.pool.Exec(ctx, "SELECT pg_drop_replication_slot('tidemark')"); err != nil {
+		t.Fatal(err)
+	}
+	checks, _, code, _ = runDoctor(t, e.url, e.nats.URL())
+	if code != 1 {
+		t.Errorf("doctor exits %d with the slot dropped, want 1", code)
+	}
+	wantCheck(t, checks, "slot", health.Fail, "is lost: dropped")
+	if fix := checks["slot"].Fix; !strings.Contains(fix, "--on-slot-lost resync") {
+		t.Errorf("slot fix %q does not name the resync", fix)
 	}
 }
