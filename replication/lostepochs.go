@@ -51,32 +51,41 @@ const MaxLostEpochs = 1000
 // replays the chunk.
 const lostSaveTimeout = 5 * time.Second
 
-// loadLostEpochs reads the saved lost epochs at start.
-func (r *Replicator) loadLostEpochs(ctx context.Context) error {
-	r.lost = map[string]*LostEpoch{}
-	store, ok := r.cfg.Checkpoints.(LostEpochs)
-	if !ok {
-		return nil
+// syncLostEpochs runs at a session's start, once the session holds the slot (so no other
+// replicator of the slot writes the lost epochs meanwhile). It adds the lost epochs saved by an
+// earlier process, or by another replicator that held the slot in between (a standby), to
+// those this process knows; forgets those a replay can no longer publish the close of, the
+// stream holding changes up to stored; and saves the result when it differs from what is
+// saved. The session must not decode before the losses it knows of are saved: the decoder
+// reports each loss once per process.
+func (r *Replicator) syncLostEpochs(ctx context.Context, stored event.LSN) error {
+	if r.lost == nil {
+		r.lost = map[string]*LostEpoch{}
 	}
-	saved, err := store.LoadLostEpochs(ctx, r.cfg.Slot)
-	if err != nil {
-		return fmt.Errorf("load lost snapshot epochs: %w", err)
+	if store, ok := r.cfg.Checkpoints.(LostEpochs); ok {
+		saved, err := store.LoadLostEpochs(ctx, r.cfg.Slot)
+		if err != nil {
+			return fmt.Errorf("load lost snapshot epochs: %w", err)
+		}
+		var learnt []LostEpoch
+		for _, e := range saved {
+			known, ok := r.lost[e.ID]
+			switch {
+			case !ok:
+				r.lost[e.ID] = &e
+				learnt = append(learnt, e)
+			case known.Closed == 0 && e.Closed != 0:
+				known.Closed = e.Closed
+			}
+		}
+		if len(r.lost) != len(saved) {
+			r.unsaved = true
+		}
+		if len(learnt) > 0 {
+			r.log.Warn("snapshot epochs lost chunks earlier and are never closed in the stream; run tidemark snapshot --new-epoch for their suppliers if not done yet",
+				"epochs", lostEpochList(learnt))
+		}
 	}
-	for _, e := range saved {
-		r.lost[e.ID] = &e
-	}
-	if len(saved) > 0 {
-		r.log.Warn("snapshot epochs that lost chunks are not closed in the stream; run tidemark snapshot --new-epoch for their suppliers",
-			"epochs", lostEpochList(saved))
-	}
-	return nil
-}
-
-// pruneLostEpochs forgets the lost epochs a replay can no longer publish the close of, the
-// stream holding changes up to stored (the session's start). It saves them when they changed
-// or when the last save failed: a session must not stream before the losses it knows of are
-// saved, since the decoder reports each loss only once per process.
-func (r *Replicator) pruneLostEpochs(ctx context.Context, stored event.LSN) error {
 	for id, e := range r.lost {
 		if e.Closed != 0 && e.Closed < stored {
 			delete(r.lost, id)
@@ -94,6 +103,7 @@ func (r *Replicator) pruneLostEpochs(ctx context.Context, stored event.LSN) erro
 func (r *Replicator) saveLostEpochs(ctx context.Context) error {
 	store, ok := r.cfg.Checkpoints.(LostEpochs)
 	if !ok {
+		r.unsaved = false // nowhere to save: this process's memory is all there is
 		return nil
 	}
 	r.unsaved = true

@@ -98,9 +98,9 @@ func (r *recorder) has(sku string) bool {
 // window (as after the window expired) spoils its epoch, and the spoil is saved beside the
 // checkpoint before anything after the chunk is published or confirmed. While the save fails,
 // the replicator publishes nothing after the chunk and does not confirm past it; a replicator
-// started afresh then replays the chunk and saves the loss. After it is confirmed past the
-// chunk and restarted, the epoch's close arrives: a new replicator does not publish it, and
-// records that it came.
+// started afresh then replays the chunk and saves the loss. It is confirmed past the chunk and
+// stopped; a standby replicator, started before the loss was saved, takes the slot over and
+// gets the epoch's close: it does not publish it, and records that it came.
 func TestLostChunkKeepsItsEpochOpenAcrossRestarts(t *testing.T) {
 	e := newEnv(t, testenv.Database(t))
 	e.exec(t, `INSERT INTO products (supplier_id, sku, name, price)
@@ -133,26 +133,34 @@ func TestLostChunkKeepsItsEpochOpenAcrossRestarts(t *testing.T) {
 		t.Fatalf("confirmed %s, past the lost chunk at %s, before the loss was saved", f, chunk)
 	}
 
-	// A fresh process (nothing in memory): the chunk replays and its loss is saved.
+	// Fresh processes (nothing in memory), two of them: one takes the slot, replays the chunk
+	// and saves its loss; the other stands by, having started before the loss was saved.
 	store.failLost.Store(false)
-	r, stop = e.run(t, rec, withStore)
+	ra, stopA := e.run(t, rec, withStore)
+	rb, stopB := e.run(t, rec, withStore)
 	testenv.WaitFor(t, "the marker", 30*time.Second, func() bool { return rec.has("MARK-1") })
 	marked := flushedInsertLSN(t, e.pool)
-	testenv.WaitFor(t, "the slot past the marker", 30*time.Second, func() bool { return r.Flushed() >= marked })
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
+	testenv.WaitFor(t, "the slot past the marker", 30*time.Second, func() bool { return max(ra.Flushed(), rb.Flushed()) >= marked })
 	lost := store.lostEpochs()
 	if len(lost) != 1 || lost[0].ID != epoch || lost[0].Supplier != 1 || lost[0].Lost < event.LSN(chunk) || lost[0].Closed != 0 {
 		t.Fatalf("saved lost epochs %+v, want %s of supplier 1, lost at or after %s, not closed", lost, epoch, chunk)
 	}
+	active, stopActive, standby, stopStandby := ra, stopA, rb, stopB
+	if ra.Ready() != nil {
+		active, stopActive, standby, stopStandby = rb, stopB, ra, stopA
+	}
+	if active.Ready() != nil || standby.Ready() == nil {
+		t.Fatalf("want one replicator streaming and one standing by: ready %v and %v", active.Ready(), standby.Ready())
+	}
+	if err := stopActive(); err != nil {
+		t.Fatal(err)
+	}
 
-	// The close comes while no replicator runs.
+	// The close comes while the standby takes the slot over.
 	e.emit(t, replication.EpochClosePrefix, replication.EpochMessage{ID: epoch, Supplier: 1, Schema: "public", Table: "products", OpenLSN: open.String(), Rows: 1})
 	e.exec(t, `INSERT INTO products (supplier_id, sku, name) VALUES (2, 'MARK-2', 'Marker crate')`)
-	_, stop = e.run(t, rec, withStore)
 	testenv.WaitFor(t, "the second marker", 30*time.Second, func() bool { return rec.has("MARK-2") })
-	if err := stop(); err != nil {
+	if err := stopStandby(); err != nil {
 		t.Fatal(err)
 	}
 	rec.mu.Lock()
@@ -160,7 +168,7 @@ func TestLostChunkKeepsItsEpochOpenAcrossRestarts(t *testing.T) {
 	for _, c := range rec.changes {
 		switch c.Op {
 		case event.OpEpochClose:
-			t.Errorf("the close of epoch %s, which lost a chunk, was published after a restart: %+v", c.Epoch.ID, c.Epoch)
+			t.Errorf("the close of epoch %s, which lost a chunk, was published after the takeover: %+v", c.Epoch.ID, c.Epoch)
 		case event.OpEpochOpen:
 			opens++
 		case event.OpSnapshot:

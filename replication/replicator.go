@@ -189,9 +189,6 @@ func (r *Replicator) Flushed() pglogrepl.LSN { return pglogrepl.LSN(r.flushed.Lo
 // acknowledgement failures restart the session from the last confirmed LSN after a backoff.
 // Run may be called once.
 func (r *Replicator) Run(ctx context.Context) error {
-	if err := r.loadLostEpochs(ctx); err != nil {
-		return err
-	}
 	start := r.cfg.StartLSN
 	if start == 0 && r.cfg.Checkpoints != nil {
 		saved, err := r.cfg.Checkpoints.Load(ctx, r.cfg.Slot)

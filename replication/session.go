@@ -54,12 +54,12 @@ func (r *Replicator) session(ctx context.Context) (streamed bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	if err := r.syncLostEpochs(ctx, stored.CommitLSN); err != nil {
+		return false, err
+	}
 	r.streamed = true
 	r.ready.Store(true)
 	defer r.ready.Store(false)
-	if err := r.pruneLostEpochs(ctx, stored.CommitLSN); err != nil {
-		return false, err
-	}
 	return true, r.stream(ctx, r.newSession(conn, startLSN, stored))
 }
 
