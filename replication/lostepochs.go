@@ -51,6 +51,17 @@ const MaxLostEpochs = 1000
 // replays the chunk.
 const lostSaveTimeout = 5 * time.Second
 
+// noteLostEpochs counts the epochs the decoder found lost and saves what changed, before
+// anything after the lost chunk is published or confirmed; a failure replays the chunk.
+func (r *Replicator) noteLostEpochs(ctx context.Context, w *watermarks) error {
+	if !w.lostChanged {
+		return nil
+	}
+	r.epochsLost.Add(float64(w.newLost))
+	w.lostChanged, w.newLost = false, 0
+	return r.saveLostEpochs(ctx)
+}
+
 // syncLostEpochs runs at a session's start, once the session holds the slot (so no other
 // replicator of the slot writes the lost epochs meanwhile). It adds the lost epochs saved by an
 // earlier process, or by another replicator that held the slot in between (a standby), to

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tidemark/tidemark/event"
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/replication"
@@ -108,7 +109,8 @@ func TestLostChunkKeepsItsEpochOpenAcrossRestarts(t *testing.T) {
 	store := &checkpointStore{}
 	rec := &recorder{stream: true}
 	withStore := func(c *replication.Config) { c.Checkpoints = store }
-	r, stop := e.run(t, rec, withStore)
+	reg := prometheus.NewRegistry()
+	r, stop := e.runWith(t, reg, rec, withStore)
 	testenv.WaitFor(t, "the products", 30*time.Second, func() bool { return rec.count() >= 20 })
 
 	const epoch = "s1-lost.1"
@@ -125,6 +127,9 @@ func TestLostChunkKeepsItsEpochOpenAcrossRestarts(t *testing.T) {
 	}
 	if n := store.failed.Load(); n < 2 {
 		t.Fatalf("%d failed saves: the replicator did not retry saving before streaming on", n)
+	}
+	if n := testenv.Counter(t, reg, "tidemark_replication_epochs_lost_total"); n != 1 {
+		t.Errorf("tidemark_replication_epochs_lost_total %v, want 1", n)
 	}
 	if err := stop(); err != nil {
 		t.Fatal(err)

@@ -103,6 +103,7 @@ type Replicator struct {
 	skipped      prometheus.Counter
 	slotLost     *prometheus.CounterVec
 	resyncs      prometheus.Counter
+	epochsLost   prometheus.Counter
 
 	// Owned by the goroutine running loop: the checkpoint loaded at start (or set by a
 	// resync), the origin it was taken on, and the last LSN this process confirmed.
@@ -153,6 +154,10 @@ func New(cfg Config, pub Publisher, log *slog.Logger, reg prometheus.Registerer)
 		}, []string{"reason"}),
 		resyncs: f.NewCounter(prometheus.CounterOpts{
 			Name: "tidemark_replication_resyncs_total", Help: "Lost slots replaced by a new slot and a snapshot of every supplier (--on-slot-lost resync).",
+		}),
+		epochsLost: f.NewCounter(prometheus.CounterOpts{
+			Name: "tidemark_replication_epochs_lost_total",
+			Help: "Snapshot epochs found to have lost a chunk (its window expired or overflowed): their close is never published; snapshot their suppliers again with --new-epoch.",
 		}),
 	}
 	for _, reason := range LostReasons {

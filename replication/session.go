@@ -227,13 +227,8 @@ func (r *Replicator) xlogData(ctx context.Context, s *session, data []byte, emit
 		return true, fmt.Errorf("decode at %s: %w", xld.WALStart, err)
 	}
 	r.logUnpublished(s.dec)
-	if s.dec.marks.lostChanged {
-		// Before anything after the lost chunk is published or confirmed (see
-		// lostepochs.go); a failure replays the chunk.
-		s.dec.marks.lostChanged = false
-		if err := r.saveLostEpochs(ctx); err != nil {
-			return true, err
-		}
+	if err := r.noteLostEpochs(ctx, &s.dec.marks); err != nil {
+		return true, err
 	}
 	s.written = max(s.written, xld.WALStart+pglogrepl.LSN(len(xld.WALData)))
 	switch res.kind {

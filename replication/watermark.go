@@ -111,10 +111,12 @@ type watermarks struct {
 	overflowed []string
 	// lost holds the epochs (snapshot ids) with a chunk that published nothing because its
 	// window was gone or overflowed: their close is not published. It outlives the session
-	// (see lostepochs.go); lostChanged says it changed since the caller last saved it.
-	// unclosed lists the closes dropped, for the caller to log.
+	// (see lostepochs.go); lostChanged says it changed since the caller last saved it, and
+	// newLost counts the epochs added meanwhile. unclosed lists the closes dropped, for the
+	// caller to log.
 	lost        map[string]*LostEpoch
 	lostChanged bool
+	newLost     int
 	unclosed    []string
 	// stored is the commit LSN below which the stream already holds every change of the slot
 	// (from the session's start): a chunk replayed from there without its window was published
@@ -154,6 +156,7 @@ func (w *watermarks) spoil(id string, supplier int64, commit pglogrepl.LSN) {
 	}
 	w.lost[id] = &LostEpoch{ID: id, Supplier: supplier, Lost: event.LSN(commit)}
 	w.lostChanged = true
+	w.newLost++
 }
 
 func (w *watermarks) clock() time.Time {
