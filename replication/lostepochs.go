@@ -54,9 +54,6 @@ const lostSaveTimeout = 5 * time.Second
 // noteLostEpochs counts the epochs the decoder found lost and saves what changed, before
 // anything after the lost chunk is published or confirmed; a failure replays the chunk.
 func (r *Replicator) noteLostEpochs(ctx context.Context, w *watermarks) error {
-	if !w.lostChanged {
-		return nil
-	}
 	r.epochsLost.Add(float64(w.newLost))
 	w.lostChanged, w.newLost = false, 0
 	return r.saveLostEpochs(ctx)

@@ -112,8 +112,8 @@ type Replicator struct {
 	sent        pglogrepl.LSN
 	streamed    bool          // a session of this process streamed from the slot
 	seen        pglogrepl.LSN // the slot's confirmed LSN when last found fine
-	// lost are the snapshot epochs that lost a chunk, unsaved whether the last change of it
-	// is not saved yet (lostepochs.go).
+	// lost are the snapshot epochs that lost a chunk (lostepochs.go); unsaved says a change
+	// to them is not saved yet.
 	lost    map[string]*LostEpoch
 	unsaved bool
 	// unconfirmedSince is the commit time (Unix nanoseconds) of the oldest transaction

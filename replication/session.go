@@ -227,8 +227,10 @@ func (r *Replicator) xlogData(ctx context.Context, s *session, data []byte, emit
 		return true, fmt.Errorf("decode at %s: %w", xld.WALStart, err)
 	}
 	r.logUnpublished(s.dec)
-	if err := r.noteLostEpochs(ctx, &s.dec.marks); err != nil {
-		return true, err
+	if s.dec.marks.lostChanged {
+		if err := r.noteLostEpochs(ctx, &s.dec.marks); err != nil {
+			return true, err
+		}
 	}
 	s.written = max(s.written, xld.WALStart+pglogrepl.LSN(len(xld.WALData)))
 	switch res.kind {

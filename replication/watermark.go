@@ -120,7 +120,8 @@ type watermarks struct {
 	unclosed    []string
 	// stored is the commit LSN below which the stream already holds every change of the slot
 	// (from the session's start): a chunk replayed from there without its window was published
-	// with its window in an earlier session, so it does not spoil its epoch.
+	// with its window in an earlier session, so it does not spoil its epoch (had it been lost
+	// then, lost would say so: the loss is saved before the stream moves past the chunk).
 	stored pglogrepl.LSN
 	// closing is the low watermark of the window the chunk of the transaction being received
 	// closed: the slot stays before it until that transaction's commit, or a restart from
