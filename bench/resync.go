@@ -140,7 +140,8 @@ func benchResync(ctx context.Context, env *Env) ([]Result, error) {
 			cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 		}
 	}
-	if _, _, err := checkStream(ctx, js, rows); err != nil {
+	// Each supplier's snapshot is an epoch: an epoch_open and an epoch_close beside its rows.
+	if _, _, err := checkStream(ctx, js, rows+2*resyncSuppliers); err != nil {
 		return nil, err
 	}
 	return []Result{{
