@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -88,4 +89,24 @@ func splitProfile(path string) ([]cpuLine, error) {
 	}
 	sortLines(lines)
 	return lines, nil
+}
+
+// profileSelf CPU-profiles this process (the embedded nats-server, mostly) into path until
+// the returned function is called; it does nothing when path is empty or on is false.
+func profileSelf(path string, on bool) (func(), error) {
+	if path == "" || !on {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}, nil
 }

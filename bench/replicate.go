@@ -93,17 +93,25 @@ func benchReplicate(ctx context.Context, env *Env) ([]Result, error) {
 		return nil
 	}
 	var base, rep Process
+	var baseCPU, repCPU []cpuLine
 	for round := range 2 {
 		if err := checkpoint(); err != nil {
 			return nil, err
 		}
 		env.Log.Info("replicate: pg_recvlogical", "endpos", end, "round", round+1)
+		meter, err := startCPUMeter(ctx, pool)
+		if err != nil {
+			return nil, err
+		}
 		b, err := runProcess(ctx, recv, "-d", url, "--slot", recvSlots[round], "--start",
 			"--endpos", end.String(), "--no-loop", "-o", "proto_version=1", "-o", "publication_names=tidemark",
 			"-f", "/dev/null")
 		if err != nil {
+			meter.finish(ctx)
 			return nil, err
 		}
+		meter.add("pg_recvlogical", b.CPU)
+		bcpu := meter.finish(ctx)
 		if err := checkpoint(); err != nil {
 			return nil, err
 		}
@@ -111,20 +119,36 @@ func benchReplicate(ctx context.Context, env *Env) ([]Result, error) {
 		env.Log.Info("replicate: tidemark replicate", "stop_at", end, "round", round+1)
 		args := []string{"replicate", "--pg-url", url, "--nats-url", env.NATS.URL(), "--slot", tidemarkSlots[round],
 			"--http-addr=", "--stop-at-lsn", end.String(), "--log-level", "warn"}
+		// BENCH_REPLICATE_ARGS adds flags to both runs (for tuning: --max-in-flight 16384).
+		args = append(args, strings.Fields(os.Getenv("BENCH_REPLICATE_ARGS"))...)
 		// BENCH_CPUPROFILE=file profiles the first run (go tool pprof bin/tidemark file).
 		if p := os.Getenv("BENCH_CPUPROFILE"); p != "" && round == 0 {
 			args = append(args, "--cpuprofile", p)
 		}
-		r, err := runProcess(ctx, env.Bin, args...)
+		if meter, err = startCPUMeter(ctx, pool); err != nil {
+			return nil, err
+		}
+		// BENCH_NATS_CPUPROFILE=file profiles this process, the embedded nats-server, during
+		// the first run (go tool pprof file).
+		stopProfile, err := profileSelf(os.Getenv("BENCH_NATS_CPUPROFILE"), round == 0)
 		if err != nil {
 			return nil, err
 		}
-		env.Log.Info("replicate: round", "round", round+1, "pg_recvlogical", b.Elapsed, "tidemark", r.Elapsed)
+		r, err := runProcess(ctx, env.Bin, args...)
+		stopProfile()
+		if err != nil {
+			meter.finish(ctx)
+			return nil, err
+		}
+		meter.add("tidemark replicate", r.CPU)
+		rcpu := meter.finish(ctx)
+		env.Log.Info("replicate: round", "round", round+1, "pg_recvlogical", b.Elapsed, "tidemark", r.Elapsed,
+			"pg_recvlogical_cpu", formatCPU(bcpu, env.Rows), "tidemark_cpu", formatCPU(rcpu, env.Rows))
 		if round == 0 || b.Elapsed < base.Elapsed {
-			base = b
+			base, baseCPU = b, bcpu
 		}
 		if round == 0 || r.Elapsed < rep.Elapsed {
-			rep = r
+			rep, repCPU = r, rcpu
 		}
 		if round == 0 {
 			if _, _, err := checkStream(ctx, js, env.Rows); err != nil {
@@ -178,8 +202,9 @@ func benchReplicate(ctx context.Context, env *Env) ([]Result, error) {
 			Stage: "replicate", Rows: rows, Seconds: rep.Elapsed.Seconds(), Rate: float64(rows) / rep.Elapsed.Seconds(),
 			Baseline: "pg_recvlogical", BaselineSeconds: base.Elapsed.Seconds(), Ratio: rep.Elapsed.Seconds() / base.Elapsed.Seconds(),
 			PeakRSSMB: float64(rep.PeakRSS) / (1 << 20),
-			Note: fmt.Sprintf("one %d-row transaction (one COPY of generated products), pgoutput decode + JSON + async publish with every ack checked; CPU %.2f s (pg_recvlogical %.2f s), pg_recvlogical peak RSS %.0f MB",
-				rows, rep.CPU.Seconds(), base.CPU.Seconds(), float64(base.PeakRSS)/(1<<20)),
+			Note: fmt.Sprintf("one %d-row transaction (one COPY of generated products), pgoutput decode + JSON + async publish with every ack checked; pg_recvlogical peak RSS %.0f MB; tidemark's run: %s; pg_recvlogical's run: %s",
+				rows, float64(base.PeakRSS)/(1<<20), formatCPU(repCPU, rows), formatCPU(baseCPU, rows)),
+			CPU: repCPU,
 		},
 		{
 			Stage: "replicate-vs-jetstream", Rows: rows, Seconds: rep.Elapsed.Seconds(), Rate: float64(rows) / rep.Elapsed.Seconds(),
