@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tidemark/tidemark/catalog"
@@ -53,23 +54,67 @@ type pending struct {
 	fresh bool // no vector of the model was stored for its key
 }
 
+// batch is one fetch on its way to the vector table. Its phases are its methods, run in
+// order by [Encoder.process]: decode (and coalesce per product), texts, changed, embed, write
+// and ack.
+type batch struct {
+	e    *Encoder
+	msgs []jetstream.Msg
+	t0   time.Time
+
+	latest    map[event.Key]*received // the newest event of each product
+	truncates []*received
+	epochs    []*received
+	settled   []jetstream.Msg // acked after the commit
+	coalesced int
+
+	items     []*pending
+	deletes   int
+	liveKeys  []event.Key
+	toEmbed   []*pending
+	unchanged []*pending
+	missed    []*pending // unchanged, but the stored vector was replaced meanwhile
+
+	// Cumulative times since the batch arrived, to see where a slow batch spends its time.
+	tDecode, tText, tHashes, tEmbed, tWrite, tCommit time.Duration
+}
+
 // process runs one batch: everything it acks is committed first. A nil error means every
 // message was acked (or dead-lettered); otherwise none of the non-poison ones was.
 func (e *Encoder) process(ctx context.Context, msgs []jetstream.Msg) error {
-	t0 := time.Now()
-	var (
-		latest    = make(map[event.Key]*received, len(msgs))
-		truncates []*received
-		epochs    []*received
-		settled   []jetstream.Msg // acked after the commit
-		coalesced int
-		dec       event.Decoder
-	)
-	for _, m := range msgs {
+	b := &batch{e: e, msgs: msgs, t0: time.Now(), latest: make(map[event.Key]*received, len(msgs))}
+	if err := b.decode(ctx); err != nil {
+		return err
+	}
+	b.tDecode = time.Since(b.t0)
+	if err := b.texts(ctx); err != nil {
+		return err
+	}
+	b.tText = time.Since(b.t0)
+	if err := b.changed(ctx); err != nil {
+		return err
+	}
+	b.tHashes = time.Since(b.t0)
+	if err := e.embed(ctx, msgs, b.toEmbed); err != nil {
+		return err
+	}
+	b.tEmbed = time.Since(b.t0)
+	if err := b.write(ctx); err != nil {
+		return err
+	}
+	b.ack()
+	return nil
+}
+
+// decode decodes the messages, dead-letters the poison ones and keeps the newest event of each
+// product; the older ones are settled by the newer.
+func (b *batch) decode(ctx context.Context) error {
+	var dec event.Decoder
+	for _, m := range b.msgs {
 		ch, err := decode(&dec, m)
 		if err != nil {
 			if errors.Is(err, ErrPoison) {
-				if derr := e.deadLetter(ctx, m, err); derr != nil {
+				if derr := b.e.deadLetter(ctx, m, err); derr != nil {
 					return derr
 				}
 				continue
@@ -78,11 +123,11 @@ func (e *Encoder) process(ctx context.Context, msgs []jetstream.Msg) error {
 		}
 		ev := &received{msg: m, ch: ch}
 		if ch.Op == event.OpTruncate {
-			truncates = append(truncates, ev)
+			b.truncates = append(b.truncates, ev)
 			continue
 		}
 		if ch.Op == event.OpEpochOpen || ch.Op == event.OpEpochClose {
-			epochs = append(epochs, ev)
+			b.epochs = append(b.epochs, ev)
 			continue
 		}
 		evs := []*received{ev}
@@ -91,30 +136,29 @@ func (e *Encoder) process(ctx context.Context, msgs []jetstream.Msg) error {
 			evs = append(evs, &received{msg: m, ch: change{Change: event.Change{Op: event.OpDelete, Key: old, Source: ch.Source}}})
 		}
 		for _, ev := range evs {
-			if prev, ok := latest[ev.ch.Key]; ok {
-				coalesced++
+			if prev, ok := b.latest[ev.ch.Key]; ok {
+				b.coalesced++
 				if !ev.newer(prev) {
-					settled = append(settled, m)
+					b.settled = append(b.settled, m)
 					continue
 				}
-				settled = append(settled, prev.msg)
+				b.settled = append(b.settled, prev.msg)
 			}
-			latest[ev.ch.Key] = ev
+			b.latest[ev.ch.Key] = ev
 		}
 	}
+	return nil
+}
 
-	tDecode := time.Since(t0)
-	// Build each live product's text; unchanged TOAST columns come from the table.
-	var (
-		items    = make([]*pending, 0, len(latest))
-		needRows []event.Key
-		deletes  int
-	)
-	for _, ev := range latest {
+// texts builds each live product's text; unchanged TOAST columns come from the table.
+func (b *batch) texts(ctx context.Context) error {
+	b.items = make([]*pending, 0, len(b.latest))
+	var needRows []event.Key
+	for _, ev := range b.latest {
 		p := &pending{ev: ev}
-		items = append(items, p)
+		b.items = append(b.items, p)
 		if ev.ch.Op == event.OpDelete {
-			deletes++
+			b.deletes++
 			continue
 		}
 		if toastNeeded(ev.ch.UnchangedToast) {
@@ -124,12 +168,11 @@ func (e *Encoder) process(ctx context.Context, msgs []jetstream.Msg) error {
 	var current map[event.Key]productText
 	if len(needRows) > 0 {
 		var err error
-		if current, err = e.store.currentRows(ctx, needRows); err != nil {
+		if current, err = b.e.store.currentRows(ctx, needRows); err != nil {
 			return err
 		}
 	}
-	var liveKeys []event.Key
-	for _, p := range items {
+	for _, p := range b.items {
 		ch := &p.ev.ch
 		if ch.Op == event.OpDelete {
 			continue
@@ -144,7 +187,7 @@ func (e *Encoder) process(ctx context.Context, msgs []jetstream.Msg) error {
 			pt = cur
 		}
 		if err := fillText(&pt, ch); err != nil {
-			if derr := e.deadLetter(ctx, p.ev.msg, err); derr != nil {
+			if derr := b.e.deadLetter(ctx, p.ev.msg, err); derr != nil {
 				return derr
 			}
 			p.dead = true
@@ -156,109 +199,129 @@ func (e *Encoder) process(ctx context.Context, msgs []jetstream.Msg) error {
 		name := pt.name
 		p.name = &name
 		p.text = Text(pt.name, pt.description, pt.attributes)
-		p.hash = ContentHash(e.model, p.text)
-		liveKeys = append(liveKeys, ch.Key)
+		p.hash = ContentHash(b.e.model, p.text)
+		b.liveKeys = append(b.liveKeys, ch.Key)
 	}
+	return nil
+}
 
-	tText := time.Since(t0)
-	// Embed only what changed.
+// changed sorts the live products into those to embed and those whose stored vector is of the
+// same text: embed only what changed.
+func (b *batch) changed(ctx context.Context) error {
 	var stored map[event.Key]storedHash
-	if len(liveKeys) > 0 {
+	if len(b.liveKeys) > 0 {
 		var err error
-		if stored, err = e.store.hashes(ctx, e.model, liveKeys); err != nil {
+		if stored, err = b.e.store.hashes(ctx, b.e.model, b.liveKeys); err != nil {
 			return err
 		}
 	}
-	var toEmbed, unchanged []*pending
-	for _, p := range items {
+	for _, p := range b.items {
 		if p.ev.ch.Op == event.OpDelete || p.gone || p.dead {
 			continue
 		}
 		s, ok := stored[p.ev.ch.Key]
 		if ok && !s.deleted && string(s.hash) == string(p.hash) {
-			unchanged = append(unchanged, p)
+			b.unchanged = append(b.unchanged, p)
 			continue
 		}
 		p.fresh = !ok
-		toEmbed = append(toEmbed, p)
+		b.toEmbed = append(b.toEmbed, p)
 	}
-	tHashes := time.Since(t0)
-	if err := e.embed(ctx, msgs, toEmbed); err != nil {
-		return err
-	}
-	tEmbed := time.Since(t0)
+	return nil
+}
 
-	tx, err := e.store.begin(ctx)
+// write writes the vectors, the truncates and the epochs in one transaction and commits it.
+func (b *batch) write(ctx context.Context) error {
+	tx, err := b.e.store.begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer tx.end(ctx)
-	ws := make([]write, 0, len(items))
-	for _, p := range items {
+	if err := b.upsert(ctx, tx); err != nil {
+		return err
+	}
+	if err := b.truncate(ctx, tx); err != nil {
+		return err
+	}
+	if err := b.e.applyEpochs(ctx, tx, b.epochs); err != nil {
+		return err
+	}
+	b.tWrite = time.Since(b.t0)
+	if err := tx.commit(ctx); err != nil {
+		return err
+	}
+	b.tCommit = time.Since(b.t0)
+	return nil
+}
+
+// upsert writes the vectors of the products, embedding after all those whose unchanged text's
+// stored vector another batch replaced meanwhile.
+func (b *batch) upsert(ctx context.Context, tx pgx.Tx) error {
+	ws := make([]write, 0, len(b.items))
+	for _, p := range b.items {
 		if p.gone || p.dead {
 			continue
 		}
 		ws = append(ws, p.write())
 	}
-	applied, err := e.store.upsert(ctx, tx, e.model, ws, false)
+	applied, err := b.e.store.upsert(ctx, tx, b.e.model, ws, false)
 	if err != nil {
 		return err
 	}
-	// An unchanged text whose stored vector another batch replaced meanwhile: embed after all.
-	var missed []*pending
-	for _, p := range unchanged {
+	for _, p := range b.unchanged {
 		if !applied[p.ev.ch.Key] {
-			missed = append(missed, p)
+			b.missed = append(b.missed, p)
 		}
 	}
-	if len(missed) > 0 {
-		if err := e.embed(ctx, msgs, missed); err != nil {
-			return err
-		}
-		ws = ws[:0]
-		for _, p := range missed {
-			ws = append(ws, p.write())
-		}
-		if _, err := e.store.upsert(ctx, tx, e.model, ws, true); err != nil {
-			return err
-		}
+	if len(b.missed) == 0 {
+		return nil
 	}
-	slices.SortFunc(truncates, func(a, b *received) int {
-		if a.newer(b) {
+	if err := b.e.embed(ctx, b.msgs, b.missed); err != nil {
+		return err
+	}
+	ws = ws[:0]
+	for _, p := range b.missed {
+		ws = append(ws, p.write())
+	}
+	_, err = b.e.store.upsert(ctx, tx, b.e.model, ws, true)
+	return err
+}
+
+// truncate tombstones the vectors of truncated tables in commit order; a truncate of a table
+// that is not the products' is dead-lettered (and left nil in b.truncates).
+func (b *batch) truncate(ctx context.Context, tx pgx.Tx) error {
+	slices.SortFunc(b.truncates, func(x, y *received) int {
+		if x.newer(y) {
 			return 1
 		}
 		return -1
 	})
-	for i, ev := range truncates {
+	for i, ev := range b.truncates {
 		supplier, err := truncateScope(ev.ch.Table)
 		if err != nil {
-			if derr := e.deadLetter(ctx, ev.msg, err); derr != nil {
+			if derr := b.e.deadLetter(ctx, ev.msg, err); derr != nil {
 				return derr
 			}
-			truncates[i] = nil
+			b.truncates[i] = nil
 			continue
 		}
-		n, err := e.store.truncate(ctx, tx, e.model, supplier, ev.ch.Source.CommitLSN, ev.ch.Source.Seq)
+		n, err := b.e.store.truncate(ctx, tx, b.e.model, supplier, ev.ch.Source.CommitLSN, ev.ch.Source.Seq)
 		if err != nil {
 			return err
 		}
-		e.log.Info("truncate: tombstoned vectors", "table", ev.ch.Table, "vectors", n, "lsn", ev.ch.Source.CommitLSN)
+		b.e.log.Info("truncate: tombstoned vectors", "table", ev.ch.Table, "vectors", n, "lsn", ev.ch.Source.CommitLSN)
 	}
-	if err := e.applyEpochs(ctx, tx, epochs); err != nil {
-		return err
-	}
-	tWrite := time.Since(t0)
-	if err := tx.commit(ctx); err != nil {
-		return err
-	}
-	tCommit := time.Since(t0)
+	return nil
+}
 
-	for _, m := range settled {
+// ack acks every message the committed transaction settled, and counts the batch's events.
+func (b *batch) ack() {
+	for _, m := range b.settled {
 		_ = m.Ack()
 	}
 	gone := 0
 	nTrunc := 0
-	for _, p := range items {
+	for _, p := range b.items {
 		if p.dead {
 			continue
 		}
@@ -267,26 +330,25 @@ func (e *Encoder) process(ctx context.Context, msgs []jetstream.Msg) error {
 		}
 		_ = p.ev.msg.Ack()
 	}
-	for _, ev := range truncates {
+	for _, ev := range b.truncates {
 		if ev != nil {
 			nTrunc++
 			_ = ev.msg.Ack()
 		}
 	}
-	for _, ev := range epochs {
+	for _, ev := range b.epochs {
 		_ = ev.msg.Ack()
 	}
-	e.m.events.WithLabelValues("coalesced").Add(float64(coalesced))
-	e.m.events.WithLabelValues("deleted").Add(float64(deletes))
-	e.m.events.WithLabelValues("gone").Add(float64(gone))
-	e.m.events.WithLabelValues("truncated").Add(float64(nTrunc))
-	e.m.events.WithLabelValues("epoch").Add(float64(len(epochs)))
-	e.m.events.WithLabelValues("embedded").Add(float64(len(toEmbed) + len(missed)))
-	e.m.events.WithLabelValues("skipped_unchanged").Add(float64(len(unchanged) - len(missed)))
-	// Cumulative times since the batch arrived, to see where a slow batch spends its time.
-	e.log.Debug("batch done", "messages", len(msgs), "decoded", tDecode, "texts", tText, "hashes", tHashes,
-		"embedded", tEmbed, "written", tWrite, "committed", tCommit, "acked", time.Since(t0))
-	return nil
+	events := b.e.m.events
+	events.WithLabelValues("coalesced").Add(float64(b.coalesced))
+	events.WithLabelValues("deleted").Add(float64(b.deletes))
+	events.WithLabelValues("gone").Add(float64(gone))
+	events.WithLabelValues("truncated").Add(float64(nTrunc))
+	events.WithLabelValues("epoch").Add(float64(len(b.epochs)))
+	events.WithLabelValues("embedded").Add(float64(len(b.toEmbed) + len(b.missed)))
+	events.WithLabelValues("skipped_unchanged").Add(float64(len(b.unchanged) - len(b.missed)))
+	b.e.log.Debug("batch done", "messages", len(b.msgs), "decoded", b.tDecode, "texts", b.tText, "hashes", b.tHashes,
+		"embedded", b.tEmbed, "written", b.tWrite, "committed", b.tCommit, "acked", time.Since(b.t0))
 }
 
 func (p *pending) write() write {
