@@ -71,17 +71,9 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, opts ...Option) ([]string,
 		applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
 		return nil, fmt.Errorf("create tidemark_migrations: %w", err)
 	}
-	applied := map[string]bool{}
-	rows, err := conn.Query(ctx, "SELECT version FROM tidemark_migrations")
+	applied, err := appliedMigrations(ctx, conn)
 	if err != nil {
-		return nil, fmt.Errorf("read applied migrations: %w", err)
-	}
-	versions, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("read applied migrations: %w", err)
-	}
-	for _, v := range versions {
-		applied[v] = true
+		return nil, err
 	}
 	var done []string
 	for _, m := range migrations {
@@ -118,16 +110,8 @@ func Pending(ctx context.Context, pool *pgxpool.Pool) ([]string, error) {
 	}
 	applied := map[string]bool{}
 	if exists {
-		rows, err := pool.Query(ctx, "SELECT version FROM tidemark_migrations")
-		if err != nil {
-			return nil, fmt.Errorf("read applied migrations: %w", err)
-		}
-		versions, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			return nil, fmt.Errorf("read applied migrations: %w", err)
-		}
-		for _, v := range versions {
-			applied[v] = true
+		if applied, err = appliedMigrations(ctx, pool); err != nil {
+			return nil, err
 		}
 	}
 	var pending []string
@@ -137,4 +121,23 @@ func Pending(ctx context.Context, pool *pgxpool.Pool) ([]string, error) {
 		}
 	}
 	return pending, nil
+}
+
+// appliedMigrations reads the versions tidemark_migrations records as applied.
+func appliedMigrations(ctx context.Context, q interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}) (map[string]bool, error) {
+	rows, err := q.Query(ctx, "SELECT version FROM tidemark_migrations")
+	if err != nil {
+		return nil, fmt.Errorf("read applied migrations: %w", err)
+	}
+	versions, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("read applied migrations: %w", err)
+	}
+	applied := make(map[string]bool, len(versions))
+	for _, v := range versions {
+		applied[v] = true
+	}
+	return applied, nil
 }
