@@ -79,19 +79,13 @@ func (c *canonicalizer) value(out []byte) ([]byte, bool) {
 				return out, false
 			}
 			members = append(members, member{key, v})
-			c.space()
-			if c.i >= len(c.s) {
+			more, ok := c.next('}')
+			if !ok {
 				return out, false
 			}
-			if c.s[c.i] == ',' {
-				c.i++
-				continue
+			if !more {
+				break
 			}
-			if c.s[c.i] != '}' {
-				return out, false
-			}
-			c.i++
-			break
 		}
 		// Insertion sort: objects are small, often already in order, and it is stable, so
 		// the last of equal keys stays last.
@@ -131,19 +125,13 @@ func (c *canonicalizer) value(out []byte) ([]byte, bool) {
 			if out, ok = c.value(out); !ok {
 				return out, false
 			}
-			c.space()
-			if c.i >= len(c.s) {
+			more, ok := c.next(']')
+			if !ok {
 				return out, false
 			}
-			if c.s[c.i] == ',' {
-				c.i++
-				continue
+			if !more {
+				return append(out, ']'), true
 			}
-			if c.s[c.i] != ']' {
-				return out, false
-			}
-			c.i++
-			return append(out, ']'), true
 		}
 	case ch == '"':
 		v, ok := c.str()
@@ -162,6 +150,24 @@ func (c *canonicalizer) value(out []byte) ([]byte, bool) {
 		}
 		return out, false
 	}
+}
+
+// next reads what ends a member of an object or an element of an array: a comma (more is
+// true) or the closing bracket; ok is false for anything else.
+func (c *canonicalizer) next(closing byte) (more, ok bool) {
+	c.space()
+	if c.i >= len(c.s) {
+		return false, false
+	}
+	switch c.s[c.i] {
+	case ',':
+		c.i++
+		return true, true
+	case closing:
+		c.i++
+		return false, true
+	}
+	return false, false
 }
 
 // number copies a number as numeric prints it: verbatim, except that numeric has no negative
