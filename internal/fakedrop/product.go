@@ -164,33 +164,27 @@ func (d *Drop) change(i int, p Product) Product {
 	switch n := r.IntN(4); {
 	case n < 2:
 		old, _ := strconv.ParseFloat(p.Price, 64)
-		for range 8 {
-			if np := shopPrice(old*(0.85+0.3*r.Float64()), r); np != p.Price {
-				p.Price = np
-				return p
-			}
-		}
-		p.Price = addCent(p.Price)
+		p.Price = another(p.Price, addCent(p.Price), func(int) string { return shopPrice(old*(0.85+0.3*r.Float64()), r) })
 	case n == 2:
 		f := d.facts(i)
-		for v := 1; v <= 8; v++ {
-			if nn := d.name(f, d.rng(i, partName, v)); nn != p.Name {
-				p.Name = nn
-				return p
-			}
-		}
-		p.Name += " II"
+		p.Name = another(p.Name, p.Name+" II", func(v int) string { return d.name(f, d.rng(i, partName, v)) })
 	default:
 		f := d.facts(i)
-		for v := 1; v <= 8; v++ {
-			if nd := d.description(f, d.rng(i, partDescription, v)); nd != p.Description {
-				p.Description = nd
-				return p
-			}
-		}
-		p.Description += " Now improved."
+		p.Description = another(p.Description, p.Description+" Now improved.", func(v int) string {
+			return d.description(f, d.rng(i, partDescription, v))
+		})
 	}
 	return p
+}
+
+// another returns the first of variants 1 to 8 that differs from cur, else fallback.
+func another(cur, fallback string, variant func(v int) string) string {
+	for v := 1; v <= 8; v++ {
+		if s := variant(v); s != cur {
+			return s
+		}
+	}
+	return fallback
 }
 
 var lines = []string{"Pro", "Lite", "Plus", "Max", "Evo", "Trail", "Classic", "Sport"}
