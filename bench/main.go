@@ -24,6 +24,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tidemark/tidemark/catalog"
+	"github.com/tidemark/tidemark/event"
 	"github.com/tidemark/tidemark/internal/sandbox"
 )
 
@@ -275,6 +276,16 @@ func (e *Env) jetStream(opts ...jetstream.JetStreamOpt) (js jetstream.JetStream,
 		return nil, nil, err
 	}
 	return js, nc.Close, nil
+}
+
+// emptyStream is jetStream with the change stream deleted, for a stage whose replicate starts
+// it afresh.
+func (e *Env) emptyStream(ctx context.Context) (js jetstream.JetStream, closeJS func(), err error) {
+	if js, closeJS, err = e.jetStream(); err != nil {
+		return nil, nil, err
+	}
+	_ = js.DeleteStream(ctx, event.Stream)
+	return js, closeJS, nil
 }
 
 // psql is the psql client: the system's, else the one beside the sandbox's server.

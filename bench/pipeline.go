@@ -31,13 +31,12 @@ func benchPipeline(ctx context.Context, env *Env) ([]Result, error) {
 	if err := fakedrop.WriteFile(file, benchDrop(benchSupplier).Products(env.Rows)); err != nil {
 		return nil, err
 	}
-	js, closeJS, err := env.jetStream()
+	js, closeJS, err := env.emptyStream(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer closeJS()
-	// replicate owns the PRODUCTS stream; a slot and a consumer of this stage's own.
-	_ = js.DeleteStream(ctx, event.Stream)
+	// replicate owns the PRODUCTS stream (emptied); a slot and a consumer of this stage's own.
 	const slot, consumer = "bench_pipeline", "bench_pipeline"
 
 	// Both processes write to one file: no copying goroutines, and it can be read any time.

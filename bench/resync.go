@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
-	"github.com/tidemark/tidemark/event"
 	"github.com/tidemark/tidemark/replication"
 	"github.com/tidemark/tidemark/sink"
 )
@@ -45,12 +44,11 @@ func benchResync(ctx context.Context, env *Env) ([]Result, error) {
 	if err := pool.QueryRow(ctx, "SELECT count(*) FROM products").Scan(&rows); err != nil {
 		return nil, err
 	}
-	js, closeJS, err := env.jetStream()
+	js, closeJS, err := env.emptyStream(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer closeJS()
-	_ = js.DeleteStream(ctx, event.Stream)
 	// A slot that existed, as its checkpoint says, and was dropped.
 	if _, err := replication.EnsureSlot(ctx, pool, resyncSlot); err != nil {
 		return nil, err

@@ -6,7 +6,6 @@ import (
 	"strconv"
 
 	"github.com/jackc/pglogrepl"
-	"github.com/tidemark/tidemark/event"
 	"github.com/tidemark/tidemark/replication"
 )
 
@@ -38,12 +37,11 @@ func benchSnapshot(ctx context.Context, env *Env) ([]Result, error) {
 	if _, err := replication.EnsureSlot(ctx, pool, snapshotSlot); err != nil {
 		return nil, err
 	}
-	js, closeJS, err := env.jetStream()
+	js, closeJS, err := env.emptyStream(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer closeJS()
-	_ = js.DeleteStream(ctx, event.Stream)
 
 	psql := env.psql()
 	env.Log.Info("snapshot: psql \\copy out")
