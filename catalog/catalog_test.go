@@ -57,10 +57,7 @@ func TestMigrateIsIdempotentAndConcurrent(t *testing.T) {
 
 func TestAddSupplier(t *testing.T) {
 	ctx := testenv.Context(t, time.Minute)
-	pool := testenv.Pool(t, testenv.Database(t))
-	if _, err := catalog.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	pool := testenv.Migrated(ctx, t, testenv.Database(t))
 	add := func(id int32, name string) error {
 		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return catalog.AddSupplier(ctx, tx, id, name) })
 	}
@@ -106,19 +103,14 @@ func TestAddSupplier(t *testing.T) {
 
 func TestDropProfile(t *testing.T) {
 	ctx := testenv.Context(t, time.Minute)
-	pool := testenv.Pool(t, testenv.Database(t))
-	if _, err := catalog.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	pool := testenv.Migrated(ctx, t, testenv.Database(t))
 	set := func(id int32, p string) error {
 		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return catalog.SetDropProfile(ctx, tx, id, p) })
 	}
 	if err := set(9, "delimiter: ';'\n"); !errors.Is(err, catalog.ErrNoSupplier) {
 		t.Fatalf("profile of a missing supplier: %v", err)
 	}
-	if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return catalog.AddSupplier(ctx, tx, 9, "Dutch") }); err != nil {
-		t.Fatal(err)
-	}
+	testenv.AddSupplier(ctx, t, pool, 9, "Dutch")
 	if _, ok, err := catalog.DropProfile(ctx, pool, 9); ok || err != nil {
 		t.Fatalf("new supplier has a profile: %v, %v", ok, err)
 	}
@@ -127,9 +119,7 @@ func TestDropProfile(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Adding the supplier again (a rename) keeps its profile.
-	if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return catalog.AddSupplier(ctx, tx, 9, "Dutch BV") }); err != nil {
-		t.Fatal(err)
-	}
+	testenv.AddSupplier(ctx, t, pool, 9, "Dutch BV")
 	if got, ok, err := catalog.DropProfile(ctx, pool, 9); got != p || !ok || err != nil {
 		t.Fatalf("profile %q, %v, %v; want %q", got, ok, err, p)
 	}

@@ -15,10 +15,7 @@ import (
 // It needs pgvector on the server, as make test does (.ci/run installs it).
 func TestVectorLayouts(t *testing.T) {
 	ctx := testenv.Context(t, 2*time.Minute)
-	pool := testenv.Pool(t, testenv.DatabaseVectors(t, testenv.Cluster(t), "array"))
-	if _, err := catalog.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	pool := testenv.Migrated(ctx, t, testenv.DatabaseVectors(t, testenv.Cluster(t), "array"))
 	column := func() string {
 		t.Helper()
 		l, err := catalog.ReadVectorLayout(ctx, pool)

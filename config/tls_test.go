@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/tidemark/tidemark/config"
+	"github.com/tidemark/tidemark/internal/testenv"
 )
 
 // pki is a throw-away CA with a server and a client certificate, written as PEM files.
@@ -161,18 +162,7 @@ func TestNATSTLSConfig(t *testing.T) {
 // TestNATSMutualTLS connects to an embedded nats-server that demands a client certificate.
 func TestNATSMutualTLS(t *testing.T) {
 	p := newPKI(t)
-	srv, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
-		TLS: true, TLSVerify: true, TLSConfig: p.serverTLS, TLSTimeout: 5,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	t.Cleanup(srv.Shutdown)
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
+	srv := testenv.NATSServer(t, server.Options{TLS: true, TLSVerify: true, TLSConfig: p.serverTLS, TLSTimeout: 5})
 	url := srv.ClientURL()
 	connect := func(n config.NATS) error {
 		cfg, err := n.TLSConfig()

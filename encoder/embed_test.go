@@ -286,25 +286,12 @@ func TestMaxDeliverGoesToDLQ(t *testing.T) {
 		}
 		return ""
 	})
-	dlq, err := e.js.Stream(e.ctx, encoder.DLQStreamName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := dlq.GetMsg(e.ctx, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := e.deadLetter(1)
 	if m.Header.Get(encoder.HeaderDeliveries) != "3" || !strings.Contains(m.Header.Get(encoder.HeaderError), "rejected") {
 		t.Fatalf("dead letter headers: %v", m.Header)
 	}
-	var ch struct {
-		Key struct {
-			ID int64 `json:"id"`
-		} `json:"key"`
-	}
-	_ = json.Unmarshal(m.Data, &ch)
-	if ch.Key.ID != bad.key.ID {
-		t.Fatalf("dead-lettered product %d, want %d", ch.Key.ID, bad.key.ID)
+	if id := deadLetteredID(m); id != bad.key.ID {
+		t.Fatalf("dead-lettered product %d, want %d", id, bad.key.ID)
 	}
 	vs := e.vectors("test-model")
 	if len(vs) != 5 {
@@ -354,22 +341,9 @@ func TestDeadLetterFailureLosesNothing(t *testing.T) {
 		}
 		return ""
 	})
-	dlq, err := e.js.Stream(e.ctx, encoder.DLQStreamName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := dlq.GetMsg(e.ctx, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ch struct {
-		Key struct {
-			ID int64 `json:"id"`
-		} `json:"key"`
-	}
-	_ = json.Unmarshal(m.Data, &ch)
-	if ch.Key.ID != bad.key.ID {
-		t.Fatalf("dead-lettered product %d, want %d", ch.Key.ID, bad.key.ID)
+	m := e.deadLetter(1)
+	if id := deadLetteredID(m); id != bad.key.ID {
+		t.Fatalf("dead-lettered product %d, want %d", id, bad.key.ID)
 	}
 	eventually(t, time.Minute, func() string {
 		info, err := cons.Info(e.ctx)

@@ -224,20 +224,7 @@ func TestSharedConsumerTwoEncoders(t *testing.T) {
 		p := e.insert(int64(1+i%2), "S-"+itoa(i), "Item "+itoa(i), "Thing number "+itoa(i))
 		keys = append(keys, p.key)
 	}
-	changes := 0
-	for i, k := range keys {
-		switch i % 5 {
-		case 0:
-			e.update(k, "name = name || ' v2'")
-		case 1:
-			e.delete(k)
-		case 2:
-			e.update(k, "price = 1")
-		default:
-			continue
-		}
-		changes++
-	}
+	changes := e.churn(keys)
 	e.handled(uint64(len(keys) + changes))
 	if why := e.converged(model); why != "" {
 		t.Fatal(why)

@@ -12,10 +12,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/tidemark/tidemark/catalog"
 	"github.com/tidemark/tidemark/encoder"
 	"github.com/tidemark/tidemark/event"
 	"github.com/tidemark/tidemark/internal/testenv"
@@ -38,27 +36,12 @@ func newEnv(t *testing.T) *env {
 	t.Helper()
 	ctx := testenv.Context(t, 4*time.Minute)
 	url := testenv.Database(t)
-	pool := testenv.Pool(t, url)
-	if _, err := catalog.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	pool := testenv.Migrated(ctx, t, url)
 	for _, id := range []int32{1, 2} {
-		if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-			return catalog.AddSupplier(ctx, tx, id, fmt.Sprintf("supplier %d", id))
-		}); err != nil {
-			t.Fatal(err)
-		}
+		testenv.AddSupplier(ctx, t, pool, id, fmt.Sprintf("supplier %d", id))
 	}
 	ns := testenv.NATS(t)
-	nc, err := nats.Connect(ns.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := testenv.JetStream(t, ns.URL())
 	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: event.Stream, Subjects: []string{"products.>"},
 		Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute,
@@ -375,6 +358,52 @@ func (e *env) converged(model string) string {
 }
 
 // eventually polls cond until it returns "" or the test's time runs out.
+// churn changes keys in turn: renames the first of every five, deletes the second, reprices
+// the third (a change whose text is unchanged) and leaves the other two. It returns the number
+// of changes.
+func (e *env) churn(keys []event.Key) int {
+	changes := 0
+	for i, k := range keys {
+		switch i % 5 {
+		case 0:
+			e.update(k, "name = name || ' v2'")
+		case 1:
+			e.delete(k)
+		case 2:
+			e.update(k, "price = 1")
+		default:
+			continue
+		}
+		changes++
+	}
+	return changes
+}
+
+// deadLetter returns the message at seq of the dead-letter stream.
+func (e *env) deadLetter(seq uint64) *jetstream.RawStreamMsg {
+	e.t.Helper()
+	dlq, err := e.js.Stream(e.ctx, encoder.DLQStreamName)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	m, err := dlq.GetMsg(e.ctx, seq)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return m
+}
+
+// deadLetteredID is the product id of a dead-lettered event.
+func deadLetteredID(m *jetstream.RawStreamMsg) int64 {
+	var ch struct {
+		Key struct {
+			ID int64 `json:"id"`
+		} `json:"key"`
+	}
+	_ = json.Unmarshal(m.Data, &ch)
+	return ch.Key.ID
+}
+
 func eventually(t *testing.T, d time.Duration, cond func() string) {
 	t.Helper()
 	deadline := time.Now().Add(d)

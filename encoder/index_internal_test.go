@@ -13,7 +13,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/tidemark/tidemark/catalog"
 	"github.com/tidemark/tidemark/event"
 	"github.com/tidemark/tidemark/internal/testenv"
 )
@@ -31,10 +30,7 @@ type vecStore struct {
 func newVecStore(t *testing.T, layout string) *vecStore {
 	t.Helper()
 	ctx := testenv.Context(t, 4*time.Minute)
-	pool := testenv.Pool(t, testenv.DatabaseVectors(t, testenv.Cluster(t), layout))
-	if _, err := catalog.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	pool := testenv.Migrated(ctx, t, testenv.DatabaseVectors(t, testenv.Cluster(t), layout))
 	s, err := OpenStore(ctx, pool)
 	if err != nil {
 		t.Fatal(err)

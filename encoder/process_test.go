@@ -106,20 +106,7 @@ func TestKill9OneOfTwoProcesses(t *testing.T) {
 	}
 	_ = a.wait(t, time.Minute)
 	const inserts = 600
-	changes := 0
-	for i, k := range keys {
-		switch i % 5 {
-		case 0:
-			e.update(k, "name = name || ' v2'")
-		case 1:
-			e.delete(k)
-		case 2:
-			e.update(k, "price = 1")
-		default:
-			continue
-		}
-		changes++
-	}
+	changes := e.churn(keys)
 	eventually(t, 2*time.Minute, func() string {
 		info, err := cons.Info(e.ctx)
 		if err != nil {

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tidemark/tidemark/event"
 	"github.com/tidemark/tidemark/internal/testenv"
@@ -19,15 +18,7 @@ import (
 // that closes (dropping a product whose delete was lost) and one that does not.
 func TestFollow(t *testing.T) {
 	srv := testenv.NATS(t)
-	nc, err := nats.Connect(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := testenv.JetStream(t, srv.URL())
 	ctx := testenv.Context(t, time.Minute)
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "PRODUCTS", Subjects: []string{"products.>"}}); err != nil {
 		t.Fatal(err)
@@ -94,7 +85,7 @@ func TestFollow(t *testing.T) {
 	products := map[event.Key]event.Row{}
 	fctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- follow(fctx, nc, products) }()
+	go func() { done <- follow(fctx, js.Conn(), products) }()
 	testenv.WaitFor(t, "follow to settle every message", 30*time.Second, func() bool {
 		c, err := js.Consumer(ctx, "PRODUCTS", "my-catalogue-copy")
 		if err != nil {

@@ -2,7 +2,6 @@ package loader_test
 
 import (
 	"bytes"
-	"errors"
 	"io"
 	"slices"
 	"strconv"
@@ -24,14 +23,7 @@ func BenchmarkReadValidate(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		for {
-			rec, err := rd.Next()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				b.Fatal(err)
-			}
+		for rec := range records(b, rd) {
 			if _, reason := loader.Validate(rec); reason != "" {
 				b.Fatal(reason)
 			}
@@ -48,22 +40,15 @@ func readDrop(b *testing.B, drop []byte, p loader.Profile, n int) {
 	if closer, ok := rd.(io.Closer); ok {
 		defer closer.Close()
 	}
-	records := 0
-	for {
-		rec, err := rd.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			b.Fatal(err)
-		}
-		records++
+	read := 0
+	for rec := range records(b, rd) {
+		read++
 		if _, reason := loader.Validate(rec); reason != "" && !strings.HasSuffix(rec.Fields[0], "BAD-1") {
 			b.Fatalf("line %d: %s", rec.Line, reason)
 		}
 	}
-	if records < n {
-		b.Fatalf("%d records, want %d", records, n)
+	if read < n {
+		b.Fatalf("%d records, want %d", read, n)
 	}
 }
 

@@ -3,7 +3,6 @@ package loader_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -45,18 +44,7 @@ func load(t *testing.T, pool *pgxpool.Pool, format loader.Format, input string, 
 		opts.Supplier = 7
 	}
 	res, err := loader.Load(ctx, pool, rd, opts)
-	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(rejects.String()), "\n") {
-		if line == "" {
-			continue
-		}
-		var m map[string]any
-		if jerr := json.Unmarshal([]byte(line), &m); jerr != nil {
-			t.Fatalf("rejects line %q: %v", line, jerr)
-		}
-		out = append(out, m)
-	}
-	return res, out, err
+	return res, rejectLines(t, &rejects), err
 }
 
 func mustLoad(t *testing.T, pool *pgxpool.Pool, format loader.Format, input string, opts loader.Options) (loader.Result, []map[string]any) {

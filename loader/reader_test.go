@@ -170,7 +170,14 @@ func fuzzRead(t *testing.T, input []byte, format loader.Format) {
 	if err != nil {
 		return
 	}
-	for {
+	fuzzRecords(t, rd, -1, func(loader.Row) {})
+}
+
+// fuzzRecords reads up to limit records of rd (all of them when limit < 0), or until an
+// error: each must have a line and its JSON, and a row that validates must have a SKU, a name
+// and JSON attributes; check looks further at those rows.
+func fuzzRecords(t *testing.T, rd loader.Reader, limit int, check func(loader.Row)) {
+	for n := 0; limit < 0 || n < limit; n++ {
 		rec, err := rd.Next()
 		if err != nil {
 			return
@@ -182,9 +189,13 @@ func fuzzRead(t *testing.T, input []byte, format loader.Format) {
 			t.Fatalf("Raw() is not JSON: %q", rd.Raw())
 		}
 		row, reason := loader.Validate(rec)
-		if reason == "" && (row.SKU == "" || row.Name == "" || !json.Valid([]byte(row.Attributes))) {
+		if reason != "" {
+			continue
+		}
+		if row.SKU == "" || row.Name == "" || !json.Valid([]byte(row.Attributes)) {
 			t.Fatalf("invalid row passed validation: %+v", row)
 		}
+		check(row)
 	}
 }
 
@@ -252,22 +263,8 @@ func FuzzProfileReader(f *testing.F) {
 		if c, ok := rd.(io.Closer); ok {
 			defer c.Close()
 		}
-		for n := 0; n < 10000; n++ {
-			rec, err := rd.Next()
-			if err != nil {
-				return
-			}
-			if rec.Line < 1 {
-				t.Fatalf("record with line %d", rec.Line)
-			}
-			if !json.Valid(rd.Raw()) {
-				t.Fatalf("Raw() is not JSON: %q", rd.Raw())
-			}
-			row, reason := loader.Validate(rec)
-			if reason != "" {
-				continue
-			}
-			if row.SKU == "" || row.Name == "" || !json.Valid([]byte(row.Attributes)) || !strings.HasPrefix(row.Attributes, "{") {
+		fuzzRecords(t, rd, 10000, func(row loader.Row) {
+			if !strings.HasPrefix(row.Attributes, "{") {
 				t.Fatalf("invalid row passed validation: %+v", row)
 			}
 			for _, s := range []string{row.SKU, row.Name, row.Status, row.Attributes} {
@@ -275,6 +272,6 @@ func FuzzProfileReader(f *testing.F) {
 					t.Fatalf("row text %q is not UTF-8 without NUL", s)
 				}
 			}
-		}
+		})
 	})
 }

@@ -339,18 +339,7 @@ func loadProfile(t *testing.T, pool *pgxpool.Pool, supplier int32, drop []byte, 
 	}
 	var rejects bytes.Buffer
 	res, err := loader.Load(testenv.Context(t, 2*time.Minute), pool, rd, loader.Options{Supplier: supplier, MaxRejects: -1, Rejects: &rejects})
-	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(rejects.String()), "\n") {
-		if line == "" {
-			continue
-		}
-		var m map[string]any
-		if jerr := json.Unmarshal([]byte(line), &m); jerr != nil {
-			t.Fatalf("rejects line %q: %v", line, jerr)
-		}
-		out = append(out, m)
-	}
-	return res, out, err
+	return res, rejectLines(t, &rejects), err
 }
 
 // sameProducts fails unless suppliers a and b hold the same products, value for value.

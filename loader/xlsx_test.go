@@ -3,7 +3,6 @@ package loader_test
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -63,14 +62,7 @@ func TestXLSXMemoryIsFlat(t *testing.T) {
 	}
 	var first, peak uint64
 	n := 0
-	for {
-		rec, err := rd.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	for rec := range records(t, rd) {
 		if _, reason := loader.Validate(rec); reason != "" {
 			t.Fatalf("row %d: %s", rec.Line, reason)
 		}
@@ -115,14 +107,7 @@ two</v></c><c r="D5"><v>7</v></c></row>
 	}
 	defer rd.(io.Closer).Close()
 	var got []string
-	for {
-		rec, err := rd.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	for rec := range records(t, rd) {
 		row, reason := loader.Validate(rec)
 		if reason != "" {
 			t.Fatalf("row %d: %s", rec.Line, reason)

@@ -21,7 +21,6 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/tidemark/tidemark/catalog"
 	"github.com/tidemark/tidemark/event"
 	"github.com/tidemark/tidemark/internal/sandbox"
 	"github.com/tidemark/tidemark/internal/testenv"
@@ -143,21 +142,9 @@ type env struct {
 func newEnv(t *testing.T, url string, tables ...string) *env {
 	t.Helper()
 	ctx := testenv.Context(t, time.Minute)
-	pool := testenv.Pool(t, url)
-	if _, err := catalog.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
-	tx, err := pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool := testenv.Migrated(ctx, t, url)
 	for _, id := range []int32{1, 2} {
-		if err := catalog.AddSupplier(ctx, tx, id, fmt.Sprint("s", id)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tx.Commit(ctx); err != nil {
-		t.Fatal(err)
+		testenv.AddSupplier(ctx, t, pool, id, fmt.Sprint("s", id))
 	}
 	for _, stmt := range []string{
 		`CREATE TABLE kinds (id bigint PRIMARY KEY, supplier_id int, i2 smallint, f8 float8, f4 real,
@@ -511,11 +498,7 @@ func TestFailedAckReplays(t *testing.T) {
 	r, stop := e.run(t, rec)
 	e.exec(t, `INSERT INTO products (supplier_id, sku, name) SELECT 1, 'F-' || g, 'n' FROM generate_series(1, 50) g`)
 	testenv.WaitFor(t, "the replay", 30*time.Second, func() bool { return rec.count() >= 100 })
-	want := flushedInsertLSN(t, e.pool)
-	testenv.WaitFor(t, "flushed", 30*time.Second, func() bool { return r.Flushed() >= want })
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
+	stopFlushed(t, e.pool, r, stop)
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	seen := map[string]int{}
@@ -541,11 +524,7 @@ func TestFailedAckResumesAfterStored(t *testing.T) {
 	r, stop := e.run(t, rec)
 	e.exec(t, `INSERT INTO products (supplier_id, sku, name) SELECT 1, 'F-' || g, 'n' FROM generate_series(1, 50) g`)
 	e.exec(t, `UPDATE products SET name = 'renamed' WHERE sku IN ('F-1', 'F-2')`)
-	want := flushedInsertLSN(t, e.pool)
-	testenv.WaitFor(t, "flushed", 30*time.Second, func() bool { return r.Flushed() >= want })
-	if err := stop(); err != nil {
-		t.Fatal(err)
-	}
+	stopFlushed(t, e.pool, r, stop)
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	if rec.lost == 0 {
@@ -684,6 +663,16 @@ func TestPostgresRestart(t *testing.T) {
 	}
 	if got := testenv.Counter(t, reg, "tidemark_replication_reconnects_total"); got < 1 {
 		t.Fatalf("reconnects %v, want at least 1", got)
+	}
+}
+
+// stopFlushed waits until r has flushed everything written so far, then stops it.
+func stopFlushed(t *testing.T, pool *pgxpool.Pool, r *replication.Replicator, stop func() error) {
+	t.Helper()
+	want := flushedInsertLSN(t, pool)
+	testenv.WaitFor(t, "flushed", 30*time.Second, func() bool { return r.Flushed() >= want })
+	if err := stop(); err != nil {
+		t.Fatal(err)
 	}
 }
 

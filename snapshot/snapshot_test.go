@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/tidemark/tidemark/catalog"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/replication"
 	"github.com/tidemark/tidemark/snapshot"
@@ -22,13 +22,8 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 // chunk that committed instead of starting over.
 func TestSupplierWritesWatermarksAndResumes(t *testing.T) {
 	ctx := testenv.Context(t, 2*time.Minute)
-	pool := testenv.Pool(t, testenv.Database(t))
-	if _, err := catalog.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
-	if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return catalog.AddSupplier(ctx, tx, 7, "") }); err != nil {
-		t.Fatal(err)
-	}
+	pool := testenv.Migrated(ctx, t, testenv.Database(t))
+	testenv.AddSupplier(ctx, t, pool, 7, "")
 	if _, err := pool.Exec(ctx, `INSERT INTO products (supplier_id, sku, name, price, attributes)
 		SELECT 7, 'sku-' || g, 'Product ' || g, g * 1.5, jsonb_build_object('n', g) FROM generate_series(1, 250) g`); err != nil {
 		t.Fatal(err)
@@ -153,51 +148,41 @@ func TestSupplierWritesWatermarksAndResumes(t *testing.T) {
 	}
 }
 
-// TestSupplierNewEpoch: after changes were lost, an unfinished snapshot is not resumed but
-// read again in a new epoch, and only that one closes.
-func TestSupplierNewEpoch(t *testing.T) {
-	ctx := testenv.Context(t, 2*time.Minute)
-	pool := testenv.Pool(t, testenv.Database(t))
-	if _, err := catalog.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
-	if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return catalog.AddSupplier(ctx, tx, 5, "") }); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pool.Exec(ctx, `INSERT INTO products (supplier_id, sku, name) SELECT 5, 'k' || g, 'Tessa side table' FROM generate_series(1, 120) g`); err != nil {
-		t.Fatal(err)
-	}
+// interruptSnapshot starts a snapshot of supplier in chunks of 50 and cancels it after the
+// first chunk; it returns the epoch of the unfinished snapshot.
+func interruptSnapshot(ctx context.Context, t *testing.T, pool *pgxpool.Pool, supplier int32) (epoch string) {
+	t.Helper()
 	cctx, cancel := context.WithCancel(ctx)
-	first, err := snapshot.Supplier(cctx, pool, 5, snapshot.Options{ChunkSize: 50, Progress: func(done, _ int64) {
+	res, err := snapshot.Supplier(cctx, pool, supplier, snapshot.Options{ChunkSize: 50, Progress: func(done, _ int64) {
 		if done >= 50 {
 			cancel()
 		}
 	}})
 	cancel()
 	if err == nil {
-		t.Fatalf("interrupted snapshot returned no error: %+v", first)
+		t.Fatalf("interrupted snapshot returned no error: %+v", res)
 	}
-	var abandoned string
-	if err := pool.QueryRow(ctx, "SELECT epoch_id FROM tidemark_snapshots WHERE finished_at IS NULL").Scan(&abandoned); err != nil {
+	if err := pool.QueryRow(ctx, "SELECT epoch_id FROM tidemark_snapshots WHERE finished_at IS NULL").Scan(&epoch); err != nil {
 		t.Fatal(err)
 	}
+	return epoch
+}
+
+// TestSupplierNewEpoch: after changes were lost, an unfinished snapshot is not resumed but
+// read again in a new epoch, and only that one closes.
+func TestSupplierNewEpoch(t *testing.T) {
+	ctx := testenv.Context(t, 2*time.Minute)
+	pool := testenv.Migrated(ctx, t, testenv.Database(t))
+	testenv.AddSupplier(ctx, t, pool, 5, "")
+	if _, err := pool.Exec(ctx, `INSERT INTO products (supplier_id, sku, name) SELECT 5, 'k' || g, 'Tessa side table' FROM generate_series(1, 120) g`); err != nil {
+		t.Fatal(err)
+	}
+	abandoned := interruptSnapshot(ctx, t, pool, 5)
 	// Both ways: the option for one supplier, AbandonEpochs for every unfinished snapshot.
 	for _, all := range []bool{false, true} {
 		opts := snapshot.Options{ChunkSize: 50, NewEpoch: !all}
 		if all {
-			cctx, cancel := context.WithCancel(ctx)
-			_, err := snapshot.Supplier(cctx, pool, 5, snapshot.Options{ChunkSize: 50, Progress: func(done, _ int64) {
-				if done >= 50 {
-					cancel()
-				}
-			}})
-			cancel()
-			if err == nil {
-				t.Fatal("interrupted snapshot returned no error")
-			}
-			if err := pool.QueryRow(ctx, "SELECT epoch_id FROM tidemark_snapshots WHERE finished_at IS NULL").Scan(&abandoned); err != nil {
-				t.Fatal(err)
-			}
+			abandoned = interruptSnapshot(ctx, t, pool, 5)
 			if n, err := snapshot.AbandonEpochs(ctx, pool); err != nil || n != 1 {
 				t.Fatalf("AbandonEpochs: %d, %v; want 1", n, err)
 			}
@@ -217,13 +202,8 @@ func TestSupplierNewEpoch(t *testing.T) {
 // replicator would expire its window anyway), and a later run resumes.
 func TestSupplierGivesUpOnALongTransaction(t *testing.T) {
 	ctx := testenv.Context(t, time.Minute)
-	pool := testenv.Pool(t, testenv.Database(t))
-	if _, err := catalog.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
-	if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return catalog.AddSupplier(ctx, tx, 3, "") }); err != nil {
-		t.Fatal(err)
-	}
+	pool := testenv.Migrated(ctx, t, testenv.Database(t))
+	testenv.AddSupplier(ctx, t, pool, 3, "")
 	if _, err := pool.Exec(ctx, `INSERT INTO products (supplier_id, sku, name) SELECT 3, 'k' || g, 'n' FROM generate_series(1, 10) g`); err != nil {
 		t.Fatal(err)
 	}

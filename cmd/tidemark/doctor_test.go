@@ -14,9 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/tidemark/tidemark/catalog"
 	"github.com/tidemark/tidemark/health"
 	"github.com/tidemark/tidemark/internal/sandbox"
 	"github.com/tidemark/tidemark/internal/testenv"
@@ -108,10 +106,7 @@ func TestDoctorFreshDatabase(t *testing.T) {
 func TestDoctorMigratedDatabase(t *testing.T) {
 	ctx := testenv.Context(t, 2*time.Minute)
 	dbURL := testenv.Database(t)
-	pool := testenv.Pool(t, dbURL)
-	if _, err := catalog.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	pool := testenv.Migrated(ctx, t, dbURL)
 	for _, sql := range []string{
 		"INSERT INTO suppliers (id, name) VALUES (7, 'no partition yet')",
 		"CREATE TABLE products_s1 PARTITION OF products FOR VALUES IN (1)",
@@ -130,15 +125,7 @@ func TestDoctorMigratedDatabase(t *testing.T) {
 	})
 	// A stream that would lose events when NATS restarts.
 	n := testenv.NATS(t)
-	nc, err := nats.Connect(n.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := testenv.JetStream(t, n.URL())
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "PRODUCTS", Subjects: []string{"products.>"}, Storage: jetstream.MemoryStorage}); err != nil {
 		t.Fatal(err)
 	}
@@ -212,15 +199,7 @@ func TestDoctorNATSProblems(t *testing.T) {
 		t.Error("exit 0 with NATS unreachable")
 	}
 	// NATS without JetStream fails on the jetstream check.
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	t.Cleanup(srv.Shutdown)
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
+	srv := testenv.NATSServer(t, server.Options{})
 	checks, _, code, _ = runDoctor(t, dbURL, srv.ClientURL())
 	wantCheck(t, checks, "nats", health.OK, "nats-server")
 	wantCheck(t, checks, "jetstream", health.Fail, "not enabled")

@@ -39,33 +39,13 @@ type storedMsg struct {
 // readAll returns every message of the stream, in stream order.
 func readAll(t *testing.T, js jetstream.JetStream) []storedMsg {
 	t.Helper()
-	ctx := testenv.Context(t, 2*time.Minute)
-	n := streamMsgs(ctx, js)
-	cons, err := js.OrderedConsumer(ctx, event.Stream, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	msgs := make([]storedMsg, 0, n)
-	for uint64(len(msgs)) < n {
-		batch, err := cons.Fetch(10_000, jetstream.FetchMaxWait(5*time.Second))
+	var msgs []storedMsg
+	for m := range streamMessages(t, js) {
+		md, err := m.Metadata()
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := 0
-		for m := range batch.Messages() {
-			got++
-			md, err := m.Metadata()
-			if err != nil {
-				t.Fatal(err)
-			}
-			msgs = append(msgs, storedMsg{seq: md.Sequence.Stream, id: m.Headers().Get(jetstream.MsgIDHeader), subject: m.Subject(), data: m.Data()})
-		}
-		if batch.Error() != nil {
-			t.Fatal(batch.Error())
-		}
-		if got == 0 {
-			t.Fatalf("read %d of %d messages, then nothing", len(msgs), n)
-		}
+		msgs = append(msgs, storedMsg{seq: md.Sequence.Stream, id: m.Headers().Get(jetstream.MsgIDHeader), subject: m.Subject(), data: m.Data()})
 	}
 	return msgs
 }

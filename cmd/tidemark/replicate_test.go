@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"iter"
 	"net/http"
 	"os/exec"
 	"strings"
@@ -16,7 +17,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/tidemark/tidemark/catalog"
 	"github.com/tidemark/tidemark/event"
 	"github.com/tidemark/tidemark/internal/sandbox"
 	"github.com/tidemark/tidemark/internal/testenv"
@@ -41,21 +41,9 @@ func newReplEnv(t *testing.T) *replEnv {
 func newReplEnvAt(t *testing.T, url string) *replEnv {
 	t.Helper()
 	ctx := testenv.Context(t, time.Minute)
-	pool := testenv.Pool(t, url)
-	if _, err := catalog.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
-	tx, err := pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool := testenv.Migrated(ctx, t, url)
 	for _, id := range []int32{1, 2} {
-		if err := catalog.AddSupplier(ctx, tx, id, ""); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tx.Commit(ctx); err != nil {
-		t.Fatal(err)
+		testenv.AddSupplier(ctx, t, pool, id, "")
 	}
 	e := &replEnv{url: url, pool: pool, nats: testenv.NATS(t), bin: testenv.Binary(t)}
 	t.Cleanup(func() {
@@ -123,15 +111,7 @@ func (p *proc) streaming(t *testing.T) {
 
 func (e *replEnv) js(t *testing.T) jetstream.JetStream {
 	t.Helper()
-	nc, err := nats.Connect(e.nats.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := testenv.JetStream(t, e.nats.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	return js
 }
 
@@ -183,43 +163,55 @@ func streamMsgs(ctx context.Context, js jetstream.JetStream) uint64 {
 // decoded events.
 func readStream(t *testing.T, js jetstream.JetStream) (map[string]int, []event.Change) {
 	t.Helper()
-	ctx := testenv.Context(t, 2*time.Minute)
-	n := streamMsgs(ctx, js)
-	cons, err := js.OrderedConsumer(ctx, event.Stream, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ids := map[string]int{}
 	var events []event.Change
-	for uint64(len(events)) < n {
-		batch, err := cons.Fetch(5000, jetstream.FetchMaxWait(5*time.Second))
+	for m := range streamMessages(t, js) {
+		ids[m.Headers().Get(jetstream.MsgIDHeader)]++
+		var c event.Change
+		if err := json.Unmarshal(m.Data(), &c); err != nil {
+			t.Fatalf("bad event %s: %v", m.Data(), err)
+		}
+		if want := sink.MsgID(&c); want != m.Headers().Get(jetstream.MsgIDHeader) {
+			t.Fatalf("msg id %s, event says %s", m.Headers().Get(jetstream.MsgIDHeader), want)
+		}
+		if want := sink.Subject(&c); want != m.Subject() {
+			t.Fatalf("subject %s, event says %s", m.Subject(), want)
+		}
+		events = append(events, c)
+	}
+	return ids, events
+}
+
+// streamMessages yields every message the stream holds when it is called, in stream order.
+func streamMessages(t *testing.T, js jetstream.JetStream) iter.Seq[jetstream.Msg] {
+	return func(yield func(jetstream.Msg) bool) {
+		ctx := testenv.Context(t, 2*time.Minute)
+		n := streamMsgs(ctx, js)
+		cons, err := js.OrderedConsumer(ctx, event.Stream, jetstream.OrderedConsumerConfig{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := 0
-		for m := range batch.Messages() {
-			got++
-			ids[m.Headers().Get(jetstream.MsgIDHeader)]++
-			var c event.Change
-			if err := json.Unmarshal(m.Data(), &c); err != nil {
-				t.Fatalf("bad event %s: %v", m.Data(), err)
+		for read := uint64(0); read < n; {
+			batch, err := cons.Fetch(10_000, jetstream.FetchMaxWait(5*time.Second))
+			if err != nil {
+				t.Fatal(err)
 			}
-			if want := sink.MsgID(&c); want != m.Headers().Get(jetstream.MsgIDHeader) {
-				t.Fatalf("msg id %s, event says %s", m.Headers().Get(jetstream.MsgIDHeader), want)
+			got := 0
+			for m := range batch.Messages() {
+				got++
+				if !yield(m) {
+					return
+				}
 			}
-			if want := sink.Subject(&c); want != m.Subject() {
-				t.Fatalf("subject %s, event says %s", m.Subject(), want)
+			if batch.Error() != nil {
+				t.Fatal(batch.Error())
 			}
-			events = append(events, c)
-		}
-		if batch.Error() != nil {
-			t.Fatal(batch.Error())
-		}
-		if got == 0 {
-			t.Fatalf("read %d of %d messages, then nothing", len(events), n)
+			if got == 0 {
+				t.Fatalf("read %d of %d messages, then nothing", read, n)
+			}
+			read += uint64(got)
 		}
 	}
-	return ids, events
 }
 
 func (e *replEnv) slot(t *testing.T) replication.Slot {
@@ -508,6 +500,26 @@ func TestCheckpointCommands(t *testing.T) {
 	}
 }
 
+// tail runs tidemark tail with args until it has printed want, then stops it with SIGINT and
+// returns what it printed.
+func (e *replEnv) tail(ctx context.Context, t *testing.T, what, want string, args ...string) string {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, e.bin, append([]string{"tail", "--nats-url", e.nats.URL()}, args...)...)
+	var stdout testenv.Buffer
+	cmd.Stdout = &stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, what, 30*time.Second, func() bool { return strings.Contains(stdout.String(), want) })
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("tail exit: %v", err)
+	}
+	return stdout.String()
+}
+
 // TestTail prints events as JSON lines.
 func TestTail(t *testing.T) {
 	e := newReplEnv(t)
@@ -516,20 +528,8 @@ func TestTail(t *testing.T) {
 	e.replicate(t).streaming(t)
 	e.exec(t, `INSERT INTO products (supplier_id, sku, name) VALUES (2, 'T-1', 'tail me')`)
 	testenv.WaitFor(t, "the change", time.Minute, func() bool { return streamMsgs(ctx, js) >= 1 })
-	cmd := exec.CommandContext(ctx, e.bin, "tail", "--nats-url", e.nats.URL(), "--from-start", "products.2.>")
-	var stdout testenv.Buffer
-	cmd.Stdout = &stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	testenv.WaitFor(t, "a line", 30*time.Second, func() bool { return strings.Contains(stdout.String(), "\n") })
-	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Errorf("tail exit: %v", err)
-	}
-	line, _, _ := strings.Cut(stdout.String(), "\n")
+	out := e.tail(ctx, t, "a line", "\n", "--from-start", "products.2.>")
+	line, _, _ := strings.Cut(out, "\n")
 	var c event.Change
 	if err := json.Unmarshal([]byte(line), &c); err != nil {
 		t.Fatalf("tail printed %q: %v", line, err)

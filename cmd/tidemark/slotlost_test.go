@@ -155,6 +155,21 @@ func (e *replEnv) seed(t *testing.T, n int) {
 		SELECT 1 + g %% 2, 'S-' || g, 'product ' || g, g / 100.0 FROM generate_series(1, %d) g`, n))
 }
 
+// seedReplicated seeds rows products and runs replicate until the slot has confirmed them,
+// then stops it cleanly.
+func (e *replEnv) seedReplicated(t *testing.T, rows int) {
+	t.Helper()
+	e.seed(t, rows)
+	p := e.replicate(t)
+	p.streaming(t)
+	end := e.currentLSN(t)
+	testenv.WaitFor(t, "the seed confirmed", time.Minute, func() bool { return e.slot(t).ConfirmedLSN >= end })
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	if err := p.wait(); err != nil {
+		t.Fatalf("replicate: %v", err)
+	}
+}
+
 // TestSlotInvalidated: with max_slot_wal_keep_size small, a stopped replicator's slot is
 // invalidated by WAL written meanwhile and a CHECKPOINT. status and doctor say so; replicate
 // (fail, the default) exits 5 naming the LSN from which changes are missing and the command;
@@ -164,15 +179,7 @@ func TestSlotInvalidated(t *testing.T) {
 	pg := testenv.Postgres(t, sandbox.PostgresOptions{Settings: map[string]string{"max_slot_wal_keep_size": "1MB"}})
 	e := newReplEnvAt(t, testenv.DatabaseIn(t, pg))
 	js := e.js(t)
-	e.seed(t, 400)
-	p := e.replicate(t)
-	p.streaming(t)
-	end := e.currentLSN(t)
-	testenv.WaitFor(t, "the seed confirmed", time.Minute, func() bool { return e.slot(t).ConfirmedLSN >= end })
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	if err := p.wait(); err != nil {
-		t.Fatalf("replicate: %v", err)
-	}
+	e.seedReplicated(t, 400)
 	confirmed := e.slot(t).ConfirmedLSN
 
 	updated, _ := e.gapChanges(t)
@@ -201,11 +208,11 @@ func TestSlotInvalidated(t *testing.T) {
 	code, log := e.replicateExit(t)
 	wantSlotLostExit(t, code, log, "invalidated", confirmed)
 
-	p = e.replicate(t, "--on-slot-lost", "resync", "--http-addr", "127.0.0.1:0")
+	p := e.replicate(t, "--on-slot-lost", "resync", "--http-addr", "127.0.0.1:0")
 	addr := testenv.OpsAddr(t, p.out)
 	testenv.WaitFor(t, "the resync to finish", 2*time.Minute, func() bool { return strings.Contains(p.out.String(), "resync done") })
 	e.exec(t, "UPDATE products SET name = 'renamed after the resync' WHERE sku = 'S-200'")
-	end = e.currentLSN(t)
+	end := e.currentLSN(t)
 	testenv.WaitFor(t, "the slot to confirm the resync", 2*time.Minute, func() bool { return e.slot(t).ConfirmedLSN >= end })
 	page := scrape(t, addr)
 	if v := metricValue(page, `tidemark_replication_slot_lost_total{reason="invalidated"}`); v != 1 {
@@ -296,15 +303,7 @@ func TestSlotNewPrimary(t *testing.T) {
 	e := newReplEnv(t)
 	js := e.js(t)
 	ctx := testenv.Context(t, 5*time.Minute)
-	e.seed(t, 100)
-	p := e.replicate(t)
-	p.streaming(t)
-	end := e.currentLSN(t)
-	testenv.WaitFor(t, "the seed confirmed", time.Minute, func() bool { return e.slot(t).ConfirmedLSN >= end })
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	if err := p.wait(); err != nil {
-		t.Fatalf("replicate: %v", err)
-	}
+	e.seedReplicated(t, 100)
 	kv, err := js.KeyValue(ctx, sink.CheckpointBucket)
 	if err != nil {
 		t.Fatal(err)
@@ -324,7 +323,7 @@ func TestSlotNewPrimary(t *testing.T) {
 	if _, err := kv.Put(ctx, "tidemark", []byte(ahead.String())); err != nil {
 		t.Fatal(err)
 	}
-	p = e.replicate(t)
+	p := e.replicate(t)
 	p.streaming(t)
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	if err := p.wait(); err != nil || strings.Contains(p.out.String(), "slot lost") {

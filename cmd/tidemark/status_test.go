@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tidemark/tidemark/health"
 	"github.com/tidemark/tidemark/internal/testenv"
@@ -88,15 +87,7 @@ func TestStatusStoppedPipeline(t *testing.T) {
 	}
 
 	n := testenv.NATS(t)
-	nc, err := nats.Connect(n.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := testenv.JetStream(t, n.URL())
 	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "PRODUCTS", Subjects: []string{"products.>"}, Duplicates: time.Minute})
 	if err != nil {
 		t.Fatal(err)

@@ -2,9 +2,6 @@ package main
 
 import (
 	"errors"
-	"os/exec"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -30,17 +27,5 @@ func TestStreamFlagNamesOneStreamForEveryCommand(t *testing.T) {
 	if _, err := js.Stream(ctx, event.Stream); !errors.Is(err, jetstream.ErrStreamNotFound) {
 		t.Fatalf("stream PRODUCTS: %v, want it not to exist", err)
 	}
-	cmd := exec.CommandContext(ctx, e.bin, "tail", "--nats-url", e.nats.URL(), "--stream", "CATALOGUE", "--from-start")
-	var stdout testenv.Buffer
-	cmd.Stdout = &stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	testenv.WaitFor(t, "tail to print the change", 30*time.Second, func() bool { return strings.Contains(stdout.String(), "Red wool scarf") })
-	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Errorf("tail exit: %v", err)
-	}
+	e.tail(ctx, t, "tail to print the change", "Red wool scarf", "--stream", "CATALOGUE", "--from-start")
 }

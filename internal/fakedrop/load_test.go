@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/tidemark/tidemark/catalog"
 	"github.com/tidemark/tidemark/internal/fakedrop"
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/loader"
@@ -21,10 +20,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 // updates exactly the changed products and finds the others unchanged.
 func TestLoadAndReload(t *testing.T) {
 	ctx := testenv.Context(t, 3*time.Minute)
-	pool := testenv.Pool(t, testenv.Database(t))
-	if _, err := catalog.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	pool := testenv.Migrated(ctx, t, testenv.Database(t))
 	dir := t.TempDir()
 	load := func(s fakedrop.Supplier, file string, full bool) loader.Result {
 		t.Helper()
@@ -46,9 +42,7 @@ func TestLoadAndReload(t *testing.T) {
 	}
 	const n, pct = 3000, 10
 	for i, s := range fakedrop.Suppliers {
-		if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return catalog.AddSupplier(ctx, tx, s.ID, s.Name) }); err != nil {
-			t.Fatal(err)
-		}
+		testenv.AddSupplier(ctx, t, pool, s.ID, s.Name)
 		d := fakedrop.New(s, 11)
 		first := filepath.Join(dir, []string{"first.csv", "first.ndjson.gz", "first.csv.gz"}[i])
 		if err := fakedrop.WriteFile(first, d.Products(n)); err != nil {
