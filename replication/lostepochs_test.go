@@ -2,7 +2,6 @@ package replication_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"slices"
 	"sync"
@@ -65,24 +64,6 @@ func (s *checkpointStore) lostEpochs() []replication.LostEpoch {
 	return slices.Clone(s.lost)
 }
 
-// emit writes a transactional logical message as package snapshot does, returning its LSN.
-func (e *env) emit(t *testing.T, prefix string, content any) pglogrepl.LSN {
-	t.Helper()
-	b, err := json.Marshal(content)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var s string
-	if err := e.pool.QueryRow(testenv.Context(t, time.Minute), "SELECT pg_logical_emit_message(true, $1, $2::text)::text", prefix, string(b)).Scan(&s); err != nil {
-		t.Fatal(err)
-	}
-	lsn, err := pglogrepl.ParseLSN(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return lsn
-}
-
 // has says whether rec holds an insert of sku.
 func (r *recorder) has(sku string) bool {
 	r.mu.Lock()
@@ -114,10 +95,10 @@ func TestLostChunkKeepsItsEpochOpenAcrossRestarts(t *testing.T) {
 	testenv.WaitFor(t, "the products", 30*time.Second, func() bool { return rec.count() >= 20 })
 
 	const epoch = "s1-lost.1"
-	open := e.emit(t, replication.EpochOpenPrefix, replication.EpochMessage{ID: epoch, Supplier: 1, Schema: "public", Table: "products"})
+	open := testenv.EmitMessage(t, e.pool, replication.EpochOpenPrefix, replication.EpochMessage{ID: epoch, Supplier: 1, Schema: "public", Table: "products"})
 	one, supplier := "1", "1"
 	store.failLost.Store(true)
-	chunk := e.emit(t, replication.SnapshotChunkPrefix, replication.SnapshotChunk{ID: epoch, Chunk: 1, Schema: "public", Table: "products",
+	chunk := testenv.EmitMessage(t, e.pool, replication.SnapshotChunkPrefix, replication.SnapshotChunk{ID: epoch, Chunk: 1, Schema: "public", Table: "products",
 		Columns: []replication.SnapshotColumn{{Name: "id", Type: 20}, {Name: "supplier_id", Type: 23}}, Rows: [][]*string{{&one, &supplier}}})
 	e.exec(t, `INSERT INTO products (supplier_id, sku, name) VALUES (2, 'MARK-1', 'Marker crate')`)
 	testenv.WaitFor(t, "a failed save of the lost epoch", 30*time.Second, func() bool { return store.failed.Load() >= 1 })
@@ -162,7 +143,7 @@ func TestLostChunkKeepsItsEpochOpenAcrossRestarts(t *testing.T) {
 	}
 
 	// The close comes while the standby takes the slot over.
-	e.emit(t, replication.EpochClosePrefix, replication.EpochMessage{ID: epoch, Supplier: 1, Schema: "public", Table: "products", OpenLSN: open.String(), Rows: 1})
+	testenv.EmitMessage(t, e.pool, replication.EpochClosePrefix, replication.EpochMessage{ID: epoch, Supplier: 1, Schema: "public", Table: "products", OpenLSN: open.String(), Rows: 1})
 	e.exec(t, `INSERT INTO products (supplier_id, sku, name) VALUES (2, 'MARK-2', 'Marker crate')`)
 	testenv.WaitFor(t, "the second marker", 30*time.Second, func() bool { return rec.has("MARK-2") })
 	if err := stopStandby(); err != nil {

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/tidemark/tidemark/event"
 	"github.com/tidemark/tidemark/internal/testenv"
@@ -29,19 +28,27 @@ type epochEnv struct {
 	markers int
 }
 
-func newEpochEnv(t *testing.T) *epochEnv {
+// newEpochPipeline starts replicate and encode on products rows of suppliers 1 and 2 and
+// waits until the encoders have settled them; nothing is lost yet.
+func newEpochPipeline(t *testing.T, products int) *epochEnv {
 	t.Helper()
 	e := &epochEnv{replEnv: newReplEnv(t)}
 	e.repl = e.replicate(t)
 	e.repl.streaming(t)
 	e.start(t, "encode", "--http-addr=", "--batch-wait", "100ms", "--ack-wait", "5s")
-	e.exec(t, `INSERT INTO products (supplier_id, sku, name, description, price, currency, attributes)
-		SELECT 1 + g % 2, 'EP-' || g,
-		       (ARRAY['Nordby oak table', 'Kaska wool throw', 'Umbra floor lamp', 'Lisboa linen shirt'])[1 + g % 4] || ' ' || g,
-		       'Oiled by hand in Malmö; ships flat. Batch ' || (g / 50) || '.', 10 + g % 90, 'EUR',
-		       jsonb_build_object('colour', (ARRAY['natural', 'smoke', 'white'])[1 + g % 3], 'width_cm', 40 + g % 160)
-		FROM generate_series(1, 3000) g`)
+	e.exec(t, fmt.Sprintf(`INSERT INTO products (supplier_id, sku, name, description, price, currency, attributes)
+		SELECT 1 + g %% 2, 'EP-' || g,
+		       (ARRAY['Nordby oak table', 'Kaska wool throw', 'Umbra floor lamp', 'Lisboa linen shirt'])[1 + g %% 4] || ' ' || g,
+		       'Oiled by hand in Malmö; ships flat. Batch ' || (g / 50) || '.', 10 + g %% 90, 'EUR',
+		       jsonb_build_object('colour', (ARRAY['natural', 'smoke', 'white'])[1 + g %% 3], 'width_cm', 40 + g %% 160)
+		FROM generate_series(1, %d) g`, products))
 	e.settle(t)
+	return e
+}
+
+func newEpochEnv(t *testing.T) *epochEnv {
+	t.Helper()
+	e := newEpochPipeline(t, 3000)
 	checkVectorsMatchProducts(testenv.Context(t, time.Minute), t, e.replEnv, 0)
 
 	// Stop replicating, delete, and skip the slot past the deletes.
@@ -304,13 +311,7 @@ func TestSnapshotEpochKill9Vectors(t *testing.T) {
 	ctx := testenv.Context(t, 5*time.Minute)
 	stop := e.writer(t)
 	snap := e.start(t, "snapshot", "--supplier", "1", "--chunk-size", "50")
-	chunks := func() int {
-		var n int
-		if err := e.pool.QueryRow(ctx, "SELECT coalesce(sum(chunks), 0) FROM tidemark_snapshots WHERE finished_at IS NULL").Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
+	chunks := func() int { return e.snapshotChunks(ctx, t, true) }
 	testenv.WaitFor(t, "a few chunks of the snapshot", time.Minute, func() bool { return chunks() >= 5 })
 	if err := snap.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -415,25 +416,6 @@ func TestSlotLostResyncConvergesVectors(t *testing.T) {
 	e.checkConverged(t)
 }
 
-// emitMessage writes a transactional logical message as package snapshot writes its epochs and
-// chunks, returning its LSN.
-func (e *replEnv) emitMessage(t *testing.T, prefix string, content any) pglogrepl.LSN {
-	t.Helper()
-	b, err := json.Marshal(content)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var s string
-	if err := e.pool.QueryRow(testenv.Context(t, time.Minute), "SELECT pg_logical_emit_message(true, $1, $2::text)::text", prefix, string(b)).Scan(&s); err != nil {
-		t.Fatal(err)
-	}
-	lsn, err := pglogrepl.ParseLSN(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return lsn
-}
-
 // TestSnapshotEpochLostChunkSurvivesRestart: an epoch of supplier 1 loses a chunk (it reaches
 // the replicator without its window, as after the window expired), the slot is confirmed past
 // the chunk, and the replicator is killed with SIGKILL before the epoch's close is written.
@@ -441,21 +423,11 @@ func (e *replEnv) emitMessage(t *testing.T, prefix string, content any) pglogrep
 // live product is tombstoned, and a subscriber replaying the stream ends with the table's
 // rows. Then `tidemark snapshot --supplier 1 --new-epoch`, as the log says, closes a new epoch.
 func TestSnapshotEpochLostChunkSurvivesRestart(t *testing.T) {
-	e := &epochEnv{replEnv: newReplEnv(t)}
 	ctx := testenv.Context(t, 5*time.Minute)
-	e.repl = e.replicate(t)
-	e.repl.streaming(t)
-	e.start(t, "encode", "--http-addr=", "--batch-wait", "100ms", "--ack-wait", "5s")
-	e.exec(t, `INSERT INTO products (supplier_id, sku, name, description, price, currency, attributes)
-		SELECT 1 + g % 2, 'EP-' || g,
-		       (ARRAY['Nordby oak table', 'Kaska wool throw', 'Umbra floor lamp', 'Lisboa linen shirt'])[1 + g % 4] || ' ' || g,
-		       'Oiled by hand in Malmö; ships flat. Batch ' || (g / 50) || '.', 10 + g % 90, 'EUR',
-		       jsonb_build_object('colour', (ARRAY['natural', 'smoke', 'white'])[1 + g % 3], 'width_cm', 40 + g % 160)
-		FROM generate_series(1, 1200) g`)
-	e.settle(t)
+	e := newEpochPipeline(t, 1200)
 
 	const epoch = "s1-lost-chunk.1"
-	open := e.emitMessage(t, replication.EpochOpenPrefix, replication.EpochMessage{ID: epoch, Supplier: 1, Schema: "public", Table: "products"})
+	open := testenv.EmitMessage(t, e.pool, replication.EpochOpenPrefix, replication.EpochMessage{ID: epoch, Supplier: 1, Schema: "public", Table: "products"})
 	rows, err := e.pool.Query(ctx, `SELECT ARRAY[id::text, supplier_id::text, sku, name] FROM products WHERE supplier_id = 1 ORDER BY id LIMIT 200`)
 	if err != nil {
 		t.Fatal(err)
@@ -465,7 +437,7 @@ func TestSnapshotEpochLostChunkSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	// No low watermark before it: the replicator has no window for the chunk.
-	e.emitMessage(t, replication.SnapshotChunkPrefix, replication.SnapshotChunk{ID: epoch, Chunk: 1, Schema: "public", Table: "products",
+	testenv.EmitMessage(t, e.pool, replication.SnapshotChunkPrefix, replication.SnapshotChunk{ID: epoch, Chunk: 1, Schema: "public", Table: "products",
 		Columns: []replication.SnapshotColumn{{Name: "id", Type: 20}, {Name: "supplier_id", Type: 23}, {Name: "sku", Type: 1043}, {Name: "name", Type: 25}},
 		Rows:    chunkRows})
 	e.settle(t)
@@ -480,7 +452,7 @@ func TestSnapshotEpochLostChunkSurvivesRestart(t *testing.T) {
 	_ = e.repl.wait()
 
 	// The snapshot finishes while replicate is down, then replicate comes back.
-	e.emitMessage(t, replication.EpochClosePrefix, replication.EpochMessage{ID: epoch, Supplier: 1, Schema: "public", Table: "products",
+	testenv.EmitMessage(t, e.pool, replication.EpochClosePrefix, replication.EpochMessage{ID: epoch, Supplier: 1, Schema: "public", Table: "products",
 		OpenLSN: open.String(), Rows: int64(len(chunkRows))})
 	e.repl = e.replicate(t)
 	e.repl.streaming(t)

@@ -260,13 +260,7 @@ func TestSlotDroppedMidSessionKill9(t *testing.T) {
 	if err := p.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
-	chunks := func() int {
-		var n int
-		if err := e.pool.QueryRow(ctx, "SELECT coalesce(sum(chunks), 0) FROM tidemark_snapshots WHERE finished_at IS NULL").Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
+	chunks := func() int { return e.snapshotChunks(ctx, t, true) }
 	testenv.WaitFor(t, "the resync's snapshot under way", time.Minute, func() bool {
 		return strings.Contains(p.out.String(), "reason=dropped") && chunks() >= 8
 	})

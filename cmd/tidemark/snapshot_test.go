@@ -13,6 +13,21 @@ import (
 	"github.com/tidemark/tidemark/snapshot"
 )
 
+// snapshotChunks is the number of chunks snapshots have committed, of the unfinished ones
+// only when unfinished is true.
+func (e *replEnv) snapshotChunks(ctx context.Context, t *testing.T, unfinished bool) int {
+	t.Helper()
+	q := "SELECT coalesce(sum(chunks), 0) FROM tidemark_snapshots"
+	if unfinished {
+		q += " WHERE finished_at IS NULL"
+	}
+	var n int
+	if err := e.pool.QueryRow(ctx, q).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 // TestReplicateInitialSnapshot: replicate's first run on a table that already holds rows
 // publishes every row as a snapshot event; killed with SIGKILL half-way, the next run resumes,
 // and the stream ends with every product exactly once. Then `tidemark snapshot --supplier`
@@ -26,13 +41,7 @@ func TestReplicateInitialSnapshot(t *testing.T) {
 		SELECT 1 + g % 2, 'S-' || g, 'product ' || g, g / 100.0 FROM generate_series(1, 20000) g`)
 
 	p := e.replicate(t, "--snapshot-chunk", "250")
-	chunks := func() int {
-		var n int
-		if err := e.pool.QueryRow(ctx, "SELECT coalesce(sum(chunks), 0) FROM tidemark_snapshots").Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
+	chunks := func() int { return e.snapshotChunks(ctx, t, false) }
 	testenv.WaitFor(t, "a few snapshot chunks", time.Minute, func() bool { return chunks() >= 8 })
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
