@@ -32,6 +32,10 @@ func TestConfigDefaults(t *testing.T) {
 		{Config{MaxDeliver: 1}, "--max-deliver"},
 		{Config{MaxAckPending: -1}, "--max-ack-pending"},
 		{Config{ExitIdle: -time.Second}, "--exit-idle"},
+		// Settings without a flag are named by their field.
+		{Config{NakDelay: -time.Second}, "Config.NakDelay"},
+		{Config{ShutdownGrace: -time.Second}, "Config.ShutdownGrace"},
+		{Config{StreamWait: -time.Second}, "Config.StreamWait"},
 	} {
 		if err := tc.cfg.defaults(); err == nil || !strings.Contains(err.Error(), tc.flag) {
 			t.Errorf("%+v: err = %v, want one naming %s", tc.cfg, err, tc.flag)

@@ -313,10 +313,15 @@ func TestDeadLetterFailureLosesNothing(t *testing.T) {
 	r := e.start(encoder.Config{MaxDeliver: 2, AckWait: 5 * time.Second}, emb)
 	bad := e.insert(1, "Z-1", "A cursed amulet", "Nobody can embed this.")
 	e.insert(1, "Z-2", "A fine lamp", "Nothing wrong.")
-	cons, err := e.js.Consumer(e.ctx, event.Stream, encoder.DefaultConsumer)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The encoder creates its consumer once it runs: wait for it rather than race it.
+	var cons jetstream.Consumer
+	eventually(t, time.Minute, func() string {
+		var err error
+		if cons, err = e.js.Consumer(e.ctx, event.Stream, encoder.DefaultConsumer); err != nil {
+			return fmt.Sprintf("consumer: %v", err)
+		}
+		return ""
+	})
 	// Past its last delivery (2) while the dead-letter stream cannot be created.
 	eventually(t, 2*time.Minute, func() string {
 		if n := fake.rejections(); n < 8 {
@@ -352,4 +357,19 @@ func TestDeadLetterFailureLosesNothing(t *testing.T) {
 		}
 		return ""
 	})
+}
+
+// TestOpenAINegativeSettingsAreErrors: a negative batch, timeout or retry count is an error
+// naming the flag, not silently replaced.
+func TestOpenAINegativeSettingsAreErrors(t *testing.T) {
+	for flag, cfg := range map[string]encoder.OpenAIConfig{
+		"--embed-batch":   {Batch: -1},
+		"--embed-timeout": {Timeout: -time.Second},
+		"--embed-retries": {Retries: -1},
+	} {
+		cfg.URL, cfg.Model = "http://127.0.0.1:1/v1", "m"
+		if _, err := encoder.NewOpenAI(cfg, testLog(t)); err == nil || !strings.Contains(err.Error(), flag) {
+			t.Errorf("%+v: err = %v, want one naming %s", cfg, err, flag)
+		}
+	}
 }

@@ -101,15 +101,15 @@ func (c *Config) defaults() error {
 	c.DLQ = cmp.Or(c.DLQ, d.DLQ)
 	c.Consumer = cmp.Or(c.Consumer, d.Consumer)
 	var errs []error
-	setDefault(&errs, "workers", &c.Workers, d.Workers)
-	setDefault(&errs, "batch", &c.Batch, d.Batch)
-	setDefault(&errs, "batch-wait", &c.BatchWait, d.BatchWait)
-	setDefault(&errs, "ack-wait", &c.AckWait, d.AckWait)
-	setDefault(&errs, "max-deliver", &c.MaxDeliver, d.MaxDeliver)
-	setDefault(&errs, "max-ack-pending", &c.MaxAckPending, d.MaxAckPending)
-	setDefault(&errs, "nak-delay", &c.NakDelay, d.NakDelay)
-	setDefault(&errs, "shutdown-grace", &c.ShutdownGrace, d.ShutdownGrace)
-	setDefault(&errs, "stream-wait", &c.StreamWait, d.StreamWait)
+	setDefault(&errs, "--workers", &c.Workers, d.Workers)
+	setDefault(&errs, "--batch", &c.Batch, d.Batch)
+	setDefault(&errs, "--batch-wait", &c.BatchWait, d.BatchWait)
+	setDefault(&errs, "--ack-wait", &c.AckWait, d.AckWait)
+	setDefault(&errs, "--max-deliver", &c.MaxDeliver, d.MaxDeliver)
+	setDefault(&errs, "--max-ack-pending", &c.MaxAckPending, d.MaxAckPending)
+	setDefault(&errs, "Config.NakDelay", &c.NakDelay, d.NakDelay)
+	setDefault(&errs, "Config.ShutdownGrace", &c.ShutdownGrace, d.ShutdownGrace)
+	setDefault(&errs, "Config.StreamWait", &c.StreamWait, d.StreamWait)
 	if c.ExitIdle < 0 {
 		errs = append(errs, fmt.Errorf("encoder: --exit-idle %s is negative", c.ExitIdle))
 	}
@@ -122,13 +122,14 @@ func (c *Config) defaults() error {
 	return nil
 }
 
-// setDefault sets a zero *v to d, and notes a negative one as an error naming the flag.
-func setDefault[T int | time.Duration](errs *[]error, flag string, v *T, d T) {
+// setDefault sets a zero *v to d, and notes a negative one as an error naming it: its flag,
+// or the Config field for settings that have none.
+func setDefault[T int | time.Duration](errs *[]error, name string, v *T, d T) {
 	switch {
 	case *v == 0:
 		*v = d
 	case *v < 0:
-		*errs = append(*errs, fmt.Errorf("encoder: --%s %v must be positive", flag, *v))
+		*errs = append(*errs, fmt.Errorf("encoder: %s %v must be positive", name, *v))
 	}
 }
 

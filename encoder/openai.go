@@ -46,16 +46,22 @@ func NewOpenAI(cfg OpenAIConfig, log *slog.Logger) (*OpenAI, error) {
 	if cfg.Model == "" {
 		return nil, errors.New("openai embedder: --embed-model is empty")
 	}
+	switch {
+	case cfg.Batch < 0:
+		return nil, fmt.Errorf("openai embedder: --embed-batch %d is negative", cfg.Batch)
+	case cfg.Timeout < 0:
+		return nil, fmt.Errorf("openai embedder: --embed-timeout %s is negative", cfg.Timeout)
+	case cfg.Retries < 0:
+		return nil, fmt.Errorf("openai embedder: --embed-retries %d is negative", cfg.Retries)
+	}
 	cfg.URL = strings.TrimRight(cfg.URL, "/")
-	if cfg.Batch <= 0 {
+	if cfg.Batch == 0 {
 		cfg.Batch = 128
 	}
-	if cfg.Timeout <= 0 {
+	if cfg.Timeout == 0 {
 		cfg.Timeout = 60 * time.Second
 	}
-	if cfg.Retries < 0 {
-		cfg.Retries = 0
-	} else if cfg.Retries == 0 {
+	if cfg.Retries == 0 {
 		cfg.Retries = 8
 	}
 	if cfg.MinBackoff <= 0 {
