@@ -37,7 +37,11 @@ type LostEpoch struct {
 type LostEpochs interface {
 	// LoadLostEpochs returns the lost epochs saved for slot, none when nothing is saved.
 	LoadLostEpochs(ctx context.Context, slot string) ([]LostEpoch, error)
-	// SaveLostEpochs replaces the lost epochs saved for slot.
+	// SaveLostEpochs replaces the lost epochs saved for slot. A store shared by several
+	// processes refuses (an error) a save over lost epochs written by another since it last
+	// read or wrote them: a replicator that lost the slot without knowing yet would otherwise
+	// replace the new holder's losses with its own view. The session fails, and the next one
+	// reads them again and merges.
 	SaveLostEpochs(ctx context.Context, slot string, epochs []LostEpoch) error
 }
 
@@ -60,7 +64,8 @@ func (r *Replicator) noteLostEpochs(ctx context.Context, w *watermarks) error {
 }
 
 // syncLostEpochs runs at a session's start, once the session holds the slot (so no other
-// replicator of the slot writes the lost epochs meanwhile). It adds the lost epochs saved by an
+// replicator of the slot writes the lost epochs meanwhile, but one that lost the slot and
+// still decodes what it had received, whose save the store refuses). It adds the lost epochs saved by an
 // earlier process, or by another replicator that held the slot in between (a standby), to
 // those this process knows; forgets those a replay can no longer publish the close of, the
 // stream holding changes up to stored; and saves the result when it differs from what is

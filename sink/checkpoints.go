@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/nats-io/nats.go/jetstream"
@@ -15,6 +16,11 @@ import (
 // implements replication.Checkpoints.
 type Checkpoints struct {
 	kv jetstream.KeyValue
+
+	// lostRev is, per slot, the revision of the lost epochs this handle last read or wrote
+	// (0: the key did not exist); a slot missing has not been read.
+	mu      sync.Mutex
+	lostRev map[string]uint64
 }
 
 var (
@@ -109,6 +115,7 @@ func lostEpochsKey(slot string) string { return slot + ".lost_epochs" }
 func (c *Checkpoints) LoadLostEpochs(ctx context.Context, slot string) ([]replication.LostEpoch, error) {
 	e, err := c.kv.Get(ctx, lostEpochsKey(slot))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		c.setLostRev(slot, 0)
 		return nil, nil
 	}
 	if err != nil {
@@ -118,10 +125,16 @@ func (c *Checkpoints) LoadLostEpochs(ctx context.Context, slot string) ([]replic
 	if err := json.Unmarshal(e.Value(), &epochs); err != nil {
 		return nil, fmt.Errorf("lost snapshot epochs of %s: %w", slot, err)
 	}
+	c.setLostRev(slot, e.Revision())
 	return epochs, nil
 }
 
-// SaveLostEpochs replaces the snapshot epochs saved as having lost a chunk on slot.
+// SaveLostEpochs replaces the snapshot epochs saved as having lost a chunk on slot, provided
+// nobody wrote them since this handle last read or wrote them: a replicator that lost the slot
+// and still decodes what it had received must not replace what the slot's new holder saved
+// (its losses would be forgotten). Such a save fails with [jetstream.ErrKeyExists] or
+// [jetstream.ErrKeyRevisionMismatch]; a load reads the current revision. Without an earlier
+// load it replaces whatever is saved.
 func (c *Checkpoints) SaveLostEpochs(ctx context.Context, slot string, epochs []replication.LostEpoch) error {
 	if epochs == nil {
 		epochs = []replication.LostEpoch{}
@@ -130,8 +143,36 @@ func (c *Checkpoints) SaveLostEpochs(ctx context.Context, slot string, epochs []
 	if err != nil {
 		return fmt.Errorf("encode lost snapshot epochs of %s: %w", slot, err)
 	}
-	if _, err := c.kv.Put(ctx, lostEpochsKey(slot), b); err != nil {
+	c.mu.Lock()
+	rev, read := c.lostRev[slot]
+	c.mu.Unlock()
+	key := lostEpochsKey(slot)
+	switch {
+	case !read:
+		rev, err = c.kv.Put(ctx, key, b)
+	case rev == 0:
+		// Create, not Update(0): it also writes over a key deleted by hand.
+		rev, err = c.kv.Create(ctx, key, b)
+	default:
+		rev, err = c.kv.Update(ctx, key, b, rev)
+	}
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return fmt.Errorf("save lost snapshot epochs of %s: another replicator saved them since they were read: %w", slot, err)
+	}
+	if err != nil {
+		// The revision stays: had this save landed after all (a timeout), the next one fails
+		// until they are read again.
 		return fmt.Errorf("save lost snapshot epochs of %s: %w", slot, err)
 	}
+	c.setLostRev(slot, rev)
 	return nil
+}
+
+func (c *Checkpoints) setLostRev(slot string, rev uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.lostRev == nil {
+		c.lostRev = map[string]uint64{}
+	}
+	c.lostRev[slot] = rev
 }
