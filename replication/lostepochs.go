@@ -45,8 +45,9 @@ type LostEpochs interface {
 	SaveLostEpochs(ctx context.Context, slot string, epochs []LostEpoch) error
 }
 
-// MaxLostEpochs bounds the lost epochs kept per slot: beyond it the oldest are forgotten. An
-// epoch is forgotten anyway once the stream holds a change after its close (a replay of the
+// MaxLostEpochs bounds the lost epochs kept per slot: beyond it those whose close was dropped
+// are forgotten first (the oldest close first), then the oldest others. An epoch is forgotten
+// anyway at a session's start once the stream holds a change after its close (a replay of the
 // close is then skipped as already stored); only epochs whose close never comes (a snapshot
 // abandoned for a new epoch) stay until this bound.
 const MaxLostEpochs = 1000
@@ -124,13 +125,26 @@ func (r *Replicator) saveLostEpochs(ctx context.Context) error {
 	for _, e := range r.lost {
 		list = append(list, *e)
 	}
-	slices.SortFunc(list, func(a, b LostEpoch) int { return cmp.Or(cmp.Compare(a.Lost, b.Lost), cmp.Compare(a.ID, b.ID)) })
 	if over := len(list) - MaxLostEpochs; over > 0 {
+		// The closed first, the oldest close first: a dropped close matters only to a replay
+		// of it, while the close of an open one may still come (a killed snapshot resumed)
+		// and would be published once its entry is gone.
+		open := func(e LostEpoch) int {
+			if e.Closed == 0 {
+				return 1
+			}
+			return 0
+		}
+		slices.SortFunc(list, func(a, b LostEpoch) int {
+			return cmp.Or(cmp.Compare(open(a), open(b)), cmp.Compare(a.Closed, b.Closed),
+				cmp.Compare(a.Lost, b.Lost), cmp.Compare(a.ID, b.ID))
+		})
 		for _, e := range list[:over] {
 			delete(r.lost, e.ID)
 		}
 		list = list[over:]
 	}
+	slices.SortFunc(list, func(a, b LostEpoch) int { return cmp.Or(cmp.Compare(a.Lost, b.Lost), cmp.Compare(a.ID, b.ID)) })
 	// Not ctx itself: a stop requested meanwhile still lets the loss be saved.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lostSaveTimeout)
 	defer cancel()
