@@ -26,4 +26,8 @@ var (
 
 	// ErrNoSlot means the replication slot does not exist.
 	ErrNoSlot = errors.New("replication slot does not exist")
+
+	// ErrCheckpointCorrupt means a value kept beside the slot's checkpoint (the lost snapshot
+	// epochs) cannot be read. Run stops on it: a reconnect would only read it again.
+	ErrCheckpointCorrupt = errors.New("unreadable value in the checkpoint store")
 )

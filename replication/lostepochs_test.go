@@ -3,6 +3,8 @@ package replication_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -167,5 +169,37 @@ func TestLostChunkKeepsItsEpochOpenAcrossRestarts(t *testing.T) {
 	}
 	if lost := store.lostEpochs(); len(lost) != 1 || lost[0].Closed == 0 {
 		t.Errorf("saved lost epochs %+v, want the epoch with its close recorded", lost)
+	}
+}
+
+// corruptLost is a checkpoint store whose saved lost epochs cannot be read.
+type corruptLost struct{ checkpointStore }
+
+func (s *corruptLost) LoadLostEpochs(context.Context, string) ([]replication.LostEpoch, error) {
+	return nil, fmt.Errorf("lost snapshot epochs of tidemark: %w: invalid character", replication.ErrCheckpointCorrupt)
+}
+
+// TestCorruptLostEpochsStopTheReplicator: saved lost epochs that cannot be read stop Run with
+// the error, as an unreadable checkpoint does, instead of reconnecting for ever (a reconnect
+// reads them again) while it looks like an interruption.
+func TestCorruptLostEpochsStopTheReplicator(t *testing.T) {
+	e := newEnv(t, testenv.Database(t))
+	r, err := replication.New(replication.Config{
+		ConnString: e.url, Slot: e.slot, Publication: "tidemark", Checkpoints: &corruptLost{},
+		StatusInterval: 100 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
+	}, &recorder{stream: true}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testenv.Context(t, time.Minute)
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(ctx) }()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, replication.ErrCheckpointCorrupt) {
+			t.Fatalf("Run returned %v, want replication.ErrCheckpointCorrupt", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run still retrying 10s after the lost epochs could not be read")
 	}
 }

@@ -273,7 +273,7 @@ func (r *Replicator) loop(ctx context.Context) error {
 			backoff = min(backoff*2, r.cfg.MaxBackoff)
 			continue
 		}
-		if errors.Is(err, ErrProtocol) || errors.Is(err, ErrWALLevel) || errors.Is(err, ErrStreamAhead) {
+		if errors.Is(err, ErrProtocol) || errors.Is(err, ErrWALLevel) || errors.Is(err, ErrStreamAhead) || errors.Is(err, ErrCheckpointCorrupt) {
 			return err
 		}
 		wait := backoff

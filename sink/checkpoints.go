@@ -123,7 +123,8 @@ func (c *Checkpoints) LoadLostEpochs(ctx context.Context, slot string) ([]replic
 	}
 	var epochs []replication.LostEpoch
 	if err := json.Unmarshal(e.Value(), &epochs); err != nil {
-		return nil, fmt.Errorf("lost snapshot epochs of %s: %w", slot, err)
+		return nil, fmt.Errorf("lost snapshot epochs of %s: %w: key %s of bucket %s: %w (fix the value, or delete the key, which forgets them: snapshot the suppliers of epochs replicate logged as lost again with --new-epoch)",
+			slot, replication.ErrCheckpointCorrupt, lostEpochsKey(slot), CheckpointBucket, err)
 	}
 	c.setLostRev(slot, e.Revision())
 	return epochs, nil

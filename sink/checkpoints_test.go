@@ -1,7 +1,9 @@
 package sink_test
 
 import (
+	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,5 +81,31 @@ func TestLostEpochsRefuseAStaleSave(t *testing.T) {
 	}
 	if e, err := kv.Get(ctx, "tidemark.lost_epochs"); err != nil || e.Operation() != jetstream.KeyValuePut {
 		t.Fatalf("after the save over the deleted key: %v", err)
+	}
+}
+
+// TestLostEpochsCorruptKey: a lost_epochs key that is no list of epochs is an error that names
+// the key and is replication.ErrCheckpointCorrupt (the replicator stops on it: a reconnect
+// would read it again), not an empty list and not a panic.
+func TestLostEpochsCorruptKey(t *testing.T) {
+	n := testenv.NATS(t)
+	ctx := testenv.Context(t, time.Minute)
+	js := setup(t, connect(t, n.URL()))
+	cps, err := sink.EnsureCheckpoints(ctx, js, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, sink.CheckpointBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, value := range []string{`{"id":"s1-1.2"}`, `[{"id":"s1-1.2","lost":"nonsense"}]`, "\x00\x01", `[`} {
+		if _, err := kv.PutString(ctx, "tidemark.lost_epochs", value); err != nil {
+			t.Fatal(err)
+		}
+		got, err := cps.LoadLostEpochs(ctx, "tidemark")
+		if !errors.Is(err, replication.ErrCheckpointCorrupt) || !strings.Contains(err.Error(), "tidemark.lost_epochs") {
+			t.Errorf("load of %q: %+v, %v; want replication.ErrCheckpointCorrupt naming the key", value, got, err)
+		}
 	}
 }
