@@ -39,8 +39,12 @@ func (c *DoctorCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
 	opts := health.Options{Slot: c.Slot, Publication: c.Publication, Stream: c.Stream, LagWarn: c.LagWarn}
-	// NATS first: the saved checkpoint tells a dropped slot from one not yet created.
-	natsChecks := c.nats(ctx, g, log, &opts)
+	// NATS first: the saved checkpoint tells a dropped slot from one not yet created. Within
+	// half the time: a NATS that does not answer must not leave the PostgreSQL checks none,
+	// which would then report PostgreSQL down.
+	nctx, ncancel := context.WithTimeout(ctx, c.Timeout/2)
+	natsChecks := c.nats(nctx, g, log, &opts)
+	ncancel()
 	checks := append(c.postgres(ctx, g, log, opts), natsChecks...)
 	rep := doctorReport{Checks: checks}
 	for _, ch := range checks {

@@ -1,13 +1,18 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"net"
 	"net/url"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -259,5 +264,67 @@ func TestDoctorDroppedSlot(t *testing.T) {
 	wantCheck(t, checks, "slot", health.Fail, "is lost: dropped")
 	if fix := checks["slot"].Fix; !strings.Contains(fix, "--on-slot-lost resync") {
 		t.Errorf("slot fix %q does not name the resync", fix)
+	}
+}
+
+// silentNATS is a NATS server that accepts clients and answers their pings, and nothing else:
+// a JetStream whose cluster lost its quorum looks so to a client (requests time out).
+func silentNATS(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	port := ln.Addr().(*net.TCPAddr).Port
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer func() { _ = conn.Close() }()
+				fmt.Fprintf(conn, "INFO {\"server_id\":\"silent\",\"server_name\":\"silent\",\"version\":\"2.10.22\",\"proto\":1,\"host\":\"127.0.0.1\",\"port\":%d,\"headers\":true,\"max_payload\":1048576}\r\n", port)
+				r := bufio.NewReader(conn)
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					f := strings.Fields(line)
+					if len(f) == 0 {
+						continue
+					}
+					switch strings.ToUpper(f[0]) {
+					case "PING":
+						_, _ = io.WriteString(conn, "PONG\r\n")
+					case "PUB", "HPUB":
+						// The payload (its size is the last field) and its CRLF go unanswered.
+						n, _ := strconv.Atoi(f[len(f)-1])
+						if _, err := io.CopyN(io.Discard, r, int64(n)+2); err != nil {
+							return
+						}
+					}
+				}
+			}()
+		}
+	}()
+	return fmt.Sprintf("nats://127.0.0.1:%d", port)
+}
+
+// TestDoctorSilentJetStreamLeavesPostgresChecks: a NATS whose JetStream never answers fails
+// the NATS checks, and the PostgreSQL ones still run and pass (they run after NATS, which
+// reads the checkpoint, and must not find the time spent).
+func TestDoctorSilentJetStreamLeavesPostgresChecks(t *testing.T) {
+	dbURL := testenv.Database(t)
+	checks, _, code, stderr := runDoctor(t, dbURL, silentNATS(t), "--timeout", "6s")
+	wantCheck(t, checks, "postgres", health.OK, "PostgreSQL")
+	wantCheck(t, checks, "wal_level", health.OK, "logical")
+	if c, ok := checks["jetstream"]; !ok || c.Level != health.Fail {
+		t.Errorf("jetstream check %+v, want a failure", c)
+	}
+	if code != 1 {
+		t.Errorf("exit %d, want 1\n%s", code, stderr)
 	}
 }
