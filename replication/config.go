@@ -21,6 +21,10 @@ func DefaultConfig() Config {
 	}
 }
 
+// Validate returns the error [New] would return for c, so that a command can check its flags
+// before it creates anything.
+func (c Config) Validate() error { return c.defaults() }
+
 // defaults fills the zero fields of c from [DefaultConfig]; an invalid one is an error that
 // names it (its flag where it has one).
 func (c *Config) defaults() error {

@@ -20,6 +20,9 @@ func DefaultOptions() Options {
 	}
 }
 
+// Validate returns the error [NewPublisher] would return for o's settings.
+func (o Options) Validate() error { return o.defaults() }
+
 // defaults fills the zero fields of o from [DefaultOptions]; an invalid one is an error that
 // names it (its flag where it has one).
 func (o *Options) defaults() error {
@@ -49,6 +52,9 @@ func DefaultStreamConfig() StreamConfig {
 		Replicas:   1,
 	}
 }
+
+// Validate returns the error [EnsureStream] would return for c's settings.
+func (c StreamConfig) Validate() error { return c.defaults() }
 
 // defaults fills the zero fields of c from [DefaultStreamConfig]; a negative one is an error
 // that names its flag.

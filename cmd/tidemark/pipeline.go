@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -57,6 +58,22 @@ func (c *ReplicateCmd) newReplicator(ctx context.Context, g *Globals, log *slog.
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	pubOpts := sink.Options{Stream: c.Stream, Format: event.Format(c.Format), MaxInFlight: c.MaxInFlight, AckTimeout: c.AckTimeout}
+	streamCfg := sink.StreamConfig{Name: c.Stream, Duplicates: c.DedupWindow, Replicas: c.Replicas}
+	replCfg := replication.Config{
+		ConnString:     g.Postgres.URL,
+		Slot:           c.Slot,
+		Publication:    c.Publication,
+		StartLSN:       from,
+		StopAtLSN:      stopAt,
+		StatusInterval: c.StatusInterval,
+		Heartbeat:      c.Heartbeat,
+	}
+	// Before anything is created: a slot left by a run that then fails on a flag holds WAL
+	// with nobody to read it.
+	if err := errors.Join(replCfg.Validate(), pubOpts.Validate(), streamCfg.Validate()); err != nil {
+		return nil, nil, nil, err
+	}
 	pool, err := g.Pool(ctx, log)
 	if err != nil {
 		return nil, nil, nil, err
@@ -90,9 +107,7 @@ func (c *ReplicateCmd) newReplicator(ctx context.Context, g *Globals, log *slog.
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	pub, err := sink.NewPublisher(nc, sink.Options{
-		Stream: c.Stream, Format: event.Format(c.Format), MaxInFlight: c.MaxInFlight, AckTimeout: c.AckTimeout,
-	}, log, reg)
+	pub, err := sink.NewPublisher(nc, pubOpts, log, reg)
 	if err != nil {
 		nc.Close()
 		return nil, nil, nil, err
@@ -110,7 +125,7 @@ func (c *ReplicateCmd) newReplicator(ctx context.Context, g *Globals, log *slog.
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("jetstream: %w", err)
 	}
-	if _, err := sink.EnsureStream(ctx, js, sink.StreamConfig{Name: c.Stream, Duplicates: c.DedupWindow, Replicas: c.Replicas}); err != nil {
+	if _, err := sink.EnsureStream(ctx, js, streamCfg); err != nil {
 		return nil, nil, nil, err
 	}
 	cps, err := sink.EnsureCheckpoints(ctx, js, c.Replicas)
@@ -121,17 +136,8 @@ func (c *ReplicateCmd) newReplicator(ctx context.Context, g *Globals, log *slog.
 	if c.OnSlotLost == "resync" && runner != nil {
 		onLost = (&resyncer{c: c, g: g, log: log, cps: cps, runner: runner}).resync
 	}
-	r, err = replication.New(replication.Config{
-		ConnString:     g.Postgres.URL,
-		Slot:           c.Slot,
-		Publication:    c.Publication,
-		StartLSN:       from,
-		StopAtLSN:      stopAt,
-		StatusInterval: c.StatusInterval,
-		Heartbeat:      c.Heartbeat,
-		Checkpoints:    cps,
-		OnSlotLost:     onLost,
-	}, pub, log, reg)
+	replCfg.Checkpoints, replCfg.OnSlotLost = cps, onLost
+	r, err = replication.New(replCfg, pub, log, reg)
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -2,9 +2,12 @@ package main
 
 import (
 	"reflect"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/alecthomas/kong"
+	"github.com/tidemark/tidemark/internal/testenv"
 )
 
 func TestDemoCommands(t *testing.T) {
@@ -56,5 +59,29 @@ func flagDefaults(t *testing.T, cmd any) {
 	}
 	if _, err := p.Parse(nil); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestReplicateRejectsBadFlagsBeforeTheSlot: a negative setting stops replicate with an error
+// naming the flag before it creates anything: a slot created by a run that then fails holds
+// WAL with nobody to consume it.
+func TestReplicateRejectsBadFlagsBeforeTheSlot(t *testing.T) {
+	e := newReplEnv(t)
+	ctx := testenv.Context(t, 2*time.Minute)
+	for _, flag := range []string{
+		"--max-in-flight=-1", "--ack-timeout=-1s", "--dedup-window=-1m", "--replicas=-1",
+		"--status-interval=-1s", "--heartbeat=-1s",
+	} {
+		_, stderr, code := runTidemark(t, e.url, e.nats.URL(), "replicate", "--slot", "rev_bad_flags", "--http-addr", "", flag)
+		if name, _, _ := strings.Cut(flag, "="); code == 0 || !strings.Contains(stderr, name) {
+			t.Errorf("replicate %s: exit %d, stderr %q; want a failure naming the flag", flag, code, stderr)
+		}
+		var slots int
+		if err := e.pool.QueryRow(ctx, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'rev_bad_flags'").Scan(&slots); err != nil {
+			t.Fatal(err)
+		}
+		if slots != 0 {
+			t.Fatalf("replicate %s failed and left its slot behind", flag)
+		}
 	}
 }
