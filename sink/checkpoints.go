@@ -66,7 +66,7 @@ func (c *Checkpoints) Load(ctx context.Context, slot string) (pglogrepl.LSN, err
 		return 0, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("read checkpoint of %s: %w", slot, err)
+		return 0, fmt.Errorf("read checkpoint of %s (bucket %s): %w", slot, CheckpointBucket, err)
 	}
 	lsn, err := pglogrepl.ParseLSN(string(e.Value()))
 	if err != nil {
@@ -78,7 +78,7 @@ func (c *Checkpoints) Load(ctx context.Context, slot string) (pglogrepl.LSN, err
 // Save stores lsn as slot's checkpoint.
 func (c *Checkpoints) Save(ctx context.Context, slot string, lsn pglogrepl.LSN) error {
 	if _, err := c.kv.Put(ctx, slot, []byte(lsn.String())); err != nil {
-		return fmt.Errorf("save checkpoint of %s: %w", slot, err)
+		return fmt.Errorf("save checkpoint of %s (bucket %s): %w", slot, CheckpointBucket, err)
 	}
 	return nil
 }
@@ -94,7 +94,7 @@ func (c *Checkpoints) LoadOrigin(ctx context.Context, slot string) (string, erro
 		return "", nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("read checkpoint origin of %s: %w", slot, err)
+		return "", fmt.Errorf("read checkpoint origin of %s (bucket %s): %w", slot, CheckpointBucket, err)
 	}
 	return string(e.Value()), nil
 }
@@ -102,7 +102,7 @@ func (c *Checkpoints) LoadOrigin(ctx context.Context, slot string) (string, erro
 // SaveOrigin stores the origin of the server slot streams from.
 func (c *Checkpoints) SaveOrigin(ctx context.Context, slot, origin string) error {
 	if _, err := c.kv.Put(ctx, originKey(slot), []byte(origin)); err != nil {
-		return fmt.Errorf("save checkpoint origin of %s: %w", slot, err)
+		return fmt.Errorf("save checkpoint origin of %s (bucket %s): %w", slot, CheckpointBucket, err)
 	}
 	return nil
 }
@@ -119,7 +119,7 @@ func (c *Checkpoints) LoadLostEpochs(ctx context.Context, slot string) ([]replic
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read lost snapshot epochs of %s: %w", slot, err)
+		return nil, fmt.Errorf("read lost snapshot epochs of %s (bucket %s): %w", slot, CheckpointBucket, err)
 	}
 	var epochs []replication.LostEpoch
 	if err := json.Unmarshal(e.Value(), &epochs); err != nil {
@@ -163,7 +163,7 @@ func (c *Checkpoints) SaveLostEpochs(ctx context.Context, slot string, epochs []
 	if err != nil {
 		// The revision stays: had this save landed after all (a timeout), the next one fails
 		// until they are read again.
-		return fmt.Errorf("save lost snapshot epochs of %s: %w", slot, err)
+		return fmt.Errorf("save lost snapshot epochs of %s (bucket %s): %w", slot, CheckpointBucket, err)
 	}
 	c.setLostRev(slot, rev)
 	return nil
