@@ -145,14 +145,15 @@ func (e *env) delete(k event.Key) event.Change {
 }
 
 // publish sends ch as replicate does: subject products.<supplier>.<op>, Msg-Id from its LSN.
-func (e *env) publish(ch event.Change) {
+// publish publishes ch as the replicator would and returns its stream sequence.
+func (e *env) publish(ch event.Change) uint64 {
 	e.t.Helper()
 	data, err := json.Marshal(ch)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	id := fmt.Sprintf("%s-%d-%d-%d", ch.Source.CommitLSN, ch.Source.Seq, ch.Key.SupplierID, ch.Key.ID)
-	e.publishRaw(fmt.Sprintf("products.%d.%s", ch.Key.SupplierID, ch.Op), data, id)
+	return e.publishRaw(fmt.Sprintf("products.%d.%s", ch.Key.SupplierID, ch.Op), data, id)
 }
 
 // publishRaw publishes data and returns its stream sequence; a duplicate fails the test.

@@ -314,30 +314,19 @@ func (b *batch) truncate(ctx context.Context, tx pgx.Tx) error {
 	return nil
 }
 
-// ack acks every message the committed transaction settled, and counts the batch's events.
+// ack counts the batch's events and acks every message the committed transaction settled:
+// counted first, so that whoever sees an event acked sees it counted too.
 func (b *batch) ack() {
-	for _, m := range b.settled {
-		_ = m.Ack()
-	}
-	gone := 0
-	nTrunc := 0
+	gone, nTrunc := 0, 0
 	for _, p := range b.items {
-		if p.dead {
-			continue
-		}
-		if p.gone {
+		if !p.dead && p.gone {
 			gone++
 		}
-		_ = p.ev.msg.Ack()
 	}
 	for _, ev := range b.truncates {
 		if ev != nil {
 			nTrunc++
-			_ = ev.msg.Ack()
 		}
-	}
-	for _, ev := range b.epochs {
-		_ = ev.msg.Ack()
 	}
 	events := b.e.m.events
 	events.WithLabelValues("coalesced").Add(float64(b.coalesced))
@@ -347,6 +336,23 @@ func (b *batch) ack() {
 	events.WithLabelValues("epoch").Add(float64(len(b.epochs)))
 	events.WithLabelValues("embedded").Add(float64(len(b.toEmbed) + len(b.missed)))
 	events.WithLabelValues("skipped_unchanged").Add(float64(len(b.unchanged) - len(b.missed)))
+
+	for _, m := range b.settled {
+		_ = m.Ack()
+	}
+	for _, p := range b.items {
+		if !p.dead {
+			_ = p.ev.msg.Ack()
+		}
+	}
+	for _, ev := range b.truncates {
+		if ev != nil {
+			_ = ev.msg.Ack()
+		}
+	}
+	for _, ev := range b.epochs {
+		_ = ev.msg.Ack()
+	}
 	b.e.log.Debug("batch done", "messages", len(b.msgs), "decoded", b.tDecode, "texts", b.tText, "hashes", b.tHashes,
 		"embedded", b.tEmbed, "written", b.tWrite, "committed", b.tCommit, "acked", time.Since(b.t0))
 }
