@@ -16,11 +16,15 @@ var (
 	binPath string
 	binErr  error
 	binOut  []byte
-	// raceDir holds the race reports of race-built subprocesses (GORACE log_path): one file
-	// per process that found a race, named report.<pid>.
-	raceDir string
-	// raceMu serialises claiming reports, so each is reported once.
+	// raceOpts is the GORACE every race-built subprocess runs with, but for its log_path: the
+	// caller's options, then halt_on_error and the exit code. Empty when the binary is plain.
+	raceOpts string
+	// raceMu guards wrappers and serialises claiming reports, so each is reported once.
 	raceMu sync.Mutex
+	// wrappers is, per test, the directory its subprocesses write their race reports to (one
+	// file per process that found a race, named report.<pid>) beside the script that runs the
+	// binary with that log_path.
+	wrappers = map[testing.TB]string{}
 )
 
 // RaceBinaryEnv, set to 0, builds the subprocess binary without -race even under go test
@@ -32,30 +36,48 @@ const RaceBinaryEnv = "TIDEMARK_TEST_RACE_BINARY"
 // makes it stop at the first one (halt_on_error=1) with this code.
 const RaceExitCode = 66
 
-// Binary builds the tidemark command once per test binary and returns its path, for tests
-// that run it as a subprocess (to kill -9 it, send it SIGTERM, or check its exit code).
+// Binary builds the tidemark command once per test binary and returns the path to run it by,
+// for tests that run it as a subprocess (to kill -9 it, send it SIGTERM, or check its exit
+// code).
 //
 // When the test binary runs under the race detector (go test -race, as `make test` does), the
 // command is built with -race too, and a data race in any subprocess fails the test that
 // called Binary: the subprocess writes its report to a file rather than to its stderr (which
 // tests parse or discard), exits with RaceExitCode, and a cleanup of the test fails it with the
-// report. A test that runs the binary must stop it before it ends, so its reports are its own
-// (tests in a package run one after another); a report found when every test is done fails
-// the test binary in Main.
+// report. The path returned is then a script of the test's own that sets GORACE and execs the
+// binary (same process, so signals reach the command), so that each test's reports land in a
+// directory of its own and stay its own when tests run in parallel. A test must stop what it
+// started before it ends; a report found when every test is done (of a subprocess that
+// outlived its test) fails the test binary in Main.
 func Binary(tb testing.TB) string {
 	tb.Helper()
 	binOnce.Do(buildBinary)
 	if binErr != nil {
 		tb.Fatalf("build tidemark: %v\n%s", binErr, binOut)
 	}
-	if raceDir != "" {
+	if raceOpts == "" {
+		return binPath
+	}
+	raceMu.Lock()
+	defer raceMu.Unlock()
+	dir, ok := wrappers[tb]
+	if !ok {
+		var err error
+		if dir, err = newWrapper(); err != nil {
+			tb.Fatalf("race-report wrapper for tidemark: %v", err)
+		}
+		wrappers[tb] = dir
 		tb.Cleanup(func() {
-			if reports := claimRaceReports(); reports != "" {
+			raceMu.Lock()
+			delete(wrappers, tb)
+			reports := claimRaceReports(dir)
+			raceMu.Unlock()
+			if reports != "" {
 				tb.Errorf("a tidemark subprocess found a data race:\n%s", reports)
 			}
 		})
 	}
-	return binPath
+	return filepath.Join(dir, "tidemark")
 }
 
 func buildBinary() {
@@ -75,33 +97,42 @@ func buildBinary() {
 	if binOut, binErr = cmd.CombinedOutput(); binErr != nil || !race {
 		return
 	}
-	raceDir = filepath.Join(dir, "race")
-	if binErr = os.Mkdir(raceDir, 0o755); binErr != nil {
-		return
-	}
-	// Every subprocess inherits the environment (tests that set cmd.Env start from
-	// os.Environ()), so this reaches each one without changing how tests start them. Options
-	// the caller set in GORACE come first; ours win where they overlap.
-	opts := fmt.Sprintf("log_path=%s halt_on_error=1 exitcode=%d",
-		filepath.Join(raceDir, "report"), RaceExitCode)
+	// Options the caller set in GORACE come first; ours win where they overlap.
+	raceOpts = fmt.Sprintf("halt_on_error=1 exitcode=%d", RaceExitCode)
 	if prev := strings.TrimSpace(os.Getenv("GORACE")); prev != "" {
-		opts = prev + " " + opts
+		raceOpts = prev + " " + raceOpts
 	}
-	binErr = os.Setenv("GORACE", opts)
 }
 
-// claimRaceReports returns the race reports written since the last call (empty when none)
-// and removes them.
-func claimRaceReports() string {
-	raceMu.Lock()
-	defer raceMu.Unlock()
-	entries, err := os.ReadDir(raceDir)
+// newWrapper makes a directory beside the binary holding a script, tidemark, that runs the
+// binary with GORACE's log_path in that directory. The script replaces itself with the binary
+// (exec), so the process a test starts, signals and waits for is the command itself, and the
+// environment a test gives it (cmd.Env) still reaches it.
+func newWrapper() (string, error) {
+	dir, err := os.MkdirTemp(filepath.Dir(binPath), "t-")
 	if err != nil {
-		return fmt.Sprintf("read race reports in %s: %v", raceDir, err)
+		return "", err
+	}
+	script := fmt.Sprintf("#!/bin/sh\nexport GORACE=%s\nexec %s \"$@\"\n",
+		shellQuote(raceOpts+" log_path="+filepath.Join(dir, "report")), shellQuote(binPath))
+	if err := os.WriteFile(filepath.Join(dir, "tidemark"), []byte(script), 0o755); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
+// shellQuote quotes s for sh.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// claimRaceReports returns the race reports written in dir since the last call (empty when
+// none) and removes them. The caller holds raceMu.
+func claimRaceReports(dir string) string {
+	entries, err := filepath.Glob(filepath.Join(dir, "report.*"))
+	if err != nil {
+		return fmt.Sprintf("read race reports in %s: %v", dir, err)
 	}
 	var b strings.Builder
-	for _, e := range entries {
-		path := filepath.Join(raceDir, e.Name())
+	for _, path := range entries {
 		data, err := os.ReadFile(path)
 		if err != nil {
 			fmt.Fprintf(&b, "read %s: %v\n", path, err)
@@ -109,8 +140,24 @@ func claimRaceReports() string {
 		}
 		_ = os.Remove(path)
 		if len(strings.TrimSpace(string(data))) > 0 {
-			fmt.Fprintf(&b, "%s:\n%s\n", e.Name(), data)
+			fmt.Fprintf(&b, "%s:\n%s\n", filepath.Base(path), data)
 		}
+	}
+	return b.String()
+}
+
+// leftoverRaceReports claims the reports of every test's directory: those of subprocesses
+// that outlived the test that started them.
+func leftoverRaceReports() string {
+	if raceOpts == "" {
+		return ""
+	}
+	raceMu.Lock()
+	defer raceMu.Unlock()
+	dirs, _ := filepath.Glob(filepath.Join(filepath.Dir(binPath), "t-*"))
+	var b strings.Builder
+	for _, dir := range dirs {
+		b.WriteString(claimRaceReports(dir))
 	}
 	return b.String()
 }

@@ -27,13 +27,10 @@ var (
 // Main runs the tests and then stops the shared cluster. Call it from TestMain.
 func Main(m *testing.M) {
 	code := m.Run()
-	if raceDir != "" {
-		// Reports of subprocesses that outlived the test that started them.
-		if reports := claimRaceReports(); reports != "" {
-			fmt.Fprintf(os.Stderr, "testenv: a tidemark subprocess found a data race:\n%s", reports)
-			if code == 0 {
-				code = 1
-			}
+	if reports := leftoverRaceReports(); reports != "" {
+		fmt.Fprintf(os.Stderr, "testenv: a tidemark subprocess found a data race:\n%s", reports)
+		if code == 0 {
+			code = 1
 		}
 	}
 	if binPath != "" {
@@ -44,6 +41,15 @@ func Main(m *testing.M) {
 			fmt.Fprintln(os.Stderr, "testenv: stop shared postgres:", err)
 		}
 	}
+	laneMu.Lock()
+	for _, pg := range lanes {
+		if pg != shared {
+			if err := pg.Close(); err != nil {
+				fmt.Fprintln(os.Stderr, "testenv: stop postgres:", err)
+			}
+		}
+	}
+	laneMu.Unlock()
 	os.Exit(code)
 }
 
@@ -59,6 +65,53 @@ func Cluster(tb testing.TB) *sandbox.Postgres {
 		tb.Fatalf("start postgres: %v", sharedErr)
 	}
 	return shared
+}
+
+var (
+	laneMu sync.Mutex
+	lanes  []*sandbox.Postgres // every cluster Lane started, and the shared one once lent
+	idle   []*sandbox.Postgres // those no test holds
+)
+
+// Lane returns a cluster that no other test uses until this one ends, for a test that runs in
+// parallel with others (t.Parallel) and creates or reads cluster-wide objects: replication
+// slots have cluster-wide names (every replicator's is tidemark by default), and status and
+// doctor read pg_replication_slots, which lists the slots of every database. A test holding a
+// lane creates its databases in it (DatabaseIn) and, like any other, drops its slots before it
+// ends. Clusters are started on demand (the shared one is lent first), kept for the next test,
+// and stopped by Main; there are never more than the tests running at once.
+func Lane(tb testing.TB) *sandbox.Postgres {
+	tb.Helper()
+	first := Cluster(tb)
+	laneMu.Lock()
+	if len(lanes) == 0 {
+		lanes = append(lanes, first)
+		idle = append(idle, first)
+	}
+	var pg *sandbox.Postgres
+	if n := len(idle); n > 0 {
+		pg, idle = idle[n-1], idle[:n-1]
+	}
+	laneMu.Unlock()
+	if pg == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		var err error
+		if pg, err = sandbox.StartPostgres(ctx, sandbox.PostgresOptions{}); err != nil {
+			tb.Fatalf("start postgres: %v", err)
+		}
+		laneMu.Lock()
+		lanes = append(lanes, pg)
+		laneMu.Unlock()
+	}
+	// Registered before anything the test does with the cluster, so it runs after their
+	// cleanups (the slots dropped, the subprocesses killed).
+	tb.Cleanup(func() {
+		laneMu.Lock()
+		idle = append(idle, pg)
+		laneMu.Unlock()
+	})
+	return pg
 }
 
 // Database creates a fresh database in the shared cluster, named after the test, and returns
