@@ -32,6 +32,7 @@ func scrape(t *testing.T, addr string) string {
 // /metrics: a metric name, label matcher or grouping label that no running process exports
 // fails the test.
 func TestDashboardQueriesMatchMetrics(t *testing.T) {
+	t.Parallel()
 	e := newReplEnv(t)
 	rp := e.replicate(t, "--http-addr", "127.0.0.1:0")
 	rp.streaming(t)
@@ -82,6 +83,7 @@ func metricValue(page, name string) float64 {
 // TestSlotLagSeconds: while NATS is down a committed change cannot be confirmed, and the slot's
 // lag in time grows with its age; once NATS is back and the change confirmed, it is 0 again.
 func TestSlotLagSeconds(t *testing.T) {
+	t.Parallel()
 	e := newReplEnv(t)
 	p := e.replicate(t, "--http-addr", "127.0.0.1:0")
 	p.streaming(t)

@@ -78,6 +78,7 @@ func atoi(t *testing.T, s string) int {
 }
 
 func TestDemo(t *testing.T) {
+	t.Parallel()
 	stdout, stderr, code, tmp := runDemo(t, nil, "--products", "500")
 	if code != 0 {
 		t.Fatalf("demo exited %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
@@ -141,6 +142,7 @@ func TestDemo(t *testing.T) {
 }
 
 func TestDemoWithoutPostgres(t *testing.T) {
+	t.Parallel()
 	empty := t.TempDir()
 	stdout, stderr, code, tmp := runDemo(t, []string{"TIDEMARK_PG_BIN=" + empty}, "--products", "100")
 	if code == 0 {
@@ -159,6 +161,7 @@ func TestDemoWithoutPostgres(t *testing.T) {
 
 // A pipeline that does not catch up in time fails with where it stands, and still cleans up.
 func TestDemoTimeout(t *testing.T) {
+	t.Parallel()
 	stdout, stderr, code, tmp := runDemo(t, nil, "--products", "100", "--timeout", "1ns")
 	if code != 1 {
 		t.Fatalf("demo exited %d, want 1\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
@@ -172,6 +175,7 @@ func TestDemoTimeout(t *testing.T) {
 // Interrupted half-way (SIGINT while loading), the demo stops its servers, removes their files
 // and exits 1: it did not do its job.
 func TestDemoInterrupted(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd, tmp := demoCommand(ctx, t, nil, "--products", "300000")

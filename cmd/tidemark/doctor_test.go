@@ -78,6 +78,7 @@ func wantCheck(t *testing.T, checks map[string]health.Check, name string, level 
 }
 
 func TestDoctorWalLevelReplica(t *testing.T) {
+	t.Parallel()
 	pg := testenv.Postgres(t, sandbox.PostgresOptions{Settings: map[string]string{"wal_level": "replica"}})
 	checks, rep, code, stderr := runDoctor(t, pg.URL("postgres"), testenv.NATS(t).URL())
 	wantCheck(t, checks, "wal_level", health.Fail, "replica")

@@ -19,6 +19,7 @@ import (
 // nothing dead-lettered. An update that leaves a TOASTed description untouched arrives with
 // Debezium's placeholder: the vector must still be of the real description.
 func TestEncodeDebeziumEnvelope(t *testing.T) {
+	t.Parallel()
 	e := newReplEnv(t)
 	js := e.js(t)
 	ctx := testenv.Context(t, 3*time.Minute)

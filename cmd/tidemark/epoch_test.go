@@ -288,6 +288,7 @@ func (e *epochEnv) checkConverged(t *testing.T) {
 // inserting and deleting the supplier's products during the epoch. Then the vectors equal the
 // products, and a subscriber replaying the stream from its start ends with the table's rows.
 func TestSnapshotEpochRepairsLostDeletesVectors(t *testing.T) {
+	t.Parallel()
 	e := newEpochEnv(t)
 	stop := e.writer(t)
 	out, err := exec.Command(e.bin, "snapshot", "--pg-url", e.url, "--supplier", "1", "--chunk-size", "200").CombinedOutput()
@@ -307,6 +308,7 @@ func TestSnapshotEpochRepairsLostDeletesVectors(t *testing.T) {
 // The next `tidemark snapshot --supplier` carries on with the epoch and closes it: the vectors
 // and a replaying subscriber converge on the table.
 func TestSnapshotEpochKill9Vectors(t *testing.T) {
+	t.Parallel()
 	e := newEpochEnv(t)
 	ctx := testenv.Context(t, 5*time.Minute)
 	stop := e.writer(t)
@@ -375,6 +377,7 @@ func TestSnapshotEpochKill9Vectors(t *testing.T) {
 // subscriber replaying the stream from its start and honouring epochs ends with the table's
 // rows, which one ignoring them does not.
 func TestSlotLostResyncConvergesVectors(t *testing.T) {
+	t.Parallel()
 	e := newEpochEnv(t)
 	ctx := testenv.Context(t, 5*time.Minute)
 	if err := e.repl.cmd.Process.Signal(syscall.SIGTERM); err != nil {

@@ -24,7 +24,9 @@ import (
 	"github.com/tidemark/tidemark/sink"
 )
 
-// replEnv is a migrated database with suppliers 1 and 2, and a NATS server of its own.
+// replEnv is a migrated database with suppliers 1 and 2, in a cluster no other running test
+// uses (every replicator's slot is tidemark), and a NATS server of its own: the tests that use
+// it run in parallel.
 type replEnv struct {
 	url  string
 	pool *pgxpool.Pool
@@ -34,7 +36,7 @@ type replEnv struct {
 
 func newReplEnv(t *testing.T) *replEnv {
 	t.Helper()
-	return newReplEnvAt(t, testenv.Database(t))
+	return newReplEnvAt(t, testenv.DatabaseIn(t, testenv.Lane(t)))
 }
 
 // newReplEnvAt is newReplEnv on the database at url (of a cluster of the test's own).
@@ -245,6 +247,7 @@ func checkExactlyOnce(t *testing.T, js jetstream.JetStream, want int) []event.Ch
 // TestReplicateKill9MidTransaction kills the replicator with SIGKILL while it publishes a
 // 100k-row transaction; after a restart the stream holds every change exactly once.
 func TestReplicateKill9MidTransaction(t *testing.T) {
+	t.Parallel()
 	e := newReplEnv(t)
 	js := e.js(t)
 	p := e.replicate(t)
@@ -278,6 +281,7 @@ func TestReplicateKill9MidTransaction(t *testing.T) {
 // TestReplicateSIGTERM: SIGTERM stops it promptly with exit status 0, the final position
 // confirmed to the slot and saved in the checkpoint bucket.
 func TestReplicateSIGTERM(t *testing.T) {
+	t.Parallel()
 	e := newReplEnv(t)
 	js := e.js(t)
 	p := e.replicate(t, "--http-addr", "127.0.0.1:0")
@@ -342,6 +346,7 @@ func TestReplicateSIGTERM(t *testing.T) {
 // nats.go's reconnect buffer: transactions commit while NATS is down, their publishes time
 // out, and the replicator resumes from the confirmed LSN.
 func TestReplicateNATSRestart(t *testing.T) {
+	t.Parallel()
 	e := newReplEnv(t)
 	js := e.js(t)
 	p := e.replicate(t) // --ack-timeout 3s
@@ -405,6 +410,7 @@ func TestReplicateNATSRestart(t *testing.T) {
 // TestReplicateStandbyTakeover: a second replicator waits while the first holds the slot
 // and takes over when it stops.
 func TestReplicateStandbyTakeover(t *testing.T) {
+	t.Parallel()
 	e := newReplEnv(t)
 	js := e.js(t)
 	ctx := testenv.Context(t, 3*time.Minute)
@@ -433,6 +439,7 @@ func TestReplicateStandbyTakeover(t *testing.T) {
 
 // TestCheckpointCommands: show, set forward, and set backward refused.
 func TestCheckpointCommands(t *testing.T) {
+	t.Parallel()
 	e := newReplEnv(t)
 	js := e.js(t)
 	ctx := testenv.Context(t, 2*time.Minute)
@@ -522,6 +529,7 @@ func (e *replEnv) tail(ctx context.Context, t *testing.T, what, want string, arg
 
 // TestTail prints events as JSON lines.
 func TestTail(t *testing.T) {
+	t.Parallel()
 	e := newReplEnv(t)
 	js := e.js(t)
 	ctx := testenv.Context(t, time.Minute)
@@ -542,6 +550,7 @@ func TestTail(t *testing.T) {
 // TestReplicateDebezium: --format debezium publishes the Debezium envelope on the same
 // subjects and ids.
 func TestReplicateDebezium(t *testing.T) {
+	t.Parallel()
 	e := newReplEnv(t)
 	js := e.js(t)
 	ctx := testenv.Context(t, time.Minute)
@@ -582,6 +591,7 @@ func TestReplicateDebezium(t *testing.T) {
 // TestReplicateWALLevelReplica: a server without logical decoding gets a clear error
 // naming wal_level, and a non-zero exit.
 func TestReplicateWALLevelReplica(t *testing.T) {
+	t.Parallel()
 	pg := testenv.Postgres(t, sandbox.PostgresOptions{Settings: map[string]string{"wal_level": "replica", "max_wal_senders": "2", "max_replication_slots": "2"}})
 	n := testenv.NATS(t)
 	cmd := exec.Command(testenv.Binary(t), "replicate", "--pg-url", pg.URL("postgres"), "--nats-url", n.URL(), "--http-addr=")

@@ -176,6 +176,7 @@ func (e *replEnv) seedReplicated(t *testing.T, rows int) {
 // replicate --on-slot-lost resync re-creates the slot and snapshots every supplier, and the
 // stream converges on the table: inserts, updates (and, with epochs, deletes) of the gap.
 func TestSlotInvalidated(t *testing.T) {
+	t.Parallel()
 	pg := testenv.Postgres(t, sandbox.PostgresOptions{Settings: map[string]string{"max_slot_wal_keep_size": "1MB"}})
 	e := newReplEnvAt(t, testenv.DatabaseIn(t, pg))
 	js := e.js(t)
@@ -232,10 +233,11 @@ func TestSlotInvalidated(t *testing.T) {
 // --on-slot-lost resync, re-creates the slot and snapshots. Killed with SIGKILL in the middle
 // of that snapshot, the restarted replicator finishes it and the stream converges.
 func TestSlotDroppedMidSessionKill9(t *testing.T) {
+	t.Parallel()
 	e := newReplEnv(t)
 	js := e.js(t)
 	ctx := testenv.Context(t, 5*time.Minute)
-	const rows = 20_000
+	const rows = 10_000
 	e.seed(t, rows)
 	args := []string{"--on-slot-lost", "resync", "--snapshot-chunk", "250"}
 	p := e.replicate(t, append(args, "--snapshot", "never")...)
@@ -294,6 +296,7 @@ func TestSlotDroppedMidSessionKill9(t *testing.T) {
 // server is what a PostgreSQL crash leaves (confirmed_flush_lsn is persisted at checkpoints)
 // and streams on.
 func TestSlotNewPrimary(t *testing.T) {
+	t.Parallel()
 	e := newReplEnv(t)
 	js := e.js(t)
 	ctx := testenv.Context(t, 5*time.Minute)

@@ -33,12 +33,12 @@ func (e *replEnv) snapshotChunks(ctx context.Context, t *testing.T, unfinished b
 // and the stream ends with every product exactly once. Then `tidemark snapshot --supplier`
 // re-publishes one supplier while replicate streams.
 func TestReplicateInitialSnapshot(t *testing.T) {
+	t.Parallel()
 	e := newReplEnv(t)
 	js := e.js(t)
 	ctx := testenv.Context(t, 5*time.Minute)
-	const rows = 20_000
-	e.exec(t, `INSERT INTO products (supplier_id, sku, name, price)
-		SELECT 1 + g % 2, 'S-' || g, 'product ' || g, g / 100.0 FROM generate_series(1, 20000) g`)
+	const rows = 10_000
+	e.seed(t, rows)
 
 	p := e.replicate(t, "--snapshot-chunk", "250")
 	chunks := func() int { return e.snapshotChunks(ctx, t, false) }

@@ -80,6 +80,7 @@ func vectors(s health.SupplierStatus) health.SupplierVectors {
 // and then the replicator are stopped: what is not in the vectors yet must show as stale, as the
 // oldest unembedded change and as a load not yet replicated, and clear once they run again.
 func TestStatusSuppliers(t *testing.T) {
+	t.Parallel()
 	e := newReplEnv(t)
 	repl := e.replicate(t)
 	repl.streaming(t)

@@ -13,6 +13,7 @@ import (
 // TestStreamFlagNamesOneStreamForEveryCommand: replicate, encode and tail given the same
 // --stream work on that stream, and none creates or waits for PRODUCTS.
 func TestStreamFlagNamesOneStreamForEveryCommand(t *testing.T) {
+	t.Parallel()
 	e := newReplEnv(t)
 	js := e.js(t)
 	ctx := testenv.Context(t, 2*time.Minute)

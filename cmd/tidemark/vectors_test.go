@@ -69,10 +69,12 @@ func searchJSON(t *testing.T, pgURL string, args ...string) encoder.SearchResult
 // TestVectorCommands runs what an operator runs on both layouts: migrate --vectors, search
 // before and after tidemark index, --exact, and what doctor and status say about the index.
 func TestVectorCommands(t *testing.T) {
+	t.Parallel()
+	pg := testenv.Lane(t) // doctor and status read every slot of the cluster
 	for _, layout := range []string{"pgvector", "array"} {
 		t.Run(layout, func(t *testing.T) {
 			ctx := testenv.Context(t, 4*time.Minute)
-			url := testenv.DatabaseVectors(t, testenv.Cluster(t), "")
+			url := testenv.DatabaseVectors(t, pg, "")
 			pool := testenv.Pool(t, url)
 			n := testenv.NATS(t)
 			_, stderr, code := runTidemark(t, url, n.URL(), "migrate", "--vectors", layout)
