@@ -320,7 +320,10 @@ func TestPipelineUnderFaults(t *testing.T) {
 		t.Fatalf("the whole transaction (%d) was in the stream before the kill", n)
 	}
 	time.Sleep(pastWindow)
-	e.replicate(t, "--dedup-window", dedupWindow)
+	// Each process a fault is meant to hit must be up first: the commands connect to NATS
+	// once at start and exit when it is away (a supervisor restarts them), so a race-built
+	// replicator or encoder still starting when NATS goes down below would only exit.
+	e.replicate(t, "--dedup-window", dedupWindow).streaming(t)
 
 	// The only encoder, killed while it holds delivered events it has not acknowledged.
 	cons, err := js.Consumer(ctx, event.Stream, "encoders")
@@ -339,8 +342,9 @@ func TestPipelineUnderFaults(t *testing.T) {
 	if held.NumAckPending == 0 {
 		t.Fatal("the killed encoder held no unacknowledged event")
 	}
-	encode()
-	encode()
+	for _, p := range []*proc{encode(), encode()} {
+		p.encoding(t)
+	}
 
 	// NATS, away for longer than the duplicate window while updates and deletes are published.
 	var updates, deletes int
@@ -354,9 +358,12 @@ func TestPipelineUnderFaults(t *testing.T) {
 	if err := e.nats.Start(); err != nil {
 		t.Fatal(err)
 	}
+	total := rows + updates + deletes
+	if n := streamMsgs(ctx, js); n >= uint64(total) {
+		t.Fatalf("the stream held %d messages, all %d changes, before NATS went away: the test proves nothing", n, total)
+	}
 	end := e.currentLSN(t)
 	testenv.WaitFor(t, "the slot to confirm everything", 3*time.Minute, func() bool { return e.slot(t).ConfirmedLSN >= end })
-	total := rows + updates + deletes
 	checkOnceInOrder(t, js, total, 0)
 	testenv.WaitFor(t, "the vectors to equal the products", 3*time.Minute, func() bool {
 		info, err := cons.Info(ctx)

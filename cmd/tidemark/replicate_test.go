@@ -111,6 +111,12 @@ func (p *proc) streaming(t *testing.T) {
 	testenv.WaitFor(t, "replicate to stream", time.Minute, func() bool { return strings.Contains(p.out.String(), "msg=streaming") })
 }
 
+// encoding waits until p, an encoder, has bound its consumer (and so is connected to NATS).
+func (p *proc) encoding(t *testing.T) {
+	t.Helper()
+	testenv.WaitFor(t, "encode to bind its consumer", time.Minute, func() bool { return strings.Contains(p.out.String(), "msg=encoding") })
+}
+
 func (e *replEnv) js(t *testing.T) jetstream.JetStream {
 	t.Helper()
 	js := testenv.JetStream(t, e.nats.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
