@@ -10,12 +10,14 @@ build:
 	$(GO) build -o $(BIN) ./cmd/tidemark
 
 # Every package, race detector on, against a throw-away PostgreSQL and embedded NATS: vectors
-# stored with pgvector, then the tests that touch vectors again with real[]. Most of
-# cmd/tidemark's tests wait on subprocesses and servers of their own, and run 4 at a time.
+# stored with pgvector, then the tests that touch vectors again with real[]. Most tests wait
+# (on subprocesses, outages, redeliveries, index builds) more than they compute: those with
+# servers of their own run PARALLEL at a time, and the first run tests 3 packages at once
+# (cmd/tidemark's alone takes as long as most of the others together).
 ARRAY_TESTS ?= Search|Index|Status|Doctor|Vector|Dashboard|PipelineUnderFaults|StreamFlag|EncodeDebezium
 PARALLEL    ?= 4
 test:
-	TIDEMARK_TEST_VECTORS=pgvector $(GO) test -race -count=1 -timeout 25m -parallel $(PARALLEL) ./...
+	TIDEMARK_TEST_VECTORS=pgvector $(GO) test -race -count=1 -timeout 25m -p 3 -parallel $(PARALLEL) ./...
 	TIDEMARK_TEST_VECTORS=array $(GO) test -race -count=1 -timeout 15m -parallel $(PARALLEL) ./encoder/ ./catalog/ ./health/
 	TIDEMARK_TEST_VECTORS=array $(GO) test -race -count=1 -timeout 15m -parallel $(PARALLEL) -run '$(ARRAY_TESTS)' ./cmd/tidemark/
 

@@ -272,6 +272,7 @@ func TestOpenAIEmbedderSendsKey(t *testing.T) {
 }
 
 func TestMaxDeliverGoesToDLQ(t *testing.T) {
+	t.Parallel() // waits on redeliveries and subprocesses, with servers of its own
 	e := newEnv(t)
 	_, url := newFakeOpenAI(t, 0, 0)
 	emb := openAIEmbedder(t, url, "")
@@ -303,6 +304,7 @@ func TestMaxDeliverGoesToDLQ(t *testing.T) {
 // dead-letter stream cannot be written is neither dropped nor terminated: it keeps being
 // delivered, and lands in the dead-letter stream once that can be written again.
 func TestDeadLetterFailureLosesNothing(t *testing.T) {
+	t.Parallel() // waits on redeliveries and subprocesses, with servers of its own
 	e := newEnv(t)
 	// A stream already owning the dead-letter subjects: creating PRODUCTS_DLQ fails.
 	if _, err := e.js.CreateStream(e.ctx, jetstream.StreamConfig{Name: "SQUATTER", Subjects: []string{"products_dlq.>"}}); err != nil {

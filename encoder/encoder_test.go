@@ -258,6 +258,7 @@ func itoa(i int) string { return strconv.Itoa(i) }
 // The database rejecting one event's row fails its batch: the batch is retried event by
 // event, the others land, and the bad one ends in the DLQ after MaxDeliver.
 func TestDatabaseRejectIsIsolated(t *testing.T) {
+	t.Parallel() // waits on redeliveries and subprocesses, with servers of its own
 	e := newEnv(t)
 	model := hashEmbedder(t).Model()
 	for i := range 10 {

@@ -262,6 +262,7 @@ func TestIndexAndSearch(t *testing.T) {
 // indexed and into a partition created during the build: the writes commit during the build
 // (it stops nobody) and the vectors written meanwhile are found through the new index.
 func TestIndexBuildWhileWriting(t *testing.T) {
+	t.Parallel() // waits on index builds, in a database of its own
 	v := newVecStore(t, "pgvector")
 	const n = 50000
 	v.write(1, 1, n+1, false)
@@ -335,6 +336,7 @@ func TestIndexBuildWhileWriting(t *testing.T) {
 // TestIndexBuildInterrupted cancels a build part-way: it leaves an invalid index, which
 // Index reports and the next build drops before building a valid one.
 func TestIndexBuildInterrupted(t *testing.T) {
+	t.Parallel() // waits on index builds, in a database of its own
 	v := newVecStore(t, "pgvector")
 	v.write(1, 1, 60001, false)
 	model := v.emb.Model()
@@ -458,6 +460,7 @@ func TestPartitionCreatedOnce(t *testing.T) {
 // has grown big enough and leaves the small one alone, then rebuilds the index once its
 // partition has outgrown its lists.
 func TestMaintainIndexes(t *testing.T) {
+	t.Parallel() // waits on index builds, in a database of its own
 	v := newVecStore(t, "pgvector")
 	v.write(1, 1, IndexMinVectors+1001, false)
 	v.write(2, 1, 101, false)

@@ -65,6 +65,7 @@ func (p *proc) wait(t *testing.T, d time.Duration) error {
 // other (and the redeliveries of what the dead one held) must leave the vector table equal to
 // the products.
 func TestKill9OneOfTwoProcesses(t *testing.T) {
+	t.Parallel() // waits on redeliveries and subprocesses, with servers of its own
 	e := newEnv(t)
 	model := hashEmbedder(t).Model()
 	// A embeds through an endpoint that never answers: every batch it takes stays in its hands,
@@ -216,6 +217,7 @@ func TestEncodeExitIdle(t *testing.T) {
 // SIGTERM while a batch is being embedded: the batch finishes, is written and acked, and the
 // process exits 0.
 func TestSIGTERMFinishesTheBatchInHand(t *testing.T) {
+	t.Parallel() // waits on redeliveries and subprocesses, with servers of its own
 	e := newEnv(t)
 	fake, url := newFakeOpenAI(t, 0, 0)
 	fake.delay = 2 * time.Second
