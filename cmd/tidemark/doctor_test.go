@@ -228,6 +228,7 @@ func TestDoctorNATSProblems(t *testing.T) {
 // TestDoctorDroppedSlot: a slot dropped after replicate streamed from it (and saved its
 // checkpoint) is a failed check naming it lost and the resync, not "not yet created".
 func TestDoctorDroppedSlot(t *testing.T) {
+	t.Parallel()
 	e := newReplEnv(t)
 	ctx := testenv.Context(t, 2*time.Minute)
 	repl := e.replicate(t)

@@ -426,6 +426,7 @@ func TestSlotLostResyncConvergesVectors(t *testing.T) {
 // live product is tombstoned, and a subscriber replaying the stream ends with the table's
 // rows. Then `tidemark snapshot --supplier 1 --new-epoch`, as the log says, closes a new epoch.
 func TestSnapshotEpochLostChunkSurvivesRestart(t *testing.T) {
+	t.Parallel()
 	ctx := testenv.Context(t, 5*time.Minute)
 	e := newEpochPipeline(t, 1200)
 

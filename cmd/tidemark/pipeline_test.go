@@ -66,6 +66,7 @@ func flagDefaults(t *testing.T, cmd any) {
 // naming the flag before it creates anything: a slot created by a run that then fails holds
 // WAL with nobody to consume it.
 func TestReplicateRejectsBadFlagsBeforeTheSlot(t *testing.T) {
+	t.Parallel()
 	e := newReplEnv(t)
 	ctx := testenv.Context(t, 2*time.Minute)
 	for _, flag := range []string{
