@@ -520,9 +520,22 @@ func TestMaintainIndexes(t *testing.T) {
 	if mi.Partitions[0].Lists != listsFor(22000) || mi.Partitions[0].Stale {
 		t.Fatalf("after the rebuild: %+v, want %d lists", mi.Partitions[0], listsFor(22000))
 	}
-	var old bool
-	if err := v.pool.QueryRow(v.ctx, "SELECT to_regclass($1) IS NOT NULL", first).Scan(&old); err != nil || old {
-		t.Fatalf("the replaced index %s is still there (%v)", first, err)
+	// The new index is valid once its CREATE INDEX CONCURRENTLY ends; the build drops the
+	// replaced one after that (DROP INDEX CONCURRENTLY waits for older transactions), so a
+	// check right away can find it still there (it failed a run so).
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var old bool
+		if err := v.pool.QueryRow(v.ctx, "SELECT to_regclass($1) IS NOT NULL", first).Scan(&old); err != nil {
+			t.Fatal(err)
+		}
+		if !old {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the replaced index %s is still there a minute after the rebuild", first)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
