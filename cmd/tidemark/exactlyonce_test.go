@@ -116,8 +116,9 @@ func (e *replEnv) bigTransaction(t *testing.T, rows int, prefix string) {
 }
 
 // TestExactlyOnceKill9AtFivePoints kills the replicator with SIGKILL at five points of one
-// 100k-row transaction, each time restarting it after the duplicate window: every change is
-// in the stream once, in order. Each kill lands 10 000 changes or more before the next point
+// 200k-row transaction (a supplier drop of that size is one transaction), each time
+// restarting it after the duplicate window: every change is in the stream once, in order.
+// Each kill lands 20 000 changes or more before the next point
 // (a race-built replicator publishes a few hundred past the point before the kill), and each
 // restart decodes the transaction from its start again.
 func TestExactlyOnceKill9AtFivePoints(t *testing.T) {
@@ -128,7 +129,7 @@ func TestExactlyOnceKill9AtFivePoints(t *testing.T) {
 	args := patient
 	p := e.replicate(t, args...)
 	testenv.WaitFor(t, "the stream", 30*time.Second, func() bool { _, err := js.Stream(ctx, event.Stream); return err == nil })
-	const rows = 100_000
+	const rows = 200_000
 	e.bigTransaction(t, rows, "K")
 	end := e.currentLSN(t)
 	for i, share := range []float64{0.1, 0.25, 0.45, 0.65, 0.85} {
