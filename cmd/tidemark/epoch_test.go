@@ -312,7 +312,10 @@ func TestSnapshotEpochKill9Vectors(t *testing.T) {
 	e := newEpochEnv(t)
 	ctx := testenv.Context(t, 5*time.Minute)
 	stop := e.writer(t)
-	snap := e.start(t, "snapshot", "--supplier", "1", "--chunk-size", "50")
+	// Chunks of 10 rows: about 150 of them, so that the snapshot is still running when the
+	// test sees its fifth (with 50-row chunks an idle machine wrote all 29 in 0.2s, and the
+	// kill came after the epoch's close).
+	snap := e.start(t, "snapshot", "--supplier", "1", "--chunk-size", "10")
 	chunks := func() int { return e.snapshotChunks(ctx, t, true) }
 	testenv.WaitFor(t, "a few chunks of the snapshot", time.Minute, func() bool { return chunks() >= 5 })
 	if err := snap.cmd.Process.Signal(syscall.SIGKILL); err != nil {
