@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -239,7 +240,10 @@ func TestSlotDroppedMidSessionKill9(t *testing.T) {
 	ctx := testenv.Context(t, 5*time.Minute)
 	const rows = 10_000
 	e.seed(t, rows)
-	args := []string{"--on-slot-lost", "resync", "--snapshot-chunk", "250"}
+	// Chunks of 50 rows: about 200 of them, so that the resync's snapshot is still running
+	// when the test sees its eighth (an idle machine writes 10,000 rows in well under 0.1s).
+	const chunk = 50
+	args := []string{"--on-slot-lost", "resync", "--snapshot-chunk", strconv.Itoa(chunk)}
 	p := e.replicate(t, append(args, "--snapshot", "never")...)
 	p.streaming(t)
 	end := e.currentLSN(t)
@@ -270,7 +274,7 @@ func TestSlotDroppedMidSessionKill9(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-p.done
-	if n := chunks(); n == 0 || n*250 >= rows {
+	if n := chunks(); n == 0 || n*chunk >= rows {
 		t.Fatalf("%d chunks of the resync's snapshot written at the kill: the test proves nothing", n)
 	}
 
