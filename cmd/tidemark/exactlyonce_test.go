@@ -331,9 +331,20 @@ func TestPipelineUnderFaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Stopped (SIGSTOP) while the consumer is read, so that it cannot ack between the check
+	// and the kill: on an idle machine it caught up and acked everything in that gap.
 	testenv.WaitFor(t, "events in the encoder's hands", 2*time.Minute, func() bool {
+		if err := first.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
 		info, err := cons.Info(ctx)
-		return err == nil && info.NumAckPending > 0 && info.AckFloor.Stream > 1000
+		if err == nil && info.NumAckPending > 0 && info.AckFloor.Stream > 1000 {
+			return true
+		}
+		if err := first.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+		return false
 	})
 	kill9(t, first)
 	held, err := cons.Info(ctx)
