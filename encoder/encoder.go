@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/tidemark/tidemark/event"
+	"github.com/tidemark/tidemark/internal/setting"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -101,36 +102,25 @@ func (c *Config) defaults() error {
 	c.DLQ = cmp.Or(c.DLQ, d.DLQ)
 	c.Consumer = cmp.Or(c.Consumer, d.Consumer)
 	var errs []error
-	setDefault(&errs, "--workers", &c.Workers, d.Workers)
-	setDefault(&errs, "--batch", &c.Batch, d.Batch)
-	setDefault(&errs, "--batch-wait", &c.BatchWait, d.BatchWait)
-	setDefault(&errs, "--ack-wait", &c.AckWait, d.AckWait)
-	setDefault(&errs, "--max-deliver", &c.MaxDeliver, d.MaxDeliver)
-	setDefault(&errs, "--max-ack-pending", &c.MaxAckPending, d.MaxAckPending)
-	setDefault(&errs, "Config.NakDelay", &c.NakDelay, d.NakDelay)
-	setDefault(&errs, "Config.ShutdownGrace", &c.ShutdownGrace, d.ShutdownGrace)
-	setDefault(&errs, "Config.StreamWait", &c.StreamWait, d.StreamWait)
+	setting.Default(&errs, "--workers", &c.Workers, d.Workers)
+	setting.Default(&errs, "--batch", &c.Batch, d.Batch)
+	setting.Default(&errs, "--batch-wait", &c.BatchWait, d.BatchWait)
+	setting.Default(&errs, "--ack-wait", &c.AckWait, d.AckWait)
+	setting.Default(&errs, "--max-deliver", &c.MaxDeliver, d.MaxDeliver)
+	setting.Default(&errs, "--max-ack-pending", &c.MaxAckPending, d.MaxAckPending)
+	setting.Default(&errs, "Config.NakDelay", &c.NakDelay, d.NakDelay)
+	setting.Default(&errs, "Config.ShutdownGrace", &c.ShutdownGrace, d.ShutdownGrace)
+	setting.Default(&errs, "Config.StreamWait", &c.StreamWait, d.StreamWait)
 	if c.ExitIdle < 0 {
-		errs = append(errs, fmt.Errorf("encoder: --exit-idle %s is negative", c.ExitIdle))
+		errs = append(errs, fmt.Errorf("--exit-idle %s is negative", c.ExitIdle))
 	}
 	if err := errors.Join(errs...); err != nil {
-		return err
+		return fmt.Errorf("encoder: %w", err)
 	}
 	if c.MaxDeliver < 2 {
 		return errors.New("encoder: --max-deliver must be at least 2")
 	}
 	return nil
-}
-
-// setDefault sets a zero *v to d, and notes a negative one as an error naming it: its flag,
-// or the Config field for settings that have none.
-func setDefault[T int | time.Duration](errs *[]error, name string, v *T, d T) {
-	switch {
-	case *v == 0:
-		*v = d
-	case *v < 0:
-		*errs = append(*errs, fmt.Errorf("encoder: %s %v must be positive", name, *v))
-	}
 }
 
 // Encoder consumes change events and writes vectors.

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/tidemark/tidemark/internal/setting"
 )
 
 // DefaultConfig is the configuration a [Replicator] runs with where a field is left zero (but
@@ -36,22 +38,15 @@ func (c *Config) defaults() error {
 	}
 	d := DefaultConfig()
 	var errs []error
-	setDefault(&errs, "--status-interval", &c.StatusInterval, d.StatusInterval)
-	setDefault(&errs, "FlushCommits", &c.FlushCommits, d.FlushCommits)
-	setDefault(&errs, "ShutdownTimeout", &c.ShutdownTimeout, d.ShutdownTimeout)
-	setDefault(&errs, "MaxBackoff", &c.MaxBackoff, d.MaxBackoff)
+	setting.Default(&errs, "--status-interval", &c.StatusInterval, d.StatusInterval)
+	setting.Default(&errs, "FlushCommits", &c.FlushCommits, d.FlushCommits)
+	setting.Default(&errs, "ShutdownTimeout", &c.ShutdownTimeout, d.ShutdownTimeout)
+	setting.Default(&errs, "MaxBackoff", &c.MaxBackoff, d.MaxBackoff)
 	if c.Heartbeat < 0 {
-		errs = append(errs, fmt.Errorf("replication: --heartbeat %s is negative (0 disables it)", c.Heartbeat))
+		errs = append(errs, fmt.Errorf("--heartbeat %s is negative (0 disables it)", c.Heartbeat))
 	}
-	return errors.Join(errs...)
-}
-
-// setDefault sets a zero *v to d, and notes a negative one as an error naming it.
-func setDefault[T int | time.Duration](errs *[]error, name string, v *T, d T) {
-	switch {
-	case *v == 0:
-		*v = d
-	case *v < 0:
-		*errs = append(*errs, fmt.Errorf("replication: %s %v must be positive", name, *v))
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("replication: %w", err)
 	}
+	return nil
 }

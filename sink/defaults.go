@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/event"
+	"github.com/tidemark/tidemark/internal/setting"
 )
 
 // DefaultOptions are the options a [Publisher] runs with where a field is left zero, and the
@@ -37,10 +38,13 @@ func (o *Options) defaults() error {
 		return fmt.Errorf("event format %q: want native or debezium", o.Format)
 	}
 	var errs []error
-	setDefault(&errs, "--max-in-flight", &o.MaxInFlight, d.MaxInFlight)
-	setDefault(&errs, "--ack-timeout", &o.AckTimeout, d.AckTimeout)
-	setDefault(&errs, "MaxScan", &o.MaxScan, d.MaxScan)
-	return errors.Join(errs...)
+	setting.Default(&errs, "--max-in-flight", &o.MaxInFlight, d.MaxInFlight)
+	setting.Default(&errs, "--ack-timeout", &o.AckTimeout, d.AckTimeout)
+	setting.Default(&errs, "MaxScan", &o.MaxScan, d.MaxScan)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("sink: %w", err)
+	}
+	return nil
 }
 
 // DefaultStreamConfig is the change stream's setup where a field of [StreamConfig] is left
@@ -64,17 +68,10 @@ func (c *StreamConfig) defaults() error {
 		c.Name = d.Name
 	}
 	var errs []error
-	setDefault(&errs, "--dedup-window", &c.Duplicates, d.Duplicates)
-	setDefault(&errs, "--replicas", &c.Replicas, d.Replicas)
-	return errors.Join(errs...)
-}
-
-// setDefault sets a zero *v to d, and notes a negative one as an error naming it.
-func setDefault[T int | time.Duration](errs *[]error, name string, v *T, d T) {
-	switch {
-	case *v == 0:
-		*v = d
-	case *v < 0:
-		*errs = append(*errs, fmt.Errorf("sink: %s %v must be positive", name, *v))
+	setting.Default(&errs, "--dedup-window", &c.Duplicates, d.Duplicates)
+	setting.Default(&errs, "--replicas", &c.Replicas, d.Replicas)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("sink: %w", err)
 	}
+	return nil
 }
