@@ -50,9 +50,16 @@ type Options struct {
 // and keeps what the stream holds of its slot gap-free and in commit order: every message
 // expects the one before it to be the stream's last (Nats-Expected-Last-Msg-Id), so when
 // one is not stored none after it is either, and a replay starting after the last one stored
-// ([Publisher.Resume]) neither skips nor repeats a change. It implements
-// replication.Publisher. Close stops it.
+// ([Publisher.Resume]) neither skips nor repeats a change.
+//
+// The same chain lets one acknowledgement stand for a run of messages: a message stored
+// proves that every one before it was stored, in order. So only the last message of a run
+// asks for an ack (the run ends every [ackEvery] messages, at every Flush and Resume, and
+// whenever nothing more is waiting to be published); the others are published without a
+// reply subject, which spares the server an ack and the client a future per message. It
+// implements replication.Publisher. Close stops it.
 type Publisher struct {
+	nc       *nats.Conn
 	js       jetstream.JetStream
 	stream   string
 	format   event.Format
@@ -99,14 +106,29 @@ type resumeReply struct {
 	err error
 }
 
-// inflight is a message handed to nats.go whose ack has not been checked yet.
+// inflight is a message handed to nats.go whose storing has not been confirmed yet.
 type inflight struct {
 	msg      *nats.Msg
 	id       string
 	pos      event.Position
 	commitTS time.Time
-	fut      jetstream.PubAckFuture
 }
+
+// run is a run of published messages settled by one ack, its last message's.
+type run struct {
+	msgs []inflight
+	fut  jetstream.PubAckFuture
+}
+
+// ackEvery bounds a run: one ack per this many messages at the most, and at least four runs
+// fit in MaxInFlight so that publishing never waits for a whole window's ack. Larger runs
+// save little more (the ack is then a small share of a message's cost).
+const ackEvery = 256
+
+// idleAck is how long the pump waits for another message before the one it holds goes out
+// with an ack request, ending the run: short enough to add nothing noticeable to a change's
+// latency, long enough that a steady stream of changes rarely ends a run early.
+const idleAck = 200 * time.Microsecond
 
 // NewPublisher starts a publisher on nc. The caller closes it, then nc.
 func NewPublisher(nc *nats.Conn, opts Options, log *slog.Logger, reg prometheus.Registerer) (*Publisher, error) {
@@ -122,7 +144,7 @@ func NewPublisher(nc *nats.Conn, opts Options, log *slog.Logger, reg prometheus.
 	}
 	f := promauto.With(reg)
 	s := &Publisher{
-		js: js, stream: opts.Stream, format: opts.Format, timeout: opts.AckTimeout, maxScan: opts.MaxScan, log: log,
+		nc: nc, js: js, stream: opts.Stream, format: opts.Format, timeout: opts.AckTimeout, maxScan: opts.MaxScan, log: log,
 		slots: make(chan struct{}, opts.MaxInFlight),
 		out:   make(chan outgoing, opts.MaxInFlight+64),
 		done:  make(chan struct{}),
@@ -250,7 +272,7 @@ func (s *Publisher) release() {
 // longer ends with this publisher's last message, and publish the rest again in order.
 func (s *Publisher) pump() {
 	defer close(s.done)
-	p := &pumpState{s: s}
+	p := &pumpState{s: s, runMax: max(1, min(ackEvery, cap(s.slots)/4))}
 	for {
 		if p.marker != nil && len(p.queue) == 0 {
 			p.answer()
@@ -259,6 +281,13 @@ func (s *Publisher) pump() {
 		in := s.out
 		if p.marker != nil {
 			in = nil
+		}
+		if p.holding {
+			// A marker is never waiting here: taking one sends the held message first.
+			if p.whileHolding(in) {
+				return
+			}
+			continue
 		}
 		if len(p.queue) == 0 {
 			o, ok := <-in
@@ -271,15 +300,12 @@ func (s *Publisher) pump() {
 		head := p.queue[0]
 		select {
 		case ack := <-head.fut.Ok():
-			p.stored(head, ack)
+			p.stored(ack)
 		case err := <-head.fut.Err():
 			p.failed(err)
 		case o, ok := <-in:
 			if !ok {
-				// Closing: settle what is in flight, then stop.
-				for len(p.queue) > 0 {
-					p.settleHead()
-				}
+				p.settleAll()
 				return
 			}
 			p.take(o)
@@ -287,11 +313,75 @@ func (s *Publisher) pump() {
 	}
 }
 
+// whileHolding handles what comes next while a message is held: another message (the held
+// one then goes out without an ack request, unless the run is long enough), the oldest run's
+// ack, or nothing for idleAck (the held one then goes out asking for an ack, ending the run).
+// It reports whether the publisher is closed.
+func (p *pumpState) whileHolding(in <-chan outgoing) (closed bool) {
+	var okc <-chan *jetstream.PubAck
+	var errc <-chan error
+	if len(p.queue) > 0 {
+		okc, errc = p.queue[0].fut.Ok(), p.queue[0].fut.Err()
+	}
+	select {
+	case o, ok := <-in:
+		return p.handle(o, ok)
+	case ack := <-okc:
+		p.stored(ack)
+		return false
+	case err := <-errc:
+		p.failed(err)
+		return false
+	default:
+	}
+	if p.idle == nil {
+		p.idle = time.NewTimer(idleAck)
+	} else {
+		p.idle.Reset(idleAck)
+	}
+	defer p.idle.Stop()
+	select {
+	case o, ok := <-in:
+		return p.handle(o, ok)
+	case ack := <-okc:
+		p.stored(ack)
+	case err := <-errc:
+		p.failed(err)
+	case <-p.idle.C:
+		p.send(true)
+	}
+	return false
+}
+
+// handle takes o, or, when the publisher is closed (ok false), settles everything and
+// reports it.
+func (p *pumpState) handle(o outgoing, ok bool) (closed bool) {
+	if !ok {
+		p.send(true)
+		p.settleAll()
+		return true
+	}
+	p.take(o)
+	return false
+}
+
+// settleAll waits for every published message to be settled: the pump is closing.
+func (p *pumpState) settleAll() {
+	for len(p.queue) > 0 {
+		p.settleHead()
+	}
+}
+
 // pumpState is owned by the pump goroutine.
 type pumpState struct {
-	s      *Publisher
-	queue  []inflight // published, ack not checked yet, in publish order
-	marker *outgoing  // a flush or resume waiting for the queue to drain
+	s       *Publisher
+	queue   []run      // published, ack not checked yet, in publish order
+	open    []inflight // published without an ack request since the last run ended
+	held    outgoing   // taken, not published yet (when holding): whether it asks for an ack depends on what follows
+	holding bool
+	runMax  int       // messages a run may hold
+	marker  *outgoing // a flush or resume waiting for the queue to drain
+	idle    *time.Timer
 
 	// lastIDHdr is the Nats-Msg-Id header value of the last message handed to nats.go: the
 	// next one expects it to be the stream's last (the slice is shared, not copied). Nil until
@@ -311,6 +401,8 @@ type pumpState struct {
 func (p *pumpState) take(o outgoing) {
 	s := p.s
 	if o.msg == nil {
+		// What the marker waits for must end with an ack.
+		p.send(true)
 		p.marker = &o
 		return
 	}
@@ -326,16 +418,57 @@ func (p *pumpState) take(o outgoing) {
 		s.release()
 		return
 	}
+	if p.holding {
+		p.send(len(p.open)+1 >= p.runMax)
+	}
+	p.held, p.holding = o, true
+}
+
+// send publishes the held message, asking for an ack when ack is set (which ends the run).
+func (p *pumpState) send(ack bool) {
+	if !p.holding {
+		return
+	}
+	o := p.held
+	p.held, p.holding = outgoing{}, false
+	s := p.s
+	if s.failure() != nil {
+		s.release()
+		p.discarded++
+		p.dropOpen()
+		return
+	}
 	p.expect(o.msg)
-	fut, err := s.js.PublishMsgAsync(o.msg)
+	var fut jetstream.PubAckFuture
+	var err error
+	if ack {
+		fut, err = s.js.PublishMsgAsync(o.msg)
+	} else {
+		err = s.nc.PublishMsg(o.msg)
+	}
 	if err != nil {
 		s.release()
 		p.discarded++
+		p.dropOpen()
 		s.fail(fmt.Errorf("publish %s (msg id %s): %w", o.msg.Subject, o.id, err))
 		return
 	}
 	p.lastIDHdr = o.msg.Header[jetstream.MsgIDHeader]
-	p.queue = append(p.queue, inflight{msg: o.msg, id: o.id, pos: o.pos, commitTS: o.commitTS, fut: fut})
+	p.open = append(p.open, inflight{msg: o.msg, id: o.id, pos: o.pos, commitTS: o.commitTS})
+	if ack {
+		p.queue = append(p.queue, run{msgs: p.open, fut: fut})
+		p.open = nil
+	}
+}
+
+// dropOpen gives up the messages published without an ack request since the last run ended:
+// the session has failed, and whether they were stored is for the next Resume to read.
+func (p *pumpState) dropOpen() {
+	for range p.open {
+		p.s.release()
+		p.discarded++
+	}
+	p.open = nil
 }
 
 // expect sets msg's publish expectation: the stream's last message is the one published
@@ -352,9 +485,9 @@ func (p *pumpState) expect(msg *nats.Msg) {
 	}
 }
 
-func (p *pumpState) pop() inflight {
+func (p *pumpState) pop() run {
 	head := p.queue[0]
-	p.queue[0] = inflight{}
+	p.queue[0] = run{}
 	p.queue = p.queue[1:]
 	if len(p.queue) == 0 {
 		p.queue = p.queue[:0:0]
@@ -362,34 +495,38 @@ func (p *pumpState) pop() inflight {
 	return head
 }
 
-// settleHead waits for the oldest message's ack.
+// settleHead waits for the oldest run's ack.
 func (p *pumpState) settleHead() {
 	head := p.queue[0]
 	select {
 	case ack := <-head.fut.Ok():
-		p.stored(head, ack)
+		p.stored(ack)
 	case err := <-head.fut.Err():
 		p.failed(err)
 	}
 }
 
-func (p *pumpState) stored(head inflight, ack *jetstream.PubAck) {
+// stored settles the oldest run: its last message is stored, so every one before it is.
+func (p *pumpState) stored(ack *jetstream.PubAck) {
 	s := p.s
-	p.pop()
-	s.release()
+	head := p.pop()
 	p.foreignRun = 0
 	if ack != nil && ack.Duplicate {
 		s.dups.Inc()
 	}
-	s.latency.Observe(time.Since(head.commitTS).Seconds())
+	now := time.Now()
+	for _, m := range head.msgs {
+		s.release()
+		s.latency.Observe(now.Sub(m.commitTS).Seconds())
+	}
 }
 
-// failed handles the oldest message's failure. A broken expectation with nothing lost before
-// it means something not ours was stored after our last message: publish it and everything
-// after it again behind that. Any other failure ends the session's publishing.
+// failed handles the oldest run's failure. A broken expectation with nothing lost before it
+// means something not ours was stored after our last message, or a message of the run was
+// not stored: publish everything not in the stream again behind what is. Any other failure
+// ends the session's publishing.
 func (p *pumpState) failed(err error) {
 	s := p.s
-	head := p.queue[0]
 	var apiErr *jetstream.APIError
 	if s.failure() == nil && errors.As(err, &apiErr) &&
 		(apiErr.ErrorCode == errCodeWrongLastMsgID || apiErr.ErrorCode == errCodeWrongLastSequence) {
@@ -399,19 +536,26 @@ func (p *pumpState) failed(err error) {
 			err = fmt.Errorf("%w (publishing again after it: %w)", err, rerr)
 		}
 	}
-	p.pop()
-	s.release()
-	p.discarded++
-	s.fail(fmt.Errorf("publish %s (msg id %s): %w", head.msg.Subject, head.id, err))
+	head := p.pop()
+	for range head.msgs {
+		s.release()
+		p.discarded++
+	}
+	last := head.msgs[len(head.msgs)-1]
+	s.fail(fmt.Errorf("publish %s (msg id %s): %w", last.msg.Subject, last.id, err))
 }
 
-// reanchor is called when the oldest message broke its expectation with nothing lost
-// before it: the stream no longer ends where this publisher thought. Either messages of
-// another publisher were stored after ours, or messages of an earlier session of ours, whose
-// acks had timed out, were stored late. It settles the rest of the queue (each expected its
-// predecessor, so each failed or was stored after one of ours of the same id), reads the
+// reanchor is called when the oldest run broke an expectation with nothing lost before it:
+// the stream no longer ends where this publisher thought. Either messages of another
+// publisher were stored after ours, or one of the run's messages was not stored (a limit, a
+// message dropped on the way), or messages of an earlier session of ours, whose acks had
+// timed out, were stored late. It settles the rest of the queue (each message expected its
+// predecessor, so each run failed or was stored after one of ours of the same id), reads the
 // stream back to its last change of the slot, drops what the stream already holds and
-// publishes the rest again, in order, the first expecting the stream's current end.
+// publishes the rest again, in order, each with an ack request, the first expecting the
+// stream's current end. The messages published without an ack request since the last run
+// ended follow a broken chain too, so none of them can be stored; they are published again
+// with the rest.
 func (p *pumpState) reanchor() error {
 	s := p.s
 	for i := 1; i < len(p.queue); i++ {
@@ -434,8 +578,12 @@ func (p *pumpState) reanchor() error {
 	if err != nil {
 		return err
 	}
-	queue := p.queue
-	p.queue = make([]inflight, 0, len(queue))
+	var queue []inflight
+	for _, r := range p.queue {
+		queue = append(queue, r.msgs...)
+	}
+	queue = append(queue, p.open...)
+	p.queue, p.open = make([]run, 0, len(queue)), nil
 	held := 0
 	for _, m := range queue {
 		if hw.Found && m.pos.Compare(hw.Position) <= 0 {
@@ -469,7 +617,7 @@ func (p *pumpState) reanchor() error {
 			return nil
 		}
 		p.lastIDHdr = m.msg.Header[jetstream.MsgIDHeader]
-		p.queue = append(p.queue, inflight{msg: m.msg, id: m.id, pos: m.pos, commitTS: m.commitTS, fut: fut})
+		p.queue = append(p.queue, run{msgs: []inflight{m}, fut: fut})
 	}
 	return nil
 }

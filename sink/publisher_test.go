@@ -593,3 +593,124 @@ func TestLateMessagesOfAnEarlierSession(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusedMessageMidRunLeavesNoGap: a message the stream refuses in the middle of a run
+// (too large for the stream, while the ones after it are not) is not followed by the rest of
+// its run: they were published without an ack request, and only their chain of expectations
+// keeps them out. Once the limit is raised, Resume finds the last one stored and the replay
+// fills the stream without a gap.
+func TestRefusedMessageMidRunLeavesNoGap(t *testing.T) {
+	n := testenv.NATS(t)
+	ctx := testenv.Context(t, time.Minute)
+	nc := connect(t, n.URL())
+	js := setup(t, nc)
+	st, err := sink.EnsureStream(ctx, js, sink.StreamConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	maxSize := func(size int32) {
+		t.Helper()
+		cfg := st.CachedInfo().Config
+		cfg.MaxMsgSize = size
+		if st, err = js.UpdateStream(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	maxSize(2000)
+	const total, big = 600, 130 // 130 is inside the third run of 64 (MaxInFlight 256)
+	changeAt := func(i int) *event.Change {
+		c := change(0x9000, i, 1)
+		if i == big {
+			c.After = append(c.After, event.Column{Name: "description", Value: []byte(strings.Repeat("ü", 2000))})
+		}
+		return c
+	}
+	pub := newPublisher(t, nc, sink.Options{MaxInFlight: 256})
+	if _, err := pub.Resume(ctx, "tidemark"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < total; i++ {
+		if err := pub.Publish(ctx, changeAt(i)); err != nil {
+			break
+		}
+	}
+	if err := pub.Flush(ctx); err == nil || !strings.Contains(err.Error(), "message size exceeds maximum") {
+		t.Fatalf("Flush: %v, want the stream's refusal of the large message", err)
+	}
+	ids := stored(t, ctx, st)
+	if len(ids) != big {
+		t.Fatalf("stream holds %d messages, want the %d before the refused one", len(ids), big)
+	}
+	for i, id := range ids {
+		if want := fmt.Sprintf("0/9000:%d", i); id != want {
+			t.Fatalf("message %d is %s, want %s", i, id, want)
+		}
+	}
+	maxSize(-1)
+	pos, err := pub.Resume(ctx, "tidemark")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (event.Position{CommitLSN: 0x9000, Seq: big - 1}); pos != want {
+		t.Fatalf("Resume found %s, want %s", pos, want)
+	}
+	for i := pos.Seq + 1; i < total; i++ {
+		if err := pub.Publish(ctx, changeAt(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pub.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ids = stored(t, ctx, st)
+	if len(ids) != total {
+		t.Fatalf("stream holds %d messages, want %d", len(ids), total)
+	}
+	for i, id := range ids {
+		if want := fmt.Sprintf("0/9000:%d", i); id != want {
+			t.Fatalf("message %d is %s, want %s", i, id, want)
+		}
+	}
+}
+
+// TestOneAckPerRun: a steady stream of changes is acknowledged a run at a time, not message
+// by message (what makes publishing cheap), and each Flush still waits for all of them.
+func TestOneAckPerRun(t *testing.T) {
+	n := testenv.NATS(t)
+	ctx := testenv.Context(t, time.Minute)
+	nc := connect(t, n.URL())
+	st, err := sink.EnsureStream(ctx, setup(t, nc), sink.StreamConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A connection of its own, so that what it receives is the publisher's acks.
+	pc := connect(t, n.URL())
+	pub := newPublisher(t, pc, sink.Options{})
+	if _, err := pub.Resume(ctx, "tidemark"); err != nil {
+		t.Fatal(err)
+	}
+	before := pc.Stats().InMsgs
+	const total = 20000
+	for i := 0; i < total; i++ {
+		if err := pub.Publish(ctx, change(0xB000, i, 1)); err != nil {
+			t.Fatal(err)
+		}
+		if i%5000 == 4999 {
+			if err := pub.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			info, err := st.Info(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := info.State.Msgs; got != uint64(i+1) {
+				t.Fatalf("after Flush the stream holds %d messages, want %d", got, i+1)
+			}
+		}
+	}
+	acks := pc.Stats().InMsgs - before
+	t.Logf("%d acks for %d messages", acks, total)
+	if acks == 0 || acks > total/8 {
+		t.Fatalf("%d acks for %d messages: want one per run (at most %d)", acks, total, total/8)
+	}
+}
