@@ -20,8 +20,6 @@ import (
 	"github.com/tidemark/tidemark/internal/fakedrop"
 )
 
-func init() { register(Stage{Name: "encode", Run: benchEncode}) }
-
 // The encode stage measures the hash embedder alone (texts/s on one core) and the encoders
 // end to end: N insert events already in a stream → `tidemark encode --workers 2` → N live
 // vectors. Its baseline is the per-row worker the encoders replace: one event per fetch, one

@@ -21,8 +21,6 @@ import (
 	"github.com/tidemark/tidemark/loader"
 )
 
-func init() { register(Stage{Name: "load", Run: benchLoad}) }
-
 // benchSupplier is the supplier every load run writes to.
 const benchSupplier = 1
 

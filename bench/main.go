@@ -56,15 +56,22 @@ type Result struct {
 	EncoderCPU []cpuLine `json:"encoder_cpu,omitempty"`
 }
 
-// Stage is one benchmark; each file of this package registers its own in init.
+// Stage is one benchmark.
 type Stage struct {
 	Name string
 	Run  func(ctx context.Context, env *Env) ([]Result, error)
 }
 
-var stages []Stage
-
-func register(s Stage) { stages = append(stages, s) }
+// stages are the benchmarks in the order they run; -stages picks some of them.
+var stages = []Stage{
+	{Name: "encode", Run: benchEncode},
+	{Name: "load", Run: benchLoad},
+	{Name: "pipeline", Run: benchPipeline},
+	{Name: "replicate", Run: benchReplicate},
+	{Name: "resync", Run: benchResync},
+	{Name: "search", Run: benchSearch},
+	{Name: "snapshot", Run: benchSnapshot},
+}
 
 func main() {
 	if err := run(); err != nil {

@@ -16,8 +16,6 @@ import (
 	"github.com/tidemark/tidemark/internal/fakedrop"
 )
 
-func init() { register(Stage{Name: "pipeline", Run: benchPipeline}) }
-
 // benchPipeline measures the whole way from a drop to search: `tidemark replicate` and
 // `tidemark encode` (2 workers, hash embedder) already running, `tidemark load` of Rows new
 // products, timed until every product has a live vector. All of it shares the two cores.

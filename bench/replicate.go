@@ -24,8 +24,6 @@ import (
 	"github.com/tidemark/tidemark/replication"
 )
 
-func init() { register(Stage{Name: "replicate", Run: benchReplicate}) }
-
 // benchReplicate drains one Rows-row transaction three ways: tidemark replicate
 // (--stop-at-lsn) and pg_recvlogical (pgoutput, same publication, slots created at the same
 // point), twice each, alternately; and a raw JetStream async-publish loop of messages of the

@@ -14,8 +14,6 @@ import (
 	"github.com/tidemark/tidemark/sink"
 )
 
-func init() { register(Stage{Name: "resync", Run: benchResync}) }
-
 // resyncSlot is the stage's own slot (slot names are cluster-wide).
 const resyncSlot = "bench_resync"
 

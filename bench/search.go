@@ -18,8 +18,6 @@ import (
 	"github.com/tidemark/tidemark/internal/sandbox"
 )
 
-func init() { register(Stage{Name: "search", Run: benchSearch}) }
-
 // searchSuppliers is how many suppliers the search stage spreads its products over.
 const searchSuppliers = 10
 

@@ -9,8 +9,6 @@ import (
 	"github.com/tidemark/tidemark/replication"
 )
 
-func init() { register(Stage{Name: "snapshot", Run: benchSnapshot}) }
-
 // snapshotSlot is the stage's own slot: slot names are cluster-wide, and the replicate stage
 // has "tidemark" in another database of the same server.
 const snapshotSlot = "bench_snapshot"
