@@ -54,11 +54,6 @@ func benchEncode(ctx context.Context, env *Env) ([]Result, error) {
 	}
 	defer closeJS()
 	const stream = "BENCH_ENCODE"
-	_ = js.DeleteStream(ctx, stream)
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: stream, Subjects: []string{"bench_encode.>"},
-		Storage: jetstream.FileStorage, Duplicates: time.Minute}); err != nil {
-		return nil, fmt.Errorf("create stream: %w", err)
-	}
 	env.Log.Info("encode: publishing insert events", "events", n)
 	if err := publishInserts(ctx, pool, js, stream); err != nil {
 		return nil, err
@@ -137,22 +132,25 @@ func meanLen(texts []string) int {
 	return sum / len(texts)
 }
 
-// publishInserts publishes an insert event for every product, as replicate would.
+// publishInserts creates stream afresh, its subjects the lower-case stream name and below,
+// and publishes an insert event into it for every product, as replicate would.
 func publishInserts(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStream, stream string) error {
-	var base string
-	if err := pool.QueryRow(ctx, "SELECT pg_current_wal_insert_lsn()::text").Scan(&base); err != nil {
-		return err
+	subject := strings.ToLower(stream)
+	_ = js.DeleteStream(ctx, stream)
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: stream, Subjects: []string{subject + ".>"},
+		Storage: jetstream.FileStorage, Duplicates: time.Minute}); err != nil {
+		return fmt.Errorf("create stream: %w", err)
 	}
-	lsn, err := event.ParseLSN(base)
+	base, err := insertLSN(ctx, pool)
 	if err != nil {
 		return err
 	}
+	lsn := event.LSN(base)
 	rows, err := pool.Query(ctx, `SELECT supplier_id, id, sku, name, description, price::text, attributes::text FROM products`)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
-	subject := strings.ToLower(stream)
 	var (
 		sup, id                int64
 		sku, name, desc, price string

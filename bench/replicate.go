@@ -59,21 +59,17 @@ func benchReplicate(ctx context.Context, env *Env) ([]Result, error) {
 	if _, err := copyProducts(ctx, pool, 1, benchDrop(1).Products(env.Rows)); err != nil {
 		return nil, err
 	}
-	var endText string
-	if err := pool.QueryRow(ctx, "SELECT pg_current_wal_insert_lsn()::text").Scan(&endText); err != nil {
-		return nil, err
-	}
-	end, err := pglogrepl.ParseLSN(endText)
+	end, err := insertLSN(ctx, pool)
 	if err != nil {
 		return nil, err
 	}
 	// The slots only see flushed WAL.
 	for {
-		var f string
-		if err := pool.QueryRow(ctx, "SELECT pg_current_wal_flush_lsn()::text").Scan(&f); err != nil {
+		fl, err := flushLSN(ctx, pool)
+		if err != nil {
 			return nil, err
 		}
-		if fl, _ := pglogrepl.ParseLSN(f); fl >= end {
+		if fl >= end {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -349,17 +345,16 @@ func latency(ctx context.Context, env *Env, url string) (p50, p99 float64, n int
 	defer writer.Close()
 	// Warm up: a fresh walsender first re-reads the WAL from the slot's restart point (the
 	// whole big transaction), which is start-up cost, not steady-state latency.
-	var probe string
 	// Products after the big transaction's: the probe, then the writer's.
 	drop, next := benchDrop(1), env.Rows
 	if _, err := copyProducts(ctx, writer, 1, drop.Range(next, next+1)); err != nil {
 		return 0, 0, 0, err
 	}
 	next++
-	if err := writer.QueryRow(ctx, "SELECT pg_current_wal_insert_lsn()::text").Scan(&probe); err != nil {
+	probeLSN, err := insertLSN(ctx, writer)
+	if err != nil {
 		return 0, 0, 0, err
 	}
-	probeLSN, _ := pglogrepl.ParseLSN(probe)
 	for i := 0; ; i++ {
 		var confirmed string
 		if err := writer.QueryRow(ctx, "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'tidemark'").Scan(&confirmed); err != nil {

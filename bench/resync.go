@@ -9,7 +9,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pglogrepl"
 	"github.com/tidemark/tidemark/replication"
 	"github.com/tidemark/tidemark/sink"
 )
@@ -89,11 +88,7 @@ func benchResync(ctx context.Context, env *Env) ([]Result, error) {
 		if !strings.Contains(out.String(), "resync done") {
 			return false, nil
 		}
-		var lsnText string
-		if err := pool.QueryRow(ctx, "SELECT pg_current_wal_flush_lsn()::text").Scan(&lsnText); err != nil {
-			return false, err
-		}
-		end, err := pglogrepl.ParseLSN(lsnText)
+		end, err := flushLSN(ctx, pool)
 		if err != nil {
 			return false, err
 		}

@@ -93,11 +93,6 @@ func benchSearch(ctx context.Context, env *Env) ([]Result, error) {
 	}
 	defer closeJS()
 	const stream = "BENCH_SEARCH"
-	_ = js.DeleteStream(ctx, stream)
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: stream, Subjects: []string{"bench_search.>"},
-		Storage: jetstream.FileStorage, Duplicates: time.Minute}); err != nil {
-		return nil, fmt.Errorf("create stream: %w", err)
-	}
 	env.Log.Info("search: publishing insert events", "events", n)
 	if err := publishInserts(ctx, pool, js, stream); err != nil {
 		return nil, err

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strconv"
 
-	"github.com/jackc/pglogrepl"
 	"github.com/tidemark/tidemark/replication"
 )
 
@@ -53,11 +52,7 @@ func benchSnapshot(ctx context.Context, env *Env) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	var lsnText string
-	if err := pool.QueryRow(ctx, "SELECT pg_current_wal_flush_lsn()::text").Scan(&lsnText); err != nil {
-		return nil, err
-	}
-	end, err := pglogrepl.ParseLSN(lsnText)
+	end, err := flushLSN(ctx, pool)
 	if err != nil {
 		return nil, err
 	}
