@@ -20,9 +20,7 @@ import (
 // Debezium's placeholder: the vector must still be of the real description.
 func TestEncodeDebeziumEnvelope(t *testing.T) {
 	t.Parallel()
-	e := newReplEnv(t)
-	js := e.js(t)
-	ctx := testenv.Context(t, 3*time.Minute)
+	e, js, ctx := newReplEnvJS(t, 3*time.Minute)
 	e.replicate(t, "--format", "debezium").streaming(t)
 	e.start(t, "encode", "--http-addr=", "--batch-wait", "100ms", "--max-deliver", "2", "--ack-wait", "2s")
 

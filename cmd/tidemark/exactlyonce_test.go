@@ -123,12 +123,10 @@ func (e *replEnv) bigTransaction(t *testing.T, rows int, prefix string) {
 // restart decodes the transaction from its start again.
 func TestExactlyOnceKill9AtFivePoints(t *testing.T) {
 	t.Parallel()
-	e := newReplEnv(t)
-	js := e.js(t)
-	ctx := testenv.Context(t, 10*time.Minute)
+	e, js, ctx := newReplEnvJS(t, 10*time.Minute)
 	args := patient
 	p := e.replicate(t, args...)
-	testenv.WaitFor(t, "the stream", 30*time.Second, func() bool { _, err := js.Stream(ctx, event.Stream); return err == nil })
+	waitStream(ctx, t, js)
 	const rows = 200_000
 	e.bigTransaction(t, rows, "K")
 	end := e.currentLSN(t)
@@ -160,9 +158,7 @@ func TestExactlyOnceKill9AtFivePoints(t *testing.T) {
 // duplicate window publishes none of them again.
 func TestExactlyOnceAckedNotConfirmed(t *testing.T) {
 	t.Parallel()
-	e := newReplEnv(t)
-	js := e.js(t)
-	ctx := testenv.Context(t, 8*time.Minute)
+	e, js, ctx := newReplEnvJS(t, 8*time.Minute)
 	e.exec(t, `INSERT INTO products (supplier_id, sku, name) SELECT 1, 'U-' || g, 'n' FROM generate_series(1, 5000) g`)
 	first := e.replicate(t, patient...)
 	first.streaming(t)
@@ -193,11 +189,9 @@ func TestExactlyOnceAckedNotConfirmed(t *testing.T) {
 // transaction is being published, for longer than the duplicate window, and comes back.
 func TestExactlyOnceNATSRestartMidPublish(t *testing.T) {
 	t.Parallel()
-	e := newReplEnv(t)
-	js := e.js(t)
-	ctx := testenv.Context(t, 5*time.Minute)
+	e, js, ctx := newReplEnvJS(t, 5*time.Minute)
 	p := e.replicate(t, "--dedup-window", dedupWindow)
-	testenv.WaitFor(t, "the stream", 30*time.Second, func() bool { _, err := js.Stream(ctx, event.Stream); return err == nil })
+	waitStream(ctx, t, js)
 	const rows = 50_000
 	e.bigTransaction(t, rows, "N")
 	end := e.currentLSN(t)
@@ -222,11 +216,9 @@ func TestExactlyOnceNATSRestartMidPublish(t *testing.T) {
 // every change once, in order, with no gap where the refusals began.
 func TestExactlyOnceStreamLimitReached(t *testing.T) {
 	t.Parallel()
-	e := newReplEnv(t)
-	js := e.js(t)
-	ctx := testenv.Context(t, 5*time.Minute)
+	e, js, ctx := newReplEnvJS(t, 5*time.Minute)
 	p := e.replicate(t, patient...)
-	testenv.WaitFor(t, "the stream", 30*time.Second, func() bool { _, err := js.Stream(ctx, event.Stream); return err == nil })
+	waitStream(ctx, t, js)
 	setLimit := func(n int64) {
 		t.Helper()
 		st, err := js.Stream(ctx, event.Stream)
@@ -260,11 +252,9 @@ func TestExactlyOnceStreamLimitReached(t *testing.T) {
 // nor repeat a change.
 func TestExactlyOnceForeignMessages(t *testing.T) {
 	t.Parallel()
-	e := newReplEnv(t)
-	js := e.js(t)
-	ctx := testenv.Context(t, 5*time.Minute)
+	e, js, ctx := newReplEnvJS(t, 5*time.Minute)
 	p := e.replicate(t, patient...)
-	testenv.WaitFor(t, "the stream", 30*time.Second, func() bool { _, err := js.Stream(ctx, event.Stream); return err == nil })
+	waitStream(ctx, t, js)
 	nc, err := nats.Connect(e.nats.URL())
 	if err != nil {
 		t.Fatal(err)
@@ -302,15 +292,13 @@ func TestExactlyOnceForeignMessages(t *testing.T) {
 // NATS restarts mid-publish, each outage longer than the duplicate window.
 func TestPipelineUnderFaults(t *testing.T) {
 	t.Parallel()
-	e := newReplEnv(t)
-	js := e.js(t)
-	ctx := testenv.Context(t, 8*time.Minute)
+	e, js, ctx := newReplEnvJS(t, 8*time.Minute)
 	repl := e.replicate(t, "--dedup-window", dedupWindow)
 	encode := func() *proc {
 		return e.start(t, "encode", "--http-addr=", "--workers", "2", "--batch", "500", "--batch-wait", "100ms", "--ack-wait", "2s")
 	}
 	first := encode()
-	testenv.WaitFor(t, "the stream", 30*time.Second, func() bool { _, err := js.Stream(ctx, event.Stream); return err == nil })
+	waitStream(ctx, t, js)
 	const rows = 30_000
 	e.bigTransaction(t, rows, "P")
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"iter"
 	"net/http"
@@ -37,6 +38,14 @@ type replEnv struct {
 func newReplEnv(t *testing.T) *replEnv {
 	t.Helper()
 	return newReplEnvAt(t, testenv.DatabaseIn(t, testenv.Lane(t)))
+}
+
+// newReplEnvJS is newReplEnv with the two things most of its tests open with besides: a
+// JetStream client of its NATS server, and a context that ends after timeout.
+func newReplEnvJS(t *testing.T, timeout time.Duration) (*replEnv, jetstream.JetStream, context.Context) {
+	t.Helper()
+	e := newReplEnv(t)
+	return e, e.js(t), testenv.Context(t, timeout)
 }
 
 // newReplEnvAt is newReplEnv on the database at url (of a cluster of the test's own).
@@ -115,6 +124,12 @@ func (p *proc) streaming(t *testing.T) {
 func (p *proc) encoding(t *testing.T) {
 	t.Helper()
 	testenv.WaitFor(t, "encode to bind its consumer", time.Minute, func() bool { return strings.Contains(p.out.String(), "msg=encoding") })
+}
+
+// waitStream waits until the change stream exists (replicate creates it at start).
+func waitStream(ctx context.Context, t *testing.T, js jetstream.JetStream) {
+	t.Helper()
+	testenv.WaitFor(t, "the stream", 30*time.Second, func() bool { _, err := js.Stream(ctx, event.Stream); return err == nil })
 }
 
 func (e *replEnv) js(t *testing.T) jetstream.JetStream {
@@ -254,11 +269,9 @@ func checkExactlyOnce(t *testing.T, js jetstream.JetStream, want int) []event.Ch
 // 100k-row transaction; after a restart the stream holds every change exactly once.
 func TestReplicateKill9MidTransaction(t *testing.T) {
 	t.Parallel()
-	e := newReplEnv(t)
-	js := e.js(t)
+	e, js, ctx := newReplEnvJS(t, 5*time.Minute)
 	p := e.replicate(t)
-	ctx := testenv.Context(t, 5*time.Minute)
-	testenv.WaitFor(t, "the stream", 30*time.Second, func() bool { _, err := js.Stream(ctx, event.Stream); return err == nil })
+	waitStream(ctx, t, js)
 	const rows = 100_000
 	e.exec(t, fmt.Sprintf(`INSERT INTO products (supplier_id, sku, name, price)
 		SELECT 1 + g %% 2, 'K-' || g, 'product ' || g, g / 100.0 FROM generate_series(1, %d) g`, rows))
@@ -353,11 +366,9 @@ func TestReplicateSIGTERM(t *testing.T) {
 // out, and the replicator resumes from the confirmed LSN.
 func TestReplicateNATSRestart(t *testing.T) {
 	t.Parallel()
-	e := newReplEnv(t)
-	js := e.js(t)
+	e, js, ctx := newReplEnvJS(t, 3*time.Minute)
 	p := e.replicate(t) // --ack-timeout 3s
-	ctx := testenv.Context(t, 3*time.Minute)
-	testenv.WaitFor(t, "the stream", 30*time.Second, func() bool { _, err := js.Stream(ctx, event.Stream); return err == nil })
+	waitStream(ctx, t, js)
 	const txns, per = 100, 20
 	const outage = 6 * time.Second // twice the ack timeout
 	writerDone := make(chan error, 1)
@@ -417,9 +428,7 @@ func TestReplicateNATSRestart(t *testing.T) {
 // and takes over when it stops.
 func TestReplicateStandbyTakeover(t *testing.T) {
 	t.Parallel()
-	e := newReplEnv(t)
-	js := e.js(t)
-	ctx := testenv.Context(t, 3*time.Minute)
+	e, js, ctx := newReplEnvJS(t, 3*time.Minute)
 	first := e.replicate(t)
 	first.streaming(t)
 	second := e.replicate(t)
@@ -446,9 +455,7 @@ func TestReplicateStandbyTakeover(t *testing.T) {
 // TestCheckpointCommands: show, set forward, and set backward refused.
 func TestCheckpointCommands(t *testing.T) {
 	t.Parallel()
-	e := newReplEnv(t)
-	js := e.js(t)
-	ctx := testenv.Context(t, 2*time.Minute)
+	e, js, ctx := newReplEnvJS(t, 2*time.Minute)
 	p := e.replicate(t)
 	p.streaming(t)
 	e.exec(t, `INSERT INTO products (supplier_id, sku, name) VALUES (1, 'C-1', 'n')`)
@@ -536,9 +543,7 @@ func (e *replEnv) tail(ctx context.Context, t *testing.T, what, want string, arg
 // TestTail prints events as JSON lines.
 func TestTail(t *testing.T) {
 	t.Parallel()
-	e := newReplEnv(t)
-	js := e.js(t)
-	ctx := testenv.Context(t, time.Minute)
+	e, js, ctx := newReplEnvJS(t, time.Minute)
 	e.replicate(t).streaming(t)
 	e.exec(t, `INSERT INTO products (supplier_id, sku, name) VALUES (2, 'T-1', 'tail me')`)
 	testenv.WaitFor(t, "the change", time.Minute, func() bool { return streamMsgs(ctx, js) >= 1 })
@@ -553,13 +558,30 @@ func TestTail(t *testing.T) {
 	}
 }
 
+// TestStreamFlagNamesOneStreamForEveryCommand: replicate, encode and tail given the same
+// --stream work on that stream, and none creates or waits for PRODUCTS.
+func TestStreamFlagNamesOneStreamForEveryCommand(t *testing.T) {
+	t.Parallel()
+	e, js, ctx := newReplEnvJS(t, 2*time.Minute)
+	e.replicate(t, "--stream", "CATALOGUE").streaming(t)
+	e.start(t, "encode", "--http-addr=", "--stream", "CATALOGUE", "--batch-wait", "100ms")
+	e.exec(t, `INSERT INTO products (supplier_id, sku, name) VALUES (1, 'S-1', 'Red wool scarf')`)
+	testenv.WaitFor(t, "the vector", time.Minute, func() bool {
+		var n int
+		err := e.pool.QueryRow(ctx, "SELECT count(*) FROM product_embeddings WHERE NOT deleted").Scan(&n)
+		return err == nil && n == 1
+	})
+	if _, err := js.Stream(ctx, event.Stream); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Fatalf("stream PRODUCTS: %v, want it not to exist", err)
+	}
+	e.tail(ctx, t, "tail to print the change", "Red wool scarf", "--stream", "CATALOGUE", "--from-start")
+}
+
 // TestReplicateDebezium: --format debezium publishes the Debezium envelope on the same
 // subjects and ids.
 func TestReplicateDebezium(t *testing.T) {
 	t.Parallel()
-	e := newReplEnv(t)
-	js := e.js(t)
-	ctx := testenv.Context(t, time.Minute)
+	e, js, ctx := newReplEnvJS(t, time.Minute)
 	e.replicate(t, "--format", "debezium").streaming(t)
 	e.exec(t, `INSERT INTO products (supplier_id, sku, name, price) VALUES (2, 'D-1', 'deb', 1.50)`)
 	e.exec(t, `DELETE FROM products WHERE sku = 'D-1'`)

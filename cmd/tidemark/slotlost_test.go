@@ -235,9 +235,7 @@ func TestSlotInvalidated(t *testing.T) {
 // of that snapshot, the restarted replicator finishes it and the stream converges.
 func TestSlotDroppedMidSessionKill9(t *testing.T) {
 	t.Parallel()
-	e := newReplEnv(t)
-	js := e.js(t)
-	ctx := testenv.Context(t, 5*time.Minute)
+	e, js, ctx := newReplEnvJS(t, 5*time.Minute)
 	const rows = 10_000
 	e.seed(t, rows)
 	// Chunks of 50 rows: about 200 of them, so that the resync's snapshot is still running
@@ -301,9 +299,7 @@ func TestSlotDroppedMidSessionKill9(t *testing.T) {
 // and streams on.
 func TestSlotNewPrimary(t *testing.T) {
 	t.Parallel()
-	e := newReplEnv(t)
-	js := e.js(t)
-	ctx := testenv.Context(t, 5*time.Minute)
+	e, js, ctx := newReplEnvJS(t, 5*time.Minute)
 	e.seedReplicated(t, 100)
 	kv, err := js.KeyValue(ctx, sink.CheckpointBucket)
 	if err != nil {

@@ -34,9 +34,7 @@ func (e *replEnv) snapshotChunks(ctx context.Context, t *testing.T, unfinished b
 // re-publishes one supplier while replicate streams.
 func TestReplicateInitialSnapshot(t *testing.T) {
 	t.Parallel()
-	e := newReplEnv(t)
-	js := e.js(t)
-	ctx := testenv.Context(t, 5*time.Minute)
+	e, js, ctx := newReplEnvJS(t, 5*time.Minute)
 	const rows = 10_000
 	e.seed(t, rows)
 
