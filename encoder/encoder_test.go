@@ -22,7 +22,7 @@ func TestLifecycle(t *testing.T) {
 	a := e.insert(1, "A-1", "Red wool scarf", "A warm scarf knitted from merino wool.")
 	b := e.insert(1, "B-1", "Steel chef knife", "Forged blade, 20 cm.")
 	c := e.insert(2, "C-1", "Garden hose", "Twenty metres, kink free.")
-	eventually(t, time.Minute, func() string { return e.converged(model) })
+	e.waitConverged(model)
 	if got := r.texts(); got != 3 {
 		t.Fatalf("embedded %v texts for 3 inserts", got)
 	}
@@ -45,7 +45,7 @@ func TestLifecycle(t *testing.T) {
 
 	// A rename re-embeds.
 	e.update(b.key, "name = $3", "Stainless chef knife")
-	eventually(t, time.Minute, func() string { return e.converged(model) })
+	e.waitConverged(model)
 	if got := r.texts(); got != 4 {
 		t.Fatalf("rename: %v texts embedded, want 4", got)
 	}
@@ -89,7 +89,7 @@ func TestCoalesce(t *testing.T) {
 	last := e.publishRaw("products.1.update", data, "stale")
 
 	r := e.start(encoder.Config{Workers: 1, Batch: 100, BatchWait: time.Second}, nil)
-	eventually(t, time.Minute, func() string { return e.converged(model) })
+	e.waitConverged(model)
 	// Converged once the batch committed; its events are counted after that, before the acks.
 	e.handled(last)
 	if got := r.texts(); got != 1 {
@@ -106,7 +106,7 @@ func TestUnchangedToastReadsTheRow(t *testing.T) {
 	long := strings.Repeat("A very long description that PostgreSQL stores out of line. ", 200)
 	p := e.insert(1, "T-1", "Tent", long)
 	r := e.start(encoder.Config{}, nil)
-	eventually(t, time.Minute, func() string { return e.converged(model) })
+	e.waitConverged(model)
 
 	// A rename arrives as pgoutput sends it when the description was not touched: without the
 	// description, which is named as unchanged TOAST. The encoder must read it from the table.
@@ -119,7 +119,7 @@ func TestUnchangedToastReadsTheRow(t *testing.T) {
 	ch.After = slices.DeleteFunc(ch.After, func(c event.Column) bool { return c.Name == "description" })
 	ch.UnchangedToast = []string{"description"}
 	e.publish(ch)
-	eventually(t, time.Minute, func() string { return e.converged(model) })
+	e.waitConverged(model)
 	v := e.vectors(model)[p.key]
 	if want := encoder.ContentHash(model, encoder.Text("Tent for three", long, json.RawMessage(q.attributes))); string(v.hash) != string(want) {
 		t.Fatal("vector is not of the new name with the stored description")
@@ -138,7 +138,7 @@ func TestPoisonGoesToDLQ(t *testing.T) {
 	e.publishRaw("products.1.update", []byte(`{"op":"update","after":{"name":"x"},"source":{"commit_lsn":"0/10"}}`), "keyless")
 	p := e.insert(1, "P-1", "Pillow", "Soft.")
 	_ = p
-	eventually(t, time.Minute, func() string { return e.converged(model) })
+	e.waitConverged(model)
 
 	dlq, err := e.js.Stream(e.ctx, encoder.DLQStreamName)
 	if err != nil {
@@ -188,7 +188,7 @@ func TestTruncateTombstones(t *testing.T) {
 	r := e.start(encoder.Config{}, nil)
 	a := e.insert(1, "X-1", "Lamp", "Bright.")
 	b := e.insert(2, "Y-1", "Desk", "Oak.")
-	eventually(t, time.Minute, func() string { return e.converged(model) })
+	e.waitConverged(model)
 	if _, err := e.pool.Exec(e.ctx, "TRUNCATE products_s1"); err != nil {
 		t.Fatal(err)
 	}
@@ -282,7 +282,7 @@ func TestDatabaseRejectIsIsolated(t *testing.T) {
 	}
 	// The encoder goes on writing after the rolled-back batches.
 	e.insert(1, "R-last", "Last rug", "")
-	eventually(t, time.Minute, func() string { return e.converged(model) })
+	e.waitConverged(model)
 	r.stop(t)
 }
 
@@ -292,7 +292,7 @@ func TestKeyChangeTombstonesOldKey(t *testing.T) {
 	model := hashEmbedder(t).Model()
 	r := e.start(encoder.Config{}, nil)
 	p := e.insert(1, "M-1", "Mirror", "Round.")
-	eventually(t, time.Minute, func() string { return e.converged(model) })
+	e.waitConverged(model)
 	moved, err := scanProduct(e.pool.QueryRow(e.ctx, `UPDATE products SET supplier_id = 2
 		WHERE supplier_id = $1 AND id = $2 `+returning, p.key.SupplierID, p.key.ID))
 	if err != nil {
@@ -301,7 +301,7 @@ func TestKeyChangeTombstonesOldKey(t *testing.T) {
 	ch := e.change(event.OpUpdate, moved, e.lsn())
 	ch.Before = event.Row{{Name: "supplier_id", Value: []byte("1")}, {Name: "id", Value: []byte(itoa(int(p.key.ID)))}}
 	e.publish(ch)
-	eventually(t, time.Minute, func() string { return e.converged(model) })
+	e.waitConverged(model)
 	if v := e.vectors(model)[p.key]; !v.deleted {
 		t.Fatal("old key still live")
 	}
@@ -330,7 +330,7 @@ func TestWaitsForTheStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.insert(1, "W-1", "Watering can", "Ten litres.")
-	eventually(t, time.Minute, func() string { return e.converged(model) })
+	e.waitConverged(model)
 	if err := r.enc.Ready(); err != nil {
 		t.Fatal(err)
 	}

@@ -21,7 +21,7 @@ func TestEpochCloseTombstonesWhatItDidNotCarry(t *testing.T) {
 	a := e.insert(1, "EP-A", "Lamp", "Bright.")
 	b := e.insert(1, "EP-B", "Desk", "Oak.")
 	c := e.insert(2, "EP-C", "Chair", "Pine.")
-	eventually(t, time.Minute, func() string { return e.converged(model) })
+	e.waitConverged(model)
 
 	// b's delete never reaches the stream.
 	if _, err := e.pool.Exec(e.ctx, "DELETE FROM products WHERE supplier_id = 1 AND id = $1", b.key.ID); err != nil {
@@ -51,7 +51,7 @@ func TestEpochCloseTombstonesWhatItDidNotCarry(t *testing.T) {
 	// An insert of b from before the epoch, replayed, does not bring it back.
 	replay := e.publish(e.change(event.OpInsert, b, open1.Epoch.OpenLSN-1))
 
-	eventually(t, time.Minute, func() string { return e.converged(model) })
+	e.waitConverged(model)
 	// Converged can hold before the replay is handled (the close alone tombstones b), and the
 	// events are counted after their batch commits: wait until the replay is acked.
 	e.handled(replay)

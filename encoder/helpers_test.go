@@ -358,7 +358,6 @@ func (e *env) converged(model string) string {
 	return ""
 }
 
-// eventually polls cond until it returns "" or the test's time runs out.
 // churn changes keys in turn: renames the first of every five, deletes the second, reprices
 // the third (a change whose text is unchanged) and leaves the other two. It returns the number
 // of changes.
@@ -405,6 +404,13 @@ func deadLetteredID(m *jetstream.RawStreamMsg) int64 {
 	return ch.Key.ID
 }
 
+// waitConverged waits until model's vectors match the products (see converged).
+func (e *env) waitConverged(model string) {
+	e.t.Helper()
+	eventually(e.t, time.Minute, func() string { return e.converged(model) })
+}
+
+// eventually polls cond until it returns "" or the test's time runs out.
 func eventually(t *testing.T, d time.Duration, cond func() string) {
 	t.Helper()
 	deadline := time.Now().Add(d)
