@@ -24,18 +24,8 @@ func runDemo(t *testing.T, env []string, args ...string) (stdout, stderr string,
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd, tmp := demoCommand(ctx, t, env, args...)
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
-	var exit *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &exit):
-		code = exit.ExitCode()
-	default:
-		t.Fatalf("run demo: %v\n%s", err, errOut.String())
-	}
-	return out.String(), errOut.String(), code, tmp
+	stdout, stderr, code = runCommand(t, cmd)
+	return stdout, stderr, code, tmp
 }
 
 // demoCommand is the demo command with a temp dir of its own (TMPDIR), which it returns.

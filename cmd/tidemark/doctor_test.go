@@ -34,18 +34,25 @@ func runTidemark(t *testing.T, pgURL, natsURL string, args ...string) (string, s
 	defer cancel()
 	cmd := exec.CommandContext(ctx, testenv.Binary(t), args...)
 	cmd.Env = append(os.Environ(), "TIDEMARK_PG_URL="+pgURL, "TIDEMARK_NATS_URL="+natsURL, "TIDEMARK_CONFIG=")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	return runCommand(t, cmd)
+}
+
+// runCommand runs cmd to its end and returns its stdout, stderr and exit code; a command that
+// could not run at all fails the test.
+func runCommand(t *testing.T, cmd *exec.Cmd) (stdout, stderr string, code int) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()
 	var exit *exec.ExitError
 	switch {
 	case err == nil:
-		return stdout.String(), stderr.String(), 0
 	case errors.As(err, &exit):
-		return stdout.String(), stderr.String(), exit.ExitCode()
+		code = exit.ExitCode()
+	default:
+		t.Fatalf("run %v: %v\n%s", cmd.Args, err, errOut.String())
 	}
-	t.Fatalf("run tidemark %v: %v", args, err)
-	return "", "", 0
+	return out.String(), errOut.String(), code
 }
 
 func runDoctor(t *testing.T, pgURL, natsURL string, args ...string) (map[string]health.Check, doctorReport, int, string) {
