@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // TestReservePort: a port comes from outside the ephemeral range, and a reserved one is not
@@ -75,16 +73,7 @@ func TestPostgresPortTaken(t *testing.T) {
 	}
 	dataDir := func() string {
 		t.Helper()
-		conn, err := pgx.Connect(ctx, pg.URL("postgres"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close(ctx)
-		var dir string
-		if err := conn.QueryRow(ctx, "SHOW data_directory").Scan(&dir); err != nil {
-			t.Fatal(err)
-		}
-		return dir
+		return show(ctx, t, pg, "data_directory")
 	}
 	if dir := dataDir(); dir != pg.DataDir() {
 		t.Fatalf("connected to %s, want %s", dir, pg.DataDir())

@@ -1,4 +1,4 @@
-package sandbox_test
+package sandbox
 
 import (
 	"context"
@@ -6,31 +6,19 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/tidemark/tidemark/internal/sandbox"
 )
 
 func TestPostgresLifecycle(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	start := time.Now()
-	pg, err := sandbox.StartPostgres(ctx, sandbox.PostgresOptions{})
+	pg, err := StartPostgres(ctx, PostgresOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = pg.Close() })
 	t.Logf("started in %v", time.Since(start))
-	query := func() string {
-		conn, err := pgx.Connect(ctx, pg.URL("postgres"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close(ctx)
-		var s string
-		if err := conn.QueryRow(ctx, "show wal_level").Scan(&s); err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
+	query := func() string { return show(ctx, t, pg, "wal_level") }
 	if got := query(); got != "logical" {
 		t.Fatalf("wal_level = %q", got)
 	}
@@ -50,8 +38,23 @@ func TestPostgresLifecycle(t *testing.T) {
 	query()
 }
 
+// show reads one of pg's settings over a connection of its own.
+func show(ctx context.Context, t *testing.T, pg *Postgres, setting string) string {
+	t.Helper()
+	conn, err := pgx.Connect(ctx, pg.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var s string
+	if err := conn.QueryRow(ctx, "SHOW "+setting).Scan(&s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func TestNATSRestart(t *testing.T) {
-	n, err := sandbox.StartNATS(sandbox.NATSOptions{StoreDir: t.TempDir()})
+	n, err := StartNATS(NATSOptions{StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
