@@ -48,16 +48,13 @@ func benchEncode(ctx context.Context, env *Env) ([]Result, error) {
 		}
 	}
 
-	js, closeJS, err := env.jetStream(jetstream.WithPublishAsyncMaxPending(4096))
+	const stream = "BENCH_ENCODE"
+	env.Log.Info("encode: publishing insert events", "events", n)
+	js, closeJS, err := env.insertStream(ctx, pool, stream)
 	if err != nil {
 		return nil, err
 	}
 	defer closeJS()
-	const stream = "BENCH_ENCODE"
-	env.Log.Info("encode: publishing insert events", "events", n)
-	if err := publishInserts(ctx, pool, js, stream); err != nil {
-		return nil, err
-	}
 
 	// No ANN index, as in the pipeline: the search stage measures the encoders with them.
 	args := []string{"encode", "--pg-url", withAppName(url, "tidemark encode"), "--nats-url", env.NATS.URL(), "--stream", stream, "--http-addr", "",
@@ -130,6 +127,19 @@ func meanLen(texts []string) int {
 		sum += len(t)
 	}
 	return sum / len(texts)
+}
+
+// insertStream connects to NATS and fills stream with publishInserts; closeJS closes the
+// connection.
+func (e *Env) insertStream(ctx context.Context, pool *pgxpool.Pool, stream string) (js jetstream.JetStream, closeJS func(), err error) {
+	if js, closeJS, err = e.jetStream(jetstream.WithPublishAsyncMaxPending(4096)); err != nil {
+		return nil, nil, err
+	}
+	if err := publishInserts(ctx, pool, js, stream); err != nil {
+		closeJS()
+		return nil, nil, err
+	}
+	return js, closeJS, nil
 }
 
 // publishInserts creates stream afresh, its subjects the lower-case stream name and below,

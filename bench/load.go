@@ -70,6 +70,19 @@ func benchLoad(ctx context.Context, env *Env) ([]Result, error) {
 		return runProcess(ctx, env.Bin, "load", "--pg-url", url, "--supplier", strconv.Itoa(benchSupplier), "--json", file)
 	}
 	rate := func(d time.Duration) float64 { return float64(env.Rows) / d.Seconds() }
+	// versus is the result of run p against a baseline that took baseSeconds.
+	versus := func(stage string, p Process, baseline string, baseSeconds float64) Result {
+		return Result{Stage: stage, Rows: env.Rows, Seconds: p.Elapsed.Seconds(), Rate: rate(p.Elapsed),
+			Baseline: baseline, BaselineSeconds: baseSeconds, Ratio: p.Elapsed.Seconds() / baseSeconds,
+			PeakRSSMB: float64(p.PeakRSS) / (1 << 20)}
+	}
+	// orm times the ORM-style baseline loading file into the table reset(withBase) leaves.
+	orm := func(withBase bool, file string) (time.Duration, error) {
+		if err := reset(withBase); err != nil {
+			return 0, err
+		}
+		return ormLoad(ctx, pool, file)
+	}
 	var results []Result
 
 	// The machine is shared: every tidemark and psql run happens twice, interleaved, and the
@@ -113,21 +126,14 @@ func benchLoad(ctx context.Context, env *Env) ([]Result, error) {
 			pcopy = p
 		}
 	}
-	if err := reset(false); err != nil {
-		return nil, err
-	}
-	ormFresh, err := ormLoad(ctx, pool, base)
+	ormFresh, err := orm(false, base)
 	if err != nil {
 		return nil, err
 	}
 	env.Log.Info("load fresh", "orm", ormFresh)
 	results = append(results,
-		Result{Stage: "load fresh", Rows: env.Rows, Seconds: fresh.Elapsed.Seconds(), Rate: rate(fresh.Elapsed),
-			Baseline: `psql \copy`, BaselineSeconds: pcopy.Elapsed.Seconds(), Ratio: fresh.Elapsed.Seconds() / pcopy.Elapsed.Seconds(),
-			PeakRSSMB: float64(fresh.PeakRSS) / (1 << 20)},
-		Result{Stage: "load fresh", Rows: env.Rows, Seconds: fresh.Elapsed.Seconds(), Rate: rate(fresh.Elapsed),
-			Baseline: "ORM batches", BaselineSeconds: ormFresh.Seconds(), Ratio: fresh.Elapsed.Seconds() / ormFresh.Seconds(),
-			PeakRSSMB: float64(fresh.PeakRSS) / (1 << 20)},
+		versus("load fresh", fresh, `psql \copy`, pcopy.Elapsed.Seconds()),
+		versus("load fresh", fresh, "ORM batches", ormFresh.Seconds()),
 	)
 
 	// Reload with 10% of the rows changed, from the base drop loaded.
@@ -144,17 +150,12 @@ func benchLoad(ctx context.Context, env *Env) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := reset(true); err != nil {
-		return nil, err
-	}
-	ormReload, err := ormLoad(ctx, pool, changed)
+	ormReload, err := orm(true, changed)
 	if err != nil {
 		return nil, err
 	}
 	env.Log.Info("load reload 10%", "orm", ormReload)
-	results = append(results, Result{Stage: "load reload 10%", Rows: env.Rows, Seconds: reload.Elapsed.Seconds(), Rate: rate(reload.Elapsed),
-		Baseline: "ORM batches", BaselineSeconds: ormReload.Seconds(), Ratio: reload.Elapsed.Seconds() / ormReload.Seconds(),
-		PeakRSSMB: float64(reload.PeakRSS) / (1 << 20)})
+	results = append(results, versus("load reload 10%", reload, "ORM batches", ormReload.Seconds()))
 
 	// An identical reload: nothing to write.
 	if err := reset(true); err != nil {

@@ -11,7 +11,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tidemark/tidemark/catalog"
 	"github.com/tidemark/tidemark/encoder"
 	"github.com/tidemark/tidemark/internal/fakedrop"
@@ -87,16 +86,13 @@ func benchSearch(ctx context.Context, env *Env) ([]Result, error) {
 			return nil, err
 		}
 	}
-	js, closeJS, err := env.jetStream(jetstream.WithPublishAsyncMaxPending(4096))
+	const stream = "BENCH_SEARCH"
+	env.Log.Info("search: publishing insert events", "events", n)
+	js, closeJS, err := env.insertStream(ctx, pool, stream)
 	if err != nil {
 		return nil, err
 	}
 	defer closeJS()
-	const stream = "BENCH_SEARCH"
-	env.Log.Info("search: publishing insert events", "events", n)
-	if err := publishInserts(ctx, pool, js, stream); err != nil {
-		return nil, err
-	}
 	emb, _ := encoder.NewHash(encoder.DefaultDim)
 	args := []string{"encode", "--pg-url", url, "--nats-url", env.NATS.URL(), "--stream", stream, "--http-addr", "",
 		"--log-level", "warn", "--workers", "2", "--index-interval", "0"}
