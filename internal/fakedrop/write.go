@@ -95,18 +95,12 @@ func WriteNDJSON(w io.Writer, products iter.Seq[Product]) error {
 // AppendJSON appends p as a JSON object: what encoding/json writes with HTML escaping off
 // (an NDJSON drop's line).
 func (p Product) AppendJSON(b []byte) []byte {
-	b = append(b, `{"sku":`...)
-	b = appendString(b, p.SKU)
-	b = append(b, `,"name":`...)
-	b = appendString(b, p.Name)
-	b = append(b, `,"description":`...)
-	b = appendString(b, p.Description)
-	b = append(b, `,"price":`...)
-	b = appendString(b, p.Price)
-	b = append(b, `,"currency":`...)
-	b = appendString(b, p.Currency)
-	b = append(b, `,"status":`...)
-	b = appendString(b, p.Status)
+	b = appendMember(b, `{"sku":`, p.SKU)
+	b = appendMember(b, `,"name":`, p.Name)
+	b = appendMember(b, `,"description":`, p.Description)
+	b = appendMember(b, `,"price":`, p.Price)
+	b = appendMember(b, `,"currency":`, p.Currency)
+	b = appendMember(b, `,"status":`, p.Status)
 	b = append(b, `,"attributes":`...)
 	b = p.Attributes.AppendJSON(b)
 	return append(b, '}')
@@ -115,15 +109,11 @@ func (p Product) AppendJSON(b []byte) []byte {
 // AppendJSON appends a as a JSON object, keys in field order: what encoding/json writes with
 // HTML escaping off, and what a drop's attributes column holds.
 func (a Attributes) AppendJSON(b []byte) []byte {
-	b = append(b, `{"brand":`...)
-	b = appendString(b, a.Brand)
-	b = append(b, `,"category":`...)
-	b = appendString(b, a.Category)
-	b = append(b, `,"color":`...)
-	b = appendString(b, a.Color)
+	b = appendMember(b, `{"brand":`, a.Brand)
+	b = appendMember(b, `,"category":`, a.Category)
+	b = appendMember(b, `,"color":`, a.Color)
 	if a.Material != "" {
-		b = append(b, `,"material":`...)
-		b = appendString(b, a.Material)
+		b = appendMember(b, `,"material":`, a.Material)
 	}
 	b = append(b, `,"tags":`...)
 	if a.Tags == nil {
@@ -141,6 +131,12 @@ func (a Attributes) AppendJSON(b []byte) []byte {
 	b = append(b, `,"weight_g":`...)
 	b = strconv.AppendInt(b, int64(a.WeightG), 10)
 	return append(b, '}')
+}
+
+// appendMember appends a string member: key is what comes before its value (the brace or
+// comma, the quoted name and the colon).
+func appendMember(b []byte, key, v string) []byte {
+	return appendString(append(b, key...), v)
 }
 
 // appendString appends s as a JSON string, escaped as encoding/json does with HTML escaping
