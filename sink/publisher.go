@@ -438,6 +438,11 @@ func (p *pumpState) send(ack bool) {
 		p.dropOpen()
 		return
 	}
+	if o.pos.Compare(p.skip) <= 0 {
+		// Taken before a re-anchor found it stored already.
+		s.release()
+		return
+	}
 	p.expect(o.msg)
 	var fut jetstream.PubAckFuture
 	var err error
