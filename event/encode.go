@@ -219,18 +219,43 @@ func (c *Change) appendDebeziumSource(dst []byte) []byte {
 
 const hexDigits = "0123456789abcdef"
 
+// Bytes of a word of eight, for finding the bytes a JSON string must escape eight at a time.
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// escapeIn reports whether one of the eight bytes of w (any order) is a control character,
+// a double quote or a backslash. Each test is the classic "has a byte less than n" trick,
+// exact as a yes/no answer for n ≤ 0x80; bytes of 0x80 and above (UTF-8) never match.
+func escapeIn(w uint64) bool {
+	q, b := w^('"'*ones), w^('\\'*ones)
+	return ((w-0x20*ones)&^w|(q-ones)&^q|(b-ones)&^b)&highs != 0
+}
+
 // AppendString appends v as a JSON string, as events write every string (without HTML
 // escaping). Only quotes, backslashes and control characters are escaped: PostgreSQL sends
 // valid UTF-8 in a UTF8 database.
 func AppendString[T ~string | ~[]byte](dst []byte, v T) []byte {
 	dst = append(dst, '"')
 	start := 0
-	for i := 0; i < len(v); i++ {
+	for i := 0; i < len(v); {
+		// Text columns are long and rarely hold a byte to escape: skip eight at a time.
+		if i+8 <= len(v) {
+			b := v[i : i+8]
+			w := uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+				uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+			if !escapeIn(w) {
+				i += 8
+				continue
+			}
+		}
 		c := v[i]
+		i++
 		if c >= 0x20 && c != '"' && c != '\\' {
 			continue
 		}
-		dst = append(dst, v[start:i]...)
+		dst = append(dst, v[start:i-1]...)
 		switch c {
 		case '"', '\\':
 			dst = append(dst, '\\', c)
@@ -243,7 +268,7 @@ func AppendString[T ~string | ~[]byte](dst []byte, v T) []byte {
 		default:
 			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
 		}
-		start = i + 1
+		start = i
 	}
 	dst = append(dst, v[start:]...)
 	return append(dst, '"')

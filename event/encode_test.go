@@ -1,0 +1,106 @@
+package event_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/tidemark/tidemark/event"
+)
+
+// appendStringBytewise is AppendString as it was before it skipped eight bytes at a time: the
+// reference the fast one must match byte for byte.
+func appendStringBytewise(dst []byte, v string) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		dst = append(dst, v[start:i]...)
+		switch c {
+		case '"', '\\':
+			dst = append(dst, '\\', c)
+		case '\n':
+			dst = append(dst, '\\', 'n')
+		case '\r':
+			dst = append(dst, '\\', 'r')
+		case '\t':
+			dst = append(dst, '\\', 't')
+		default:
+			dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		}
+		start = i + 1
+	}
+	dst = append(dst, v[start:]...)
+	return append(dst, '"')
+}
+
+// stringCases are texts with every byte that must be escaped at every place in a word of eight,
+// beside UTF-8 and the bytes just around the escaped ones (0x1f/0x20, 0x21/0x23, 0x5b/0x5d,
+// 0x7f, 0x80, 0xff).
+func stringCases() []string {
+	cases := []string{"", "a", "1234567", "12345678", "123456789", "Ridgeline K42 Hiking Jacket",
+		`Crème & Co "Zürich" 5 °C × 3 – ok`, `back\slash`, "tab\there\nnew\rline", "\x00\x01\x1f\x7f",
+		" !#[]~\x7f\x80\xff\xc3\xa9", strings.Repeat(`"`, 17), strings.Repeat(`\`, 9), strings.Repeat("é", 33),
+		"\xff\xfe\xfd\xfc\xfb\xfa\xf9\xf8\x1f", strings.Repeat("Fjellrø ", 40)}
+	for _, special := range []string{"\x00", "\x1f", "\n", "\t", `"`, `\`, "\x20", "\x21", "\x23", "\x5b", "\x5d", "\x7f", "\x80", "\xe2\x80\x93"} {
+		for n := range 20 {
+			for _, fill := range []string{"a", "é", "\x80"} {
+				s := strings.Repeat(fill, n)
+				cases = append(cases, s+special, special+s, s+special+s, s+special+special+s)
+			}
+		}
+	}
+	return cases
+}
+
+func TestAppendString(t *testing.T) {
+	for _, s := range stringCases() {
+		want := appendStringBytewise([]byte("x"), s)
+		if got := event.AppendString([]byte("x"), s); !bytes.Equal(got, want) {
+			t.Errorf("AppendString(%q) = %s, want %s", s, got, want)
+		}
+		if got := event.AppendString([]byte("x"), []byte(s)); !bytes.Equal(got, want) {
+			t.Errorf("AppendString([]byte(%q)) = %s, want %s", s, got, want)
+		}
+	}
+}
+
+func FuzzAppendString(f *testing.F) {
+	for _, s := range stringCases() {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want := appendStringBytewise(nil, s)
+		got := event.AppendString(nil, []byte(s))
+		if !bytes.Equal(got, want) {
+			t.Fatalf("AppendString(%q) = %s, want %s", s, got, want)
+		}
+		if !json.Valid(got) {
+			t.Fatalf("AppendString(%q) = %s: not JSON", s, got)
+		}
+	})
+}
+
+func BenchmarkAppendString(b *testing.B) {
+	// A generated product's description: 294 bytes, UTF-8, a quoted word.
+	s := []byte(`Built for wet trail days, the Ridgeline K42 Hiking Jacket keeps you dry from Fjellrø to Zürich: taped seams, a "storm" hood & pit zips. Rated to −5 °C, 3 × 2-way vents, weighs 410 g. Pairs with our Crème & Co base layers – machine wash at 30 °C, tumble dry low; recycled shell.`)
+	buf := make([]byte, 0, 512)
+	b.SetBytes(int64(len(s)))
+	for b.Loop() {
+		buf = event.AppendString(buf[:0], s)
+	}
+}
+
+func BenchmarkAppendStringBytewise(b *testing.B) {
+	s := `Built for wet trail days, the Ridgeline K42 Hiking Jacket keeps you dry from Fjellrø to Zürich: taped seams, a "storm" hood & pit zips. Rated to −5 °C, 3 × 2-way vents, weighs 410 g. Pairs with our Crème & Co base layers – machine wash at 30 °C, tumble dry low; recycled shell.`
+	buf := make([]byte, 0, 512)
+	b.SetBytes(int64(len(s)))
+	for b.Loop() {
+		buf = appendStringBytewise(buf[:0], s)
+	}
+}
