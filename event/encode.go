@@ -2,6 +2,7 @@ package event
 
 import (
 	"encoding/base64"
+	"math/bits"
 	"strconv"
 	"time"
 )
@@ -225,12 +226,49 @@ const (
 	highs = 0x8080808080808080
 )
 
-// escapeIn reports whether one of the eight bytes of w (any order) is a control character,
-// a double quote or a backslash. Each test is the classic "has a byte less than n" trick,
-// exact as a yes/no answer for n ≤ 0x80; bytes of 0x80 and above (UTF-8) never match.
-func escapeIn(w uint64) bool {
+// escapes has the high bit set in each byte of w that is a control character, a double
+// quote or a backslash, and maybe in bytes above (later than) such a byte: each test is the
+// classic "has a byte less than n" trick, whose borrows only run upwards from a byte that
+// matches. The lowest bit set is therefore always a byte to escape, and 0 means there is
+// none; bytes of 0x80 and above (UTF-8) never match.
+func escapes(w uint64) uint64 {
 	q, b := w^('"'*ones), w^('\\'*ones)
-	return ((w-0x20*ones)&^w|(q-ones)&^q|(b-ones)&^b)&highs != 0
+	return ((w-0x20*ones)&^w | (q-ones)&^q | (b-ones)&^b) & highs
+}
+
+// word8 reads v[i:i+8] as a little-endian word (the first byte lowest).
+func word8[T ~string | ~[]byte](v T, i int) uint64 {
+	b := v[i : i+8]
+	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+}
+
+// nextEscape returns the index of the first byte to escape in v from i on, len(v) if none.
+// Text columns are long and rarely hold one: it looks at eight bytes at a time, the last
+// (partial) eight overlapping those already seen.
+func nextEscape[T ~string | ~[]byte](v T, i int) int {
+	for ; i+8 <= len(v); i += 8 {
+		if m := escapes(word8(v, i)); m != 0 {
+			return i + bits.TrailingZeros64(m)>>3
+		}
+	}
+	if i == len(v) {
+		return i
+	}
+	if len(v) >= 8 {
+		// The bytes before i in this word were seen and need no escape: drop their bits.
+		last := len(v) - 8
+		if m := escapes(word8(v, last)) >> ((i - last) * 8) << ((i - last) * 8); m != 0 {
+			return last + bits.TrailingZeros64(m)>>3
+		}
+		return len(v)
+	}
+	for ; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c == '"' || c == '\\' {
+			return i
+		}
+	}
+	return i
 }
 
 // AppendString appends v as a JSON string, as events write every string (without HTML
@@ -239,24 +277,9 @@ func escapeIn(w uint64) bool {
 func AppendString[T ~string | ~[]byte](dst []byte, v T) []byte {
 	dst = append(dst, '"')
 	start := 0
-	for i := 0; i < len(v); {
-		// Text columns are long and rarely hold a byte to escape: skip eight at a time.
-		if i+8 <= len(v) {
-			b := v[i : i+8]
-			w := uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
-				uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
-			if !escapeIn(w) {
-				i += 8
-				continue
-			}
-		}
-		c := v[i]
-		i++
-		if c >= 0x20 && c != '"' && c != '\\' {
-			continue
-		}
-		dst = append(dst, v[start:i-1]...)
-		switch c {
+	for i := nextEscape(v, 0); i < len(v); i = nextEscape(v, i) {
+		dst = append(dst, v[start:i]...)
+		switch c := v[i]; c {
 		case '"', '\\':
 			dst = append(dst, '\\', c)
 		case '\n':
@@ -268,6 +291,7 @@ func AppendString[T ~string | ~[]byte](dst []byte, v T) []byte {
 		default:
 			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
 		}
+		i++
 		start = i
 	}
 	dst = append(dst, v[start:]...)

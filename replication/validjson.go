@@ -1,5 +1,7 @@
 package replication
 
+import "math/bits"
+
 // validJSON reports whether v is one JSON value, accepting exactly what json.Valid accepts
 // (whitespace around it, any bytes of 0x20 and above in strings, nesting up to 10,000 deep) at
 // a fraction of its cost: every jsonb column of every change goes through it.
@@ -142,27 +144,12 @@ func (p *jsonChecker) array(depth int) bool {
 // string reads a string whose opening quote is at p.i.
 func (p *jsonChecker) string() bool {
 	b := p.b
-	i := p.i + 1
-	for i < len(b) {
-		// Most of a string needs no look: skip eight bytes at a time while none is a
-		// quote, a backslash or a control character.
-		for i+8 <= len(b) {
-			w := b[i : i+8]
-			x := uint64(w[0]) | uint64(w[1])<<8 | uint64(w[2])<<16 | uint64(w[3])<<24 |
-				uint64(w[4])<<32 | uint64(w[5])<<40 | uint64(w[6])<<48 | uint64(w[7])<<56
-			if specialIn(x) {
-				break
-			}
-			i += 8
-		}
-		if i >= len(b) {
-			break
-		}
-		switch c := b[i]; {
-		case c == '"':
+	for i := nextSpecial(b, p.i+1); i < len(b); i = nextSpecial(b, i) {
+		switch b[i] {
+		case '"':
 			p.i = i + 1
 			return true
-		case c == '\\':
+		case '\\':
 			if i+1 >= len(b) {
 				return false
 			}
@@ -177,10 +164,8 @@ func (p *jsonChecker) string() bool {
 			default:
 				return false
 			}
-		case c < 0x20:
+		default: // a control character
 			return false
-		default:
-			i++
 		}
 	}
 	return false
@@ -192,12 +177,46 @@ const (
 	highs = 0x8080808080808080
 )
 
-// specialIn reports whether one of the eight bytes of w is a control character, a double
-// quote or a backslash: the classic "has a byte less than n" test, exact as a yes/no answer
-// for n ≤ 0x80 (bytes of 0x80 and above never match).
-func specialIn(w uint64) bool {
+// specials has the high bit set in each byte of w that is a control character, a double
+// quote or a backslash, and maybe in bytes above (later than) such a byte: the classic "has a
+// byte less than n" trick, whose borrows only run upwards from a byte that matches. The
+// lowest bit set is therefore always a special byte, and 0 means there is none.
+func specials(w uint64) uint64 {
 	q, s := w^('"'*ones), w^('\\'*ones)
-	return ((w-0x20*ones)&^w|(q-ones)&^q|(s-ones)&^s)&highs != 0
+	return ((w-0x20*ones)&^w | (q-ones)&^q | (s-ones)&^s) & highs
+}
+
+func word8(b []byte, i int) uint64 {
+	w := b[i : i+8]
+	return uint64(w[0]) | uint64(w[1])<<8 | uint64(w[2])<<16 | uint64(w[3])<<24 |
+		uint64(w[4])<<32 | uint64(w[5])<<40 | uint64(w[6])<<48 | uint64(w[7])<<56
+}
+
+// nextSpecial returns the index of the first quote, backslash or control character in b from
+// i on, len(b) if none, looking at eight bytes at a time (as event.AppendString does).
+func nextSpecial(b []byte, i int) int {
+	for ; i+8 <= len(b); i += 8 {
+		if m := specials(word8(b, i)); m != 0 {
+			return i + bits.TrailingZeros64(m)>>3
+		}
+	}
+	if i >= len(b) {
+		return len(b)
+	}
+	if len(b) >= 8 {
+		// The bytes before i in the last eight were seen and are not special.
+		last := len(b) - 8
+		if m := specials(word8(b, last)) >> ((i - last) * 8) << ((i - last) * 8); m != 0 {
+			return last + bits.TrailingZeros64(m)>>3
+		}
+		return len(b)
+	}
+	for ; i < len(b); i++ {
+		if c := b[i]; c < 0x20 || c == '"' || c == '\\' {
+			return i
+		}
+	}
+	return i
 }
 
 func isHex(c byte) bool {
