@@ -67,6 +67,36 @@ type Source struct {
 type Column struct {
 	Name  string
 	Value json.RawMessage
+	// key is `"Name":` as a row's JSON writes it, when the column was made by a
+	// [ColumnKey]; Row's JSON checks that it still belongs to Name before using it.
+	key string
+}
+
+// ColumnKey is a column name with its JSON object key ("name":) written out once. The
+// replicator makes one per column of a relation, so that each event's row copies its keys
+// instead of escaping every name again.
+type ColumnKey struct {
+	name, key string
+}
+
+// NewColumnKey returns the key of the column named name.
+func NewColumnKey(name string) ColumnKey {
+	key := string(append(AppendString(nil, name), ':'))
+	if len(key) != len(name)+3 {
+		// A name with a byte to escape takes the general way.
+		return ColumnKey{name: name}
+	}
+	// The name is the middle of its key, which makes the check that a column's key is its
+	// name's a comparison of two equal pointers.
+	return ColumnKey{name: key[1 : len(key)-2], key: key}
+}
+
+// Name is the column's name.
+func (k ColumnKey) Name() string { return k.name }
+
+// Column returns the column k with value v.
+func (k ColumnKey) Column(v json.RawMessage) Column {
+	return Column{Name: k.name, Value: v, key: k.key}
 }
 
 // Row is a row image in column order. It marshals as a JSON object.

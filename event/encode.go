@@ -83,8 +83,12 @@ func (r Row) appendJSON(dst []byte, extra []string) []byte {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = AppendString(dst, c.Name)
-		dst = append(dst, ':')
+		if k := c.key; len(k) == len(c.Name)+3 && k[1:len(k)-2] == c.Name {
+			dst = append(dst, k...)
+		} else {
+			dst = AppendString(dst, c.Name)
+			dst = append(dst, ':')
+		}
 		if len(c.Value) == 0 {
 			dst = append(dst, "null"...)
 		} else {

@@ -104,3 +104,39 @@ func BenchmarkAppendStringBytewise(b *testing.B) {
 		buf = appendStringBytewise(buf[:0], s)
 	}
 }
+
+// TestColumnKey: a row of columns made by ColumnKeys writes the same JSON as one of plain
+// columns, for names that need escaping too, and a renamed column writes its new name.
+func TestColumnKey(t *testing.T) {
+	names := []string{"id", "supplier_id", "description", "", `qu"ote`, `back\slash`, "new\nline", "\x01", "Zürich", "a b"}
+	var plain, keyed event.Row
+	for i, name := range names {
+		v := json.RawMessage(`"v` + string(rune('0'+i)) + `"`)
+		k := event.NewColumnKey(name)
+		if k.Name() != name {
+			t.Errorf("NewColumnKey(%q).Name() = %q", name, k.Name())
+		}
+		plain = append(plain, event.Column{Name: name, Value: v})
+		keyed = append(keyed, k.Column(v))
+	}
+	want, _ := plain.MarshalJSON()
+	if got, _ := keyed.MarshalJSON(); !bytes.Equal(got, want) {
+		t.Errorf("keyed row %s, want %s", got, want)
+	}
+	if !json.Valid(want) {
+		t.Fatalf("invalid JSON %s", want)
+	}
+	for i := range keyed {
+		keyed[i].Name += "x"
+		plain[i].Name += "x"
+	}
+	want, _ = plain.MarshalJSON()
+	if got, _ := keyed.MarshalJSON(); !bytes.Equal(got, want) {
+		t.Errorf("renamed keyed row %s, want %s", got, want)
+	}
+	keyed[0].Name, plain[0].Name = "di", "di" // same length as the key's name
+	want, _ = plain.MarshalJSON()
+	if got, _ := keyed.MarshalJSON(); !bytes.Equal(got, want) {
+		t.Errorf("renamed keyed row %s, want %s", got, want)
+	}
+}

@@ -12,6 +12,7 @@ import (
 
 type relColumn struct {
 	name string
+	ck   event.ColumnKey // name with its JSON key, written once per relation
 	oid  uint32
 	kind valueKind
 	key  bool // part of the replica identity
@@ -102,7 +103,7 @@ func (d *decoder) decode(lsn pglogrepl.LSN, data []byte, emit func(*event.Change
 		}
 		rel := &relation{schema: m.Namespace, table: m.RelationName}
 		for _, c := range m.Columns {
-			rel.cols = append(rel.cols, relColumn{name: c.Name, oid: c.DataType, kind: kindOf(c.DataType), key: c.Flags&1 != 0})
+			rel.cols = append(rel.cols, relColumn{name: c.Name, ck: event.NewColumnKey(c.Name), oid: c.DataType, kind: kindOf(c.DataType), key: c.Flags&1 != 0})
 		}
 		d.rels[m.RelationID] = rel
 		return decoded{}, nil
@@ -297,7 +298,7 @@ func (d *decoder) snapshotChunk(lsn pglogrepl.LSN, content []byte, emit func(*ev
 	}
 	rel := &relation{schema: chunk.Schema, table: chunk.Table, cols: make([]relColumn, len(chunk.Columns))}
 	for i, c := range chunk.Columns {
-		rel.cols[i] = relColumn{name: c.Name, oid: c.Type, kind: kindOf(c.Type)}
+		rel.cols[i] = relColumn{name: c.Name, ck: event.NewColumnKey(c.Name), oid: c.Type, kind: kindOf(c.Type)}
 	}
 	for _, values := range chunk.Rows {
 		if len(values) != len(rel.cols) {
@@ -307,14 +308,14 @@ func (d *decoder) snapshotChunk(lsn pglogrepl.LSN, content []byte, emit func(*ev
 		for i, v := range values {
 			col := &rel.cols[i]
 			if v == nil {
-				d.after = append(d.after, event.Column{Name: col.name, Value: jsonNull})
+				d.after = append(d.after, col.ck.Column(jsonNull))
 				continue
 			}
 			start := len(d.arena)
 			if d.arena, err = d.appendValue(d.arena, col, []byte(*v)); err != nil {
 				return fmt.Errorf("snapshot column %s: %w", col.name, err)
 			}
-			d.after = append(d.after, event.Column{Name: col.name, Value: d.arena[start:len(d.arena):len(d.arena)]})
+			d.after = append(d.after, col.ck.Column(d.arena[start:len(d.arena):len(d.arena)]))
 		}
 		c.After = d.after
 		c.Key = keyOf(c.After)
@@ -357,7 +358,7 @@ func (d *decoder) tuple(rel *relation, src []byte, row *event.Row, isNew bool) (
 		switch t {
 		case 'n':
 			if isNew || col.key {
-				*row = append(*row, event.Column{Name: col.name, Value: jsonNull})
+				*row = append(*row, col.ck.Column(jsonNull))
 			}
 		case 'u':
 			if isNew {
@@ -379,7 +380,7 @@ func (d *decoder) tuple(rel *relation, src []byte, row *event.Row, isNew bool) (
 				return 0, fmt.Errorf("column %s: %w", col.name, err)
 			}
 			p += l
-			*row = append(*row, event.Column{Name: col.name, Value: d.arena[start:len(d.arena):len(d.arena)]})
+			*row = append(*row, col.ck.Column(d.arena[start:len(d.arena):len(d.arena)]))
 		default:
 			return 0, fmt.Errorf("%w: column %s has tuple data type %q (binary mode is not used)", ErrProtocol, col.name, t)
 		}

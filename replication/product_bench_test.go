@@ -137,3 +137,31 @@ func (c cpuClock) report(b *testing.B) {
 		b.ReportMetric(float64(processCPU()-c.start)/float64(b.N), "cpu-ns/op")
 	}
 }
+
+// BenchmarkProductJSON is the event JSON of a generated product's insert alone, with the
+// decoder's columns (keys written once per relation) and with plain ones.
+func BenchmarkProductJSON(b *testing.B) {
+	d := newTestDecoder(b)
+	var c event.Change
+	if _, err := d.decode(1, productInserts(1)[0], func(ch *event.Change) error { c = *ch; return nil }); err != nil {
+		b.Fatal(err)
+	}
+	plain := c
+	plain.After = nil
+	for _, col := range c.After {
+		plain.After = append(plain.After, event.Column{Name: col.Name, Value: col.Value})
+	}
+	for _, bc := range []struct {
+		name string
+		c    *event.Change
+	}{{"keyed", &c}, {"plain", &plain}} {
+		b.Run(bc.name, func(b *testing.B) {
+			buf := make([]byte, 0, 2048)
+			cpu := startCPU()
+			for b.Loop() {
+				buf = bc.c.AppendJSON(buf[:0])
+			}
+			cpu.report(b)
+		})
+	}
+}
