@@ -17,6 +17,9 @@ func Skipped(r Result) int64 { return r.skipped }
 // HashBytesExtended exposes the client's copy of PostgreSQL's hash_bytes_extended.
 var HashBytesExtended = hashBytesExtended
 
+// HashBytesExtended2 exposes the pair of hashes a reload digests each record with.
+var HashBytesExtended2 = hashBytesExtended2
+
 // SetChunkRows sets how many staged rows make a reload chunk and returns a function that
 // restores it.
 func SetChunkRows(n int) func() {
@@ -31,3 +34,6 @@ func SetSameKeys() func() {
 	sameKeys = true
 	return func() { sameKeys = false }
 }
+
+// RowDigest exposes the digest a reload computes of a valid record.
+var RowDigest = rowDigest
