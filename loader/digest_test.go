@@ -38,6 +38,12 @@ func TestHashMatchesPostgres(t *testing.T) {
 			if got := int64(loader.HashBytesExtended([]byte(texts[i]), uint64(seed))); got != want {
 				t.Errorf("seed %d, %q: got %d, want %d", seed, texts[i], got, want)
 			}
+			// The reload's two hashes in one pass: seed 0's and this seed's.
+			h0, h1 := loader.HashBytesExtended2([]byte(texts[i]), uint64(seed))
+			if h0 != loader.HashBytesExtended([]byte(texts[i]), 0) || int64(h1) != want {
+				t.Errorf("seed %d, %q: the pair got %d, %d, want %d, %d", seed, texts[i],
+					int64(h0), int64(h1), int64(loader.HashBytesExtended([]byte(texts[i]), 0)), want)
+			}
 			i++
 		}
 		if rows.Err() != nil || i != len(texts) {
