@@ -12,6 +12,10 @@ import (
 // the database a jsonb parse per unchanged row on a reload. It reports false for what it does
 // not reproduce exactly (numbers with exponents); the load then compares as jsonb, which is
 // always right, only slower.
+//
+// It also reports false for anything that is not JSON (it checks the grammar as it goes), for
+// \u0000 and for unpaired surrogate escapes, so that true means json.Valid and checkAttributes
+// would accept s if it is an object: Validate then reads the attributes once, not twice.
 func canonicalJSON(s string) (string, bool) {
 	c := canonicalizer{s: s}
 	out, ok := c.value(make([]byte, 0, len(s)+len(s)/4))
@@ -26,9 +30,13 @@ func canonicalJSON(s string) (string, bool) {
 }
 
 type canonicalizer struct {
-	s string
-	i int
+	s     string
+	i     int
+	depth int
 }
+
+// maxDepth is encoding/json's limit on nesting, which json.Valid enforces.
+const maxDepth = 10000
 
 func (c *canonicalizer) space() {
 	for c.i < len(c.s) && (c.s[c.i] == ' ' || c.s[c.i] == '\t' || c.s[c.i] == '\n' || c.s[c.i] == '\r') {
@@ -44,9 +52,10 @@ func keyLess(a, b string) bool {
 	return a < b
 }
 
+// member is an object's member, its value at vals[start:end] of its object.
 type member struct {
-	key   string
-	value []byte
+	key        string
+	start, end int
 }
 
 func (c *canonicalizer) value(out []byte) ([]byte, bool) {
@@ -55,12 +64,20 @@ func (c *canonicalizer) value(out []byte) ([]byte, bool) {
 		return out, false
 	}
 	switch ch := c.s[c.i]; {
+	case (ch == '{' || ch == '[') && c.depth == maxDepth:
+		return out, false
 	case ch == '{':
+		// depth counts the containers open; only a success needs to close one, a failure
+		// ends the whole parse.
 		c.i++
+		c.depth++
+		// The members' values go into one buffer, in order, and are copied out sorted.
 		members := make([]member, 0, 8)
+		var vals []byte
 		c.space()
 		if c.i < len(c.s) && c.s[c.i] == '}' {
 			c.i++
+			c.depth--
 			return append(out, "{}"...), true
 		}
 		for {
@@ -74,11 +91,11 @@ func (c *canonicalizer) value(out []byte) ([]byte, bool) {
 				return out, false
 			}
 			c.i++
-			v, ok := c.value(nil)
-			if !ok {
+			start := len(vals)
+			if vals, ok = c.value(vals); !ok {
 				return out, false
 			}
-			members = append(members, member{key, v})
+			members = append(members, member{key, start, len(vals)})
 			more, ok := c.next('}')
 			if !ok {
 				return out, false
@@ -106,15 +123,18 @@ func (c *canonicalizer) value(out []byte) ([]byte, bool) {
 			first = false
 			out = appendJSONBString(out, m.key)
 			out = append(out, ": "...)
-			out = append(out, m.value...)
+			out = append(out, vals[m.start:m.end]...)
 		}
+		c.depth--
 		return append(out, '}'), true
 	case ch == '[':
 		c.i++
+		c.depth++
 		out = append(out, '[')
 		c.space()
 		if c.i < len(c.s) && c.s[c.i] == ']' {
 			c.i++
+			c.depth--
 			return append(out, ']'), true
 		}
 		for n := 0; ; n++ {
@@ -130,6 +150,7 @@ func (c *canonicalizer) value(out []byte) ([]byte, bool) {
 				return out, false
 			}
 			if !more {
+				c.depth--
 				return append(out, ']'), true
 			}
 		}
@@ -171,27 +192,36 @@ func (c *canonicalizer) next(closing byte) (more, ok bool) {
 }
 
 // number copies a number as numeric prints it: verbatim, except that numeric has no negative
-// zero. Exponents are left to the database.
+// zero. It reads JSON's grammar (-? (0 | [1-9][0-9]*) (.[0-9]+)?), whatever follows being
+// the caller's to judge. Exponents are left to the database.
 func (c *canonicalizer) number(out []byte) ([]byte, bool) {
 	start := c.i
 	if c.s[c.i] == '-' {
 		c.i++
 	}
-	zero := true
-	for c.i < len(c.s) {
-		ch := c.s[c.i]
-		switch {
-		case ch >= '0' && ch <= '9':
-			zero = zero && ch == '0'
-		case ch == '.':
-		case ch == 'e' || ch == 'E':
-			return out, false
-		default:
-			goto done
+	digits := func() (n int, zero bool) {
+		zero = true
+		for ; c.i < len(c.s) && c.s[c.i] >= '0' && c.s[c.i] <= '9'; c.i++ {
+			zero = zero && c.s[c.i] == '0'
+			n++
 		}
-		c.i++
+		return n, zero
 	}
-done:
+	n, zero := digits()
+	if n == 0 || n > 1 && c.s[c.i-n] == '0' {
+		return out, false
+	}
+	if c.i < len(c.s) && c.s[c.i] == '.' {
+		c.i++
+		m, z := digits()
+		if m == 0 {
+			return out, false
+		}
+		zero = zero && z
+	}
+	if c.i < len(c.s) && (c.s[c.i] == 'e' || c.s[c.i] == 'E') {
+		return out, false
+	}
 	num := c.s[start:c.i]
 	if zero && num[0] == '-' {
 		num = num[1:]
@@ -206,8 +236,8 @@ func (c *canonicalizer) str() (string, bool) {
 	}
 	c.i++
 	start := c.i
-	// Fast path: no escapes.
-	for c.i < len(c.s) && c.s[c.i] != '"' && c.s[c.i] != '\\' {
+	// Fast path: no escapes. JSON has control characters only escaped.
+	for c.i < len(c.s) && c.s[c.i] != '"' && c.s[c.i] != '\\' && c.s[c.i] >= ' ' {
 		c.i++
 	}
 	if c.i < len(c.s) && c.s[c.i] == '"' {
@@ -221,6 +251,8 @@ func (c *canonicalizer) str() (string, bool) {
 		case ch == '"':
 			c.i++
 			return string(b), true
+		case ch < ' ':
+			return "", false
 		case ch != '\\':
 			b = append(b, ch)
 			c.i++

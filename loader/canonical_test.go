@@ -55,17 +55,42 @@ func TestCanonicalJSONMatchesJSONB(t *testing.T) {
 	}
 }
 
+// notJSON are texts CanonicalJSON must decline because they are not JSON: Validate takes what
+// it renders as checked.
+var notJSON = []string{
+	`{"a":01}`, `{"a":-01}`, `{"a":1.}`, `{"a":.5}`, `{"a":-}`, `{"a":+1}`, `{"a":1.2.3}`, `{"a":0x1}`,
+	"{\"a\":\"x\ty\"}", "{\"a\x01\":1}", `{"a":"\x"}`, `{"a":"\u12g4"}`, `{"a":"\u+123"}`,
+	`{"a":1,}`, `{"a":[1,]}`, `{"a" 1}`, `{a:1}`, `{"a":tru}`, `{"a":nul}`, `{"a":1} x`, `{"a":1}}`,
+	`{"a":[1}`, `{"a":"x}`, `{`, ``, ` `,
+	strings.Repeat("[", 10001) + strings.Repeat("]", 10001),
+}
+
+func TestCanonicalJSONDeclinesInvalid(t *testing.T) {
+	for _, in := range notJSON {
+		if json.Valid([]byte(in)) {
+			t.Fatalf("%.40q is JSON: a bad case", in)
+		}
+		if out, ok := loader.CanonicalJSON(in); ok {
+			t.Errorf("%.40q: rendered as %.40q, want it declined", in, out)
+		}
+	}
+}
+
 func FuzzCanonicalJSON(f *testing.F) {
 	for _, c := range canonicalCases {
 		f.Add(c.in)
 	}
+	for _, in := range notJSON {
+		f.Add(in)
+	}
 	f.Fuzz(func(t *testing.T, in string) {
-		if !json.Valid([]byte(in)) {
-			return // the loader only canonicalises what it validated
-		}
 		out, ok := loader.CanonicalJSON(in)
 		if !ok {
 			return
+		}
+		// Validate skips json.Valid for what CanonicalJSON renders.
+		if !json.Valid([]byte(in)) {
+			t.Fatalf("%q → %q: rendered, but not JSON", in, out)
 		}
 		if !json.Valid([]byte(out)) {
 			t.Fatalf("%q → %q: not JSON", in, out)

@@ -74,10 +74,11 @@ func Validate(rec *Record) (Row, string) {
 		row.Attributes, row.attrsExact = "{}", true
 	} else if rec.attrsExact {
 		row.attrsExact = true
+	} else if canon, exact := canonicalJSON(row.Attributes); exact && canon[0] == '{' {
+		// What canonicalJSON reproduces, checkAttributes accepts: one reading, not two.
+		row.Attributes, row.attrsExact = canon, true
 	} else if reason := checkAttributes(row.Attributes); reason != "" {
 		return Row{}, "attributes: " + reason
-	} else {
-		row.Attributes, row.attrsExact = canonicalJSON(row.Attributes)
 	}
 	return row, ""
 }

@@ -56,6 +56,10 @@ func TestValidate(t *testing.T) {
 		{"attributes NUL", rec("sku", "A", "name", "N", "attributes", `{"a":"\u0000"}`), `attributes: contains \u0000, which jsonb cannot store`, nil},
 		{"attributes lone surrogate", rec("sku", "A", "name", "N", "attributes", `{"a":"\ud800x"}`), "attributes: contains an unpaired UTF-16 surrogate escape", nil},
 		{"attributes surrogate pair", rec("sku", "A", "name", "N", "attributes", `{"a":"\ud83d\ude00"}`), "", nil},
+		// Not JSON, though the canonical rendering could be tempted to copy them.
+		{"attributes leading zero", rec("sku", "A", "name", "N", "attributes", `{"a":01}`), "attributes: not a JSON object", nil},
+		{"attributes bare point", rec("sku", "A", "name", "N", "attributes", `{"a":1.}`), "attributes: not a JSON object", nil},
+		{"attributes raw tab", rec("sku", "A", "name", "N", "attributes", "{\"a\":\"x\ty\"}"), "attributes: not a JSON object", nil},
 		{"attributes escaped backslash-u", rec("sku", "A", "name", "N", "attributes", `{"a":"\\u0000"}`), "", nil},
 		{"name invalid UTF-8", rec("sku", "A", "name", "N\xff"), "name: not valid UTF-8", nil},
 		{"description NUL", rec("sku", "A", "name", "N", "description", "a\x00b"), "description: contains a NUL character", nil},
