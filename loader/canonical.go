@@ -73,7 +73,7 @@ func (c *canonicalizer) value(out []byte) ([]byte, bool) {
 		c.depth++
 		// The members' values go into one buffer, in order, and are copied out sorted.
 		members := make([]member, 0, 8)
-		var vals []byte
+		vals := make([]byte, 0, min(len(c.s)-c.i, 512))
 		c.space()
 		if c.i < len(c.s) && c.s[c.i] == '}' {
 			c.i++
@@ -317,11 +317,20 @@ func (c *canonicalizer) hex() (rune, bool) {
 	return rune(v), true
 }
 
-// appendJSONBString quotes s as PostgreSQL's escape_json does.
+// appendJSONBString quotes s as PostgreSQL's escape_json does. The runs between the bytes it
+// escapes are copied whole: every attribute key and string goes through here.
 func appendJSONBString(out []byte, s string) []byte {
 	const hexDigits = "0123456789abcdef"
 	out = append(out, '"')
-	for i := 0; i < len(s); i++ {
+	for {
+		i := 0
+		for i < len(s) && !jsonbEscaped[s[i]] {
+			i++
+		}
+		out = append(out, s[:i]...)
+		if i == len(s) {
+			return append(out, '"')
+		}
 		switch ch := s[i]; ch {
 		case '\b':
 			out = append(out, `\b`...)
@@ -338,12 +347,17 @@ func appendJSONBString(out []byte, s string) []byte {
 		case '\\':
 			out = append(out, `\\`...)
 		default:
-			if ch < ' ' {
-				out = append(out, '\\', 'u', '0', '0', hexDigits[ch>>4], hexDigits[ch&0xf])
-			} else {
-				out = append(out, ch)
-			}
+			out = append(out, '\\', 'u', '0', '0', hexDigits[ch>>4], hexDigits[ch&0xf])
 		}
+		s = s[i+1:]
 	}
-	return append(out, '"')
 }
+
+// jsonbEscaped marks the bytes escape_json escapes: control characters, '"' and '\\'.
+var jsonbEscaped = func() (t [256]bool) {
+	for c := range ' ' {
+		t[c] = true
+	}
+	t['"'], t['\\'] = true, true
+	return t
+}()
