@@ -37,3 +37,6 @@ func SetSameKeys() func() {
 
 // RowDigest exposes the digest a reload computes of a valid record.
 var RowDigest = rowDigest
+
+// AppendRecordField exposes the record_out quoting of the reload's row text.
+var AppendRecordField = appendRecordField
