@@ -59,7 +59,9 @@ func TestRecordFieldMatchesPostgres(t *testing.T) {
 	pool, _ := newDB(t)
 	rng := rand.New(rand.NewPCG(3, 4))
 	alphabet := []rune("ab\"\\\"\\(), \t\né")
-	texts := []string{"", `"`, `\`, `""`, `\\`, `"\`, `\"`, "plain", "é"}
+	// Each byte that makes record_out quote, alone in a word; then random strings.
+	texts := []string{"", `"`, `\`, `""`, `\\`, `"\`, `\"`, "plain", "é", "a,b", "a(b", "a)b", "a b",
+		"a\tb", "a\nb", "a\vb", "a\fb", "a\rb", "a;b", "a'b", "a{b}"}
 	for n := 0; n < 400; n++ {
 		var b strings.Builder
 		for i := 0; i < n%40; i++ {
