@@ -567,6 +567,10 @@ func TestLateMessagesOfAnEarlierSession(t *testing.T) {
 	// Whether the new session has a message taken and not yet published when it finds the
 	// late ones depends on timing, so the case is tried several times.
 	const rounds, late, total = 4, 5000, 6000
+	lateJS, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(late))
+	if err != nil {
+		t.Fatal(err)
+	}
 	var want []string
 	for round := range rounds {
 		commit := event.LSN(0xA000 + 0x1000*round)
@@ -582,12 +586,12 @@ func TestLateMessagesOfAnEarlierSession(t *testing.T) {
 		// message held to see whether its run goes on) is among them too.
 		for i := 0; i < late; i++ {
 			c := change(commit, i, 1)
-			if _, err := js.PublishAsync(sink.Subject(c), c.AppendJSON(nil), jetstream.WithMsgID(sink.MsgID(c))); err != nil {
+			if _, err := lateJS.PublishAsync(sink.Subject(c), c.AppendJSON(nil), jetstream.WithMsgID(sink.MsgID(c))); err != nil {
 				t.Fatal(err)
 			}
 		}
 		select {
-		case <-js.PublishAsyncComplete():
+		case <-lateJS.PublishAsyncComplete():
 		case <-ctx.Done():
 			t.Fatal(ctx.Err())
 		}
