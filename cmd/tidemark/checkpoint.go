@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tidemark/tidemark/replication"
 	"github.com/tidemark/tidemark/sink"
@@ -79,8 +80,8 @@ func (c *CheckpointShowCmd) Run(ctx context.Context, g *Globals, log *slog.Logge
 	return nil
 }
 
-func loadSaved(ctx context.Context, g *Globals, log *slog.Logger, slot string) (pglogrepl.LSN, error) {
-	nc, err := g.NATSConn(log, "checkpoint")
+func loadSaved(ctx context.Context, g *Globals, log *slog.Logger, slot string, extra ...nats.Option) (pglogrepl.LSN, error) {
+	nc, err := g.NATSConn(log, "checkpoint", extra...)
 	if err != nil {
 		return 0, err
 	}

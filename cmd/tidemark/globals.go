@@ -72,9 +72,14 @@ func (g *Globals) Pool(ctx context.Context, log *slog.Logger) (*pgxpool.Pool, er
 	return pool, nil
 }
 
+// serviceConnectTimeout is how long replicate and encode give NATS to answer their first
+// connect, against nats.go's 2s for the other commands: a service started beside a busy or
+// starting server should wait for it, not exit.
+const serviceConnectTimeout = 10 * time.Second
+
 // NATSConn connects to NATS with the credentials and TLS settings given, reconnecting for ever:
-// long-running commands pause while NATS is away rather than fail.
-func (g *Globals) NATSConn(log *slog.Logger, name string) (*nats.Conn, error) {
+// long-running commands pause while NATS is away rather than fail. extra options go last.
+func (g *Globals) NATSConn(log *slog.Logger, name string, extra ...nats.Option) (*nats.Conn, error) {
 	if err := g.NATS.Validate(); err != nil {
 		return nil, err
 	}
@@ -100,7 +105,7 @@ func (g *Globals) NATSConn(log *slog.Logger, name string) (*nats.Conn, error) {
 	if tlsCfg != nil {
 		opts = append(opts, nats.Secure(tlsCfg))
 	}
-	nc, err := nats.Connect(g.NATS.URL, opts...)
+	nc, err := nats.Connect(g.NATS.URL, append(opts, extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to nats %s: %w", config.MaskURL(g.NATS.URL), err)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tidemark/tidemark/encoder"
@@ -103,7 +104,7 @@ func (c *ReplicateCmd) newReplicator(ctx context.Context, g *Globals, log *slog.
 	}
 	pool.Close()
 
-	nc, err := g.NATSConn(log, "replicate")
+	nc, err := g.NATSConn(log, "replicate", nats.Timeout(serviceConnectTimeout))
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -161,7 +162,7 @@ func (c *EncodeCmd) newEncoder(ctx context.Context, g *Globals, log *slog.Logger
 		pool.Close()
 		return nil, nil, nil, err
 	}
-	nc, err := g.NATSConn(log, name)
+	nc, err := g.NATSConn(log, name, nats.Timeout(serviceConnectTimeout))
 	if err != nil {
 		pool.Close()
 		return nil, nil, nil, err

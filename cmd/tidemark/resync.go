@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tidemark/tidemark/catalog"
 	"github.com/tidemark/tidemark/replication"
@@ -37,7 +38,7 @@ func (c *ReplicateCmd) slotWasLost(ctx context.Context, g *Globals, log *slog.Lo
 	if !errors.Is(err, replication.ErrNoSlot) {
 		return false, err
 	}
-	saved, err := loadSaved(ctx, g, log, c.Slot)
+	saved, err := loadSaved(ctx, g, log, c.Slot, nats.Timeout(serviceConnectTimeout))
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		return false, nil
 	}
