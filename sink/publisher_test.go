@@ -221,6 +221,21 @@ func TestNATSDownTimesOut(t *testing.T) {
 	}
 }
 
+// storedInOrder checks that the stream holds the first n changes of commit and nothing else,
+// in order: no gap, no repeat.
+func storedInOrder(t *testing.T, ctx context.Context, st jetstream.Stream, commit event.LSN, n int) {
+	t.Helper()
+	ids := stored(t, ctx, st)
+	if len(ids) != n {
+		t.Fatalf("stream holds %d messages, want %d", len(ids), n)
+	}
+	for i, id := range ids {
+		if want := sink.MsgID(change(commit, i, 1)); id != want {
+			t.Fatalf("message %d is %s, want %s: a gap or a repeat", i, id, want)
+		}
+	}
+}
+
 // stored reads every message of the stream: its msg ids in stream order.
 func stored(t *testing.T, ctx context.Context, st jetstream.Stream) []string {
 	t.Helper()
@@ -335,15 +350,7 @@ func TestStreamLimitLeavesNoGap(t *testing.T) {
 	if published <= 100 {
 		t.Fatalf("only %d published before the failure surfaced: nothing was in flight behind the refused one", published)
 	}
-	ids := stored(t, ctx, st)
-	if len(ids) != 100 {
-		t.Fatalf("stream holds %d messages at its limit of 100", len(ids))
-	}
-	for i, id := range ids {
-		if want := fmt.Sprintf("0/8000:%d", i); id != want {
-			t.Fatalf("message %d is %s, want %s: a gap", i, id, want)
-		}
-	}
+	storedInOrder(t, ctx, st, 0x8000, 100)
 	limit(-1)
 	pos, err := pub.Resume(ctx, "tidemark")
 	if err != nil {
@@ -360,15 +367,7 @@ func TestStreamLimitLeavesNoGap(t *testing.T) {
 	if err := pub.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	ids = stored(t, ctx, st)
-	if len(ids) != total {
-		t.Fatalf("stream holds %d messages, want %d", len(ids), total)
-	}
-	for i, id := range ids {
-		if want := fmt.Sprintf("0/8000:%d", i); id != want {
-			t.Fatalf("message %d is %s, want %s", i, id, want)
-		}
-	}
+	storedInOrder(t, ctx, st, 0x8000, total)
 }
 
 // TestForeignMessageMidStream: a message someone else publishes into the stream while
@@ -663,15 +662,7 @@ func TestRefusedMessageMidRunLeavesNoGap(t *testing.T) {
 	if err := pub.Flush(ctx); err == nil || !strings.Contains(err.Error(), "message size exceeds maximum") {
 		t.Fatalf("Flush: %v, want the stream's refusal of the large message", err)
 	}
-	ids := stored(t, ctx, st)
-	if len(ids) != big {
-		t.Fatalf("stream holds %d messages, want the %d before the refused one", len(ids), big)
-	}
-	for i, id := range ids {
-		if want := fmt.Sprintf("0/9000:%d", i); id != want {
-			t.Fatalf("message %d is %s, want %s", i, id, want)
-		}
-	}
+	storedInOrder(t, ctx, st, 0x9000, big) // the ones before the refused one
 	maxSize(-1)
 	pos, err := pub.Resume(ctx, "tidemark")
 	if err != nil {
@@ -688,15 +679,7 @@ func TestRefusedMessageMidRunLeavesNoGap(t *testing.T) {
 	if err := pub.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	ids = stored(t, ctx, st)
-	if len(ids) != total {
-		t.Fatalf("stream holds %d messages, want %d", len(ids), total)
-	}
-	for i, id := range ids {
-		if want := fmt.Sprintf("0/9000:%d", i); id != want {
-			t.Fatalf("message %d is %s, want %s", i, id, want)
-		}
-	}
+	storedInOrder(t, ctx, st, 0x9000, total)
 }
 
 // TestOneAckPerRun: a steady stream of changes is acknowledged a run at a time, not message
