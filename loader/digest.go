@@ -76,6 +76,7 @@ type storedRows struct {
 	estimate int64       // the planner's count of them
 	fresh    *skuFilter  // skus not stored that the drop has staged: a Bloom filter, fixed size, made on the first
 	buf      []byte
+	warmed   uint64 // what warm read, kept so that its loads are not optimised away
 }
 
 // fits reports whether a table of size slots holds n skus.
@@ -129,6 +130,19 @@ func (s *storedRows) insert(r storedRow) {
 	s.table[i] = r
 }
 
+// warm reads the table slots of keys before they are used one by one. A table of a million
+// products is tens of megabytes, so nearly every lookup misses the caches, and between two
+// lookups the reload does enough other work (decoding a row, digesting a record) that the
+// processor cannot overlap their misses. Read back to back, the misses overlap.
+func (s *storedRows) warm(keys []uint64) {
+	mask := uint64(len(s.table) - 1)
+	x := s.warmed
+	for _, k := range keys {
+		x += s.table[k&mask].key
+	}
+	s.warmed = x
+}
+
 // add records a stored product.
 func (s *storedRows) add(key uint64, id int64, sum digest) {
 	if !fits(len(s.ids)+1, len(s.table)) {
@@ -175,17 +189,36 @@ func readStored(ctx context.Context, tx pgx.Tx, partition string) (*storedRows, 
 		return nil, fmt.Errorf("read product digests: %w", err)
 	}
 	defer rows.Close()
+	// Filed a run of rows at a time, the run's slots warmed first.
+	const run = 256
+	var (
+		keys [run]uint64
+		ids  [run]int64
+		sums [run]digest
+		n    int
+	)
+	file := func() {
+		s.warm(keys[:n])
+		for i := range n {
+			s.add(keys[i], ids[i], sums[i])
+		}
+		n = 0
+	}
 	for rows.Next() {
 		v := rows.RawValues()
 		if len(v[0]) != 8 || len(v[2]) != 8 || len(v[3]) != 8 {
 			return nil, fmt.Errorf("read product digests: unexpected row (%d, %d, %d bytes)", len(v[0]), len(v[2]), len(v[3]))
 		}
-		s.add(s.keyOf(v[1]), int64(binary.BigEndian.Uint64(v[0])),
-			digest{binary.BigEndian.Uint64(v[2]), binary.BigEndian.Uint64(v[3])})
+		keys[n], ids[n] = s.keyOf(v[1]), int64(binary.BigEndian.Uint64(v[0]))
+		sums[n] = digest{binary.BigEndian.Uint64(v[2]), binary.BigEndian.Uint64(v[3])}
+		if n++; n == run {
+			file()
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read product digests: %w", err)
 	}
+	file()
 	if err := planner.restore(ctx, tx); err != nil {
 		return nil, err
 	}
@@ -200,9 +233,10 @@ type verdict struct {
 	overrides bool // it overrides a record left out as unchanged (a duplicate)
 }
 
-// observe decides for a valid record, with chunk the chunk being filled.
-func (s *storedRows) observe(row *Row, chunk int32) verdict {
-	r := s.lookup(s.keyOfString(row.SKU))
+// observe decides for a valid record, key its sku's (keyOfString), with chunk the chunk
+// being filled.
+func (s *storedRows) observe(row *Row, key uint64, chunk int32) verdict {
+	r := s.lookup(key)
 	if r == nil {
 		// A new sku. One the filter may have seen staged before goes to the late pile,
 		// which is applied last and in order: right whether it was a repeat or not.

@@ -114,9 +114,16 @@ func reload(ctx context.Context, tx pgx.Tx, log *slog.Logger, rd Reader, opts Op
 	g.Go(func() error {
 		defer close(msgs)
 		s := sorter{stored: stored, out: msgs, ctx: gctx, chunk: 1}
+		keys := make([]uint64, 0, batchRows)
 		for batch := range items {
+			// The batch's keys first, and their slots warmed: see storedRows.warm.
+			keys = keys[:0]
 			for i := range batch {
-				if err := s.add(&batch[i], res); err != nil {
+				keys = append(keys, stored.keyOfString(batch[i].row.SKU))
+			}
+			stored.warm(keys)
+			for i := range batch {
+				if err := s.add(&batch[i], keys[i], res); err != nil {
 					sortErr = err
 					return err
 				}
@@ -306,10 +313,11 @@ type sorter struct {
 	vals  []any
 }
 
-func (s *sorter) add(it *item, res *Result) error {
+// add sorts a record; key is its sku's in the stored table.
+func (s *sorter) add(it *item, key uint64, res *Result) error {
 	chunk := s.chunk
 	if it.ok {
-		v := s.stored.observe(&it.row, s.chunk)
+		v := s.stored.observe(&it.row, key, s.chunk)
 		if v.overrides {
 			res.Duplicates++
 		}
