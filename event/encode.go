@@ -249,7 +249,7 @@ func word8[T ~string | ~[]byte](v T, i int) uint64 {
 
 // nextEscape returns the index of the first byte to escape in v from i on, len(v) if none.
 // Text columns are long and rarely hold one: it looks at eight bytes at a time, the last
-// (partial) eight overlapping those already seen.
+// (partial) eight read as the string's last eight bytes.
 func nextEscape[T ~string | ~[]byte](v T, i int) int {
 	for ; i+8 <= len(v); i += 8 {
 		if m := escapes(word8(v, i)); m != 0 {
@@ -260,10 +260,12 @@ func nextEscape[T ~string | ~[]byte](v T, i int) int {
 		return i
 	}
 	if len(v) >= 8 {
-		// The bytes before i in this word were seen and need no escape: drop their bits.
+		// The last eight bytes, those before i shifted out (a byte to escape among them
+		// would borrow into the ones after it) and harmless 'a's shifted in.
 		last := len(v) - 8
-		if m := escapes(word8(v, last)) >> ((i - last) * 8) << ((i - last) * 8); m != 0 {
-			return last + bits.TrailingZeros64(m)>>3
+		sh := uint(i-last) * 8
+		if m := escapes(word8(v, last)>>sh | 0x6161616161616161<<(64-sh)); m != 0 {
+			return i + bits.TrailingZeros64(m)>>3
 		}
 		return len(v)
 	}

@@ -58,8 +58,25 @@ func stringCases() []string {
 	return cases
 }
 
+// borrowCases put a byte to escape just before the bytes its borrow would flag in a word of
+// eight (a space after a control character, '#' after a quote, ']' after a backslash), at
+// every place in the string's last eight bytes.
+func borrowCases() []string {
+	var cases []string
+	for _, special := range []string{"\x00", "\x1f", "\n", `"`, `\`} {
+		for _, next := range []string{" ", "!", "#", "$", "]", "^", "\x01", "a"} {
+			for n := range 10 {
+				for k := range 9 {
+					cases = append(cases, strings.Repeat("a", n)+special+next+strings.Repeat("b", k))
+				}
+			}
+		}
+	}
+	return cases
+}
+
 func TestAppendString(t *testing.T) {
-	for _, s := range stringCases() {
+	for _, s := range append(stringCases(), borrowCases()...) {
 		want := appendStringBytewise([]byte("x"), s)
 		if got := event.AppendString([]byte("x"), s); !bytes.Equal(got, want) {
 			t.Errorf("AppendString(%q) = %s, want %s", s, got, want)

@@ -204,10 +204,12 @@ func nextSpecial(b []byte, i int) int {
 		return len(b)
 	}
 	if len(b) >= 8 {
-		// The bytes before i in the last eight were seen and are not special.
+		// The last eight bytes, those before i shifted out (a special one among them would
+		// borrow into the ones after it) and harmless 'a's shifted in.
 		last := len(b) - 8
-		if m := specials(word8(b, last)) >> ((i - last) * 8) << ((i - last) * 8); m != 0 {
-			return last + bits.TrailingZeros64(m)>>3
+		sh := uint(i-last) * 8
+		if m := specials(word8(b, last)>>sh | 0x6161616161616161<<(64-sh)); m != 0 {
+			return i + bits.TrailingZeros64(m)>>3
 		}
 		return len(b)
 	}

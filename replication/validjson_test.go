@@ -37,7 +37,22 @@ func jsonCases() []string {
 // TestValidJSON: validJSON, which the decoder checks json and jsonb values with, agrees with
 // json.Valid.
 func TestValidJSON(t *testing.T) {
-	for _, s := range jsonCases() {
+	cases := jsonCases()
+	// A special byte just before those its borrow would flag in a word of eight (a space
+	// after a control character, '#' after a quote, ']' after a backslash), at every place in
+	// the text's last eight bytes.
+	for _, special := range []string{"\x01", `\"`, `\\`, `""`, `"`} {
+		for _, next := range []string{" ", "!", "#", "$", "]", "^", "\x01", "a"} {
+			for n := range 10 {
+				for k := range 9 {
+					s := strings.Repeat("a", n) + special + next + strings.Repeat("b", k)
+					cases = append(cases, `"`+s+`"`, `["`+s+`"]`, `["","`+s+`"]`)
+				}
+			}
+		}
+	}
+	cases = append(cases, `["","\\]"]`) // found by FuzzValidJSON
+	for _, s := range cases {
 		if got, want := validJSON([]byte(s)), json.Valid([]byte(s)); got != want {
 			t.Errorf("validJSON(%.80q) = %v, json.Valid says %v", s, got, want)
 		}
