@@ -533,20 +533,25 @@ func (p *pumpState) stored(ack *jetstream.PubAck) {
 func (p *pumpState) failed(err error) {
 	s := p.s
 	var apiErr *jetstream.APIError
+	drop := 1 // runs given up
 	if s.failure() == nil && errors.As(err, &apiErr) &&
 		(apiErr.ErrorCode == errCodeWrongLastMsgID || apiErr.ErrorCode == errCodeWrongLastSequence) {
 		if rerr := p.reanchor(); rerr == nil {
 			return
 		} else {
 			err = fmt.Errorf("%w (publishing again after it: %w)", err, rerr)
+			// The re-anchor has received the later runs' outcomes already, and a future
+			// delivers its outcome once: waiting for them again would never end.
+			drop = len(p.queue)
 		}
 	}
-	head := p.pop()
-	for range head.msgs {
-		s.release()
-		p.discarded++
+	last := p.queue[0].msgs[len(p.queue[0].msgs)-1]
+	for range drop {
+		for range p.pop().msgs {
+			s.release()
+			p.discarded++
+		}
 	}
-	last := head.msgs[len(head.msgs)-1]
 	s.fail(fmt.Errorf("publish %s (msg id %s): %w", last.msg.Subject, last.id, err))
 }
 

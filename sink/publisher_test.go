@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -722,4 +723,88 @@ func TestOneAckPerRun(t *testing.T) {
 	if acks == 0 || acks > total/8 {
 		t.Fatalf("%d acks for %d messages: want one per run (at most %d)", acks, total, total/8)
 	}
+}
+
+// TestReanchorThatCannotReadTheStream: when a run breaks its expectation and the re-anchor
+// cannot read the stream back (here the publisher's user may not read messages), the session
+// fails: Flush reports it rather than hanging, Close returns, and every place is given back.
+// The runs queued behind the broken one were already waited for by the re-anchor, so their
+// acks cannot be waited for a second time.
+func TestReanchorThatCannotReadTheStream(t *testing.T) {
+	srv := testenv.NATSServer(t, server.Options{
+		JetStream: true, StoreDir: t.TempDir(),
+		Users: []*server.User{
+			{Username: "admin", Password: "admin"},
+			{Username: "pub", Password: "pub", Permissions: &server.Permissions{Publish: &server.SubjectPermission{
+				Allow: []string{">"},
+				Deny:  []string{"$JS.API.STREAM.MSG.GET.>", "$JS.API.DIRECT.GET.>", "$JS.API.CONSUMER.CREATE.>"},
+			}}},
+		},
+	})
+	ctx := testenv.Context(t, time.Minute)
+	admin, err := nats.Connect(srv.ClientURL(), nats.UserInfo("admin", "admin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(admin.Close)
+	nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo("pub", "pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	if _, err := sink.EnsureStream(ctx, setup(t, admin), sink.StreamConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	pub, err := sink.NewPublisher(nc, sink.Options{MaxInFlight: 64, AckTimeout: 500 * time.Millisecond}, slog.New(slog.DiscardHandler), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pub.Resume(ctx, "tidemark"); err != nil {
+		t.Fatal(err)
+	}
+	// Stored after Resume read the stream: the first message's expectation breaks, and the
+	// whole window is in flight behind it.
+	if err := admin.Publish("products.9.insert", []byte(`{"note":"not tidemark"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2000; i++ {
+		if err := pub.Publish(ctx, change(0xC000, i, 1)); err != nil {
+			break
+		}
+	}
+	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := pub.Flush(fctx); err == nil || fctx.Err() != nil {
+		t.Errorf("Flush: %v, want the failed re-anchor", err)
+	}
+	closed := make(chan struct{})
+	go func() { pub.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return: the pump waits for an ack it has consumed already")
+	}
+	if got := gauge(t, reg, "tidemark_publish_in_flight"); got != 0 {
+		t.Errorf("tidemark_publish_in_flight %v after Close, want 0", got)
+	}
+}
+
+// gauge is the value of the gauge without labels called name in reg.
+func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
 }
