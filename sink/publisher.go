@@ -174,7 +174,7 @@ func NewPublisher(nc *nats.Conn, opts Options, log *slog.Logger, reg prometheus.
 // Resume settles every message published before it, forgets the failure of the previous
 // session and returns the position of the last change of slot the stream holds (the zero
 // Position when it holds none). The next message published expects the stream to end where
-// Resume found it.
+// Resume found it. When Resume fails, Publish and Flush fail until a Resume succeeds.
 func (s *Publisher) Resume(ctx context.Context, slot string) (event.Position, error) {
 	req := &resumeRequest{ctx: ctx, slot: slot, reply: make(chan resumeReply, 1)}
 	select {
@@ -645,28 +645,41 @@ func (p *pumpState) answer() {
 }
 
 // resume starts a new session: the old one's failure is forgotten (its lost messages are
-// replayed), and the stream is read back to its last message of slot.
+// replayed), and the stream is read back to its last message of slot. When the stream cannot
+// be read, the session fails instead: where the next message belongs is unknown, so nothing
+// is published until a Resume succeeds.
 func (p *pumpState) resume(req *resumeRequest) (event.Position, error) {
 	s := p.s
+	hw, err := p.readStream(req.ctx, req.slot)
+	if err != nil {
+		s.mu.Lock()
+		if s.err == nil {
+			s.err = fmt.Errorf("resume: %w", err)
+		}
+		s.mu.Unlock()
+		return event.Position{}, err
+	}
 	if err := s.failure(); err != nil || p.discarded > 0 {
 		s.log.Info("the previous session's unacknowledged changes are published again", "messages", p.discarded, "err", err)
 	}
 	s.mu.Lock()
 	s.err = nil
 	s.mu.Unlock()
-	p.discarded, p.lastIDHdr, p.anchored, p.slot, p.skip = 0, nil, false, req.slot, event.Position{}
-	st, err := s.js.Stream(req.ctx, s.stream)
-	if err != nil {
-		return event.Position{}, fmt.Errorf("look up stream %s: %w", s.stream, err)
-	}
-	hw, err := ReadHighWater(req.ctx, st, req.slot, s.maxScan)
-	if err != nil {
-		return event.Position{}, err
-	}
 	if hw.Scanned >= s.maxScan && !hw.Found {
 		s.log.Warn("no message of this slot among the stream's last messages; publishing from the confirmed LSN, and only the duplicate window drops what the stream already holds",
 			"stream", s.stream, "slot", req.slot, "scanned", hw.Scanned)
 	}
+	p.discarded, p.lastIDHdr, p.slot = 0, nil, req.slot
 	p.anchor, p.anchored, p.skip = hw.LastSeq, true, hw.Position
 	return hw.Position, nil
+}
+
+// readStream reads how far the stream holds slot's changes.
+func (p *pumpState) readStream(ctx context.Context, slot string) (HighWater, error) {
+	s := p.s
+	st, err := s.js.Stream(ctx, s.stream)
+	if err != nil {
+		return HighWater{}, fmt.Errorf("look up stream %s: %w", s.stream, err)
+	}
+	return ReadHighWater(ctx, st, slot, s.maxScan)
 }

@@ -808,3 +808,61 @@ func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Fatalf("no metric %s", name)
 	return 0
 }
+
+// TestFailedResumePublishesNothing: a Resume that fails has not read where the stream ends,
+// so nothing may be published until one succeeds. Before, a failed Resume had already
+// forgotten the session's anchor, and the next message went out with no expectation at all:
+// a replayed change was stored a second time, and Flush said nothing.
+func TestFailedResumePublishesNothing(t *testing.T) {
+	n := testenv.NATS(t)
+	ctx := testenv.Context(t, time.Minute)
+	nc := connect(t, n.URL())
+	st, err := sink.EnsureStream(ctx, setup(t, nc), sink.StreamConfig{Duplicates: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := newPublisher(t, nc, sink.Options{MaxInFlight: 16})
+	if _, err := pub.Resume(ctx, "tidemark"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		if err := pub.Publish(ctx, change(0xD000, i, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pub.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Resumes whose context is gone: Resume returns at once, but the pump may still take the
+	// request and fail to read the stream. One in a million of these runs never gets that far.
+	gone, cancel := context.WithCancel(ctx)
+	cancel()
+	for range 20 {
+		if _, err := pub.Resume(gone, "tidemark"); err == nil {
+			t.Fatal("Resume succeeded with a cancelled context")
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // past the duplicate window
+	// A replay of a change the stream holds, after the failed Resumes.
+	if err := pub.Publish(ctx, change(0xD000, 3, 1)); err == nil {
+		if err := pub.Flush(ctx); err == nil {
+			t.Error("Publish and Flush succeeded after a failed Resume, before one that read the stream")
+		}
+	}
+	pos, err := pub.Resume(ctx, "tidemark")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (event.Position{CommitLSN: 0xD000, Seq: 9}); pos != want {
+		t.Fatalf("Resume found %s, want %s", pos, want)
+	}
+	for i := 0; i < 12; i++ {
+		if err := pub.Publish(ctx, change(0xD000, i, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pub.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	storedInOrder(t, ctx, st, 0xD000, 12)
+}
