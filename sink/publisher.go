@@ -422,6 +422,11 @@ func (p *pumpState) take(o outgoing) {
 		p.send(len(p.open)+1 >= p.runMax)
 	}
 	p.held, p.holding = o, true
+	if len(p.open)+1 >= p.runMax {
+		// It ends its run whatever follows: holding it would only delay it by idleAck (and
+		// the timer's slack), which with a window of one message is every message.
+		p.send(true)
+	}
 }
 
 // send publishes the held message, asking for an ack when ack is set (which ends the run).

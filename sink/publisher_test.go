@@ -2,6 +2,7 @@ package sink_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tidemark/tidemark/event"
+	"github.com/tidemark/tidemark/internal/fakedrop"
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/replication"
 	"github.com/tidemark/tidemark/sink"
@@ -542,6 +544,62 @@ func BenchmarkPublish(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+}
+
+// BenchmarkPublishSmallWindow is BenchmarkPublish with a window of one or two messages
+// (--max-in-flight 1 or 2, runs of one message), where each message waits for the one
+// before it to be acknowledged.
+func BenchmarkPublishSmallWindow(b *testing.B) {
+	for _, window := range []int{1, 2} {
+		b.Run(fmt.Sprint(window), func(b *testing.B) {
+			n := testenv.NATS(b)
+			ctx := testenv.Context(b, 5*time.Minute)
+			nc, err := nats.Connect(n.URL())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer nc.Close()
+			pub, err := sink.NewPublisher(nc, sink.Options{MaxInFlight: window}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer pub.Close()
+			if _, err := sink.EnsureStream(ctx, setup(b, nc), sink.StreamConfig{}); err != nil {
+				b.Fatal(err)
+			}
+			// Generated products (internal/fakedrop), about 480 bytes of values each.
+			drop := fakedrop.New(fakedrop.Suppliers[0], 1)
+			rows := make([]event.Row, 256)
+			for i := range rows {
+				p := drop.Product(i)
+				attrs, err := json.Marshal(p.Attributes)
+				if err != nil {
+					b.Fatal(err)
+				}
+				str := func(v string) json.RawMessage { return event.AppendString(nil, v) }
+				rows[i] = event.Row{
+					{Name: "id", Value: json.RawMessage(fmt.Sprint(i + 1))}, {Name: "supplier_id", Value: json.RawMessage("1")},
+					{Name: "sku", Value: str(p.SKU)}, {Name: "name", Value: str(p.Name)},
+					{Name: "description", Value: str(p.Description)}, {Name: "price", Value: json.RawMessage(p.Price)},
+					{Name: "currency", Value: str(p.Currency)}, {Name: "status", Value: str(p.Status)},
+					{Name: "attributes", Value: attrs},
+				}
+			}
+			c := change(event.LSN(1<<32), 0, 1)
+			b.ResetTimer()
+			cpu0 := processCPU()
+			for i := 0; i < b.N; i++ {
+				c.Source.Seq, c.After = i, rows[i%len(rows)]
+				if err := pub.Publish(ctx, c); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := pub.Flush(ctx); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+		})
+	}
 }
 
 // processCPU is the user and system time of the process (client and embedded server).
