@@ -79,7 +79,6 @@ func BenchmarkDecodeProduct(b *testing.B) {
 	}
 	for _, f := range []event.Format{event.FormatNative, event.FormatDebezium} {
 		b.Run(string(f), func(b *testing.B) {
-			d := newTestDecoder(b)
 			buf := make([]byte, 0, 2048)
 			emit := func(c *event.Change) error {
 				if f == event.FormatDebezium {
@@ -90,32 +89,28 @@ func BenchmarkDecodeProduct(b *testing.B) {
 				return nil
 			}
 			b.SetBytes(int64(size / len(msgs)))
-			b.ReportAllocs()
-			i := 0
-			cpu := startCPU()
-			for b.Loop() {
-				if _, err := d.decode(1, msgs[i%len(msgs)], emit); err != nil {
-					b.Fatal(err)
-				}
-				i++
-			}
-			cpu.report(b)
+			decodeAll(b, msgs, emit)
 		})
 	}
 	b.Run("decode", func(b *testing.B) {
-		d := newTestDecoder(b)
-		emit := func(*event.Change) error { return nil }
-		b.ReportAllocs()
-		i := 0
-		cpu := startCPU()
-		for b.Loop() {
-			if _, err := d.decode(1, msgs[i%len(msgs)], emit); err != nil {
-				b.Fatal(err)
-			}
-			i++
-		}
-		cpu.report(b)
+		decodeAll(b, msgs, func(*event.Change) error { return nil })
 	})
+}
+
+// decodeAll decodes msgs round and round for b's loop, handing each change to emit, and
+// reports the process's CPU per op beside the wall time.
+func decodeAll(b *testing.B, msgs [][]byte, emit func(*event.Change) error) {
+	d := newTestDecoder(b)
+	b.ReportAllocs()
+	i := 0
+	cpu := startCPU()
+	for b.Loop() {
+		if _, err := d.decode(1, msgs[i%len(msgs)], emit); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+	cpu.report(b)
 }
 
 // cpuClock reports a benchmark's process CPU time per op (cpu-ns/op): on a shared machine

@@ -224,6 +224,19 @@ func TestNATSDownTimesOut(t *testing.T) {
 	}
 }
 
+// publishAll publishes the changes from to to (not included) of commit and flushes them.
+func publishAll(t *testing.T, ctx context.Context, pub *sink.Publisher, commit event.LSN, from, to int) {
+	t.Helper()
+	for i := from; i < to; i++ {
+		if err := pub.Publish(ctx, change(commit, i, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pub.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // storedInOrder checks that the stream holds the first n changes of commit and nothing else,
 // in order: no gap, no repeat.
 func storedInOrder(t *testing.T, ctx context.Context, st jetstream.Stream, commit event.LSN, n int) {
@@ -277,14 +290,7 @@ func TestResumeReadsTheStreamsLastChange(t *testing.T) {
 			if pos, err := pub.Resume(ctx, "tidemark"); err != nil || !pos.IsZero() {
 				t.Fatalf("empty stream: %s %v", pos, err)
 			}
-			for i := 0; i < 10; i++ {
-				if err := pub.Publish(ctx, change(0x7000, i, 1)); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := pub.Flush(ctx); err != nil {
-				t.Fatal(err)
-			}
+			publishAll(t, ctx, pub, 0x7000, 0, 10)
 			// After it: a message with no id, one with an id that is no position, and a
 			// change of another slot.
 			if _, err := js.Publish(ctx, "products.1.insert", []byte(`{"op":"insert"}`)); err != nil {
@@ -846,25 +852,9 @@ func TestReanchorThatCannotReadTheStream(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Close did not return: the pump waits for an ack it has consumed already")
 	}
-	if got := gauge(t, reg, "tidemark_publish_in_flight"); got != 0 {
+	if got := testenv.Gauge(t, reg, "tidemark_publish_in_flight"); got != 0 {
 		t.Errorf("tidemark_publish_in_flight %v after Close, want 0", got)
 	}
-}
-
-// gauge is the value of the gauge without labels called name in reg.
-func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			return mf.GetMetric()[0].GetGauge().GetValue()
-		}
-	}
-	t.Fatalf("no metric %s", name)
-	return 0
 }
 
 // TestFailedResumePublishesNothing: a Resume that fails has not read where the stream ends,
@@ -883,14 +873,7 @@ func TestFailedResumePublishesNothing(t *testing.T) {
 	if _, err := pub.Resume(ctx, "tidemark"); err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; i < 10; i++ {
-		if err := pub.Publish(ctx, change(0xD000, i, 1)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := pub.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	publishAll(t, ctx, pub, 0xD000, 0, 10)
 	// Resumes whose context is gone: Resume returns at once, but the pump may still take the
 	// request and fail to read the stream. One in a million of these runs never gets that far.
 	gone, cancel := context.WithCancel(ctx)
@@ -914,13 +897,6 @@ func TestFailedResumePublishesNothing(t *testing.T) {
 	if want := (event.Position{CommitLSN: 0xD000, Seq: 9}); pos != want {
 		t.Fatalf("Resume found %s, want %s", pos, want)
 	}
-	for i := 0; i < 12; i++ {
-		if err := pub.Publish(ctx, change(0xD000, i, 1)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := pub.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	publishAll(t, ctx, pub, 0xD000, 0, 12)
 	storedInOrder(t, ctx, st, 0xD000, 12)
 }
