@@ -5,10 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/replication"
 	"github.com/tidemark/tidemark/sink"
 )
@@ -19,9 +17,8 @@ import (
 // fail, not replace the list: the other's loss would be forgotten, and a later replicator
 // would publish that epoch's close. A key deleted by hand can be saved again.
 func TestLostEpochsRefuseAStaleSave(t *testing.T) {
-	n := testenv.NATS(t)
-	ctx := testenv.Context(t, time.Minute)
-	js := setup(t, connect(t, n.URL()))
+	e := startNATS(t)
+	ctx, n, js := e.ctx, e.n, e.js
 	if _, err := sink.EnsureCheckpoints(ctx, js, 1); err != nil {
 		t.Fatal(err)
 	}
@@ -88,9 +85,8 @@ func TestLostEpochsRefuseAStaleSave(t *testing.T) {
 // the key and is replication.ErrCheckpointCorrupt (the replicator stops on it: a reconnect
 // would read it again), not an empty list and not a panic.
 func TestLostEpochsCorruptKey(t *testing.T) {
-	n := testenv.NATS(t)
-	ctx := testenv.Context(t, time.Minute)
-	js := setup(t, connect(t, n.URL()))
+	e := startNATS(t)
+	ctx, js := e.ctx, e.js
 	cps, err := sink.EnsureCheckpoints(ctx, js, 1)
 	if err != nil {
 		t.Fatal(err)

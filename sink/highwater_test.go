@@ -6,7 +6,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tidemark/tidemark/event"
-	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/sink"
 )
 
@@ -15,13 +14,9 @@ import (
 // behind it is counted once, a smaller budget gives up without finding it, and no consumer is
 // left on the stream.
 func TestReadHighWaterBehindForeignMessages(t *testing.T) {
-	n := testenv.NATS(t)
-	ctx := testenv.Context(t, time.Minute)
-	js := setup(t, connect(t, n.URL()))
-	st, err := sink.EnsureStream(ctx, js, sink.StreamConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := startNATS(t)
+	ctx, js := e.ctx, e.js
+	st := e.stream(t, sink.StreamConfig{})
 	for i := 0; i < 10; i++ {
 		c := change(0x7000, i, 1)
 		if _, err := js.Publish(ctx, sink.Subject(c), c.AppendJSON(nil), jetstream.WithMsgID(sink.MsgID(c))); err != nil {

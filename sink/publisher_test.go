@@ -23,48 +23,6 @@ import (
 	"github.com/tidemark/tidemark/sink"
 )
 
-func TestMain(m *testing.M) { testenv.Main(m) }
-
-func change(commit event.LSN, seq int, supplier int64) *event.Change {
-	return &event.Change{
-		Op: event.OpInsert, Schema: "public", Table: "products",
-		Key:   event.Key{SupplierID: supplier, ID: int64(seq + 1)},
-		After: event.Row{{Name: "id", Value: []byte(fmt.Sprint(seq + 1))}},
-		Source: event.Source{Slot: "tidemark", LSN: commit - 100 + event.LSN(seq), CommitLSN: commit,
-			XID: 9, CommitTS: time.Now(), Seq: seq},
-	}
-}
-
-func connect(t *testing.T, url string) *nats.Conn {
-	t.Helper()
-	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
-}
-
-// setup is a jetstream handle for stream setup and inspection.
-func setup(t testing.TB, nc *nats.Conn) jetstream.JetStream {
-	t.Helper()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
-}
-
-func newPublisher(t *testing.T, nc *nats.Conn, opts sink.Options) *sink.Publisher {
-	t.Helper()
-	pub, err := sink.NewPublisher(nc, opts, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pub.Close)
-	return pub
-}
-
 func TestSubjectAndMsgID(t *testing.T) {
 	c := change(0x16B374D848, 42, 7)
 	if got := sink.Subject(c); got != "products.7.insert" {
@@ -82,15 +40,11 @@ func TestSubjectAndMsgID(t *testing.T) {
 // TestPublishDedup: publishing the same changes twice (a replay) stores them once, and
 // more changes than MaxInFlight go through the bounded window.
 func TestPublishDedup(t *testing.T) {
-	n := testenv.NATS(t)
-	ctx := testenv.Context(t, time.Minute)
-	nc := connect(t, n.URL())
-	pub := newPublisher(t, nc, sink.Options{MaxInFlight: 16})
-	s, err := sink.EnsureStream(ctx, setup(t, nc), sink.StreamConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sink.EnsureStream(ctx, setup(t, nc), sink.StreamConfig{Duplicates: time.Minute}); err != nil {
+	e := startNATS(t)
+	ctx := e.ctx
+	pub := newPublisher(t, e.nc, sink.Options{MaxInFlight: 16})
+	s := e.stream(t, sink.StreamConfig{})
+	if _, err := sink.EnsureStream(ctx, e.js, sink.StreamConfig{Duplicates: time.Minute}); err != nil {
 		t.Fatalf("second EnsureStream: %v", err)
 	}
 	for round := 0; round < 2; round++ {
@@ -126,10 +80,9 @@ func TestPublishDedup(t *testing.T) {
 // and keeps reporting it (Publish refuses more) until Resume starts a new session, after
 // which publishing works again.
 func TestFailedAckIsReported(t *testing.T) {
-	n := testenv.NATS(t)
-	ctx := testenv.Context(t, time.Minute)
-	nc := connect(t, n.URL())
-	pub := newPublisher(t, nc, sink.Options{MaxInFlight: 8, AckTimeout: time.Second})
+	e := startNATS(t)
+	ctx := e.ctx
+	pub := newPublisher(t, e.nc, sink.Options{MaxInFlight: 8, AckTimeout: time.Second})
 	var err error
 	for i := 0; i < 50 && err == nil; i++ {
 		err = pub.Publish(ctx, change(0x2000, i, 1))
@@ -141,9 +94,7 @@ func TestFailedAckIsReported(t *testing.T) {
 	if err == nil {
 		t.Error("Publish kept accepting changes after a failed ack")
 	}
-	if _, err := sink.EnsureStream(ctx, setup(t, nc), sink.StreamConfig{}); err != nil {
-		t.Fatal(err)
-	}
+	e.stream(t, sink.StreamConfig{})
 	if err := pub.Flush(ctx); err == nil {
 		t.Fatal("a second Flush forgot the failure before Resume")
 	}
@@ -164,10 +115,9 @@ func TestFailedAckIsReported(t *testing.T) {
 // TestTimedOutFlushKeepsTheFailure: a Flush whose caller gave up must not swallow the
 // failure it would have reported; the next Flush still reports it.
 func TestTimedOutFlushKeepsTheFailure(t *testing.T) {
-	n := testenv.NATS(t)
-	ctx := testenv.Context(t, time.Minute)
-	nc := connect(t, n.URL())
-	pub := newPublisher(t, nc, sink.Options{MaxInFlight: 8, AckTimeout: 300 * time.Millisecond})
+	e := startNATS(t)
+	ctx := e.ctx
+	pub := newPublisher(t, e.nc, sink.Options{MaxInFlight: 8, AckTimeout: 300 * time.Millisecond})
 	// No stream: every ack fails.
 	for i := 0; i < 4; i++ {
 		if err := pub.Publish(ctx, change(0x2000, i, 1)); err != nil {
@@ -188,13 +138,10 @@ func TestTimedOutFlushKeepsTheFailure(t *testing.T) {
 // TestNATSDownTimesOut: while NATS is away acks time out and Flush says so rather than
 // hanging; when it is back a new session publishes again.
 func TestNATSDownTimesOut(t *testing.T) {
-	n := testenv.NATS(t)
-	ctx := testenv.Context(t, time.Minute)
-	nc := connect(t, n.URL())
-	pub := newPublisher(t, nc, sink.Options{MaxInFlight: 8, AckTimeout: 500 * time.Millisecond})
-	if _, err := sink.EnsureStream(ctx, setup(t, nc), sink.StreamConfig{}); err != nil {
-		t.Fatal(err)
-	}
+	e := startNATS(t)
+	ctx, n := e.ctx, e.n
+	pub := newPublisher(t, e.nc, sink.Options{MaxInFlight: 8, AckTimeout: 500 * time.Millisecond})
+	e.stream(t, sink.StreamConfig{})
 	n.Shutdown()
 	for i := 0; i < 4; i++ {
 		_ = pub.Publish(ctx, change(0x4000, i, 1))
@@ -224,69 +171,16 @@ func TestNATSDownTimesOut(t *testing.T) {
 	}
 }
 
-// publishAll publishes the changes from to to (not included) of commit and flushes them.
-func publishAll(t *testing.T, ctx context.Context, pub *sink.Publisher, commit event.LSN, from, to int) {
-	t.Helper()
-	for i := from; i < to; i++ {
-		if err := pub.Publish(ctx, change(commit, i, 1)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := pub.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// storedInOrder checks that the stream holds the first n changes of commit and nothing else,
-// in order: no gap, no repeat.
-func storedInOrder(t *testing.T, ctx context.Context, st jetstream.Stream, commit event.LSN, n int) {
-	t.Helper()
-	ids := stored(t, ctx, st)
-	if len(ids) != n {
-		t.Fatalf("stream holds %d messages, want %d", len(ids), n)
-	}
-	for i, id := range ids {
-		if want := sink.MsgID(change(commit, i, 1)); id != want {
-			t.Fatalf("message %d is %s, want %s: a gap or a repeat", i, id, want)
-		}
-	}
-}
-
-// stored reads every message of the stream: its msg ids in stream order.
-func stored(t *testing.T, ctx context.Context, st jetstream.Stream) []string {
-	t.Helper()
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ids []string
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && seq > 0; seq++ {
-		m, err := st.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, m.Header.Get(jetstream.MsgIDHeader))
-	}
-	return ids
-}
-
 // TestResumeReadsTheStreamsLastChange: Resume reports the position of the slot's last
 // change in the stream, passing over messages others published after it and messages of
 // another slot, in both envelopes.
 func TestResumeReadsTheStreamsLastChange(t *testing.T) {
 	for _, format := range []event.Format{event.FormatNative, event.FormatDebezium} {
 		t.Run(string(format), func(t *testing.T) {
-			n := testenv.NATS(t)
-			ctx := testenv.Context(t, time.Minute)
-			nc := connect(t, n.URL())
-			js := setup(t, nc)
-			if _, err := sink.EnsureStream(ctx, js, sink.StreamConfig{}); err != nil {
-				t.Fatal(err)
-			}
-			pub := newPublisher(t, nc, sink.Options{Format: format})
+			e := startNATS(t)
+			ctx, js := e.ctx, e.js
+			e.stream(t, sink.StreamConfig{})
+			pub := newPublisher(t, e.nc, sink.Options{Format: format})
 			if pos, err := pub.Resume(ctx, "tidemark"); err != nil || !pos.IsZero() {
 				t.Fatalf("empty stream: %s %v", pos, err)
 			}
@@ -304,13 +198,7 @@ func TestResumeReadsTheStreamsLastChange(t *testing.T) {
 			if _, err := js.Publish(ctx, "products.1.insert", other.AppendJSON(nil), jetstream.WithMsgID(sink.MsgID(other))); err != nil {
 				t.Fatal(err)
 			}
-			pos, err := pub.Resume(ctx, "tidemark")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if want := (event.Position{CommitLSN: 0x7000, Seq: 9}); pos != want {
-				t.Errorf("Resume found %s, want %s", pos, want)
-			}
+			resumeAt(t, ctx, pub, event.Position{CommitLSN: 0x7000, Seq: 9})
 		})
 	}
 }
@@ -320,13 +208,9 @@ func TestResumeReadsTheStreamsLastChange(t *testing.T) {
 // limit is raised a new session publishes from the stream's last message on, and the stream
 // holds every change once, in order.
 func TestStreamLimitLeavesNoGap(t *testing.T) {
-	n := testenv.NATS(t)
-	ctx := testenv.Context(t, time.Minute)
-	nc := connect(t, n.URL())
-	js := setup(t, nc)
-	if _, err := sink.EnsureStream(ctx, js, sink.StreamConfig{}); err != nil {
-		t.Fatal(err)
-	}
+	e := startNATS(t)
+	ctx, nc, js := e.ctx, e.nc, e.js
+	e.stream(t, sink.StreamConfig{})
 	limit := func(msgs int64) jetstream.Stream {
 		t.Helper()
 		st, err := js.Stream(ctx, event.Stream)
@@ -342,6 +226,7 @@ func TestStreamLimitLeavesNoGap(t *testing.T) {
 		return st
 	}
 	st := limit(100)
+	changeAt := func(i int) *event.Change { return change(0x8000, i, int64(1+i%3)) }
 	pub := newPublisher(t, nc, sink.Options{MaxInFlight: 256})
 	if _, err := pub.Resume(ctx, "tidemark"); err != nil {
 		t.Fatal(err)
@@ -349,7 +234,7 @@ func TestStreamLimitLeavesNoGap(t *testing.T) {
 	const total = 300
 	published := 0
 	for ; published < total; published++ {
-		if err := pub.Publish(ctx, change(0x8000, published, int64(1+published%3))); err != nil {
+		if err := pub.Publish(ctx, changeAt(published)); err != nil {
 			break
 		}
 	}
@@ -361,21 +246,8 @@ func TestStreamLimitLeavesNoGap(t *testing.T) {
 	}
 	storedInOrder(t, ctx, st, 0x8000, 100)
 	limit(-1)
-	pos, err := pub.Resume(ctx, "tidemark")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := (event.Position{CommitLSN: 0x8000, Seq: 99}); pos != want {
-		t.Fatalf("Resume found %s, want %s", pos, want)
-	}
-	for i := pos.Seq + 1; i < total; i++ {
-		if err := pub.Publish(ctx, change(0x8000, i, int64(1+i%3))); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := pub.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	resumeAt(t, ctx, pub, event.Position{CommitLSN: 0x8000, Seq: 99})
+	publishEach(t, ctx, pub, 100, total, changeAt)
 	storedInOrder(t, ctx, st, 0x8000, total)
 }
 
@@ -383,14 +255,9 @@ func TestStreamLimitLeavesNoGap(t *testing.T) {
 // hundreds of ours are in flight does not stop publishing or reorder it: ours all land once,
 // in order, after it; the publisher counts what it found.
 func TestForeignMessageMidStream(t *testing.T) {
-	n := testenv.NATS(t)
-	ctx := testenv.Context(t, time.Minute)
-	nc := connect(t, n.URL())
-	js := setup(t, nc)
-	st, err := sink.EnsureStream(ctx, js, sink.StreamConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := startNATS(t)
+	ctx, n, nc := e.ctx, e.n, e.nc
+	st := e.stream(t, sink.StreamConfig{})
 	reg := prometheus.NewRegistry()
 	pub, err := sink.NewPublisher(nc, sink.Options{MaxInFlight: 512}, slog.New(slog.DiscardHandler), reg)
 	if err != nil {
@@ -446,12 +313,8 @@ func TestForeignMessageMidStream(t *testing.T) {
 }
 
 func TestCheckpoints(t *testing.T) {
-	n := testenv.NATS(t)
-	ctx := testenv.Context(t, time.Minute)
-	js, err := jetstream.New(connect(t, n.URL()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := startNATS(t)
+	ctx, js := e.ctx, e.js
 	if _, err := sink.OpenCheckpoints(ctx, js); !errors.Is(err, jetstream.ErrBucketNotFound) {
 		t.Fatalf("open missing bucket: %v", err)
 	}
@@ -619,14 +482,9 @@ func processCPU() time.Duration {
 // still be stored after the next session has read the stream (a slow server): the new session
 // must not store them a second time, whatever the duplicate window.
 func TestLateMessagesOfAnEarlierSession(t *testing.T) {
-	n := testenv.NATS(t)
-	ctx := testenv.Context(t, time.Minute)
-	nc := connect(t, n.URL())
-	js := setup(t, nc)
-	st, err := sink.EnsureStream(ctx, js, sink.StreamConfig{Duplicates: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := startNATS(t)
+	ctx, nc := e.ctx, e.nc
+	st := e.stream(t, sink.StreamConfig{Duplicates: 100 * time.Millisecond})
 	pub := newPublisher(t, nc, sink.Options{MaxInFlight: 8192})
 	// Whether the new session has a message taken and not yet published when it finds the
 	// late ones depends on timing, so the case is tried several times.
@@ -690,18 +548,14 @@ func TestLateMessagesOfAnEarlierSession(t *testing.T) {
 // keeps them out. Once the limit is raised, Resume finds the last one stored and the replay
 // fills the stream without a gap.
 func TestRefusedMessageMidRunLeavesNoGap(t *testing.T) {
-	n := testenv.NATS(t)
-	ctx := testenv.Context(t, time.Minute)
-	nc := connect(t, n.URL())
-	js := setup(t, nc)
-	st, err := sink.EnsureStream(ctx, js, sink.StreamConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := startNATS(t)
+	ctx, nc, js := e.ctx, e.nc, e.js
+	st := e.stream(t, sink.StreamConfig{})
 	maxSize := func(size int32) {
 		t.Helper()
 		cfg := st.CachedInfo().Config
 		cfg.MaxMsgSize = size
+		var err error
 		if st, err = js.UpdateStream(ctx, cfg); err != nil {
 			t.Fatal(err)
 		}
@@ -729,36 +583,19 @@ func TestRefusedMessageMidRunLeavesNoGap(t *testing.T) {
 	}
 	storedInOrder(t, ctx, st, 0x9000, big) // the ones before the refused one
 	maxSize(-1)
-	pos, err := pub.Resume(ctx, "tidemark")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := (event.Position{CommitLSN: 0x9000, Seq: big - 1}); pos != want {
-		t.Fatalf("Resume found %s, want %s", pos, want)
-	}
-	for i := pos.Seq + 1; i < total; i++ {
-		if err := pub.Publish(ctx, changeAt(i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := pub.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	resumeAt(t, ctx, pub, event.Position{CommitLSN: 0x9000, Seq: big - 1})
+	publishEach(t, ctx, pub, big, total, changeAt)
 	storedInOrder(t, ctx, st, 0x9000, total)
 }
 
 // TestOneAckPerRun: a steady stream of changes is acknowledged a run at a time, not message
 // by message (what makes publishing cheap), and each Flush still waits for all of them.
 func TestOneAckPerRun(t *testing.T) {
-	n := testenv.NATS(t)
-	ctx := testenv.Context(t, time.Minute)
-	nc := connect(t, n.URL())
-	st, err := sink.EnsureStream(ctx, setup(t, nc), sink.StreamConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := startNATS(t)
+	ctx := e.ctx
+	st := e.stream(t, sink.StreamConfig{})
 	// A connection of its own, so that what it receives is the publisher's acks.
-	pc := connect(t, n.URL())
+	pc := connect(t, e.n.URL())
 	pub := newPublisher(t, pc, sink.Options{})
 	if _, err := pub.Resume(ctx, "tidemark"); err != nil {
 		t.Fatal(err)
@@ -862,13 +699,9 @@ func TestReanchorThatCannotReadTheStream(t *testing.T) {
 // forgotten the session's anchor, and the next message went out with no expectation at all:
 // a replayed change was stored a second time, and Flush said nothing.
 func TestFailedResumePublishesNothing(t *testing.T) {
-	n := testenv.NATS(t)
-	ctx := testenv.Context(t, time.Minute)
-	nc := connect(t, n.URL())
-	st, err := sink.EnsureStream(ctx, setup(t, nc), sink.StreamConfig{Duplicates: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := startNATS(t)
+	ctx, nc := e.ctx, e.nc
+	st := e.stream(t, sink.StreamConfig{Duplicates: 100 * time.Millisecond})
 	pub := newPublisher(t, nc, sink.Options{MaxInFlight: 16})
 	if _, err := pub.Resume(ctx, "tidemark"); err != nil {
 		t.Fatal(err)
@@ -890,13 +723,7 @@ func TestFailedResumePublishesNothing(t *testing.T) {
 			t.Error("Publish and Flush succeeded after a failed Resume, before one that read the stream")
 		}
 	}
-	pos, err := pub.Resume(ctx, "tidemark")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := (event.Position{CommitLSN: 0xD000, Seq: 9}); pos != want {
-		t.Fatalf("Resume found %s, want %s", pos, want)
-	}
+	resumeAt(t, ctx, pub, event.Position{CommitLSN: 0xD000, Seq: 9})
 	publishAll(t, ctx, pub, 0xD000, 0, 12)
 	storedInOrder(t, ctx, st, 0xD000, 12)
 }
