@@ -3,11 +3,14 @@ package snapshot
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/tidemark/tidemark/event"
 	"github.com/tidemark/tidemark/replication"
 )
 
@@ -87,4 +90,28 @@ func AbandonEpochs(ctx context.Context, pool *pgxpool.Pool) (int64, error) {
 		return 0, fmt.Errorf("abandon unfinished snapshot epochs: %w", err)
 	}
 	return tag.RowsAffected(), nil
+}
+
+// Resnapshot is a finished snapshot of a supplier whose epoch opened after a given LSN.
+type Resnapshot struct {
+	Epoch    string    `json:"epoch"`
+	Finished time.Time `json:"finished"`
+}
+
+// FinishedSince returns the first snapshot of supplier that opened its epoch after lsn and
+// finished: after a snapshot epoch lost a chunk at lsn, such a snapshot has carried every
+// product of the supplier again, which repairs what the lost epoch would have. ok is false
+// when there is none, and on a database that records no snapshots yet.
+func FinishedSince(ctx context.Context, pool *pgxpool.Pool, supplier int64, lsn event.LSN) (r Resnapshot, ok bool, err error) {
+	err = pool.QueryRow(ctx, `SELECT epoch_id, finished_at FROM tidemark_snapshots
+		WHERE supplier_id = $1 AND finished_at IS NOT NULL AND open_lsn > $2::pg_lsn
+		ORDER BY open_lsn LIMIT 1`, supplier, lsn.String()).Scan(&r.Epoch, &r.Finished)
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.Is(err, pgx.ErrNoRows), errors.As(err, &pgErr) && pgErr.Code == "42P01": // undefined_table: not migrated
+		return Resnapshot{}, false, nil
+	case err != nil:
+		return Resnapshot{}, false, fmt.Errorf("snapshots of supplier %d since %s: %w", supplier, lsn, err)
+	}
+	return r, true, nil
 }

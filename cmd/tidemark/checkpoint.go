@@ -10,10 +10,12 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tidemark/tidemark/replication"
 	"github.com/tidemark/tidemark/sink"
+	"github.com/tidemark/tidemark/snapshot"
 )
 
 // CheckpointCmd is `tidemark checkpoint`: show or move the replication checkpoint.
@@ -37,6 +39,21 @@ type checkpointReport struct {
 	CurrentLSN   string `json:"current_lsn"`
 	LagBytes     int64  `json:"lag_bytes"`
 	SavedError   string `json:"saved_error,omitempty"`
+	// LostEpochs are the snapshot epochs replicate saved as having lost a chunk: their close
+	// is never published, and their suppliers want a snapshot with --new-epoch, unless one
+	// finished since (Resnapshot).
+	LostEpochs      []lostEpochReport `json:"lost_epochs"`
+	LostEpochsError string            `json:"lost_epochs_error,omitempty"`
+}
+
+type lostEpochReport struct {
+	ID       string `json:"id"`
+	Supplier int64  `json:"supplier,omitempty"`
+	LostLSN  string `json:"lost_lsn"`
+	// DroppedCloseLSN is where the epoch's close was dropped; empty while it has not come.
+	DroppedCloseLSN string               `json:"dropped_close_lsn,omitempty"`
+	Resnapshot      *snapshot.Resnapshot `json:"resnapshot,omitempty"`
+	ResnapshotError string               `json:"resnapshot_error,omitempty"`
 }
 
 // Run prints the checkpoint.
@@ -54,21 +71,34 @@ func (c *CheckpointShowCmd) Run(ctx context.Context, g *Globals, log *slog.Logge
 		Slot: s.Name, Active: s.Active, ActivePID: s.ActivePID,
 		ConfirmedLSN: s.ConfirmedLSN.String(), CurrentLSN: s.CurrentLSN.String(), LagBytes: s.LagBytes(),
 	}
-	if saved, err := loadSaved(ctx, g, log, c.Slot); err != nil {
+	var lost []replication.LostEpoch
+	err = withCheckpoints(ctx, g, log, func(ctx context.Context, cps *sink.Checkpoints) error {
+		saved, err := cps.Load(ctx, c.Slot)
+		if err != nil {
+			return err
+		}
+		if saved != 0 {
+			rep.SavedLSN = saved.String()
+		}
+		if lost, err = cps.LoadLostEpochs(ctx, c.Slot); err != nil {
+			rep.LostEpochsError = err.Error()
+		}
+		return nil
+	})
+	if err != nil {
 		rep.SavedError = err.Error()
-	} else if saved != 0 {
-		rep.SavedLSN = saved.String()
 	}
+	rep.LostEpochs = lostEpochReports(ctx, pool, lost)
 	if c.JSON {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(rep)
 	}
-	saved := rep.SavedLSN
-	if saved == "" {
-		saved = "none"
+	savedText := rep.SavedLSN
+	if savedText == "" {
+		savedText = "none"
 		if rep.SavedError != "" {
-			saved = "unknown (" + rep.SavedError + ")"
+			savedText = "unknown (" + rep.SavedError + ")"
 		}
 	}
 	state := "stopped"
@@ -76,27 +106,93 @@ func (c *CheckpointShowCmd) Run(ctx context.Context, g *Globals, log *slog.Logge
 		state = fmt.Sprintf("active (PID %d)", rep.ActivePID)
 	}
 	fmt.Printf("slot:          %s, %s\nconfirmed LSN: %s\nsaved LSN:     %s\ncurrent LSN:   %s\nlag:           %d bytes\n",
-		rep.Slot, state, rep.ConfirmedLSN, saved, rep.CurrentLSN, rep.LagBytes)
+		rep.Slot, state, rep.ConfirmedLSN, savedText, rep.CurrentLSN, rep.LagBytes)
+	if rep.LostEpochsError != "" {
+		fmt.Printf("lost epochs:   unknown (%s)\n", rep.LostEpochsError)
+	}
+	printLostEpochs(rep.LostEpochs)
 	return nil
 }
 
+// lostEpochReports looks up, for each lost epoch, whether a snapshot of its supplier has
+// finished since.
+func lostEpochReports(ctx context.Context, pool *pgxpool.Pool, lost []replication.LostEpoch) []lostEpochReport {
+	reports := make([]lostEpochReport, 0, len(lost))
+	for _, e := range lost {
+		r := lostEpochReport{ID: e.ID, Supplier: e.Supplier, LostLSN: e.Lost.String()}
+		if e.Closed != 0 {
+			r.DroppedCloseLSN = e.Closed.String()
+		}
+		if e.Supplier != 0 {
+			switch re, ok, err := snapshot.FinishedSince(ctx, pool, e.Supplier, e.Lost); {
+			case err != nil:
+				r.ResnapshotError = err.Error()
+			case ok:
+				r.Resnapshot = &re
+			}
+		}
+		reports = append(reports, r)
+	}
+	return reports
+}
+
+func printLostEpochs(lost []lostEpochReport) {
+	if len(lost) == 0 {
+		return
+	}
+	fmt.Printf("lost epochs:   %d snapshot epochs lost a chunk; their close is never published\n", len(lost))
+	for _, e := range lost {
+		supplier := "supplier unknown"
+		if e.Supplier != 0 {
+			supplier = fmt.Sprintf("supplier %d", e.Supplier)
+		}
+		closeText := "close not yet replicated"
+		if e.DroppedCloseLSN != "" {
+			closeText = "close dropped at " + e.DroppedCloseLSN
+		}
+		var fix string
+		switch {
+		case e.Resnapshot != nil:
+			fix = fmt.Sprintf("snapshotted again since (epoch %s, finished %s)", e.Resnapshot.Epoch, e.Resnapshot.Finished.UTC().Format(time.RFC3339))
+		case e.ResnapshotError != "":
+			fix = "whether it was snapshotted again since is unknown: " + e.ResnapshotError
+		case e.Supplier != 0:
+			fix = fmt.Sprintf("run: tidemark snapshot --supplier %d --new-epoch", e.Supplier)
+		default:
+			fix = "snapshot the supplier replicate logged for it with --new-epoch"
+		}
+		fmt.Printf("  %s, epoch %s: chunk lost at %s, %s; %s\n", supplier, e.ID, e.LostLSN, closeText, fix)
+	}
+}
+
 func loadSaved(ctx context.Context, g *Globals, log *slog.Logger, slot string, extra ...nats.Option) (pglogrepl.LSN, error) {
+	var saved pglogrepl.LSN
+	err := withCheckpoints(ctx, g, log, func(ctx context.Context, cps *sink.Checkpoints) error {
+		var err error
+		saved, err = cps.Load(ctx, slot)
+		return err
+	}, extra...)
+	return saved, err
+}
+
+// withCheckpoints runs f with the checkpoint bucket, on a connection of its own, within 5s.
+func withCheckpoints(ctx context.Context, g *Globals, log *slog.Logger, f func(context.Context, *sink.Checkpoints) error, extra ...nats.Option) error {
 	nc, err := g.NATSConn(log, "checkpoint", extra...)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	cps, err := sink.OpenCheckpoints(cctx, js)
+	cps, err := sink.OpenCheckpoints(ctx, js)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	return cps.Load(cctx, slot)
+	return f(ctx, cps)
 }
 
 // CheckpointSetCmd is `tidemark checkpoint set LSN`.

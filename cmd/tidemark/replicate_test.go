@@ -481,10 +481,11 @@ func TestCheckpointCommands(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("show --json: %v\n%s", err, out)
 	}
-	if rep.Slot != "tidemark" || rep.ConfirmedLSN == "" || rep.SavedLSN != rep.ConfirmedLSN {
+	if rep.Slot != "tidemark" || rep.ConfirmedLSN == "" || rep.SavedLSN != rep.ConfirmedLSN || rep.LostEpochs == nil || len(rep.LostEpochs) != 0 {
 		t.Errorf("show: %+v", rep)
 	}
 	confirmed, _ := pglogrepl.ParseLSN(rep.ConfirmedLSN)
+	checkShowListsLostEpochs(ctx, t, e, js, confirmed, run)
 	_, errOut, err = run("set", (confirmed - 1).String())
 	if err == nil || !strings.Contains(errOut, "backward") {
 		t.Errorf("set backward: err %v, stderr %s", err, errOut)
@@ -517,6 +518,68 @@ func TestCheckpointCommands(t *testing.T) {
 	}
 	if strings.Join(skus, ",") != `"C-1","C-3"` {
 		t.Errorf("stream skus %v, want C-1 and C-3 (confirmed was %s, set to %s)", skus, confirmed, target)
+	}
+}
+
+// checkShowListsLostEpochs: checkpoint show lists the snapshot epochs saved as lost, with the
+// snapshot that repairs each: one finished since the loss, and only such a one.
+func checkShowListsLostEpochs(ctx context.Context, t *testing.T, e *replEnv, js jetstream.JetStream, at pglogrepl.LSN,
+	run func(args ...string) (string, string, error)) {
+	t.Helper()
+	cps, err := sink.OpenCheckpoints(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lsn := event.LSN(at)
+	lost := []replication.LostEpoch{
+		{ID: "s5-a.1", Supplier: 5, Lost: lsn},
+		{ID: "s6-b.2", Supplier: 6, Lost: lsn, Closed: lsn + 0x100},
+		{ID: "s7-c.3", Lost: lsn},
+	}
+	if err := cps.SaveLostEpochs(ctx, "tidemark", lost); err != nil {
+		t.Fatal(err)
+	}
+	// Supplier 5 was snapshotted before the loss only; supplier 6 after it too, and a later
+	// snapshot of 6 is still running (removed before replicate runs again, which would run it).
+	e.exec(t, fmt.Sprintf(`INSERT INTO tidemark_snapshots (id, supplier_id, until_id, finished_at, epoch_id, open_lsn) VALUES
+		('s5-old', 5, 0, now(), 's5-old.1', '%[1]s'::pg_lsn - 1),
+		('s6-running', 6, 0, NULL, 's6-running.7', '%[1]s'::pg_lsn + 1),
+		('s6-new', 6, 0, now(), 's6-new.9', '%[1]s'::pg_lsn + 2)`, at))
+	defer e.exec(t, `DELETE FROM tidemark_snapshots WHERE id = 's6-running'`)
+	out, errOut, err := run("show", "--json")
+	if err != nil {
+		t.Fatalf("show: %v\n%s", err, errOut)
+	}
+	var rep checkpointReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("show --json: %v\n%s", err, out)
+	}
+	if len(rep.LostEpochs) != 3 || rep.LostEpochsError != "" {
+		t.Fatalf("show lists %d lost epochs (%s), want 3:\n%s", len(rep.LostEpochs), rep.LostEpochsError, out)
+	}
+	s5, s6, s7 := rep.LostEpochs[0], rep.LostEpochs[1], rep.LostEpochs[2]
+	if s5.ID != "s5-a.1" || s5.Supplier != 5 || s5.LostLSN != at.String() || s5.DroppedCloseLSN != "" || s5.Resnapshot != nil {
+		t.Errorf("supplier 5 (not snapshotted since): %+v", s5)
+	}
+	if s6.DroppedCloseLSN != (at+0x100).String() || s6.Resnapshot == nil || s6.Resnapshot.Epoch != "s6-new.9" || s6.ResnapshotError != "" {
+		t.Errorf("supplier 6 (snapshotted since): %+v", s6)
+	}
+	if s7.Supplier != 0 || s7.Resnapshot != nil || s7.ResnapshotError != "" {
+		t.Errorf("unknown supplier: %+v", s7)
+	}
+	text, errOut, err := run("show")
+	if err != nil {
+		t.Fatalf("show: %v\n%s", err, errOut)
+	}
+	for _, want := range []string{
+		"lost epochs:   3 snapshot epochs lost a chunk",
+		"supplier 5, epoch s5-a.1: chunk lost at " + at.String() + ", close not yet replicated; run: tidemark snapshot --supplier 5 --new-epoch",
+		"supplier 6, epoch s6-b.2: chunk lost at " + at.String() + ", close dropped at " + (at + 0x100).String() + "; snapshotted again since (epoch s6-new.9, finished ",
+		"supplier unknown, epoch s7-c.3",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("show does not say %q:\n%s", want, text)
+		}
 	}
 }
 
