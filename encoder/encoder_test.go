@@ -140,11 +140,14 @@ func TestPoisonGoesToDLQ(t *testing.T) {
 	_ = p
 	e.waitConverged(model)
 
-	dlq, err := e.js.Stream(e.ctx, encoder.DLQStreamName)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The dead-letter stream is created with the first dead letter, which a worker may write
+	// after another has applied P-1.
+	var dlq jetstream.Stream
 	eventually(t, time.Minute, func() string {
+		var err error
+		if dlq, err = e.js.Stream(e.ctx, encoder.DLQStreamName); err != nil {
+			return err.Error()
+		}
 		info, err := dlq.Info(e.ctx)
 		if err != nil {
 			return err.Error()
