@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -14,6 +16,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/health"
+	"github.com/tidemark/tidemark/replication"
+	"github.com/tidemark/tidemark/sink"
 )
 
 // DoctorCmd is `tidemark doctor`.
@@ -43,9 +47,9 @@ func (c *DoctorCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error
 	// half the time: a NATS that does not answer must not leave the PostgreSQL checks none,
 	// which would then report PostgreSQL down.
 	nctx, ncancel := context.WithTimeout(ctx, c.Timeout/2)
-	natsChecks := c.nats(nctx, g, log, &opts)
+	natsChecks, lost := c.nats(nctx, g, log, &opts)
 	ncancel()
-	checks := append(c.postgres(ctx, g, log, opts), natsChecks...)
+	checks := append(c.postgres(ctx, g, log, opts, lost), natsChecks...)
 	rep := doctorReport{Checks: checks}
 	for _, ch := range checks {
 		switch ch.Level {
@@ -64,7 +68,9 @@ func (c *DoctorCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error
 	return nil
 }
 
-func (c *DoctorCmd) postgres(ctx context.Context, g *Globals, log *slog.Logger, opts health.Options) []health.Check {
+// postgres checks PostgreSQL, and the lost snapshot epochs nats read against the snapshots
+// recorded there (lost is nil when they could not be read).
+func (c *DoctorCmd) postgres(ctx context.Context, g *Globals, log *slog.Logger, opts health.Options, lost []replication.LostEpoch) []health.Check {
 	pool, err := g.Pool(ctx, log)
 	if err != nil {
 		return []health.Check{{Name: "postgres", Level: health.Fail, Detail: err.Error(),
@@ -76,26 +82,95 @@ func (c *DoctorCmd) postgres(ctx context.Context, g *Globals, log *slog.Logger, 
 		return []health.Check{{Name: "postgres", Level: health.Fail, Detail: err.Error(), Fix: "check the server is healthy"}}
 	}
 	first := health.Check{Name: "postgres", Level: health.OK, Detail: fmt.Sprintf("PostgreSQL %s at %s", version, hostOf(g.Postgres.URL))}
-	return append([]health.Check{first}, health.PostgresChecks(ctx, pool, opts)...)
+	checks := append([]health.Check{first}, health.PostgresChecks(ctx, pool, opts)...)
+	if lost != nil {
+		checks = append(checks, lostEpochsCheck(lostEpochReports(ctx, pool, lost)))
+	}
+	return checks
 }
 
-// nats checks NATS and reads the saved checkpoint into opts.
-func (c *DoctorCmd) nats(ctx context.Context, g *Globals, log *slog.Logger, opts *health.Options) []health.Check {
+// lostEpochsCheck warns of the snapshot epochs that lost a chunk while their supplier has not
+// been snapshotted since: subscribers and the vector table still hold products deleted while
+// their deletes were lost.
+func lostEpochsCheck(lost []lostEpochReport) health.Check {
+	check := health.Check{Name: "lost_epochs", Level: health.OK}
+	var open []string
+	suppliers := map[int64]bool{}
+	var fix []string
+	for _, e := range lost {
+		if e.Resnapshot != nil {
+			continue
+		}
+		what := "an unknown supplier"
+		if e.Supplier != 0 {
+			what = fmt.Sprintf("supplier %d", e.Supplier)
+		}
+		open = append(open, fmt.Sprintf("%s (epoch %s, chunk lost at %s)", what, e.ID, e.LostLSN))
+		if e.Supplier != 0 && !suppliers[e.Supplier] {
+			suppliers[e.Supplier] = true
+			fix = append(fix, fmt.Sprintf("tidemark snapshot --supplier %d --new-epoch", e.Supplier))
+		}
+	}
+	switch {
+	case len(lost) == 0:
+		check.Detail = "none saved"
+	case len(open) == 0:
+		check.Detail = fmt.Sprintf("%d saved, each supplier snapshotted again since", len(lost))
+	default:
+		check.Level = health.Warn
+		check.Detail = fmt.Sprintf("snapshot epochs lost a chunk and their suppliers were not snapshotted since: %s", strings.Join(open, "; "))
+		check.Fix = strings.Join(fix, "; ")
+		if len(fix) < len(open) {
+			check.Fix = strings.TrimPrefix(check.Fix+"; and the suppliers replicate logged for the others, with --new-epoch", "; ")
+		}
+	}
+	return check
+}
+
+// nats checks NATS, reads the saved checkpoint into opts and returns the saved lost snapshot
+// epochs (nil when they could not be read, which a check then says).
+func (c *DoctorCmd) nats(ctx context.Context, g *Globals, log *slog.Logger, opts *health.Options) ([]health.Check, []replication.LostEpoch) {
 	nc, err := g.NATSConn(log, "doctor")
 	if err != nil {
 		return []health.Check{{Name: "nats", Level: health.Fail, Detail: err.Error(),
-			Fix: "start NATS or fix --nats-url / TIDEMARK_NATS_URL (and the credentials/TLS flags)"}}
+			Fix: "start NATS or fix --nats-url / TIDEMARK_NATS_URL (and the credentials/TLS flags)"}}, nil
 	}
 	defer nc.Close()
 	first := health.Check{Name: "nats", Level: health.OK, Detail: fmt.Sprintf("nats-server %s at %s", nc.ConnectedServerVersion(), nc.ConnectedUrlRedacted())}
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return []health.Check{first, {Name: "jetstream", Level: health.Fail, Detail: err.Error()}}
+		return []health.Check{first, {Name: "jetstream", Level: health.Fail, Detail: err.Error()}}, nil
 	}
 	checks := append([]health.Check{first}, health.NATSChecks(ctx, js, *opts)...)
 	lsn, err := health.SavedCheckpoint(ctx, js, *opts)
 	opts.Checkpoint = lsn
-	return append(checks, health.CheckpointCheck(*opts, lsn, err))
+	checks = append(checks, health.CheckpointCheck(*opts, lsn, err))
+	if err != nil {
+		return checks, nil // the checkpoint check says why
+	}
+	lost, err := loadLostEpochs(ctx, js, opts.Slot)
+	if err != nil {
+		return append(checks, health.Check{Name: "lost_epochs", Level: health.Warn, Detail: err.Error(),
+			Fix: "check nats-server is healthy; a corrupt key stops replicate too (see its error)"}), nil
+	}
+	return checks, lost
+}
+
+// loadLostEpochs reads the snapshot epochs saved as lost on slot: none (not nil) when the
+// bucket does not exist yet.
+func loadLostEpochs(ctx context.Context, js jetstream.JetStream, slot string) ([]replication.LostEpoch, error) {
+	cps, err := sink.OpenCheckpoints(ctx, js)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return []replication.LostEpoch{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	lost, err := cps.LoadLostEpochs(ctx, slot)
+	if lost == nil && err == nil {
+		lost = []replication.LostEpoch{}
+	}
+	return lost, err
 }
 
 // hostOf names the server and database of a connection string without its credentials.

@@ -23,6 +23,7 @@ import (
 	"github.com/tidemark/tidemark/health"
 	"github.com/tidemark/tidemark/internal/sandbox"
 	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/replication"
 	"github.com/tidemark/tidemark/sink"
 )
 
@@ -274,6 +275,55 @@ func TestDoctorDroppedSlot(t *testing.T) {
 	if fix := checks["slot"].Fix; !strings.Contains(fix, "--on-slot-lost resync") {
 		t.Errorf("slot fix %q does not name the resync", fix)
 	}
+}
+
+// TestDoctorLostEpochs: doctor warns of the snapshot epochs replicate saved as lost whose
+// supplier was not snapshotted since (a snapshot that opened its epoch after the loss and
+// finished), naming the command for each; once every one is, the check is OK.
+func TestDoctorLostEpochs(t *testing.T) {
+	t.Parallel()
+	ctx := testenv.Context(t, 2*time.Minute)
+	dbURL := testenv.Database(t)
+	pool := testenv.Migrated(ctx, t, dbURL)
+	n := testenv.NATS(t)
+	// A slot name of its own: slots are the cluster's, and other tests create "tidemark".
+	const slot = "doctor_lost_epochs"
+	checks, _, _, _ := runDoctor(t, dbURL, n.URL(), "--slot", slot)
+	wantCheck(t, checks, "lost_epochs", health.OK, "none saved")
+
+	cps, err := sink.EnsureCheckpoints(ctx, testenv.JetStream(t, n.URL()), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cps.SaveLostEpochs(ctx, slot, []replication.LostEpoch{
+		{ID: "s5-a.1", Supplier: 5, Lost: 0x3000000},
+		{ID: "s6-b.2", Supplier: 6, Lost: 0x3000000, Closed: 0x3000100},
+		{ID: "s5-c.3", Supplier: 5, Lost: 0x3000200},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	snapshotted := func(id string, supplier int, openLSN string) {
+		t.Helper()
+		if _, err := pool.Exec(ctx, `INSERT INTO tidemark_snapshots (id, supplier_id, until_id, finished_at, epoch_id, open_lsn)
+			VALUES ($1, $2, 0, now(), $1 || '.1', $3::pg_lsn)`, id, supplier, openLSN); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snapshotted("s6-new", 6, "0/3000001")
+	snapshotted("s5-between", 5, "0/3000100") // after the first loss of 5, before its second
+	checks, rep, code, stderr := runDoctor(t, dbURL, n.URL(), "--slot", slot)
+	if code != 0 {
+		t.Errorf("doctor exits %d for lost epochs, want 0 (a warning): %+v\n%s", code, rep.Checks, stderr)
+	}
+	wantCheck(t, checks, "lost_epochs", health.Warn, "supplier 5 (epoch s5-c.3, chunk lost at 0/3000200)")
+	if c := checks["lost_epochs"]; strings.Contains(c.Detail, "supplier 6") || strings.Contains(c.Detail, "s5-a.1") ||
+		c.Fix != "tidemark snapshot --supplier 5 --new-epoch" {
+		t.Errorf("lost_epochs: %+v, want only s5-c.3 and its command", c)
+	}
+
+	snapshotted("s5-new", 5, "0/3000300")
+	checks, _, _, _ = runDoctor(t, dbURL, n.URL(), "--slot", slot)
+	wantCheck(t, checks, "lost_epochs", health.OK, "3 saved, each supplier snapshotted again since")
 }
 
 // silentNATS is a NATS server that accepts clients and answers their pings, and nothing else:
