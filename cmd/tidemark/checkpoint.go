@@ -72,7 +72,7 @@ func (c *CheckpointShowCmd) Run(ctx context.Context, g *Globals, log *slog.Logge
 		ConfirmedLSN: s.ConfirmedLSN.String(), CurrentLSN: s.CurrentLSN.String(), LagBytes: s.LagBytes(),
 	}
 	var lost []replication.LostEpoch
-	err = withCheckpoints(ctx, g, log, func(ctx context.Context, cps *sink.Checkpoints) error {
+	err = withCheckpoints(ctx, g, log, bucketMustExist, func(ctx context.Context, cps *sink.Checkpoints) error {
 		saved, err := cps.Load(ctx, c.Slot)
 		if err != nil {
 			return err
@@ -167,7 +167,7 @@ func printLostEpochs(lost []lostEpochReport) {
 
 func loadSaved(ctx context.Context, g *Globals, log *slog.Logger, slot string, extra ...nats.Option) (pglogrepl.LSN, error) {
 	var saved pglogrepl.LSN
-	err := withCheckpoints(ctx, g, log, func(ctx context.Context, cps *sink.Checkpoints) error {
+	err := withCheckpoints(ctx, g, log, bucketMustExist, func(ctx context.Context, cps *sink.Checkpoints) error {
 		var err error
 		saved, err = cps.Load(ctx, slot)
 		return err
@@ -175,8 +175,16 @@ func loadSaved(ctx context.Context, g *Globals, log *slog.Logger, slot string, e
 	return saved, err
 }
 
-// withCheckpoints runs f with the checkpoint bucket, on a connection of its own, within 5s.
-func withCheckpoints(ctx context.Context, g *Globals, log *slog.Logger, f func(context.Context, *sink.Checkpoints) error, extra ...nats.Option) error {
+// bucketMode says what withCheckpoints does when the checkpoint bucket does not exist.
+type bucketMode int
+
+const (
+	bucketMustExist bucketMode = iota // fail with jetstream.ErrBucketNotFound
+	bucketCreate                      // create it (one replica), as replicate would
+)
+
+// withCheckpoints runs f with the checkpoint bucket, on a connection of its own, within 10s.
+func withCheckpoints(ctx context.Context, g *Globals, log *slog.Logger, mode bucketMode, f func(context.Context, *sink.Checkpoints) error, extra ...nats.Option) error {
 	nc, err := g.NATSConn(log, "checkpoint", extra...)
 	if err != nil {
 		return err
@@ -186,9 +194,12 @@ func withCheckpoints(ctx context.Context, g *Globals, log *slog.Logger, f func(c
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	cps, err := sink.OpenCheckpoints(ctx, js)
+	if errors.Is(err, jetstream.ErrBucketNotFound) && mode == bucketCreate {
+		cps, err = sink.EnsureCheckpoints(ctx, js, 0)
+	}
 	if err != nil {
 		return err
 	}
@@ -216,25 +227,10 @@ func (c *CheckpointSetCmd) Run(ctx context.Context, g *Globals, log *slog.Logger
 	if err != nil {
 		return err
 	}
-	nc, err := g.NATSConn(log, "checkpoint")
+	err = withCheckpoints(ctx, g, log, bucketCreate, func(ctx context.Context, cps *sink.Checkpoints) error {
+		return cps.Save(ctx, c.Slot, end)
+	})
 	if err != nil {
-		return fmt.Errorf("slot moved to %s, but the saved checkpoint was not updated: %w", end, err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	cps, err := sink.OpenCheckpoints(cctx, js)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		cps, err = sink.EnsureCheckpoints(cctx, js, 0)
-	}
-	if err != nil {
-		return fmt.Errorf("slot moved to %s, but the saved checkpoint was not updated: %w", end, err)
-	}
-	if err := cps.Save(cctx, c.Slot, end); err != nil {
 		return fmt.Errorf("slot moved to %s, but the saved checkpoint was not updated: %w", end, err)
 	}
 	log.Info("checkpoint set", "slot", c.Slot, "lsn", end)

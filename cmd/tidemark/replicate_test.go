@@ -473,25 +473,22 @@ func TestCheckpointCommands(t *testing.T) {
 		err := cmd.Run()
 		return stdout.String(), stderr.String(), err
 	}
-	out, errOut, err := run("show", "--json")
-	if err != nil {
-		t.Fatalf("show: %v\n%s", err, errOut)
-	}
-	var rep checkpointReport
-	if err := json.Unmarshal([]byte(out), &rep); err != nil {
-		t.Fatalf("show --json: %v\n%s", err, out)
-	}
+	rep := showJSON(t, run)
 	if rep.Slot != "tidemark" || rep.ConfirmedLSN == "" || rep.SavedLSN != rep.ConfirmedLSN || rep.LostEpochs == nil || len(rep.LostEpochs) != 0 {
 		t.Errorf("show: %+v", rep)
 	}
 	confirmed, _ := pglogrepl.ParseLSN(rep.ConfirmedLSN)
 	checkShowListsLostEpochs(ctx, t, e, js, confirmed, run)
-	_, errOut, err = run("set", (confirmed - 1).String())
+	_, errOut, err := run("set", (confirmed - 1).String())
 	if err == nil || !strings.Contains(errOut, "backward") {
 		t.Errorf("set backward: err %v, stderr %s", err, errOut)
 	}
 	e.exec(t, `INSERT INTO products (supplier_id, sku, name) VALUES (1, 'C-2', 'n')`)
 	target := e.currentLSN(t)
+	// Without the bucket (a NATS set up anew), set creates it, as replicate would.
+	if err := js.DeleteKeyValue(ctx, sink.CheckpointBucket); err != nil {
+		t.Fatal(err)
+	}
 	if _, errOut, err = run("set", target.String()); err != nil {
 		t.Fatalf("set forward: %v\n%s", err, errOut)
 	}
@@ -521,6 +518,20 @@ func TestCheckpointCommands(t *testing.T) {
 	}
 }
 
+// showJSON runs checkpoint show --json.
+func showJSON(t *testing.T, run func(args ...string) (string, string, error)) checkpointReport {
+	t.Helper()
+	out, errOut, err := run("show", "--json")
+	if err != nil {
+		t.Fatalf("show: %v\n%s", err, errOut)
+	}
+	var rep checkpointReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("show --json: %v\n%s", err, out)
+	}
+	return rep
+}
+
 // checkShowListsLostEpochs: checkpoint show lists the snapshot epochs saved as lost, with the
 // snapshot that repairs each: one finished since the loss, and only such a one.
 func checkShowListsLostEpochs(ctx context.Context, t *testing.T, e *replEnv, js jetstream.JetStream, at pglogrepl.LSN,
@@ -546,16 +557,9 @@ func checkShowListsLostEpochs(ctx context.Context, t *testing.T, e *replEnv, js 
 		('s6-running', 6, 0, NULL, 's6-running.7', '%[1]s'::pg_lsn + 1),
 		('s6-new', 6, 0, now(), 's6-new.9', '%[1]s'::pg_lsn + 2)`, at))
 	defer e.exec(t, `DELETE FROM tidemark_snapshots WHERE id = 's6-running'`)
-	out, errOut, err := run("show", "--json")
-	if err != nil {
-		t.Fatalf("show: %v\n%s", err, errOut)
-	}
-	var rep checkpointReport
-	if err := json.Unmarshal([]byte(out), &rep); err != nil {
-		t.Fatalf("show --json: %v\n%s", err, out)
-	}
+	rep := showJSON(t, run)
 	if len(rep.LostEpochs) != 3 || rep.LostEpochsError != "" {
-		t.Fatalf("show lists %d lost epochs (%s), want 3:\n%s", len(rep.LostEpochs), rep.LostEpochsError, out)
+		t.Fatalf("show lists %d lost epochs (%s), want 3: %+v", len(rep.LostEpochs), rep.LostEpochsError, rep)
 	}
 	s5, s6, s7 := rep.LostEpochs[0], rep.LostEpochs[1], rep.LostEpochs[2]
 	if s5.ID != "s5-a.1" || s5.Supplier != 5 || s5.LostLSN != at.String() || s5.DroppedCloseLSN != "" || s5.Resnapshot != nil {
