@@ -162,8 +162,17 @@ func TestExactlyOnceAckedNotConfirmed(t *testing.T) {
 	e.exec(t, `INSERT INTO products (supplier_id, sku, name) SELECT 1, 'U-' || g, 'n' FROM generate_series(1, 5000) g`)
 	first := e.replicate(t, patient...)
 	first.streaming(t)
+	// The rows reach the stream through the initial snapshot. It must be over before the kill:
+	// resumed by the next replicator while the updates run, it would rightly drop the rows they
+	// update from its chunks, and the stream would hold fewer than 10,000 changes.
+	testenv.WaitFor(t, "the initial snapshot written", time.Minute, func() bool {
+		return strings.Contains(first.out.String(), "snapshot done")
+	})
 	start := e.currentLSN(t)
-	testenv.WaitFor(t, "the inserts confirmed", time.Minute, func() bool { return e.slot(t).ConfirmedLSN >= start })
+	testenv.WaitFor(t, "the snapshot confirmed", time.Minute, func() bool { return e.slot(t).ConfirmedLSN >= start })
+	if n := streamMsgs(ctx, js); n < 5000 {
+		t.Fatalf("the snapshot confirmed with %d messages in the stream, want 5000 rows and their epochs", n)
+	}
 	kill9(t, first)
 	// No status update for an hour: what it publishes is acked, never confirmed.
 	p := e.replicate(t, slices.Concat(patient, []string{"--status-interval", "1h"})...)
