@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -329,12 +330,15 @@ func TestPipelineUnderFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Stopped (SIGSTOP) while the consumer is read, so that it cannot ack between the check
-	// and the kill: on an idle machine it caught up and acked everything in that gap.
+	// and the kill: on an idle machine it caught up and acked everything in that gap. The
+	// acks it wrote just before it stopped may still be on their way to the server (a CI run
+	// saw events pending, and none left after the kill), so the consumer is read until two
+	// reads agree.
 	testenv.WaitFor(t, "events in the encoder's hands", 2*time.Minute, func() bool {
 		if err := first.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 			t.Fatal(err)
 		}
-		info, err := cons.Info(ctx)
+		info, err := settledConsumer(ctx, cons)
 		if err == nil && info.NumAckPending > 0 && info.AckFloor.Stream > 1000 {
 			return true
 		}
@@ -392,4 +396,27 @@ func TestPipelineUnderFaults(t *testing.T) {
 	if info.Delivered.Consumer <= uint64(total) {
 		t.Errorf("%d deliveries for %d events: what the killed encoder held was never delivered again", info.Delivered.Consumer, total)
 	}
+}
+
+// settledConsumer reads the consumer's state until two reads 200 ms apart agree on what was
+// delivered and acknowledged: once its only client is stopped, acks still in flight have
+// landed then.
+func settledConsumer(ctx context.Context, cons jetstream.Consumer) (*jetstream.ConsumerInfo, error) {
+	prev, err := cons.Info(ctx)
+	for err == nil {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+		var info *jetstream.ConsumerInfo
+		if info, err = cons.Info(ctx); err != nil {
+			break
+		}
+		if info.AckFloor.Consumer == prev.AckFloor.Consumer && info.Delivered.Consumer == prev.Delivered.Consumer && info.NumAckPending == prev.NumAckPending {
+			return info, nil
+		}
+		prev = info
+	}
+	return nil, err
 }
