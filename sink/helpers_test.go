@@ -28,7 +28,7 @@ func change(commit event.LSN, seq int, supplier int64) *event.Change {
 	}
 }
 
-func connect(t *testing.T, url string) *nats.Conn {
+func connect(t testing.TB, url string) *nats.Conn {
 	t.Helper()
 	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
@@ -48,7 +48,7 @@ func setup(t testing.TB, nc *nats.Conn) jetstream.JetStream {
 	return js
 }
 
-func newPublisher(t *testing.T, nc *nats.Conn, opts sink.Options) *sink.Publisher {
+func newPublisher(t testing.TB, nc *nats.Conn, opts sink.Options) *sink.Publisher {
 	t.Helper()
 	pub, err := sink.NewPublisher(nc, opts, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	if err != nil {

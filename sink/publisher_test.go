@@ -378,28 +378,15 @@ func BenchmarkSubject(b *testing.B) {
 // BenchmarkPublish is the publish path end to end against an embedded server (whose work is
 // in the figures too): encode, publish, ack, with a Flush per 1,000 changes as at commits.
 func BenchmarkPublish(b *testing.B) {
-	n := testenv.NATS(b)
-	ctx := testenv.Context(b, 5*time.Minute)
-	nc, err := nats.Connect(n.URL())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
-	pub, err := sink.NewPublisher(nc, sink.Options{}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer pub.Close()
-	if _, err := sink.EnsureStream(ctx, setup(b, nc), sink.StreamConfig{}); err != nil {
-		b.Fatal(err)
-	}
-	c := change(event.LSN(1<<32), 0, 7)
+	ctx, pub := benchPublisher(b, sink.Options{})
+	rows := productRows(b, 256)
+	c := change(event.LSN(1<<32), 0, 1)
 	b.ReportAllocs()
 	b.ResetTimer()
 	// CPU time as well as wall time: on a shared machine it varies less.
 	cpu0 := processCPU()
 	for i := 0; i < b.N; i++ {
-		c.Source.Seq = i
+		c.Source.Seq, c.After = i, rows[i%len(rows)]
 		if err := pub.Publish(ctx, c); err != nil {
 			b.Fatal(err)
 		}
@@ -421,39 +408,8 @@ func BenchmarkPublish(b *testing.B) {
 func BenchmarkPublishSmallWindow(b *testing.B) {
 	for _, window := range []int{1, 2} {
 		b.Run(fmt.Sprint(window), func(b *testing.B) {
-			n := testenv.NATS(b)
-			ctx := testenv.Context(b, 5*time.Minute)
-			nc, err := nats.Connect(n.URL())
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer nc.Close()
-			pub, err := sink.NewPublisher(nc, sink.Options{MaxInFlight: window}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer pub.Close()
-			if _, err := sink.EnsureStream(ctx, setup(b, nc), sink.StreamConfig{}); err != nil {
-				b.Fatal(err)
-			}
-			// Generated products (internal/fakedrop), about 480 bytes of values each.
-			drop := fakedrop.New(fakedrop.Suppliers[0], 1)
-			rows := make([]event.Row, 256)
-			for i := range rows {
-				p := drop.Product(i)
-				attrs, err := json.Marshal(p.Attributes)
-				if err != nil {
-					b.Fatal(err)
-				}
-				str := func(v string) json.RawMessage { return event.AppendString(nil, v) }
-				rows[i] = event.Row{
-					{Name: "id", Value: json.RawMessage(fmt.Sprint(i + 1))}, {Name: "supplier_id", Value: json.RawMessage("1")},
-					{Name: "sku", Value: str(p.SKU)}, {Name: "name", Value: str(p.Name)},
-					{Name: "description", Value: str(p.Description)}, {Name: "price", Value: json.RawMessage(p.Price)},
-					{Name: "currency", Value: str(p.Currency)}, {Name: "status", Value: str(p.Status)},
-					{Name: "attributes", Value: attrs},
-				}
-			}
+			ctx, pub := benchPublisher(b, sink.Options{MaxInFlight: window})
+			rows := productRows(b, 256)
 			c := change(event.LSN(1<<32), 0, 1)
 			b.ResetTimer()
 			cpu0 := processCPU()
@@ -469,6 +425,41 @@ func BenchmarkPublishSmallWindow(b *testing.B) {
 			b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
 		})
 	}
+}
+
+// benchPublisher starts an embedded server with the change stream and a publisher on it.
+func benchPublisher(b *testing.B, opts sink.Options) (context.Context, *sink.Publisher) {
+	b.Helper()
+	nc := connect(b, testenv.NATS(b).URL())
+	ctx := testenv.Context(b, 5*time.Minute)
+	if _, err := sink.EnsureStream(ctx, setup(b, nc), sink.StreamConfig{}); err != nil {
+		b.Fatal(err)
+	}
+	return ctx, newPublisher(b, nc, opts)
+}
+
+// productRows is n generated products (internal/fakedrop) as the decoder renders rows:
+// about 480 bytes of values each, as supplier rows are.
+func productRows(b *testing.B, n int) []event.Row {
+	b.Helper()
+	drop := fakedrop.New(fakedrop.Suppliers[0], 1)
+	str := func(v string) json.RawMessage { return event.AppendString(nil, v) }
+	rows := make([]event.Row, n)
+	for i := range rows {
+		p := drop.Product(i)
+		attrs, err := json.Marshal(p.Attributes)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rows[i] = event.Row{
+			{Name: "id", Value: json.RawMessage(fmt.Sprint(i + 1))}, {Name: "supplier_id", Value: json.RawMessage("1")},
+			{Name: "sku", Value: str(p.SKU)}, {Name: "name", Value: str(p.Name)},
+			{Name: "description", Value: str(p.Description)}, {Name: "price", Value: json.RawMessage(p.Price)},
+			{Name: "currency", Value: str(p.Currency)}, {Name: "status", Value: str(p.Status)},
+			{Name: "attributes", Value: attrs},
+		}
+	}
+	return rows
 }
 
 // processCPU is the user and system time of the process (client and embedded server).
