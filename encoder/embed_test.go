@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tidemark/tidemark/encoder"
 	"github.com/tidemark/tidemark/event"
+	"github.com/tidemark/tidemark/internal/fakedrop"
 )
 
 func TestHashEmbedder(t *testing.T) {
@@ -90,9 +91,17 @@ func TestText(t *testing.T) {
 
 func BenchmarkHashEmbedder(b *testing.B) {
 	h, _ := encoder.NewHash(encoder.DefaultDim)
+	// The texts of generated products (internal/fakedrop), as the encoder builds them: a
+	// name, a 40-60-word description and the embedded attributes, about 400 bytes.
+	drop := fakedrop.New(fakedrop.Suppliers[0], 1)
 	texts := make([]string, 256)
 	for i := range texts {
-		texts[i] = fmt.Sprintf("Product %d stainless steel chef knife\nForged blade of 20 cm with a walnut handle, dishwasher safe, lifetime warranty.\nbrand: Acme %d\ncategory: kitchen", i, i%17)
+		p := drop.Product(i)
+		attrs, err := json.Marshal(p.Attributes)
+		if err != nil {
+			b.Fatal(err)
+		}
+		texts[i] = encoder.Text(p.Name, p.Description, attrs)
 	}
 	ctx := context.Background()
 	b.ReportAllocs()
