@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // The ANN index is IVFFlat over the vectors cast to halfvec, one per model on each supplier's
@@ -297,7 +298,7 @@ func (s *Store) BuildIndex(ctx context.Context, model string, dim int, supplier 
 	if !locked {
 		return "", ErrIndexBusy
 	}
-	defer func() { _, _ = conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", key) }()
+	defer unlockIndexBuild(context.WithoutCancel(ctx), conn, key)
 
 	part := PartitionName(supplier)
 	var n int64
@@ -327,7 +328,7 @@ func (s *Store) BuildIndex(ctx context.Context, model string, dim int, supplier 
 		}
 		if !r.valid {
 			// What a failed or killed build left: invalid, and still maintained by every write.
-			if _, err := conn.Exec(ctx, "DROP INDEX CONCURRENTLY IF EXISTS "+pgx.Identifier{r.name}.Sanitize()); err != nil {
+			if err := execStoppable(ctx, conn, "DROP INDEX CONCURRENTLY IF EXISTS "+pgx.Identifier{r.name}.Sanitize(), nil); err != nil {
 				return "", fmt.Errorf("drop invalid index %s: %w", r.name, err)
 			}
 			continue
@@ -337,33 +338,9 @@ func (s *Store) BuildIndex(ctx context.Context, model string, dim int, supplier 
 	stmt := fmt.Sprintf(`CREATE INDEX CONCURRENTLY %s ON %s USING ivfflat ((embedding::halfvec(%d)) halfvec_cosine_ops)
 		WITH (lists = %d) WHERE model = %s AND dim = %d`,
 		pgx.Identifier{name}.Sanitize(), pgx.Identifier{part}.Sanitize(), dim, lists, lit, dim)
-	done := make(chan error, 1)
-	go func() {
-		_, err := conn.Exec(ctx, stmt)
-		done <- err
-	}()
-	tick := time.NewTicker(250 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case err := <-done:
-			if err != nil {
-				return "", fmt.Errorf("create index %s: %w", name, err)
-			}
-			for _, o := range old {
-				if _, err := conn.Exec(ctx, "DROP INDEX CONCURRENTLY IF EXISTS "+pgx.Identifier{o}.Sanitize()); err != nil {
-					return name, fmt.Errorf("drop replaced index %s: %w", o, err)
-				}
-			}
-			if _, err := conn.Exec(ctx, fmt.Sprintf("COMMENT ON INDEX %s IS %s", pgx.Identifier{name}.Sanitize(),
-				mustQuote(fmt.Sprintf("tidemark: ANN index of model %s (%d dimensions), %d vectors at build", model, dim, n)))); err != nil {
-				return name, fmt.Errorf("comment on index %s: %w", name, err)
-			}
-			return name, nil
-		case <-tick.C:
-			if progress == nil {
-				continue
-			}
+	var report func()
+	if progress != nil {
+		report = func() {
 			var phase string
 			err := s.pool.QueryRow(ctx, `SELECT p.phase || CASE WHEN p.tuples_total > 0
 					THEN ' ' || round(100.0 * p.tuples_done / p.tuples_total) || '%' ELSE '' END
@@ -371,6 +348,73 @@ func (s *Store) BuildIndex(ctx context.Context, model string, dim int, supplier 
 			if err == nil {
 				progress(phase)
 			}
+		}
+	}
+	if err := execStoppable(ctx, conn, stmt, report); err != nil {
+		return "", fmt.Errorf("create index %s: %w", name, err)
+	}
+	for _, o := range old {
+		if err := execStoppable(ctx, conn, "DROP INDEX CONCURRENTLY IF EXISTS "+pgx.Identifier{o}.Sanitize(), nil); err != nil {
+			return name, fmt.Errorf("drop replaced index %s: %w", o, err)
+		}
+	}
+	if _, err := conn.Exec(ctx, fmt.Sprintf("COMMENT ON INDEX %s IS %s", pgx.Identifier{name}.Sanitize(),
+		mustQuote(fmt.Sprintf("tidemark: ANN index of model %s (%d dimensions), %d vectors at build", model, dim, n)))); err != nil {
+		return name, fmt.Errorf("comment on index %s: %w", name, err)
+	}
+	return name, nil
+}
+
+// unlockIndexBuild releases the build's lock. A cancel sent to stop the build can land on
+// this statement instead, when the build had just ended (PostgreSQL delivers it to whatever
+// runs when it arrives), so the unlock is tried twice; a connection still holding the lock
+// is closed rather than returned to the pool, which would keep every later build busy.
+func unlockIndexBuild(ctx context.Context, conn *pgxpool.Conn, key int64) {
+	for range 2 {
+		if _, err := conn.Exec(ctx, "SELECT pg_advisory_unlock($1)", key); err == nil || conn.Conn().IsClosed() {
+			return
+		}
+	}
+	_ = conn.Conn().Close(ctx)
+}
+
+// execStoppable runs a long statement (a concurrent index build or drop) on conn, calling
+// tick about every 250 ms when it is not nil. When ctx ends first, it asks the server to
+// cancel the statement and waits until it has: pgx answers a cancelled context by closing
+// the connection, which left the server building, and holding the build's lock, after
+// BuildIndex had returned, so that a build started at once was refused as busy. Only when
+// the server does not answer the cancel within 30 s is the connection closed instead.
+func execStoppable(ctx context.Context, conn *pgxpool.Conn, sql string, tick func()) error {
+	execCtx, closeConn := context.WithCancel(context.WithoutCancel(ctx))
+	defer closeConn()
+	done := make(chan error, 1)
+	go func() {
+		_, err := conn.Exec(execCtx, sql)
+		done <- err
+	}()
+	ticker := time.NewTicker(250 * time.Millisecond)
+	defer ticker.Stop()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-ticker.C:
+			if tick != nil {
+				tick()
+			}
+		case <-ctx.Done():
+			grace, cancel := context.WithTimeout(execCtx, 30*time.Second)
+			defer cancel()
+			if err := conn.Conn().PgConn().CancelRequest(grace); err != nil {
+				closeConn()
+			}
+			select {
+			case <-done:
+			case <-grace.Done():
+				closeConn()
+				<-done
+			}
+			return ctx.Err()
 		}
 	}
 }
