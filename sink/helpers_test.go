@@ -130,44 +130,12 @@ func storedInOrder(t *testing.T, ctx context.Context, st jetstream.Stream, commi
 	}
 }
 
-// stored reads every message of the stream: its msg ids in stream order. It reads them
-// through an ordered consumer, a batch a request: a request per message (GetMsg) made a
-// test of 24,000 messages outlast its minute on a loaded CI machine.
+// stored reads every message of the stream: its msg ids in stream order.
 func stored(t *testing.T, ctx context.Context, st jetstream.Stream) []string {
 	t.Helper()
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.State.Msgs == 0 {
-		return nil
-	}
-	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var ids []string
-	for last := uint64(0); last < info.State.LastSeq; {
-		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for m := range batch.Messages() {
-			meta, err := m.Metadata()
-			if err != nil {
-				t.Fatal(err)
-			}
-			last = meta.Sequence.Stream
-			ids = append(ids, m.Headers().Get(jetstream.MsgIDHeader))
-			n++
-		}
-		if err := batch.Error(); err != nil {
-			t.Fatal(err)
-		}
-		if n == 0 {
-			t.Fatalf("read %d messages up to sequence %d, the stream's last is %d", len(ids), last, info.State.LastSeq)
-		}
+	for m := range testenv.StreamMessages(t, ctx, st) {
+		ids = append(ids, m.Headers().Get(jetstream.MsgIDHeader))
 	}
 	return ids
 }

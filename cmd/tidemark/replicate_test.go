@@ -207,34 +207,12 @@ func readStream(t *testing.T, js jetstream.JetStream) (map[string]int, []event.C
 
 // streamMessages yields every message the stream holds when it is called, in stream order.
 func streamMessages(t *testing.T, js jetstream.JetStream) iter.Seq[jetstream.Msg] {
-	return func(yield func(jetstream.Msg) bool) {
-		ctx := testenv.Context(t, 2*time.Minute)
-		n := streamMsgs(ctx, js)
-		cons, err := js.OrderedConsumer(ctx, event.Stream, jetstream.OrderedConsumerConfig{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for read := uint64(0); read < n; {
-			batch, err := cons.Fetch(10_000, jetstream.FetchMaxWait(5*time.Second))
-			if err != nil {
-				t.Fatal(err)
-			}
-			got := 0
-			for m := range batch.Messages() {
-				got++
-				if !yield(m) {
-					return
-				}
-			}
-			if batch.Error() != nil {
-				t.Fatal(batch.Error())
-			}
-			if got == 0 {
-				t.Fatalf("read %d of %d messages, then nothing", read, n)
-			}
-			read += uint64(got)
-		}
+	ctx := testenv.Context(t, 2*time.Minute)
+	st, err := js.Stream(ctx, event.Stream)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return testenv.StreamMessages(t, ctx, st)
 }
 
 func (e *replEnv) slot(t *testing.T) replication.Slot {
