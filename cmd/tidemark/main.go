@@ -27,7 +27,7 @@ type CLI struct {
 
 	Migrate    MigrateCmd    `cmd:"" help:"Apply the embedded schema migrations (idempotent)."`
 	Supplier   SupplierCmd   `cmd:"" help:"Manage suppliers and their partitions."`
-	Load       LoadCmd       `cmd:"" help:"Bulk-load a supplier drop (CSV or NDJSON, maybe gzipped)."`
+	Load       LoadCmd       `cmd:"" help:"Bulk-load a supplier drop (CSV, NDJSON or XLSX; CSV and NDJSON maybe gzipped)."`
 	Replicate  ReplicateCmd  `cmd:"" help:"Tail the WAL and publish every product change to JetStream."`
 	Tail       TailCmd       `cmd:"" help:"Print events from the ${stream} stream as they arrive."`
 	Checkpoint CheckpointCmd `cmd:"" help:"Show or move the replication checkpoint."`
