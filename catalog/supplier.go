@@ -58,24 +58,57 @@ func AddSupplier(ctx context.Context, db pgx.Tx, id int32, name string) error {
 	return EnsurePartition(ctx, db, id)
 }
 
-// EnsurePartition creates supplier id's products partition when it does not exist.
+// TruncateTrigger is the trigger on each supplier partition that makes a TRUNCATE of the
+// partition alone reach the stream (see sql/0008_partition_truncates.sql): PostgreSQL does not
+// publish it through the partition root.
+const TruncateTrigger = "tidemark_truncate"
+
+// EnsurePartition creates supplier id's products partition when it does not exist, and gives
+// it its [TruncateTrigger] when it lacks one (a partition created by hand), provided the
+// schema is migrated far enough to have the trigger's function and the role may create
+// triggers on the partition; otherwise the partition goes without, and doctor says so.
 func EnsurePartition(ctx context.Context, db pgx.Tx, id int32) error {
 	if _, err := db.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", partitionLockKey(id)); err != nil {
 		return fmt.Errorf("lock partition of supplier %d: %w", id, err)
 	}
-	var exists bool
-	if err := db.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", PartitionName(id)).Scan(&exists); err != nil {
-		return fmt.Errorf("look up partition of supplier %d: %w", id, err)
+	name := pgx.Identifier{PartitionName(id)}.Sanitize()
+	exists, armed, armable, err := partitionState(ctx, db, id)
+	if err != nil {
+		return err
 	}
-	if exists {
+	if !exists {
+		stmt := fmt.Sprintf("CREATE TABLE %s PARTITION OF products FOR VALUES IN (%d)", name, id)
+		if _, err := db.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("create partition of supplier %d: %w", id, err)
+		}
+		// Again: the CREATE may have waited for migration 0008, which brought the function.
+		if _, armed, armable, err = partitionState(ctx, db, id); err != nil {
+			return err
+		}
+	}
+	if armed || !armable {
 		return nil
 	}
-	stmt := fmt.Sprintf("CREATE TABLE %s PARTITION OF products FOR VALUES IN (%d)",
-		pgx.Identifier{PartitionName(id)}.Sanitize(), id)
+	stmt := fmt.Sprintf(`DROP TRIGGER IF EXISTS %[1]s ON %[2]s;
+		CREATE TRIGGER %[1]s BEFORE TRUNCATE ON %[2]s FOR EACH STATEMENT EXECUTE FUNCTION tidemark_truncate_partition();
+		ALTER TABLE %[2]s ENABLE ALWAYS TRIGGER %[1]s`, TruncateTrigger, name)
 	if _, err := db.Exec(ctx, stmt); err != nil {
-		return fmt.Errorf("create partition of supplier %d: %w", id, err)
+		return fmt.Errorf("create the truncate trigger of supplier %d's partition: %w", id, err)
 	}
 	return nil
+}
+
+// partitionState reads whether supplier id's partition exists, whether it has its
+// [TruncateTrigger] enabled always, and whether this role can give it one.
+func partitionState(ctx context.Context, db pgx.Tx, id int32) (exists, armed, armable bool, err error) {
+	err = db.QueryRow(ctx, `SELECT p IS NOT NULL,
+			EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = p AND tgname = $2 AND tgenabled = 'A'),
+			to_regproc('tidemark_truncate_partition') IS NOT NULL AND coalesce(has_table_privilege(p, 'TRIGGER'), true)
+		FROM to_regclass($1) p`, PartitionName(id), TruncateTrigger).Scan(&exists, &armed, &armable)
+	if err != nil {
+		return false, false, false, fmt.Errorf("look up partition of supplier %d: %w", id, err)
+	}
+	return exists, armed, armable, nil
 }
 
 // ListSuppliers returns every supplier with its partition and product count, by id.

@@ -93,24 +93,7 @@ func TestVectorLayouts(t *testing.T) {
 func TestMigrationPartitionsExistingVectors(t *testing.T) {
 	ctx := testenv.Context(t, 2*time.Minute)
 	pool := testenv.Pool(t, testenv.Database(t))
-	ms, err := catalog.Migrations()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pool.Exec(ctx, `CREATE TABLE tidemark_migrations (version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range ms {
-		if m.Version >= "0004" {
-			break
-		}
-		if _, err := pool.Exec(ctx, m.SQL); err != nil {
-			t.Fatalf("%s: %v", m.Version, err)
-		}
-		if _, err := pool.Exec(ctx, "INSERT INTO tidemark_migrations (version) VALUES ($1)", m.Version); err != nil {
-			t.Fatal(err)
-		}
-	}
+	migrateBefore(ctx, t, pool, "0004")
 	if _, err := pool.Exec(ctx, `INSERT INTO product_embeddings (supplier_id, product_id, model, sku, dim, embedding, source_lsn, source_seq, deleted)
 		SELECT 1 + i % 3, i, 'm', 'S-' || i, CASE WHEN i % 10 = 0 THEN NULL ELSE 2 END,
 			CASE WHEN i % 10 = 0 THEN NULL ELSE ARRAY[i, 1]::real[] END, '0/10', i, i % 10 = 0

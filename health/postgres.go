@@ -62,6 +62,7 @@ func PostgresChecks(ctx context.Context, pool *pgxpool.Pool, opts Options) []Che
 	if migrated {
 		add(indexes(ctx, pool)...)
 		add(partitions(ctx, pool))
+		add(truncateTriggers(ctx, pool))
 		add(vectorChecks(ctx, pool)...)
 	}
 	return checks
@@ -389,4 +390,38 @@ func partitions(ctx context.Context, db *pgxpool.Pool) Check {
 	}
 	return warn("partitions", "tidemark supplier add "+ids[0]+" (for each one; the loader also creates them on demand)",
 		"suppliers without a partition (their rows cannot be inserted): %s", strings.Join(ids, ", "))
+}
+
+// truncateTriggers finds supplier partitions without catalog.TruncateTrigger: a TRUNCATE of one
+// of them alone is not published (PostgreSQL publishes it only through the root), so its
+// products would stay alive downstream. Partitions made by `supplier add` or the loader have it.
+func truncateTriggers(ctx context.Context, db *pgxpool.Pool) Check {
+	rows, err := db.Query(ctx, `
+		SELECT c.relname FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid
+		WHERE h.inhparent = 'products'::regclass
+		  AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = h.inhrelid AND t.tgname = $1 AND t.tgenabled = 'A')
+		ORDER BY c.relname`, catalog.TruncateTrigger)
+	if err != nil {
+		return queryFailed("truncate_trigger", err)
+	}
+	missing, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return queryFailed("truncate_trigger", err)
+	}
+	if len(missing) == 0 {
+		return ok("truncate_trigger", "every supplier partition publishes its truncates")
+	}
+	var migrated bool
+	if err := db.QueryRow(ctx, "SELECT to_regproc('tidemark_truncate_partition') IS NOT NULL").Scan(&migrated); err != nil {
+		return queryFailed("truncate_trigger", err)
+	}
+	fix := "tidemark migrate (it adds the trigger to every partition)"
+	if migrated {
+		fix = "tidemark supplier add ID (for each one: it adds the trigger)"
+		if id, ok := catalog.PartitionSupplier(missing[0]); ok {
+			fix = fmt.Sprintf("tidemark supplier add %d (for each one: it adds the trigger)", id)
+		}
+	}
+	return warn("truncate_trigger", fix,
+		"partitions without the truncate trigger, or with it disabled (a TRUNCATE of one alone is not published): %s", strings.Join(missing, ", "))
 }

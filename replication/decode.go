@@ -41,6 +41,9 @@ type decoder struct {
 
 	// marks are the open snapshot windows (see watermark.go).
 	marks watermarks
+	// passedOver lists the truncate messages not published (see partitionTruncate), for the
+	// receive loop to log.
+	passedOver []string
 
 	change   event.Change
 	epochBuf event.Epoch // the Epoch of change, for epoch events
@@ -151,6 +154,17 @@ func (d *decoder) decode(lsn pglogrepl.LSN, data []byte, emit func(*event.Change
 				return decoded{}, err
 			}
 			return decoded{kind: msgChange}, nil
+		case TruncatePrefix:
+			if !m.Transactional || !d.inTxn {
+				break
+			}
+			emitted, err := d.partitionTruncate(&m, emit)
+			if err != nil {
+				return decoded{}, err
+			}
+			if emitted {
+				return decoded{kind: msgChange}, nil
+			}
 		}
 		// Heartbeats and other logical messages never become events.
 		return decoded{kind: msgMessage, endLSN: m.LSN}, nil

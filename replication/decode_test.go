@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -142,6 +143,80 @@ func TestDecodeBadInput(t *testing.T) {
 	}
 }
 
+// TestDecodePartitionTruncate: the message the partitions' truncate trigger writes becomes the
+// truncate event of that partition, in its transaction, and drops the chunk of that
+// supplier's open snapshot window but not another supplier's. A message that does not name a
+// supplier partition (written by hand) is passed over and listed for the log, never an error
+// that would stop replication at it after every restart; one outside a transaction is passed
+// over too.
+func TestDecodePartitionTruncate(t *testing.T) {
+	d := newTestDecoder(t)
+	var got []event.Change
+	emit := func(c *event.Change) error {
+		got = append(got, *c)
+		return nil
+	}
+	decode := func(msg []byte) decoded {
+		t.Helper()
+		res, err := d.decode(0x16B374D900, msg, emit)
+		if err != nil {
+			t.Fatalf("decode: %v", err)
+		}
+		return res
+	}
+	low := func(supplier int) []byte {
+		return logicalMsg(true, SnapshotLowPrefix, fmt.Sprintf(`{"id":"s%d-1","chunk":1,"supplier":%d,"after":0,"until":200000}`, supplier, supplier))
+	}
+	chunk := func(supplier int) []byte {
+		return logicalMsg(true, SnapshotChunkPrefix, fmt.Sprintf(`{"id":"s%d-1","chunk":1,"schema":"public","table":"products",`+
+			`"columns":[{"name":"id","type":20},{"name":"supplier_id","type":23}],"rows":[["7","%d"]]}`, supplier, supplier))
+	}
+	decode(low(42))
+	decode(low(43))
+	if res := decode(logicalMsg(true, TruncatePrefix, `{"schema":"public","table":"products_s42"}`)); res.kind != msgChange {
+		t.Fatalf("decoded %+v", res)
+	}
+	want := event.Source{Slot: "tidemark", LSN: 0x16B374D900, CommitLSN: 0x16B374D848, XID: 777, Seq: 0}
+	if len(got) != 1 || got[0].Op != event.OpTruncate || got[0].Schema != "public" || got[0].Table != "products_s42" ||
+		got[0].Key != (event.Key{}) || got[0].TsMs != 1700000000000 {
+		t.Fatalf("emitted %+v", got)
+	}
+	if src := got[0].Source; src.CommitTS.IsZero() || (func() event.Source { src.CommitTS = time.Time{}; return src })() != want {
+		t.Fatalf("source %+v, want %+v", got[0].Source, want)
+	}
+	// The next change of the transaction comes after it; the truncated supplier's chunk
+	// publishes nothing, the other's its row.
+	decode(insertMsg())
+	decode(chunk(42))
+	decode(chunk(43))
+	if len(got) != 3 || got[1].Source.Seq != 1 || got[2].Op != event.OpSnapshot || got[2].Key != (event.Key{SupplierID: 43, ID: 7}) {
+		t.Fatalf("after the truncate: %+v", got[1:])
+	}
+
+	for name, content := range map[string]string{
+		"not json":     `{"schema":`,
+		"no schema":    `{"table":"products_s42"}`,
+		"wrong type":   `{"schema":"public","table":42}`,
+		"the root":     `{"schema":"public","table":"products"}`,
+		"another name": `{"schema":"public","table":"orders_s1"}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			d := newTestDecoder(t)
+			var emitted int
+			res, err := d.decode(1, logicalMsg(true, TruncatePrefix, content), func(*event.Change) error { emitted++; return nil })
+			if err != nil || res.kind != msgMessage || emitted != 0 || len(d.passedOver) != 1 {
+				t.Errorf("decode: %+v %v, %d emitted, passed over %q", res, err, emitted, d.passedOver)
+			}
+		})
+	}
+
+	got = nil
+	res, err := newTestDecoder(t).decode(1, logicalMsg(false, TruncatePrefix, `{"schema":"public","table":"products_s42"}`), emit)
+	if err != nil || res.kind != msgMessage || len(got) != 0 {
+		t.Fatalf("non-transactional message: %v %v, emitted %+v", res, err, got)
+	}
+}
+
 // More pgoutput messages for the fuzz seeds.
 
 func commitMsg() []byte {
@@ -207,6 +282,8 @@ func FuzzDecode(f *testing.F) {
 		{logicalMsg(true, SnapshotLowPrefix, low), logicalMsg(true, SnapshotChunkPrefix, chunk)},
 		{logicalMsg(true, SnapshotChunkPrefix, chunk), nil},
 		{logicalMsg(true, SnapshotLowPrefix, "{"), nil},
+		{logicalMsg(true, TruncatePrefix, `{"schema":"public","table":"products_s42"}`), insertMsg()},
+		{logicalMsg(true, TruncatePrefix, `{"table":"products_s42"}`), nil},
 		// Bad lengths: a cut insert, a tuple claiming more bytes than it holds, a truncate of
 		// more relations than it lists, a logical message longer than its content.
 		{insertMsg()[:20], nil},

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -319,6 +320,7 @@ func TestEventGolden(t *testing.T) {
 		`INSERT INTO kinds VALUES (7, 1, -32768, 'NaN', 1.5, true, '2024-02-29', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
 		         '{a,"b c",NULL}', '1 day 02:00:00', '2024-05-01 12:00:00.123456', 'x\y', '{"k": [1, null]}')`,
 		`INSERT INTO kinds (id, f8, b) VALUES (8, '-Infinity', false)`,
+		`TRUNCATE products_s1`,
 		`TRUNCATE products`,
 	)
 	// An epoch's open and close, as package snapshot writes them.
@@ -329,11 +331,11 @@ func TestEventGolden(t *testing.T) {
 	}
 	e.exec(t, fmt.Sprintf(`SELECT pg_logical_emit_message(true, '%s', '{"id":"s1-1733000000000000000.1","supplier":1,"schema":"public","table":"products","open_lsn":"%s","rows":2}')`,
 		replication.EpochClosePrefix, openLSN))
-	testenv.WaitFor(t, "9 events", 30*time.Second, func() bool { return rec.count() >= 9 })
+	testenv.WaitFor(t, "10 events", 30*time.Second, func() bool { return rec.count() >= 10 })
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	names := []string{"insert", "insert_nulls", "update", "delete", "kinds", "kinds_special_floats", "truncate", "epoch_open", "epoch_close"}
+	names := []string{"insert", "insert_nulls", "update", "delete", "kinds", "kinds_special_floats", "truncate_partition", "truncate", "epoch_open", "epoch_close"}
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	if len(rec.native) != len(names) {
@@ -373,9 +375,9 @@ func TestEventGolden(t *testing.T) {
 		}
 	}
 	// The close names the open's position as the replicator saw it.
-	if o, c := rec.changes[7].Epoch, rec.changes[8].Epoch; o == nil || c == nil || o.OpenLSN != c.OpenLSN || o.OpenLSN.String() != openLSN ||
-		rec.changes[8].Key != (event.Key{SupplierID: 1}) || c.Rows != 2 {
-		t.Errorf("epoch events: open %+v, close %+v (key %+v); want the same open_lsn %s", o, c, rec.changes[8].Key, openLSN)
+	if o, c := rec.changes[8].Epoch, rec.changes[9].Epoch; o == nil || c == nil || o.OpenLSN != c.OpenLSN || o.OpenLSN.String() != openLSN ||
+		rec.changes[9].Key != (event.Key{SupplierID: 1}) || c.Rows != 2 {
+		t.Errorf("epoch events: open %+v, close %+v (key %+v); want the same open_lsn %s", o, c, rec.changes[9].Key, openLSN)
 	}
 	// Deletes carry the key from the old key.
 	if k := rec.changes[3].Key; k.SupplierID != 2 || k.ID != 2 {
@@ -427,6 +429,81 @@ func TestUnchangedToast(t *testing.T) {
 	}
 	golden(t, "update_unchanged_toast.json", normalize(t, rec.native[2]))
 	golden(t, "debezium_update_unchanged_toast.json", normalize(t, rec.debezium[2]))
+}
+
+// TestPartitionTruncate: a TRUNCATE of one supplier's partition reaches the stream as that
+// partition's truncate, in its place among the transaction's changes, although pgoutput does
+// not send it through the partition root (a partition made by hand, without the trigger,
+// shows it: its truncate is not published until `supplier add` gives it the trigger). A
+// TRUNCATE of products stays one event, and a partition truncated after it in the same
+// transaction is published again. The trigger fires under session_replication_role =
+// replica too, and no longer once its table is detached from products.
+func TestPartitionTruncate(t *testing.T) {
+	e := newEnv(t, testenv.Database(t))
+	e.exec(t, `CREATE TABLE products_s3 PARTITION OF products FOR VALUES IN (3)`)
+	rec := &recorder{}
+	_, stop := e.run(t, rec)
+	ins := func(supplier int, sku string) string {
+		return fmt.Sprintf(`INSERT INTO products (supplier_id, sku, name) VALUES (%d, '%s', 'n')`, supplier, sku)
+	}
+	e.exec(t, ins(1, "A"), ins(2, "B"), ins(3, "C"),
+		`BEGIN; `+ins(1, "A2")+`; TRUNCATE products_s1; `+ins(1, "A3")+`; COMMIT`,
+		`TRUNCATE products_s3`, // no trigger: not published
+		`BEGIN; TRUNCATE products; `+ins(2, "B2")+`; TRUNCATE products_s2; COMMIT`,
+		`TRUNCATE products_s1, products_s2`,
+	)
+	testenv.AddSupplier(testenv.Context(t, time.Minute), t, e.pool, 3, "s3")
+	e.exec(t, ins(3, "C2"), `TRUNCATE products_s3`,
+		// As a logical replication apply worker runs: the trigger fires always.
+		`BEGIN; SET LOCAL session_replication_role = replica; TRUNCATE products_s1; COMMIT`,
+		// A detached partition keeps its trigger, but its truncates are no longer ours.
+		`ALTER TABLE products DETACH PARTITION products_s2`, `TRUNCATE products_s2`,
+		ins(1, "END"))
+
+	type ev struct{ op, table, sku string }
+	want := []ev{
+		{"insert", "products", "A"}, {"insert", "products", "B"}, {"insert", "products", "C"},
+		{"insert", "products", "A2"}, {"truncate", "products_s1", ""}, {"insert", "products", "A3"},
+		{"truncate", "products", ""}, {"insert", "products", "B2"}, {"truncate", "products_s2", ""},
+		{"truncate", "products_s1", ""}, {"truncate", "products_s2", ""},
+		{"insert", "products", "C2"}, {"truncate", "products_s3", ""},
+		{"truncate", "products_s1", ""},
+		{"insert", "products", "END"},
+	}
+	testenv.WaitFor(t, "the last insert", 30*time.Second, func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		n := len(rec.changes)
+		return n > 0 && rec.changes[n-1].Op == event.OpInsert && func() bool {
+			v, _ := rec.changes[n-1].After.Get("sku")
+			return string(v) == `"END"`
+		}()
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	var got []ev
+	for _, c := range rec.changes {
+		g := ev{op: string(c.Op), table: c.Table}
+		if v, ok := c.After.Get("sku"); ok {
+			_ = json.Unmarshal(v, &g.sku)
+		}
+		got = append(got, g)
+		if c.Op == event.OpTruncate && (c.Schema != "public" || c.Key != (event.Key{}) || c.Source.CommitLSN == 0) {
+			t.Errorf("truncate event %+v", c)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("events:\n got %v\nwant %v", got, want)
+	}
+	// In its transaction: the partition's truncate shares the commit and sits between the
+	// inserts around it.
+	if a2, tr, a3 := rec.changes[3].Source, rec.changes[4].Source, rec.changes[5].Source; tr.CommitLSN != a2.CommitLSN ||
+		tr.CommitLSN != a3.CommitLSN || tr.Seq != a2.Seq+1 || a3.Seq != tr.Seq+1 {
+		t.Errorf("truncate not in its transaction's order: %+v %+v %+v", a2, tr, a3)
+	}
 }
 
 // TestRelationChangeMidStream: ALTER TABLE while streaming, without a restart.

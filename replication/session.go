@@ -253,7 +253,8 @@ func (r *Replicator) xlogData(ctx context.Context, s *session, data []byte, emit
 	return false, nil
 }
 
-// logUnpublished names the snapshot chunks and epochs the decoder did not publish.
+// logUnpublished names the snapshot chunks and epochs, and the truncate messages, the decoder
+// did not publish.
 func (r *Replicator) logUnpublished(dec *decoder) {
 	expired, overflowed, unclosed := dec.unpublished()
 	if len(expired) > 0 {
@@ -267,6 +268,11 @@ func (r *Replicator) logUnpublished(dec *decoder) {
 	if len(unclosed) > 0 {
 		r.log.Error("snapshot epochs lost chunks and were not closed, so subscribers keep the products they hold; run tidemark snapshot for their suppliers again",
 			"epochs", unclosed)
+	}
+	if len(dec.passedOver) > 0 {
+		r.log.Warn("truncate messages that do not name a supplier partition of products were not published (written by hand, not by the partitions' trigger)",
+			"messages", dec.passedOver)
+		dec.passedOver = nil
 	}
 }
 

@@ -202,6 +202,22 @@ func (w *watermarks) observe(op event.Op, key event.Key) {
 	}
 }
 
+// truncatedPartition records the truncate of one supplier's partition. The open windows of
+// that supplier's chunks publish none of their rows, which are gone; those of other suppliers
+// are untouched, since dropping their rows would let the epoch's close delete products it did
+// not carry. A window whose keys are unknown (an older tidemark's) cannot tell, so it is given
+// up as an overflowed one is: its chunk publishes nothing and its epoch is not closed.
+func (w *watermarks) truncatedPartition(supplier int64) {
+	for _, win := range w.open {
+		switch {
+		case win.keys.Until == 0:
+			win.overflow, win.changed = true, nil
+		case win.keys.Supplier == supplier:
+			win.truncated = true
+		}
+	}
+}
+
 // chunk closes the chunk's window and returns the rows to publish: those whose keys did not
 // change since the low watermark. A chunk without an open window (its low watermark was before
 // this session's start point, which holdLSN prevents, or a message written by hand) publishes

@@ -195,3 +195,58 @@ func TestWatermarksSpoilEpochs(t *testing.T) {
 		t.Fatal("a replayed close of a spoiled epoch must be dropped again, with nothing new to save")
 	}
 }
+
+// TestWatermarksPartitionTruncate: the truncate of one supplier's partition drops the chunks of
+// that supplier's open windows (the rows are gone) and leaves another supplier's chunk whole;
+// a window of unknown keys is given up, and its epoch with it, since dropping its rows could
+// let the close delete what the epoch did not carry.
+func TestWatermarksPartitionTruncate(t *testing.T) {
+	var w watermarks
+	open := func(id string, low SnapshotLow) {
+		t.Helper()
+		low.ID, low.Chunk = id, 1
+		b, _ := json.Marshal(low)
+		if err := w.low(b, 100); err != nil {
+			t.Fatal(err)
+		}
+	}
+	id, supplier := "7", "1"
+	rows := [][]*string{{&id, &supplier}}
+	keep := func(id string, supplier int64) (kept bool) {
+		t.Helper()
+		b, _ := json.Marshal(SnapshotChunk{ID: id, Chunk: 1, Rows: rows,
+			Columns: []SnapshotColumn{{Name: "id", Type: 20}, {Name: "supplier_id", Type: 23}}})
+		_, k, err := w.chunk(b, 200, 200)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.committed()
+		return k(event.Key{SupplierID: supplier, ID: 7})
+	}
+
+	open("s1", SnapshotLow{Supplier: 1, After: 0, Until: 100})
+	open("s2", SnapshotLow{Supplier: 2, After: 0, Until: 100})
+	w.truncatedPartition(1)
+	if keep("s1", 1) {
+		t.Error("the truncated supplier's chunk kept its rows")
+	}
+	if !keep("s2", 2) {
+		t.Error("another supplier's chunk lost its rows to a partition truncate")
+	}
+	if len(w.lost) != 0 {
+		t.Fatalf("epochs lost: %v", w.lost)
+	}
+
+	open("s3", SnapshotLow{Supplier: 3, After: 0, Until: 100})
+	open("old", SnapshotLow{}) // an older tidemark's: any key
+	w.truncatedPartition(1)
+	if !keep("s3", 3) {
+		t.Error("another supplier's chunk lost its rows")
+	}
+	if keep("old", 1) {
+		t.Error("a window of unknown keys kept its rows")
+	}
+	if _, ok := w.lost["old"]; !ok || len(w.lost) != 1 {
+		t.Fatalf("lost epochs %v, want old", w.lost)
+	}
+}

@@ -160,6 +160,12 @@ func TestDoctorMigratedDatabase(t *testing.T) {
 	if strings.Contains(checks["partitions"].Detail, "1,") {
 		t.Errorf("supplier 1 has a partition: %q", checks["partitions"].Detail)
 	}
+	// The partition made by hand has no truncate trigger; supplier add gives it one.
+	wantCheck(t, checks, "truncate_trigger", health.Warn, "products_s1")
+	if fix := checks["truncate_trigger"].Fix; !strings.Contains(fix, "tidemark supplier add 1") {
+		t.Errorf("truncate_trigger fix = %q", fix)
+	}
+	testenv.AddSupplier(ctx, t, pool, 1, "")
 
 	// Slot lag over the threshold warns; a slot of another plugin fails.
 	if _, err := pool.Exec(ctx, "CREATE TABLE wal_filler AS SELECT g FROM generate_series(1, 10000) g"); err != nil {
@@ -167,6 +173,7 @@ func TestDoctorMigratedDatabase(t *testing.T) {
 	}
 	checks, _, _, _ = runDoctor(t, dbURL, n.URL(), "--lag-warn", "1024")
 	wantCheck(t, checks, "slot", health.Warn, "over 1.0 KiB")
+	wantCheck(t, checks, "truncate_trigger", health.OK, "every supplier partition")
 	if _, err := pool.Exec(ctx, "SELECT pg_create_logical_replication_slot('other', 'test_decoding')"); err != nil {
 		t.Fatal(err)
 	}

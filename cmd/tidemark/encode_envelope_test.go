@@ -17,7 +17,8 @@ import (
 // TestEncodeDebeziumEnvelope: `replicate --format debezium` and `encode` on the same stream
 // end with a current vector for every product, a tombstone for every deleted one, and
 // nothing dead-lettered. An update that leaves a TOASTed description untouched arrives with
-// Debezium's placeholder: the vector must still be of the real description.
+// Debezium's placeholder: the vector must still be of the real description. A TRUNCATE of one
+// supplier's partition tombstones that supplier's vectors.
 func TestEncodeDebeziumEnvelope(t *testing.T) {
 	t.Parallel()
 	e, js, ctx := newReplEnvJS(t, 3*time.Minute)
@@ -39,6 +40,13 @@ func TestEncodeDebeziumEnvelope(t *testing.T) {
 	e.exec(t, `DELETE FROM products WHERE sku IN ('DBZ-6', 'DBZ-7', 'DBZ-8')`)
 	// Another supplier's partition: a delete of the old key and an insert of the new one.
 	e.exec(t, `UPDATE products SET supplier_id = 3 - supplier_id WHERE sku = 'DBZ-9'`)
+	// A TRUNCATE of one supplier's partition, which PostgreSQL does not publish through the
+	// partition root: the trigger's message must bring it, or supplier 2's vectors stay live.
+	var truncated int
+	if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM products WHERE supplier_id = 2`).Scan(&truncated); err != nil || truncated == 0 {
+		t.Fatalf("supplier 2 has %d products (%v)", truncated, err)
+	}
+	e.exec(t, `TRUNCATE products_s2`)
 	e.exec(t, `INSERT INTO products (supplier_id, sku, name) VALUES (1, 'DBZ-LAST', 'Last one')`)
 
 	var last event.Key
@@ -96,7 +104,7 @@ func TestEncodeDebeziumEnvelope(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	checkVectorsMatchProducts(ctx, t, e, 4) // DBZ-6, 7, 8 and DBZ-9's old key
+	checkVectorsMatchProducts(ctx, t, e, 4+truncated) // DBZ-6, 7, 8, DBZ-9's old key and supplier 2
 }
 
 // checkVectorsMatchProducts checks that every product has a live vector of its current text
