@@ -168,7 +168,7 @@ func (r *Row) UnmarshalJSON(b []byte) error {
 type Change struct {
 	Op     Op     // op
 	Schema string // schema
-	Table  string // table: the partition root, never a partition
+	Table  string // table: the partition root; a truncate of one supplier partition names it
 	// Key (key) is the product's key; for deletes it comes from the old key. Truncates
 	// carry 0, 0.
 	Key Key
