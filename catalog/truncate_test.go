@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/tidemark/tidemark/catalog"
 	"github.com/tidemark/tidemark/internal/testenv"
@@ -42,17 +41,9 @@ func migrateBefore(ctx context.Context, t *testing.T, pool *pgxpool.Pool, versio
 // always (also under session_replication_role = replica).
 func armedPartitions(ctx context.Context, t *testing.T, pool *pgxpool.Pool) []string {
 	t.Helper()
-	rows, err := pool.Query(ctx, `SELECT c.relname FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid
+	return testenv.Column[string](ctx, t, pool, `SELECT c.relname FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid
 		JOIN pg_trigger g ON g.tgrelid = h.inhrelid AND g.tgname = $1 AND g.tgenabled = 'A'
 		WHERE h.inhparent = 'products'::regclass ORDER BY 1`, catalog.TruncateTrigger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return names
 }
 
 // TestTruncateTriggers: the partitions of a database migrated before 0008 (one made by

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/tidemark/tidemark/catalog"
 	"github.com/tidemark/tidemark/internal/testenv"
@@ -230,16 +229,8 @@ func slotChanges(t *testing.T, pool *pgxpool.Pool, slot string) []string {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	rows, err := pool.Query(context.Background(),
+	return testenv.Column[string](context.Background(), t, pool,
 		`SELECT data FROM pg_logical_slot_get_changes($1, NULL, NULL) WHERE data LIKE 'table public.products%'`, slot)
-	if err != nil {
-		t.Fatal(err)
-	}
-	changes, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return changes
 }
 
 func TestReloadWritesOnlyRealChanges(t *testing.T) {

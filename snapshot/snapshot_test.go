@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/replication"
@@ -54,14 +53,7 @@ func TestSupplierWritesWatermarksAndResumes(t *testing.T) {
 		t.Fatalf("result %+v: want a resumed snapshot that ends with 250 rows", res)
 	}
 
-	rows, err := pool.Query(ctx, "SELECT data FROM pg_logical_slot_get_changes('watch', NULL, NULL)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatal(err)
-	}
+	lines := testenv.Column[string](ctx, t, pool, "SELECT data FROM pg_logical_slot_get_changes('watch', NULL, NULL)")
 	seen := map[string]int{}
 	lows, chunks, nonEmpty := 0, 0, 0
 	var open *replication.SnapshotLow // the window a low watermark opened and no chunk closed yet

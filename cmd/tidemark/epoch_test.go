@@ -79,15 +79,7 @@ func newEpochEnv(t *testing.T) *epochEnv {
 // deleteIDs runs a DELETE … RETURNING id and returns the ids.
 func (e *epochEnv) deleteIDs(t *testing.T, sql string) []int64 {
 	t.Helper()
-	rows, err := e.pool.Query(testenv.Context(t, time.Minute), sql)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ids
+	return testenv.Column[int64](testenv.Context(t, time.Minute), t, e.pool, sql)
 }
 
 // settle waits until the stream holds everything written so far (a marker product of

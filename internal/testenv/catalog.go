@@ -27,3 +27,17 @@ func AddSupplier(ctx context.Context, tb testing.TB, pool *pgxpool.Pool, id int3
 		tb.Fatalf("add supplier %d: %v", id, err)
 	}
 }
+
+// Column runs a query of one column and returns its values, failing the test on an error.
+func Column[T any](ctx context.Context, tb testing.TB, pool *pgxpool.Pool, sql string, args ...any) []T {
+	tb.Helper()
+	rows, err := pool.Query(ctx, sql, args...)
+	if err != nil {
+		tb.Fatalf("%s: %v", sql, err)
+	}
+	values, err := pgx.CollectRows(rows, pgx.RowTo[T])
+	if err != nil {
+		tb.Fatalf("%s: %v", sql, err)
+	}
+	return values
+}
