@@ -365,15 +365,11 @@ func indexes(ctx context.Context, db *pgxpool.Pool) []Check {
 }
 
 func partitions(ctx context.Context, db *pgxpool.Pool) Check {
-	rows, err := db.Query(ctx, `
+	missing, err := column[int32](ctx, db, `
 		SELECT s.id FROM suppliers s
 		WHERE NOT EXISTS (SELECT 1 FROM pg_inherits h
 			WHERE h.inhparent = 'products'::regclass AND h.inhrelid = to_regclass(quote_ident('products_s' || s.id)))
 		ORDER BY s.id`)
-	if err != nil {
-		return queryFailed("partitions", err)
-	}
-	missing, err := pgx.CollectRows(rows, pgx.RowTo[int32])
 	if err != nil {
 		return queryFailed("partitions", err)
 	}
@@ -396,15 +392,11 @@ func partitions(ctx context.Context, db *pgxpool.Pool) Check {
 // of them alone is not published (PostgreSQL publishes it only through the root), so its
 // products would stay alive downstream. Partitions made by `supplier add` or the loader have it.
 func truncateTriggers(ctx context.Context, db *pgxpool.Pool) Check {
-	rows, err := db.Query(ctx, `
+	missing, err := column[string](ctx, db, `
 		SELECT c.relname FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid
 		WHERE h.inhparent = 'products'::regclass
 		  AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = h.inhrelid AND t.tgname = $1 AND t.tgenabled = 'A')
 		ORDER BY c.relname`, catalog.TruncateTrigger)
-	if err != nil {
-		return queryFailed("truncate_trigger", err)
-	}
-	missing, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
 		return queryFailed("truncate_trigger", err)
 	}
@@ -424,4 +416,13 @@ func truncateTriggers(ctx context.Context, db *pgxpool.Pool) Check {
 	}
 	return warn("truncate_trigger", fix,
 		"partitions without the truncate trigger, or with it disabled (a TRUNCATE of one alone is not published): %s", strings.Join(missing, ", "))
+}
+
+// column reads the one column of a query's rows.
+func column[T any](ctx context.Context, db *pgxpool.Pool, sql string, args ...any) ([]T, error) {
+	rows, err := db.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[T])
 }

@@ -205,11 +205,7 @@ func vectorCounts(ctx context.Context, pool *pgxpool.Pool, id int32) (map[suppli
 }
 
 func vectorModels(ctx context.Context, pool *pgxpool.Pool) ([]string, error) {
-	rows, err := pool.Query(ctx, `SELECT DISTINCT model FROM tidemark_vector_counts ORDER BY model`)
-	if err != nil {
-		return nil, fmt.Errorf("read vector models: %w", err)
-	}
-	models, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	models, err := column[string](ctx, pool, `SELECT DISTINCT model FROM tidemark_vector_counts ORDER BY model`)
 	if err != nil {
 		return nil, fmt.Errorf("read vector models: %w", err)
 	}
