@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -40,41 +41,48 @@ func TestEncodeDebeziumEnvelope(t *testing.T) {
 	e.exec(t, `DELETE FROM products WHERE sku IN ('DBZ-6', 'DBZ-7', 'DBZ-8')`)
 	// Another supplier's partition: a delete of the old key and an insert of the new one.
 	e.exec(t, `UPDATE products SET supplier_id = 3 - supplier_id WHERE sku = 'DBZ-9'`)
+	s, err := js.Stream(ctx, event.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// settle inserts a product of supplier 1 and waits until the encoder has handled every
+	// event up to it.
+	settle := func(sku string) {
+		t.Helper()
+		e.exec(t, fmt.Sprintf(`INSERT INTO products (supplier_id, sku, name) VALUES (1, '%s', 'Marker %s')`, sku, sku))
+		var key event.Key
+		if err := e.pool.QueryRow(ctx, `SELECT supplier_id, id FROM products WHERE sku = $1`, sku).Scan(&key.SupplierID, &key.ID); err != nil {
+			t.Fatal(err)
+		}
+		var seq uint64
+		testenv.WaitFor(t, sku+" in the stream", time.Minute, func() bool {
+			m, err := s.GetLastMsgForSubject(ctx, "products.1.insert")
+			if err != nil {
+				return false
+			}
+			c, err := event.Decode(m.Data)
+			seq = m.Sequence
+			return err == nil && c.Key == key
+		})
+		testenv.WaitFor(t, "the encoder to settle every event up to "+sku, time.Minute, func() bool {
+			c, err := js.Consumer(ctx, event.Stream, "encoders")
+			if err != nil {
+				return false
+			}
+			info, err := c.Info(ctx)
+			return err == nil && info.AckFloor.Stream >= seq && info.NumAckPending == 0
+		})
+	}
 	// A TRUNCATE of one supplier's partition, which PostgreSQL does not publish through the
 	// partition root: the trigger's message must bring it, or supplier 2's vectors stay live.
+	// Every product of supplier 2 has its vector first, so each must become a tombstone.
+	settle("DBZ-MID")
 	var truncated int
 	if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM products WHERE supplier_id = 2`).Scan(&truncated); err != nil || truncated == 0 {
 		t.Fatalf("supplier 2 has %d products (%v)", truncated, err)
 	}
 	e.exec(t, `TRUNCATE products_s2`)
-	e.exec(t, `INSERT INTO products (supplier_id, sku, name) VALUES (1, 'DBZ-LAST', 'Last one')`)
-
-	var last event.Key
-	if err := e.pool.QueryRow(ctx, `SELECT supplier_id, id FROM products WHERE sku = 'DBZ-LAST'`).Scan(&last.SupplierID, &last.ID); err != nil {
-		t.Fatal(err)
-	}
-	s, err := js.Stream(ctx, event.Stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var lastSeq uint64
-	testenv.WaitFor(t, "the last change in the stream", time.Minute, func() bool {
-		m, err := s.GetLastMsgForSubject(ctx, "products.1.insert")
-		if err != nil {
-			return false
-		}
-		c, err := event.Decode(m.Data)
-		lastSeq = m.Sequence
-		return err == nil && c.Key == last
-	})
-	testenv.WaitFor(t, "the encoder to settle every event", time.Minute, func() bool {
-		c, err := js.Consumer(ctx, event.Stream, "encoders")
-		if err != nil {
-			return false
-		}
-		info, err := c.Info(ctx)
-		return err == nil && info.AckFloor.Stream >= lastSeq && info.NumAckPending == 0
-	})
+	settle("DBZ-LAST")
 
 	// The stream holds the Debezium envelope, and each message's id is its event's position.
 	_, events := readStream(t, js)
