@@ -207,11 +207,12 @@ func (d *decoder) holdLSN() (pglogrepl.LSN, bool) { return d.marks.holdLSN() }
 
 // unpublished returns, once, what the decoder did not publish since the last call: the
 // snapshot chunks that arrived after their window expired, those whose window saw more changes
-// than it keeps track of, and the epochs not closed because they lost chunks.
-func (d *decoder) unpublished() (expired, overflowed, unclosed []string) {
-	expired, overflowed, unclosed = d.marks.expired, d.marks.overflowed, d.marks.unclosed
-	d.marks.expired, d.marks.overflowed, d.marks.unclosed = nil, nil, nil
-	return expired, overflowed, unclosed
+// than it keeps track of, the epochs not closed because they lost chunks, and the truncate
+// messages passed over.
+func (d *decoder) unpublished() (expired, overflowed, unclosed, passedOver []string) {
+	expired, overflowed, unclosed, passedOver = d.marks.expired, d.marks.overflowed, d.marks.unclosed, d.passedOver
+	d.marks.expired, d.marks.overflowed, d.marks.unclosed, d.passedOver = nil, nil, nil, nil
+	return expired, overflowed, unclosed, passedOver
 }
 
 // safeDecode runs one of pglogrepl's decoders, which index past the end of a truncated

@@ -256,7 +256,7 @@ func (r *Replicator) xlogData(ctx context.Context, s *session, data []byte, emit
 // logUnpublished names the snapshot chunks and epochs, and the truncate messages, the decoder
 // did not publish.
 func (r *Replicator) logUnpublished(dec *decoder) {
-	expired, overflowed, unclosed := dec.unpublished()
+	expired, overflowed, unclosed, passedOver := dec.unpublished()
 	if len(expired) > 0 {
 		r.log.Error("snapshot chunks arrived after their windows expired and were not published; run tidemark snapshot for their suppliers again",
 			"chunks", expired)
@@ -269,10 +269,9 @@ func (r *Replicator) logUnpublished(dec *decoder) {
 		r.log.Error("snapshot epochs lost chunks and were not closed, so subscribers keep the products they hold; run tidemark snapshot for their suppliers again",
 			"epochs", unclosed)
 	}
-	if len(dec.passedOver) > 0 {
+	if len(passedOver) > 0 {
 		r.log.Warn("truncate messages that do not name a supplier partition of products were not published (written by hand, not by the partitions' trigger)",
-			"messages", dec.passedOver)
-		dec.passedOver = nil
+			"messages", passedOver)
 	}
 }
 
