@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -115,7 +116,13 @@ func newWrapper() (string, error) {
 	}
 	script := fmt.Sprintf("#!/bin/sh\nexport GORACE=%s\nexec %s \"$@\"\n",
 		shellQuote(raceOpts+" log_path="+filepath.Join(dir, "report")), shellQuote(binPath))
-	if err := os.WriteFile(filepath.Join(dir, "tidemark"), []byte(script), 0o755); err != nil {
+	// Under ForkLock: a goroutine forking while the script is open for writing would leave its
+	// child holding it until the child's exec, and running the script meanwhile fails with
+	// "text file busy" (golang/go#22315; it failed TestRaceReportsStayWithTheirTest once).
+	syscall.ForkLock.RLock()
+	err = os.WriteFile(filepath.Join(dir, "tidemark"), []byte(script), 0o755)
+	syscall.ForkLock.RUnlock()
+	if err != nil {
 		return "", err
 	}
 	return dir, nil
