@@ -3,7 +3,6 @@ package catalog_test
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -87,21 +86,12 @@ func TestTruncateTriggers(t *testing.T) {
 	// A role that may not create triggers on a partition made by hand still adds its
 	// supplier: the partition goes without the trigger (doctor says so) instead of the load
 	// failing.
-	role := fmt.Sprintf("catalog_plain_%d", time.Now().UnixNano()%1e9)
-	if _, err := pool.Exec(ctx, fmt.Sprintf(`CREATE ROLE %[1]s LOGIN;
-		GRANT SELECT, INSERT, UPDATE ON suppliers TO %[1]s;
+	role, roleURL := testenv.Role(ctx, t, pool, "catalog_plain")
+	if _, err := pool.Exec(ctx, fmt.Sprintf(`GRANT SELECT, INSERT, UPDATE ON suppliers TO %s;
 		CREATE TABLE products_s4 PARTITION OF products FOR VALUES IN (4)`, role)); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_, _ = pool.Exec(context.Background(), fmt.Sprintf("REVOKE ALL ON suppliers FROM %[1]s; DROP ROLE IF EXISTS %[1]s", role))
-	})
-	u, err := url.Parse(pool.Config().ConnString())
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.User = url.User(role)
-	testenv.AddSupplier(ctx, t, testenv.Pool(t, u.String()), 4, "plain")
+	testenv.AddSupplier(ctx, t, testenv.Pool(t, roleURL), 4, "plain")
 	if got := armedPartitions(ctx, t, pool); !slices.Equal(got, all) {
 		t.Fatalf("armed after a plain role's supplier add: %v, want %v", got, all)
 	}

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/url"
 	"os"
 	"os/exec"
 	"strconv"
@@ -189,18 +188,10 @@ func TestDoctorRoleWithoutReplication(t *testing.T) {
 	ctx := testenv.Context(t, time.Minute)
 	dbURL := testenv.Database(t)
 	pool := testenv.Pool(t, dbURL)
-	if _, err := pool.Exec(ctx, "DROP ROLE IF EXISTS doctor_plain; CREATE ROLE doctor_plain LOGIN"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _, _ = pool.Exec(context.Background(), "DROP ROLE IF EXISTS doctor_plain") })
-	u, err := url.Parse(dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.User = url.User("doctor_plain")
-	checks, _, code, _ := runDoctor(t, u.String(), testenv.NATS(t).URL())
+	role, roleURL := testenv.Role(ctx, t, pool, "doctor_plain")
+	checks, _, code, _ := runDoctor(t, roleURL, testenv.NATS(t).URL())
 	wantCheck(t, checks, "replication_privilege", health.Fail, "neither REPLICATION nor superuser")
-	if !strings.Contains(checks["replication_privilege"].Fix, `ALTER ROLE "doctor_plain" REPLICATION`) {
+	if !strings.Contains(checks["replication_privilege"].Fix, fmt.Sprintf(`ALTER ROLE %q REPLICATION`, role)) {
 		t.Errorf("fix = %q", checks["replication_privilege"].Fix)
 	}
 	if code == 0 {

@@ -2,6 +2,10 @@ package testenv
 
 import (
 	"context"
+	"fmt"
+	neturl "net/url"
+	"os"
+	"sync/atomic"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -41,3 +45,26 @@ func Column[T any](ctx context.Context, tb testing.TB, pool *pgxpool.Pool, sql s
 	}
 	return values
 }
+
+// Role creates a login role of its own for the test, without privileges beyond PUBLIC's, and
+// returns its name and pool's URL connecting as it. When the test ends, what the role owns is
+// handed back to pool's user and its privileges are revoked, and the role is dropped: roles
+// belong to the whole cluster, which the tests share.
+func Role(ctx context.Context, tb testing.TB, pool *pgxpool.Pool, prefix string) (name, url string) {
+	tb.Helper()
+	name = fmt.Sprintf("%s_%d_%d", prefix, os.Getpid(), roleSeq.Add(1))
+	if _, err := pool.Exec(ctx, "CREATE ROLE "+name+" LOGIN"); err != nil {
+		tb.Fatalf("create role %s: %v", name, err)
+	}
+	tb.Cleanup(func() {
+		_, _ = pool.Exec(context.Background(), fmt.Sprintf("REASSIGN OWNED BY %[1]s TO current_user; DROP OWNED BY %[1]s; DROP ROLE %[1]s", name))
+	})
+	u, err := neturl.Parse(pool.Config().ConnString())
+	if err != nil {
+		tb.Fatalf("role %s: %v", name, err)
+	}
+	u.User = neturl.User(name)
+	return name, u.String()
+}
+
+var roleSeq atomic.Int64
