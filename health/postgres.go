@@ -54,6 +54,7 @@ func PostgresChecks(ctx context.Context, pool *pgxpool.Pool, opts Options) []Che
 	add(walLevel(ctx, pool))
 	add(slotsAndSenders(ctx, pool, opts)...)
 	add(replicationPrivilege(ctx, pool))
+	add(logicalMessages(ctx, pool))
 	add(walKeepSize(ctx, pool))
 	migrated, c := schema(ctx, pool)
 	add(c)
@@ -416,6 +417,75 @@ func truncateTriggers(ctx context.Context, db *pgxpool.Pool) Check {
 	}
 	return warn("truncate_trigger", fix,
 		"partitions without the truncate trigger, or with it disabled (a TRUNCATE of one alone is not published): %s", strings.Join(missing, ", "))
+}
+
+// logicalMessages checks who may write logical messages. Replicate publishes tidemark.*
+// messages as snapshot rows, partition truncates and epochs, and PostgreSQL does not say who
+// wrote one: while PUBLIC may execute pg_logical_emit_message (the default), any role that can
+// connect could have forged rows or truncates published. The role doctor runs as (replicate's
+// heartbeats, tidemark snapshot) and the owner of the truncate trigger's function must keep it.
+func logicalMessages(ctx context.Context, db *pgxpool.Pool) Check {
+	const name = "logical_messages"
+	rows, err := db.Query(ctx, `
+		SELECT p.oid::regprocedure::text,
+		       has_function_privilege(p.oid, 'EXECUTE'),
+		       p.proacl IS NULL OR EXISTS (SELECT 1 FROM aclexplode(p.proacl) a
+		                                   WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE'),
+		       coalesce((SELECT has_function_privilege(f.proowner, p.oid, 'EXECUTE') FROM pg_proc f
+		                 WHERE f.oid = to_regproc('tidemark_truncate_partition')), true),
+		       coalesce((SELECT pg_get_userbyid(f.proowner) FROM pg_proc f
+		                 WHERE f.oid = to_regproc('tidemark_truncate_partition')), '')
+		FROM pg_proc p
+		WHERE p.proname = 'pg_logical_emit_message' AND p.pronamespace = 'pg_catalog'::regnamespace
+		ORDER BY 1`)
+	if err != nil {
+		return queryFailed(name, err)
+	}
+	type overload struct {
+		sig                  string
+		mine, public, owners bool
+		owner                string
+	}
+	fns, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (overload, error) {
+		var o overload
+		return o, r.Scan(&o.sig, &o.mine, &o.public, &o.owners, &o.owner)
+	})
+	if err != nil {
+		return queryFailed(name, err)
+	}
+	var role string
+	if err := db.QueryRow(ctx, "SELECT current_user").Scan(&role); err != nil {
+		return queryFailed(name, err)
+	}
+	// tidemark writes text messages; the bytea overload forges as well as the text one.
+	var all, text []string
+	public := false
+	for _, f := range fns {
+		all = append(all, f.sig)
+		public = public || f.public
+		if !strings.HasPrefix(f.sig, "pg_logical_emit_message(boolean,text,text") {
+			continue
+		}
+		text = append(text, f.sig)
+		if !f.mine {
+			return fail(name, fmt.Sprintf("GRANT EXECUTE ON FUNCTION %s TO %s;", f.sig, pgx.Identifier{role}.Sanitize()),
+				"role %s may not execute %s: replicate's heartbeats and tidemark snapshot fail", role, f.sig)
+		}
+		if !f.owners {
+			return fail(name, fmt.Sprintf("GRANT EXECUTE ON FUNCTION %s TO %s;", f.sig, pgx.Identifier{f.owner}.Sanitize()),
+				"role %s, owner of the truncate trigger's function, may not execute %s: every TRUNCATE of a supplier partition fails", f.owner, f.sig)
+		}
+	}
+	if len(text) == 0 {
+		return fail(name, "use PostgreSQL 10 or later", "no pg_logical_emit_message(boolean, text, text) in pg_catalog")
+	}
+	if public {
+		return warn(name, fmt.Sprintf("as a superuser: REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC; GRANT EXECUTE ON FUNCTION %s TO "+
+			"each role that runs replicate or snapshot, or owns tidemark's functions, and is not a superuser",
+			strings.Join(all, ", "), strings.Join(text, ", ")),
+			"every role may write logical messages (PUBLIC may execute pg_logical_emit_message): one that can connect could have replicate publish forged snapshot rows and truncates")
+	}
+	return ok(name, "only superusers and the roles granted EXECUTE on pg_logical_emit_message write logical messages")
 }
 
 // column reads the one column of a query's rows.

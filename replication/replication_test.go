@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tidemark/tidemark/event"
@@ -138,6 +139,7 @@ type env struct {
 	url  string
 	pool *pgxpool.Pool
 	slot string
+	log  *slog.Logger // the replicators'; nil: warnings and errors to stderr
 }
 
 func newEnv(t *testing.T, url string, tables ...string) *env {
@@ -214,7 +216,11 @@ func (e *env) runWith(t *testing.T, reg prometheus.Registerer, pub replication.P
 	for _, m := range mod {
 		m(&cfg)
 	}
-	r, err := replication.New(cfg, pub, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), reg)
+	log := e.log
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	r, err := replication.New(cfg, pub, log, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -506,6 +512,42 @@ func TestPartitionTruncate(t *testing.T) {
 	}
 }
 
+// TestPartitionTruncateByPlainRole: with EXECUTE on pg_logical_emit_message revoked from
+// PUBLIC (doctor's logical_messages fix), a role that may truncate a partition but not write
+// logical messages still truncates it, and the truncate is published: the trigger's function
+// writes the message as its owner. The role cannot write one itself.
+func TestPartitionTruncateByPlainRole(t *testing.T) {
+	e := newEnv(t, testenv.Database(t))
+	ctx := testenv.Context(t, time.Minute)
+	e.exec(t, `REVOKE EXECUTE ON FUNCTION pg_logical_emit_message(boolean,text,text), pg_logical_emit_message(boolean,text,bytea) FROM PUBLIC`)
+	clerk, clerkURL := testenv.Role(ctx, t, e.pool, "truncate_clerk")
+	e.exec(t, "GRANT TRUNCATE ON products_s1 TO "+clerk)
+	rec := &recorder{}
+	_, stop := e.run(t, rec)
+	e.exec(t, `INSERT INTO products (supplier_id, sku, name) VALUES (1, 'A', 'n')`)
+	conn := testenv.Pool(t, clerkURL)
+	_, err := conn.Exec(ctx, `SELECT pg_logical_emit_message(true, 'tidemark.truncate', '{"schema":"public","table":"products_s2"}')`)
+	if pgErr := (*pgconn.PgError)(nil); !errors.As(err, &pgErr) || pgErr.Code != "42501" {
+		t.Fatalf("the role wrote a logical message: %v", err)
+	}
+	if _, err := conn.Exec(ctx, "TRUNCATE products_s1"); err != nil {
+		t.Fatalf("truncate as %s: %v", clerk, err)
+	}
+	e.exec(t, `INSERT INTO products (supplier_id, sku, name) VALUES (2, 'END', 'n')`)
+	testenv.WaitFor(t, "the last insert", 30*time.Second, func() bool { return rec.count() >= 3 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if c := rec.changes[1]; c.Op != event.OpTruncate || c.Table != "products_s1" {
+		t.Fatalf("second event %s of %s, want the truncate of products_s1", c.Op, c.Table)
+	}
+	if len(rec.changes) != 3 {
+		t.Fatalf("%d events, want 3", len(rec.changes))
+	}
+}
+
 // TestRelationChangeMidStream: ALTER TABLE while streaming, without a restart.
 func TestRelationChangeMidStream(t *testing.T) {
 	e := newEnv(t, testenv.Database(t))
@@ -643,6 +685,32 @@ func TestIdleSlotAdvances(t *testing.T) {
 	})
 	if rec.count() != 0 {
 		t.Errorf("heartbeats or other tables produced %d events", rec.count())
+	}
+}
+
+// TestHeartbeatWithoutPrivilege: a replicating role that may not write logical messages
+// (EXECUTE on pg_logical_emit_message revoked from PUBLIC, doctor's fix, and not granted to
+// it) replicates, and the replicator warns once that its heartbeats fail.
+func TestHeartbeatWithoutPrivilege(t *testing.T) {
+	e := newEnv(t, testenv.Database(t))
+	ctx := testenv.Context(t, time.Minute)
+	e.exec(t, `REVOKE EXECUTE ON FUNCTION pg_logical_emit_message(boolean,text,text) FROM PUBLIC`)
+	role, roleURL := testenv.Role(ctx, t, e.pool, "heartbeat_plain")
+	e.exec(t, "ALTER ROLE "+role+" REPLICATION")
+	var out testenv.Buffer
+	e.url, e.log = roleURL, slog.New(slog.NewTextHandler(&out, nil))
+	rec := &recorder{}
+	_, stop := e.run(t, rec, func(c *replication.Config) { c.Heartbeat = 100 * time.Millisecond })
+	e.exec(t, `INSERT INTO products (supplier_id, sku, name) VALUES (1, 'H', 'n')`)
+	testenv.WaitFor(t, "the insert", 30*time.Second, func() bool { return rec.count() == 1 })
+	const warning = "heartbeats fail: the role may not execute pg_logical_emit_message"
+	testenv.WaitFor(t, "the heartbeat warning", 30*time.Second, func() bool { return strings.Contains(out.String(), warning) })
+	time.Sleep(500 * time.Millisecond) // five heartbeats more
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(out.String(), warning); n != 1 {
+		t.Errorf("warned %d times, want once:\n%s", n, out.String())
 	}
 }
 

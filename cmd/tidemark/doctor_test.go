@@ -385,3 +385,52 @@ func TestDoctorSilentJetStreamLeavesPostgresChecks(t *testing.T) {
 		t.Errorf("exit %d, want 1\n%s", code, stderr)
 	}
 }
+
+// TestDoctorLogicalMessages: doctor warns while every role may write logical messages (which
+// replicate would publish as snapshot rows and truncates), is content once only granted
+// roles may, and fails for a role that may not (its heartbeats and snapshots fail) and for an
+// owner of the truncate trigger's function that may not (every partition truncate fails).
+func TestDoctorLogicalMessages(t *testing.T) {
+	ctx := testenv.Context(t, 2*time.Minute)
+	dbURL := testenv.Database(t)
+	pool := testenv.Migrated(ctx, t, dbURL)
+	natsURL := testenv.NATS(t).URL()
+	checks, _, _, _ := runDoctor(t, dbURL, natsURL)
+	wantCheck(t, checks, "logical_messages", health.Warn, "every role may write logical messages")
+	const sigs = "pg_logical_emit_message(boolean,text,bytea), pg_logical_emit_message(boolean,text,text)"
+	if fix := checks["logical_messages"].Fix; !strings.Contains(fix, "REVOKE EXECUTE ON FUNCTION "+sigs+" FROM PUBLIC") {
+		t.Errorf("fix = %q", fix)
+	}
+
+	// Function privileges belong to the database: this revoke is this test's alone.
+	if _, err := pool.Exec(ctx, "REVOKE EXECUTE ON FUNCTION "+sigs+" FROM PUBLIC"); err != nil {
+		t.Fatal(err)
+	}
+	checks, _, _, _ = runDoctor(t, dbURL, natsURL)
+	wantCheck(t, checks, "logical_messages", health.OK, "only superusers and the roles granted EXECUTE")
+
+	role, roleURL := testenv.Role(ctx, t, pool, "doctor_msgs")
+	checks, _, code, _ := runDoctor(t, roleURL, natsURL)
+	wantCheck(t, checks, "logical_messages", health.Fail, "heartbeats and tidemark snapshot fail")
+	if fix, want := checks["logical_messages"].Fix, fmt.Sprintf("GRANT EXECUTE ON FUNCTION pg_logical_emit_message(boolean,text,text) TO %q;", role); fix != want {
+		t.Errorf("fix = %q, want %q", fix, want)
+	}
+	if code == 0 {
+		t.Error("exit 0 for a role that may not write heartbeats")
+	}
+
+	owner, _ := testenv.Role(ctx, t, pool, "doctor_owner")
+	if _, err := pool.Exec(ctx, fmt.Sprintf("GRANT EXECUTE ON FUNCTION pg_logical_emit_message(boolean,text,text) TO %s; ALTER FUNCTION tidemark_truncate_partition() OWNER TO %s", role, owner)); err != nil {
+		t.Fatal(err)
+	}
+	checks, _, _, _ = runDoctor(t, roleURL, natsURL)
+	wantCheck(t, checks, "logical_messages", health.Fail, fmt.Sprintf("role %s, owner of the truncate trigger's function", owner))
+	if fix := checks["logical_messages"].Fix; !strings.Contains(fix, fmt.Sprintf("TO %q;", owner)) {
+		t.Errorf("fix = %q", fix)
+	}
+	if _, err := pool.Exec(ctx, "GRANT EXECUTE ON FUNCTION pg_logical_emit_message(boolean,text,text) TO "+owner); err != nil {
+		t.Fatal(err)
+	}
+	checks, _, _, _ = runDoctor(t, roleURL, natsURL)
+	wantCheck(t, checks, "logical_messages", health.OK, "only superusers")
+}
