@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tidemark/tidemark/event"
+	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/sink"
 )
 
@@ -67,4 +70,82 @@ func TestStreamAhead(t *testing.T) {
 	if s := e.slot(t); s.ConfirmedLSN >= end {
 		t.Errorf("slot confirmed %s, past the inserts (%s) it never published", s.ConfirmedLSN, end)
 	}
+}
+
+// Log lines of replicate's start that say how it read the stream back.
+const (
+	logStreamHolds = "the stream holds the slot's changes up to a position"
+	logScanLimit   = "no message of this slot among the stream's last messages"
+)
+
+// publishForeign publishes n messages of another client into the stream (no Nats-Msg-Id, no
+// slot in the event), a thousand at a time, and checks that JetStream stored every one.
+func publishForeign(ctx context.Context, t *testing.T, js jetstream.JetStream, n int) {
+	t.Helper()
+	for done := 0; done < n; {
+		batch := make([]jetstream.PubAckFuture, 0, min(1000, n-done))
+		for range cap(batch) {
+			f, err := js.PublishAsync("products.1.insert", []byte(`{"op":"insert","note":"not from tidemark"}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			batch = append(batch, f)
+		}
+		for _, f := range batch {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				t.Fatalf("foreign message %d: %v", done, err)
+			case <-ctx.Done():
+				t.Fatal(ctx.Err())
+			}
+			done++
+		}
+	}
+}
+
+// TestStreamScanLimit: the slot's last change behind 99,999 messages of another client is
+// still found (a replay after the duplicate window skips what the stream holds); behind
+// 100,000 replicate logs that it found none of the slot and streams on from the confirmed LSN.
+func TestStreamScanLimit(t *testing.T) {
+	t.Parallel()
+	e, js, ctx := newReplEnvJS(t, 4*time.Minute)
+	// No status update for an hour: what it publishes is acked, never confirmed.
+	p := e.replicate(t, slices.Concat(patient, []string{"--status-interval", "1h"})...)
+	p.streaming(t)
+	e.exec(t, `INSERT INTO products (supplier_id, sku, name) SELECT 1, 'M-' || g, 'n' FROM generate_series(1, 10) g`)
+	end := e.currentLSN(t)
+	testenv.WaitFor(t, "the changes in the stream", time.Minute, func() bool { return streamMsgs(ctx, js) >= 10 })
+	kill9(t, p)
+	killed := time.Now()
+	if s := e.slot(t); s.ConfirmedLSN >= end {
+		t.Fatalf("slot confirmed %s: the inserts were confirmed, the replay proves nothing", s.ConfirmedLSN)
+	}
+	last := checkOnceInOrder(t, js, 10, 0)[9].Position()
+
+	publishForeign(ctx, t, js, 99_999)
+	time.Sleep(pastWindow - time.Since(killed))
+	p = e.replicate(t, patient...)
+	testenv.WaitFor(t, "the slot to confirm the inserts", time.Minute, func() bool { return e.slot(t).ConfirmedLSN >= end })
+	out := p.out.String()
+	if !strings.Contains(out, logStreamHolds) || !strings.Contains(out, "position="+last.String()) || strings.Contains(out, logScanLimit) {
+		t.Errorf("behind 99,999 foreign messages, replicate did not find the slot's last change at %s:\n%s", last, out)
+	}
+	if n := streamMsgs(ctx, js); n != 10+99_999 {
+		t.Fatalf("stream holds %d messages after the replay, want the 10 changes and 99,999 others", n)
+	}
+	stop(t, p)
+
+	publishForeign(ctx, t, js, 1)
+	p = e.replicate(t, patient...)
+	p.streaming(t)
+	e.exec(t, `INSERT INTO products (supplier_id, sku, name) VALUES (1, 'M-after', 'n')`)
+	end = e.currentLSN(t)
+	testenv.WaitFor(t, "the slot to confirm the insert", time.Minute, func() bool { return e.slot(t).ConfirmedLSN >= end })
+	out = p.out.String()
+	if !strings.Contains(out, logScanLimit) || !strings.Contains(out, "scanned=100000") || strings.Contains(out, logStreamHolds) {
+		t.Errorf("behind 100,000 foreign messages, replicate did not warn that it found none of the slot's:\n%s", out)
+	}
+	// Each change once, in order: the replay after the first restart repeated none.
+	checkOnceInOrder(t, js, 11, 100_000)
 }
