@@ -221,6 +221,20 @@ func TestExactlyOnceNATSRestartMidPublish(t *testing.T) {
 	checkOnceInOrder(t, js, rows, 0)
 }
 
+// setMaxMsgs sets the stream's message limit (-1: none) and what it discards at the limit.
+func setMaxMsgs(ctx context.Context, t *testing.T, js jetstream.JetStream, n int64, discard jetstream.DiscardPolicy) {
+	t.Helper()
+	st, err := js.Stream(ctx, event.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := st.CachedInfo().Config
+	cfg.MaxMsgs, cfg.Discard = n, discard
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestExactlyOnceStreamLimitReached: the stream refuses messages mid-transaction (its
 // message limit, discard new); replicate retries; once the limit is raised the stream holds
 // every change once, in order, with no gap where the refusals began.
@@ -229,20 +243,8 @@ func TestExactlyOnceStreamLimitReached(t *testing.T) {
 	e, js, ctx := newReplEnvJS(t, 5*time.Minute)
 	p := e.replicate(t, patient...)
 	waitStream(ctx, t, js)
-	setLimit := func(n int64) {
-		t.Helper()
-		st, err := js.Stream(ctx, event.Stream)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg := st.CachedInfo().Config
-		cfg.MaxMsgs, cfg.Discard = n, jetstream.DiscardNew
-		if _, err := js.UpdateStream(ctx, cfg); err != nil {
-			t.Fatal(err)
-		}
-	}
 	const rows, limit = 30_000, 10_000
-	setLimit(limit)
+	setMaxMsgs(ctx, t, js, limit, jetstream.DiscardNew)
 	e.bigTransaction(t, rows, "L")
 	end := e.currentLSN(t)
 	testenv.WaitFor(t, "refusals and retries", 2*time.Minute, func() bool {
@@ -252,7 +254,7 @@ func TestExactlyOnceStreamLimitReached(t *testing.T) {
 		t.Fatalf("stream holds %d messages at its limit of %d", n, limit)
 	}
 	time.Sleep(pastWindow)
-	setLimit(-1)
+	setMaxMsgs(ctx, t, js, -1, jetstream.DiscardNew)
 	testenv.WaitFor(t, "the slot to confirm the transaction", 3*time.Minute, func() bool { return e.slot(t).ConfirmedLSN >= end })
 	checkOnceInOrder(t, js, rows, 0)
 }

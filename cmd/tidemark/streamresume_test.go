@@ -2,15 +2,23 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tidemark/tidemark/event"
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/sink"
+)
+
+// Log lines of replicate's start that say how it read the stream back.
+const (
+	logStreamHolds = "the stream holds the slot's changes up to a position"
+	logScanLimit   = "no message of this slot among the stream's last messages"
 )
 
 // The tests of this file check how replicate reads the stream back at the start of a session
@@ -72,12 +80,6 @@ func TestStreamAhead(t *testing.T) {
 	}
 }
 
-// Log lines of replicate's start that say how it read the stream back.
-const (
-	logStreamHolds = "the stream holds the slot's changes up to a position"
-	logScanLimit   = "no message of this slot among the stream's last messages"
-)
-
 // publishForeign publishes n messages of another client into the stream (no Nats-Msg-Id, no
 // slot in the event), a thousand at a time, and checks that JetStream stored every one.
 func publishForeign(ctx context.Context, t *testing.T, js jetstream.JetStream, n int) {
@@ -104,28 +106,37 @@ func publishForeign(ctx context.Context, t *testing.T, js jetstream.JetStream, n
 	}
 }
 
+// unconfirmedInserts has a replicator publish ten inserts of products with SKUs prefix-1 to
+// prefix-10 and kills it with SIGKILL before it confirms them (no status update for an hour),
+// so that the next replicator replays them. It returns the WAL position after the inserts and
+// the time of the kill.
+func (e *replEnv) unconfirmedInserts(ctx context.Context, t *testing.T, js jetstream.JetStream, prefix string) (pglogrepl.LSN, time.Time) {
+	t.Helper()
+	p := e.replicate(t, slices.Concat(patient, []string{"--status-interval", "1h"})...)
+	p.streaming(t)
+	e.exec(t, fmt.Sprintf(`INSERT INTO products (supplier_id, sku, name) SELECT 1, '%s-' || g, 'n' FROM generate_series(1, 10) g`, prefix))
+	end := e.currentLSN(t)
+	testenv.WaitFor(t, "the inserts in the stream", time.Minute, func() bool { return streamMsgs(ctx, js) >= 10 })
+	kill9(t, p)
+	killed := time.Now()
+	if s := e.slot(t); s.ConfirmedLSN >= end {
+		t.Fatalf("slot confirmed %s: the inserts were confirmed, a replay would prove nothing", s.ConfirmedLSN)
+	}
+	return end, killed
+}
+
 // TestStreamScanLimit: the slot's last change behind 99,999 messages of another client is
 // still found (a replay after the duplicate window skips what the stream holds); behind
 // 100,000 replicate logs that it found none of the slot and streams on from the confirmed LSN.
 func TestStreamScanLimit(t *testing.T) {
 	t.Parallel()
 	e, js, ctx := newReplEnvJS(t, 4*time.Minute)
-	// No status update for an hour: what it publishes is acked, never confirmed.
-	p := e.replicate(t, slices.Concat(patient, []string{"--status-interval", "1h"})...)
-	p.streaming(t)
-	e.exec(t, `INSERT INTO products (supplier_id, sku, name) SELECT 1, 'M-' || g, 'n' FROM generate_series(1, 10) g`)
-	end := e.currentLSN(t)
-	testenv.WaitFor(t, "the changes in the stream", time.Minute, func() bool { return streamMsgs(ctx, js) >= 10 })
-	kill9(t, p)
-	killed := time.Now()
-	if s := e.slot(t); s.ConfirmedLSN >= end {
-		t.Fatalf("slot confirmed %s: the inserts were confirmed, the replay proves nothing", s.ConfirmedLSN)
-	}
+	end, killed := e.unconfirmedInserts(ctx, t, js, "M")
 	last := checkOnceInOrder(t, js, 10, 0)[9].Position()
 
 	publishForeign(ctx, t, js, 99_999)
 	time.Sleep(pastWindow - time.Since(killed))
-	p = e.replicate(t, patient...)
+	p := e.replicate(t, patient...)
 	testenv.WaitFor(t, "the slot to confirm the inserts", time.Minute, func() bool { return e.slot(t).ConfirmedLSN >= end })
 	out := p.out.String()
 	if !strings.Contains(out, logStreamHolds) || !strings.Contains(out, "position="+last.String()) || strings.Contains(out, logScanLimit) {
@@ -148,4 +159,50 @@ func TestStreamScanLimit(t *testing.T) {
 	}
 	// Each change once, in order: the replay after the first restart repeated none.
 	checkOnceInOrder(t, js, 11, 100_000)
+}
+
+// TestStreamPurgedLooksNew: a stream purged, or expired by its message limit to nothing of the
+// slot's, looks like a new stream to replicate: it logs neither that the stream holds the
+// slot's changes nor that it found none, and publishes everything from the confirmed LSN, the
+// changes a replay brings again included.
+func TestStreamPurgedLooksNew(t *testing.T) {
+	t.Parallel()
+	e, js, ctx := newReplEnvJS(t, 3*time.Minute)
+	end, killed := e.unconfirmedInserts(ctx, t, js, "P")
+	st, err := js.Stream(ctx, event.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Purge(ctx); err != nil {
+		t.Fatal(err)
+	}
+	quiet := func(p *proc) {
+		t.Helper()
+		if out := p.out.String(); strings.Contains(out, logStreamHolds) || strings.Contains(out, logScanLimit) {
+			t.Errorf("replicate read something of the slot's, or missed it, in a stream that holds nothing of it:\n%s", out)
+		}
+	}
+
+	// Purged: the replay of the unconfirmed inserts is published again, once.
+	time.Sleep(pastWindow - time.Since(killed))
+	p := e.replicate(t, patient...)
+	testenv.WaitFor(t, "the slot to confirm the inserts", time.Minute, func() bool { return e.slot(t).ConfirmedLSN >= end })
+	quiet(p)
+	checkOnceInOrder(t, js, 10, 0)
+	stop(t, p)
+
+	// Expired: a limit of two messages, then two of another client.
+	setMaxMsgs(ctx, t, js, 2, jetstream.DiscardOld)
+	publishForeign(ctx, t, js, 2)
+	setMaxMsgs(ctx, t, js, -1, jetstream.DiscardOld)
+	if n := streamMsgs(ctx, js); n != 2 {
+		t.Fatalf("stream holds %d messages at its limit of 2", n)
+	}
+	p = e.replicate(t, patient...)
+	p.streaming(t)
+	e.exec(t, `INSERT INTO products (supplier_id, sku, name) VALUES (1, 'P-after', 'n')`)
+	end = e.currentLSN(t)
+	testenv.WaitFor(t, "the slot to confirm the insert", time.Minute, func() bool { return e.slot(t).ConfirmedLSN >= end })
+	quiet(p)
+	checkOnceInOrder(t, js, 1, 2)
 }
