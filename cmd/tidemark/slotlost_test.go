@@ -354,3 +354,65 @@ func TestSlotNewPrimary(t *testing.T) {
 		t.Error("empty origin")
 	}
 }
+
+// TestResyncKilledBeforeItsSlot: a resync killed with SIGKILL after it recorded the snapshot of
+// every supplier and before its new slot existed (the slot's creation held up by a transaction
+// running meanwhile, its backend then gone too) leaves the slot lost: the restart finds it
+// lost again, starts the resync over, and the stream converges on the table.
+func TestResyncKilledBeforeItsSlot(t *testing.T) {
+	t.Parallel()
+	e, js, ctx := newReplEnvJS(t, 4*time.Minute)
+	e.seedReplicated(t, 400)
+	var dropped time.Time
+	if err := e.pool.QueryRow(ctx, "SELECT now() FROM pg_drop_replication_slot('tidemark')").Scan(&dropped); err != nil {
+		t.Fatal(err)
+	}
+	updated, _ := e.gapChanges(t)
+
+	// A transaction with an xid, open while the slot is created: PostgreSQL builds the new
+	// slot's snapshot only once it ends.
+	blocker, err := e.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = blocker.Rollback(ctx) }()
+	if _, err := blocker.Exec(ctx, "SELECT txid_current()"); err != nil {
+		t.Fatal(err)
+	}
+	p := e.replicate(t, "--on-slot-lost", "resync")
+	var creator int32
+	testenv.WaitFor(t, "the resync to create its slot", time.Minute, func() bool {
+		err := e.pool.QueryRow(ctx, `SELECT pid FROM pg_stat_activity
+			WHERE query LIKE '%pg_create_logical_replication_slot%' AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()`).Scan(&creator)
+		return err == nil
+	})
+	kill9(t, p)
+	var recorded int
+	if err := e.pool.QueryRow(ctx, "SELECT count(*) FROM tidemark_snapshots WHERE finished_at IS NULL AND started_at > $1", dropped).Scan(&recorded); err != nil {
+		t.Fatal(err)
+	}
+	if recorded != 2 {
+		t.Fatalf("%d snapshots recorded by the resync at the kill, want 2, one per supplier", recorded)
+	}
+	// The killed replicator's backend would create the slot once the blocker ends: it goes too,
+	// as when the database connection is lost with the process.
+	e.exec(t, fmt.Sprintf("SELECT pg_terminate_backend(%d)", creator))
+	testenv.WaitFor(t, "the half-made slot gone", 30*time.Second, func() bool {
+		var n int
+		err := e.pool.QueryRow(ctx, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'tidemark'").Scan(&n)
+		return err == nil && n == 0
+	})
+	if err := blocker.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	p = e.replicate(t, "--on-slot-lost", "resync")
+	testenv.WaitFor(t, "the resync to finish", 2*time.Minute, func() bool { return strings.Contains(p.out.String(), "resync done") })
+	if out := p.out.String(); !strings.Contains(out, "replication slot lost") || !strings.Contains(out, "reason=dropped") {
+		t.Errorf("the restart did not find the slot lost again:\n%s", out)
+	}
+	e.exec(t, "UPDATE products SET name = 'renamed after the resync' WHERE sku = 'S-200'")
+	end := e.currentLSN(t)
+	testenv.WaitFor(t, "the slot to confirm the resync", 2*time.Minute, func() bool { return e.slot(t).ConfirmedLSN >= end })
+	e.checkConverged(t, js, updated)
+}
