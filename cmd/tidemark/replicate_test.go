@@ -588,6 +588,34 @@ func (e *replEnv) tail(ctx context.Context, t *testing.T, what, want string, arg
 	return stdout.String()
 }
 
+// TestReplicateStopAtLSN: --stop-at-lsn stops replicate with exit status 0 once everything up
+// to the LSN is confirmed to the slot and saved in the checkpoint bucket.
+func TestReplicateStopAtLSN(t *testing.T) {
+	t.Parallel()
+	e, js, ctx := newReplEnvJS(t, 2*time.Minute)
+	p := e.replicate(t)
+	p.streaming(t)
+	stop(t, p)
+	e.exec(t, `INSERT INTO products (supplier_id, sku, name) SELECT 1, 'L-' || g, 'n' FROM generate_series(1, 100) g`)
+	at := e.currentLSN(t)
+	code, out := e.replicateExit(t, "--stop-at-lsn", at.String())
+	if code != 0 || !strings.Contains(out, "reached --stop-at-lsn") {
+		t.Fatalf("replicate --stop-at-lsn %s exited %d:\n%s", at, code, out)
+	}
+	s := e.slot(t)
+	if s.ConfirmedLSN < at {
+		t.Errorf("slot confirmed %s, before --stop-at-lsn %s", s.ConfirmedLSN, at)
+	}
+	cps, err := sink.OpenCheckpoints(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if saved, err := cps.Load(ctx, "tidemark"); err != nil || saved != s.ConfirmedLSN {
+		t.Errorf("saved checkpoint %s (%v), slot confirmed %s", saved, err, s.ConfirmedLSN)
+	}
+	checkExactlyOnce(t, js, 100)
+}
+
 // TestTail prints events as JSON lines.
 func TestTail(t *testing.T) {
 	t.Parallel()
