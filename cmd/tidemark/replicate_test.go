@@ -441,18 +441,26 @@ func TestCheckpointCommands(t *testing.T) {
 	p.streaming(t)
 	e.exec(t, `INSERT INTO products (supplier_id, sku, name) VALUES (1, 'C-1', 'n')`)
 	testenv.WaitFor(t, "the change", time.Minute, func() bool { return streamMsgs(ctx, js) >= 1 })
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.wait(); err != nil {
-		t.Fatal(err)
-	}
 	run := func(args ...string) (string, string, error) {
 		cmd := exec.Command(e.bin, append([]string{"checkpoint", "--pg-url", e.url, "--nats-url", e.nats.URL()}, args...)...)
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		err := cmd.Run()
 		return stdout.String(), stderr.String(), err
+	}
+	// Refused while a replicator holds the slot.
+	held := e.slot(t).ConfirmedLSN
+	if _, errOut, err := run("set", e.currentLSN(t).String()); err == nil || !strings.Contains(errOut, "in use") {
+		t.Errorf("set while replicate holds the slot: err %v, stderr %s", err, errOut)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.wait(); err != nil {
+		t.Fatal(err)
+	}
+	if s := e.slot(t); s.ConfirmedLSN < held {
+		t.Errorf("slot confirmed %s after a refused set, %s before", s.ConfirmedLSN, held)
 	}
 	rep := showJSON(t, run)
 	if rep.Slot != "tidemark" || rep.ConfirmedLSN == "" || rep.SavedLSN != rep.ConfirmedLSN || rep.LostEpochs == nil || len(rep.LostEpochs) != 0 {
