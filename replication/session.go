@@ -94,7 +94,7 @@ func (r *Replicator) startReplication(ctx context.Context, conn *pgconn.PgConn, 
 	}
 	if pglogrepl.LSN(stored.CommitLSN) > sys.XLogPos {
 		return 0, fmt.Errorf("%w: the last change of slot %s in the stream is at %s, the server's WAL ends at %s; "+
-			"nothing was published (see the README: a lost slot)", ErrStreamAhead, r.cfg.Slot, stored, sys.XLogPos)
+			"nothing was published (see the README: a stream from elsewhere)", ErrStreamAhead, r.cfg.Slot, stored, sys.XLogPos)
 	}
 	startLSN := r.Flushed()
 	if !stored.IsZero() {

@@ -52,7 +52,7 @@ func TestStreamAhead(t *testing.T) {
 	if code != 1 {
 		t.Fatalf("replicate exited %d, want 1:\n%s", code, out)
 	}
-	for _, want := range []string{"the stream holds changes from beyond the server's WAL", ahead.Position().String(), "nothing was published"} {
+	for _, want := range []string{"the stream holds changes from beyond the server's WAL", ahead.Position().String(), "nothing was published", "a stream from elsewhere"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("replicate's output lacks %q:\n%s", want, out)
 		}
