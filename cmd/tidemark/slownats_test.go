@@ -1,9 +1,12 @@
 package main
 
 import (
+	"errors"
 	"io"
 	"net"
 	"net/url"
+	"os/exec"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -21,6 +24,30 @@ func TestReplicateWaitsForASlowNATS(t *testing.T) {
 	}
 	p := e.replicate(t, "--nats-url", "nats://"+slowProxy(t, u.Host, 3*time.Second))
 	p.streaming(t)
+}
+
+// TestServicesExitWithoutNATS: replicate and encode started while no NATS server listens exit
+// non-zero saying so, for their supervisor to start them again.
+func TestServicesExitWithoutNATS(t *testing.T) {
+	t.Parallel()
+	e := newReplEnv(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nobody := "nats://" + ln.Addr().String()
+	ln.Close()
+	for _, p := range []*proc{e.replicate(t, "--nats-url", nobody), e.start(t, "encode", "--http-addr=", "--nats-url", nobody)} {
+		select {
+		case <-p.done:
+		case <-time.After(time.Minute):
+			t.Fatalf("%s still runs a minute after it found no NATS server", p.cmd.Args[1])
+		}
+		var exit *exec.ExitError
+		if !errors.As(p.err, &exit) || !strings.Contains(p.out.String(), "connect to nats "+nobody+": nats: no servers available") {
+			t.Errorf("%s: exit %v, want non-zero, saying it cannot connect:\n%s", p.cmd.Args[1], p.err, p.out.String())
+		}
+	}
 }
 
 // slowProxy forwards connections to backend, holding what the backend sends on the first
