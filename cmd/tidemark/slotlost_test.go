@@ -383,7 +383,8 @@ func TestResyncKilledBeforeItsSlot(t *testing.T) {
 	var creator int32
 	testenv.WaitFor(t, "the resync to create its slot", time.Minute, func() bool {
 		err := e.pool.QueryRow(ctx, `SELECT pid FROM pg_stat_activity
-			WHERE query LIKE '%pg_create_logical_replication_slot%' AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()`).Scan(&creator)
+			WHERE datname = current_database() AND query LIKE '%pg_create_logical_replication_slot%'
+			  AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()`).Scan(&creator)
 		return err == nil
 	})
 	kill9(t, p)
