@@ -37,6 +37,28 @@ func TestSubjectAndMsgID(t *testing.T) {
 	}
 }
 
+// TestEnsureStreamKeepsLimits: on an existing stream EnsureStream sets only its own settings
+// (here a new duplicate window); the limits an operator gave the stream stay.
+func TestEnsureStreamKeepsLimits(t *testing.T) {
+	e := startNATS(t)
+	s := e.stream(t, sink.StreamConfig{})
+	cfg := s.CachedInfo().Config
+	cfg.MaxAge, cfg.MaxBytes, cfg.MaxMsgs, cfg.Discard = 72*time.Hour, 1<<30, 5_000_000, jetstream.DiscardNew
+	if _, err := e.js.UpdateStream(e.ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	for _, dup := range []time.Duration{5 * time.Minute, 5 * time.Minute} { // an update, then none
+		got := e.stream(t, sink.StreamConfig{Duplicates: dup}).CachedInfo().Config
+		if got.Duplicates != dup {
+			t.Errorf("duplicate window %s, want %s", got.Duplicates, dup)
+		}
+		if got.MaxAge != cfg.MaxAge || got.MaxBytes != cfg.MaxBytes || got.MaxMsgs != cfg.MaxMsgs || got.Discard != cfg.Discard {
+			t.Errorf("limits after EnsureStream: age %s bytes %d msgs %d discard %s, want %s %d %d %s",
+				got.MaxAge, got.MaxBytes, got.MaxMsgs, got.Discard, cfg.MaxAge, cfg.MaxBytes, cfg.MaxMsgs, cfg.Discard)
+		}
+	}
+}
+
 // TestPublishDedup: publishing the same changes twice (a replay) stores them once, and
 // more changes than MaxInFlight go through the bounded window.
 func TestPublishDedup(t *testing.T) {
