@@ -624,6 +624,35 @@ func TestReplicateStopAtLSN(t *testing.T) {
 	checkExactlyOnce(t, js, 100)
 }
 
+// TestReplicateFromLSN: --from-lsn starts one run further on than the slot and the saved
+// checkpoint: the transactions committed before it are skipped, those after it published, and
+// the slot confirms past it.
+func TestReplicateFromLSN(t *testing.T) {
+	t.Parallel()
+	e, js, ctx := newReplEnvJS(t, 2*time.Minute)
+	e.seedReplicated(t, 10)
+	before := streamMsgs(ctx, js) // the seed's snapshot and its epochs
+	e.exec(t, `INSERT INTO products (supplier_id, sku, name) SELECT 1, 'SKIP-' || g, 'n' FROM generate_series(1, 20) g`)
+	from := e.currentLSN(t)
+	e.exec(t, `INSERT INTO products (supplier_id, sku, name) SELECT 2, 'KEEP-' || g, 'n' FROM generate_series(1, 5) g`)
+	end := e.currentLSN(t)
+	p := e.replicate(t, "--from-lsn", from.String())
+	testenv.WaitFor(t, "the slot to confirm the last insert", time.Minute, func() bool { return e.slot(t).ConfirmedLSN >= end })
+	stop(t, p)
+	var kept int
+	for _, c := range checkExactlyOnce(t, js, int(before)+5) {
+		switch sku, _ := c.After.Get("sku"); {
+		case strings.HasPrefix(string(sku), `"SKIP-`):
+			t.Fatalf("a change before --from-lsn %s was published: %s", from, sku)
+		case strings.HasPrefix(string(sku), `"KEEP-`):
+			kept++
+		}
+	}
+	if kept != 5 {
+		t.Errorf("%d changes after --from-lsn published, want 5", kept)
+	}
+}
+
 // TestTail prints events as JSON lines.
 func TestTail(t *testing.T) {
 	t.Parallel()
