@@ -73,22 +73,36 @@ type SlotCheck struct {
 	SavedOrigin, Origin string
 }
 
-// CheckSlot reads slot name and returns a *SlotLostError when it is lost: invalidated, missing
-// while c.Saved says it existed, on a new primary it was not synchronized to, or (origin
-// unknown) confirmed behind c.Saved. A slot behind the checkpoint on the same server is not
-// lost: PostgreSQL persists confirmed_flush_lsn only at checkpoints, so after a crash the slot
-// goes back a little and replays what the stream already holds.
+// CheckSlot reads slot name and returns a *SlotLostError when it is lost (see Lost), or
+// ErrNoSlot when it does not exist and nothing says it did.
 func CheckSlot(ctx context.Context, db Querier, name string, c SlotCheck) (Slot, error) {
 	s, err := ReadSlot(ctx, db, name)
-	if errors.Is(err, ErrNoSlot) && (c.Saved != 0 || c.Streamed) {
+	missing := errors.Is(err, ErrNoSlot)
+	if err != nil && !missing {
+		return s, err
+	}
+	if lost := Lost(name, s, missing, c); lost != nil {
+		return s, lost
+	}
+	return s, err
+}
+
+// Lost says whether slot name, as ReadSlot read it (missing when it does not exist), is lost:
+// invalidated, missing while c.Saved or c.Streamed says it existed, on a new primary it was not
+// synchronized to, or (origin unknown) confirmed behind c.Saved. A slot behind the checkpoint
+// on the same server is not lost: PostgreSQL persists confirmed_flush_lsn only at checkpoints,
+// so after a crash the slot goes back a little and replays what the stream already holds.
+// replicate, doctor and status all decide with it.
+func Lost(name string, s Slot, missing bool, c SlotCheck) *SlotLostError {
+	if missing {
+		if c.Saved == 0 && !c.Streamed {
+			return nil
+		}
 		detail := fmt.Sprintf("the slot does not exist, and a checkpoint at %s says it did", c.Saved)
 		if c.Saved == 0 {
 			detail = "the slot does not exist any more, and this replicator streamed from it"
 		}
-		return s, &SlotLostError{Slot: name, Reason: LostDropped, MissingFrom: c.Saved, Detail: detail}
-	}
-	if err != nil {
-		return s, err
+		return &SlotLostError{Slot: name, Reason: LostDropped, MissingFrom: c.Saved, Detail: detail}
 	}
 	from := max(c.Saved, s.ConfirmedLSN)
 	switch {
@@ -100,17 +114,32 @@ func CheckSlot(ctx context.Context, db Querier, name string, c SlotCheck) (Slot,
 		if s.Conflicting {
 			detail += ", conflicting with recovery"
 		}
-		return s, &SlotLostError{Slot: name, Reason: LostInvalidated, MissingFrom: from, Detail: detail + ": WAL it needed was removed"}
+		return &SlotLostError{Slot: name, Reason: LostInvalidated, MissingFrom: from, Detail: detail + ": WAL it needed was removed"}
 	case c.SavedOrigin != "" && c.Origin != "" && c.SavedOrigin != c.Origin && !s.Synced:
-		return s, &SlotLostError{Slot: name, Reason: LostNewPrimary, MissingFrom: c.Saved,
+		return &SlotLostError{Slot: name, Reason: LostNewPrimary, MissingFrom: c.Saved,
 			Detail: fmt.Sprintf("the checkpoint was taken on %s, this server is %s, and the slot was not synchronized from it (confirmed %s)",
 				c.SavedOrigin, c.Origin, s.ConfirmedLSN)}
 	case c.SavedOrigin == "" && c.Saved != 0 && s.ConfirmedLSN < c.Saved:
-		return s, &SlotLostError{Slot: name, Reason: LostBehindCheckpoint, MissingFrom: c.Saved,
+		return &SlotLostError{Slot: name, Reason: LostBehindCheckpoint, MissingFrom: c.Saved,
 			Detail: fmt.Sprintf("the slot is confirmed up to %s, behind the saved checkpoint %s: it was created anew (a new primary?)",
 				s.ConfirmedLSN, c.Saved)}
 	}
-	return s, nil
+	return nil
+}
+
+// ServerOrigin reads the Origin of the server db is connected to over SQL, as IDENTIFY_SYSTEM
+// would report it on a replication connection: the system identifier, and the timeline WAL is
+// written on (the timeline of the current WAL file's name). It fails on a standby, which
+// writes no WAL.
+func ServerOrigin(ctx context.Context, db Querier) (string, error) {
+	var origin string
+	err := db.QueryRow(ctx, `SELECT system_identifier::text || '/' ||
+		('x' || substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8))::bit(32)::int
+		FROM pg_control_system()`).Scan(&origin)
+	if err != nil {
+		return "", fmt.Errorf("read the server's system identifier and timeline: %w", err)
+	}
+	return origin, nil
 }
 
 // maybeSlotLost says whether a replication error may mean the slot is lost rather than a
