@@ -31,6 +31,9 @@ type Options struct {
 	// saved or it could not be read. When set, a missing slot is lost (dropped), not merely
 	// not yet created.
 	Checkpoint pglogrepl.LSN
+	// Origin is the origin (replication.Origin) saved with Checkpoint, "" when unknown: a slot
+	// on another server than it is lost (new_primary).
+	Origin string
 }
 
 func (o Options) withDefaults() Options {
@@ -245,15 +248,20 @@ func slotOf(r replication.Slot) *Slot {
 func slot(ctx context.Context, db *pgxpool.Pool, opts Options) Check {
 	resync := "tidemark replicate --on-slot-lost resync (a new slot and a snapshot of every supplier; see the README, \"When the slot is lost\")"
 	r, err := replication.ReadSlot(ctx, db, opts.Slot)
-	if errors.Is(err, replication.ErrNoSlot) {
-		if opts.Checkpoint != 0 {
-			return fail("slot", resync, "%s is lost: %s, it does not exist and the checkpoint at %s says it did; the changes committed after it are gone from the WAL",
-				opts.Slot, replication.LostDropped, opts.Checkpoint)
-		}
-		return ok("slot", "%s not yet created (tidemark replicate creates it)", opts.Slot)
-	}
-	if err != nil {
+	missing := errors.Is(err, replication.ErrNoSlot)
+	if err != nil && !missing {
 		return queryFailed("slot", err)
+	}
+	lost := replication.Lost(opts.Slot, r, missing, slotCheck(ctx, db, opts))
+	lostCheck := func() Check {
+		return fail("slot", resync, "%s is lost: %s (%s); the changes committed after %s are gone from the WAL",
+			opts.Slot, lost.Reason, lost.Detail, lost.MissingFrom)
+	}
+	switch {
+	case lost != nil && lost.Reason != replication.LostInvalidated:
+		return lostCheck() // the slot's other fields say nothing then
+	case missing:
+		return ok("slot", "%s not yet created (tidemark replicate creates it)", opts.Slot)
 	}
 	s := slotOf(r)
 	var dbName string
@@ -266,8 +274,8 @@ func slot(ctx context.Context, db *pgxpool.Pool, opts Options) Check {
 		return fail("slot", drop, "%s uses the %s plugin, not pgoutput", s.Name, s.Plugin)
 	case s.Database != dbName:
 		return fail("slot", "point --pg-url at database "+s.Database+", or use another --slot name", "%s belongs to database %s, not %s", s.Name, s.Database, dbName)
-	case r.Invalidated():
-		return fail("slot", resync, "%s is invalidated (wal_status %s): WAL it needed was removed, the changes after %s are lost", s.Name, s.WALStatus, s.ConfirmedLSN)
+	case lost != nil:
+		return lostCheck()
 	}
 	state := "inactive"
 	if s.Active {
@@ -282,6 +290,17 @@ func slot(ctx context.Context, db *pgxpool.Pool, opts Options) Check {
 			"%s %s, lag %s, wal_status unreserved", s.Name, state, FormatBytes(s.LagBytes))
 	}
 	return ok("slot", "%s %s, confirmed %s, lag %s", s.Name, state, s.ConfirmedLSN, FormatBytes(s.LagBytes))
+}
+
+// slotCheck is what the saved checkpoint says of the slot. The server's origin is read only
+// when there is a saved one to compare it with; when it cannot be read (a standby), the
+// origins are not compared.
+func slotCheck(ctx context.Context, db *pgxpool.Pool, opts Options) replication.SlotCheck {
+	c := replication.SlotCheck{Saved: opts.Checkpoint, SavedOrigin: opts.Origin}
+	if opts.Checkpoint != 0 && opts.Origin != "" {
+		c.Origin, _ = replication.ServerOrigin(ctx, db)
+	}
+	return c
 }
 
 // leanShape names the indexes the schema defines on products; anything else is extra.

@@ -7,11 +7,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tidemark/tidemark/encoder"
 	"github.com/tidemark/tidemark/replication"
+	"github.com/tidemark/tidemark/sink"
 )
 
 // Status is where the pipeline stands. A nil part was not found or could not be read; Problems
@@ -24,11 +26,17 @@ type Status struct {
 	Vectors    *Vectors    `json:"vectors"`
 	// Suppliers is where each supplier stands (GatherSuppliers); nil before migration 0006.
 	Suppliers []SupplierStatus `json:"suppliers"`
-	// SlotLost is why the slot is lost (replication.LostInvalidated, LostDropped), empty when
-	// it is not: the changes after the checkpoint are gone from the WAL.
+	// SlotLost is why the slot is lost (one of replication.LostReasons), empty when it is not:
+	// the changes after the checkpoint are gone from the WAL.
 	SlotLost string   `json:"slot_lost,omitempty"`
 	Healthy  bool     `json:"healthy"`
 	Problems []string `json:"problems"`
+
+	// What CheckLost compares: the slot as read (slotRead, slotMissing; neither when it could
+	// not be read) and the server's origin ("" when unknown).
+	slotRead    *replication.Slot
+	slotMissing bool
+	origin      string
 }
 
 // Checkpoint is the LSN the replicator saved in the checkpoint bucket.
@@ -38,6 +46,9 @@ type Checkpoint struct {
 	LSN      string    `json:"lsn"`
 	Revision uint64    `json:"revision"`
 	Saved    time.Time `json:"saved"`
+	// Origin is the server the checkpoint was taken on (system identifier/timeline), empty
+	// when none is saved.
+	Origin string `json:"origin,omitempty"`
 }
 
 // Stream is the state of the JetStream stream.
@@ -115,10 +126,13 @@ func GatherPostgres(ctx context.Context, pool *pgxpool.Pool, opts Options, s *St
 	r, err := replication.ReadSlot(ctx, pool, opts.Slot)
 	switch {
 	case errors.Is(err, replication.ErrNoSlot):
-		s.Problem("slot %s does not exist: start tidemark replicate", opts.Slot)
+		s.slotMissing = true
 	case err != nil:
 		s.Problem("%v", err)
 	default:
+		s.slotRead = &r
+		// Unknown on a standby, whose WAL is not written: the origins are not compared there.
+		s.origin, _ = replication.ServerOrigin(ctx, pool)
 		slot := slotOf(r)
 		s.Slot = slot
 		switch {
@@ -203,6 +217,13 @@ func GatherNATS(ctx context.Context, js jetstream.JetStream, opts Options, s *St
 		default:
 			s.Checkpoint = &Checkpoint{Bucket: opts.Bucket, Key: opts.Slot, LSN: strings.TrimSpace(string(e.Value())),
 				Revision: e.Revision(), Saved: e.Created()}
+			switch o, err := kv.Get(ctx, sink.OriginKey(opts.Slot)); {
+			case errors.Is(err, jetstream.ErrKeyNotFound):
+			case err != nil:
+				s.Problem("checkpoint origin %s/%s: %v", opts.Bucket, sink.OriginKey(opts.Slot), err)
+			default:
+				s.Checkpoint.Origin = string(o.Value())
+			}
 		}
 	}
 	stream, err := js.Stream(ctx, opts.Stream)
@@ -235,13 +256,34 @@ func lastActive(t *time.Time) time.Time {
 	return *t
 }
 
-// CheckDropped marks the slot lost when it does not exist while a checkpoint says it did: call
-// it once both GatherPostgres and GatherNATS have run.
-func (s *Status) CheckDropped(slot string) {
-	if s.Slot != nil || s.Checkpoint == nil || s.Checkpoint.LSN == "" || s.SlotLost != "" {
+// CheckLost says whether the slot is lost, as replicate decides it (replication.Lost): dropped
+// while the checkpoint says it existed, on another server than the checkpoint's, or behind a
+// checkpoint of unknown origin. Invalidated it already is from GatherPostgres. Call it once
+// both GatherPostgres and GatherNATS have run.
+func (s *Status) CheckLost(slot string) {
+	if s.SlotLost != "" || (s.slotRead == nil && !s.slotMissing) {
 		return
 	}
-	s.SlotLost = replication.LostDropped
-	s.Problem("slot %s is lost: dropped (the checkpoint at %s says it existed), the changes after it are gone; run tidemark replicate --on-slot-lost resync",
-		slot, s.Checkpoint.LSN)
+	c := replication.SlotCheck{Origin: s.origin}
+	if s.Checkpoint != nil {
+		lsn, err := pglogrepl.ParseLSN(s.Checkpoint.LSN)
+		if err != nil {
+			s.Problem("checkpoint %s/%s holds %q: %v", s.Checkpoint.Bucket, s.Checkpoint.Key, s.Checkpoint.LSN, err)
+			return
+		}
+		c.Saved, c.SavedOrigin = lsn, s.Checkpoint.Origin
+	}
+	var read replication.Slot
+	if s.slotRead != nil {
+		read = *s.slotRead
+	}
+	lost := replication.Lost(slot, read, s.slotMissing, c)
+	switch {
+	case lost != nil:
+		s.SlotLost = lost.Reason
+		s.Problem("slot %s is lost: %s (%s), the changes after %s are gone; run tidemark replicate --on-slot-lost resync",
+			slot, lost.Reason, lost.Detail, lost.MissingFrom)
+	case s.slotMissing:
+		s.Problem("slot %s does not exist: start tidemark replicate", slot)
+	}
 }

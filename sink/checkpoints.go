@@ -83,13 +83,14 @@ func (c *Checkpoints) Save(ctx context.Context, slot string, lsn pglogrepl.LSN) 
 	return nil
 }
 
-// originKey is where a slot's origin is kept: slot names have no dots, so it is no slot's key.
-func originKey(slot string) string { return slot + ".origin" }
+// OriginKey is the key a slot's origin is kept under in the checkpoint bucket: slot names have
+// no dots, so it is no slot's key.
+func OriginKey(slot string) string { return slot + ".origin" }
 
 // LoadOrigin returns the origin (replication.Origin) of the server slot's checkpoint was taken
 // on, "" when none is saved.
 func (c *Checkpoints) LoadOrigin(ctx context.Context, slot string) (string, error) {
-	e, err := c.kv.Get(ctx, originKey(slot))
+	e, err := c.kv.Get(ctx, OriginKey(slot))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return "", nil
 	}
@@ -101,7 +102,7 @@ func (c *Checkpoints) LoadOrigin(ctx context.Context, slot string) (string, erro
 
 // SaveOrigin stores the origin of the server slot streams from.
 func (c *Checkpoints) SaveOrigin(ctx context.Context, slot, origin string) error {
-	if _, err := c.kv.Put(ctx, originKey(slot), []byte(origin)); err != nil {
+	if _, err := c.kv.Put(ctx, OriginKey(slot), []byte(origin)); err != nil {
 		return fmt.Errorf("save checkpoint origin of %s (bucket %s): %w", slot, CheckpointBucket, err)
 	}
 	return nil

@@ -148,7 +148,7 @@ func (c *DoctorCmd) nats(ctx context.Context, g *Globals, log *slog.Logger, opts
 	if err != nil {
 		return checks, nil // the checkpoint check says why
 	}
-	lost, err := loadLostEpochs(ctx, js, opts.Slot)
+	lost, err := loadSlotRecords(ctx, js, opts)
 	if err != nil {
 		return append(checks, health.Check{Name: "lost_epochs", Level: health.Warn, Detail: err.Error(),
 			Fix: "check nats-server is healthy; a corrupt key stops replicate too (see its error)"}), nil
@@ -156,9 +156,10 @@ func (c *DoctorCmd) nats(ctx context.Context, g *Globals, log *slog.Logger, opts
 	return checks, lost
 }
 
-// loadLostEpochs reads the snapshot epochs saved as lost on slot: none (not nil) when the
-// bucket does not exist yet.
-func loadLostEpochs(ctx context.Context, js jetstream.JetStream, slot string) ([]replication.LostEpoch, error) {
+// loadSlotRecords reads what replicate saved besides the checkpoint: the origin of the server it was
+// taken on, into opts, and the snapshot epochs saved as lost on the slot, none (not nil) when
+// the bucket does not exist yet.
+func loadSlotRecords(ctx context.Context, js jetstream.JetStream, opts *health.Options) ([]replication.LostEpoch, error) {
 	cps, err := sink.OpenCheckpoints(ctx, js)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		return []replication.LostEpoch{}, nil
@@ -166,7 +167,10 @@ func loadLostEpochs(ctx context.Context, js jetstream.JetStream, slot string) ([
 	if err != nil {
 		return nil, err
 	}
-	lost, err := cps.LoadLostEpochs(ctx, slot)
+	if opts.Origin, err = cps.LoadOrigin(ctx, opts.Slot); err != nil {
+		return nil, err
+	}
+	lost, err := cps.LoadLostEpochs(ctx, opts.Slot)
 	if lost == nil && err == nil {
 		lost = []replication.LostEpoch{}
 	}

@@ -232,7 +232,8 @@ func TestDoctorNATSProblems(t *testing.T) {
 }
 
 // TestDoctorDroppedSlot: a slot dropped after replicate streamed from it (and saved its
-// checkpoint) is a failed check naming it lost and the resync, not "not yet created".
+// checkpoint) is a failed check naming it lost and the resync, not "not yet created", and
+// status says it is lost (dropped).
 func TestDoctorDroppedSlot(t *testing.T) {
 	t.Parallel()
 	e := newReplEnv(t)
@@ -265,14 +266,10 @@ func TestDoctorDroppedSlot(t *testing.T) {
 	if _, err := e.pool.Exec(ctx, "SELECT pg_drop_replication_slot('tidemark')"); err != nil {
 		t.Fatal(err)
 	}
-	checks, _, code, _ = runDoctor(t, e.url, e.nats.URL())
-	if code != 1 {
+	if _, _, code, _ = runDoctor(t, e.url, e.nats.URL()); code != 1 {
 		t.Errorf("doctor exits %d with the slot dropped, want 1", code)
 	}
-	wantCheck(t, checks, "slot", health.Fail, "is lost: dropped")
-	if fix := checks["slot"].Fix; !strings.Contains(fix, "--on-slot-lost resync") {
-		t.Errorf("slot fix %q does not name the resync", fix)
-	}
+	e.wantLostSaid(t, "dropped")
 }
 
 // TestDoctorLostEpochs: doctor warns of the snapshot epochs replicate saved as lost whose

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -14,6 +15,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tidemark/tidemark/event"
+	"github.com/tidemark/tidemark/health"
 	"github.com/tidemark/tidemark/internal/sandbox"
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/sink"
@@ -171,6 +173,34 @@ func (e *replEnv) seedReplicated(t *testing.T, rows int) {
 	}
 }
 
+// wantLostSaid checks that status and doctor find the slot lost for reason, as replicate
+// decides it, or, reason "", not lost.
+func (e *replEnv) wantLostSaid(t *testing.T, reason string) {
+	t.Helper()
+	stdout, stderr, _ := runTidemark(t, e.url, e.nats.URL(), "status", "--json")
+	var st struct {
+		SlotLost string   `json:"slot_lost"`
+		Problems []string `json:"problems"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &st); err != nil {
+		t.Fatalf("status --json: %v\n%s%s", err, stdout, stderr)
+	}
+	checks, _, _, _ := runDoctor(t, e.url, e.nats.URL())
+	if reason == "" {
+		if st.SlotLost != "" || checks["slot"].Level == health.Fail {
+			t.Errorf("a slot that is not lost: status slot_lost %q %v; doctor %+v", st.SlotLost, st.Problems, checks["slot"])
+		}
+		return
+	}
+	if st.SlotLost != reason || !slices.ContainsFunc(st.Problems, func(p string) bool { return strings.Contains(p, "is lost: "+reason) }) {
+		t.Errorf("status slot_lost %q %v, want %s", st.SlotLost, st.Problems, reason)
+	}
+	wantCheck(t, checks, "slot", health.Fail, "is lost")
+	if c := checks["slot"]; !strings.Contains(c.Detail, reason) || !strings.Contains(c.Fix, "--on-slot-lost resync") {
+		t.Errorf("doctor's slot check %+v, want it lost: %s, and the resync", c, reason)
+	}
+}
+
 // TestSlotInvalidated: with max_slot_wal_keep_size small, a stopped replicator's slot is
 // invalidated by WAL written meanwhile and a CHECKPOINT. status and doctor say so; replicate
 // (fail, the default) exits 5 naming the LSN from which changes are missing and the command;
@@ -193,19 +223,7 @@ func TestSlotInvalidated(t *testing.T) {
 		return e.slot(t).WALStatus == "lost"
 	})
 
-	// status and doctor name it.
-	out, err := exec.Command(e.bin, "status", "--json", "--pg-url", e.url, "--nats-url", e.nats.URL()).Output()
-	var st struct {
-		SlotLost string `json:"slot_lost"`
-		Healthy  bool   `json:"healthy"`
-	}
-	if jerr := json.Unmarshal(out, &st); err == nil || jerr != nil || st.SlotLost != "invalidated" || st.Healthy {
-		t.Errorf("status = %s (%v), want unhealthy with slot_lost invalidated", out, err)
-	}
-	out, _ = exec.Command(e.bin, "doctor", "--pg-url", e.url, "--nats-url", e.nats.URL()).Output()
-	if !strings.Contains(string(out), "FAIL  slot") || !strings.Contains(string(out), "--on-slot-lost resync") {
-		t.Errorf("doctor does not name the lost slot and the fix:\n%s", out)
-	}
+	e.wantLostSaid(t, "invalidated")
 
 	code, log := e.replicateExit(t)
 	wantSlotLostExit(t, code, log, "invalidated", confirmed)
@@ -320,6 +338,7 @@ func TestSlotNewPrimary(t *testing.T) {
 	if _, err := kv.Put(ctx, "tidemark", []byte(ahead.String())); err != nil {
 		t.Fatal(err)
 	}
+	e.wantLostSaid(t, "")
 	p := e.replicate(t)
 	p.streaming(t)
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
@@ -336,6 +355,7 @@ func TestSlotNewPrimary(t *testing.T) {
 		t.Fatal(err)
 	}
 	savedLSN, _ := pglogrepl.ParseLSN(string(saved.Value()))
+	e.wantLostSaid(t, "new_primary")
 	code, out := e.replicateExit(t)
 	wantSlotLostExit(t, code, out, "new_primary", savedLSN)
 
@@ -348,6 +368,7 @@ func TestSlotNewPrimary(t *testing.T) {
 	if _, err := kv.Put(ctx, "tidemark", []byte(ahead.String())); err != nil {
 		t.Fatal(err)
 	}
+	e.wantLostSaid(t, "behind_checkpoint")
 	code, out = e.replicateExit(t)
 	wantSlotLostExit(t, code, out, "behind_checkpoint", ahead)
 	if string(origin.Value()) == "" {

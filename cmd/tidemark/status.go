@@ -67,7 +67,7 @@ func (c *StatusCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error
 		}
 		nc.Close()
 	}
-	st.CheckDropped(c.Slot)
+	st.CheckLost(c.Slot)
 	var err error
 	switch {
 	case c.JSON:
