@@ -519,7 +519,8 @@ func TestPartitionTruncate(t *testing.T) {
 func TestPartitionTruncateByPlainRole(t *testing.T) {
 	e := newEnv(t, testenv.Database(t))
 	ctx := testenv.Context(t, time.Minute)
-	e.exec(t, `REVOKE EXECUTE ON FUNCTION pg_logical_emit_message(boolean,text,text), pg_logical_emit_message(boolean,text,bytea) FROM PUBLIC`)
+	all, _ := testenv.EmitMessageFunctions(ctx, t, e.pool)
+	e.exec(t, "REVOKE EXECUTE ON FUNCTION "+all+" FROM PUBLIC")
 	clerk, clerkURL := testenv.Role(ctx, t, e.pool, "truncate_clerk")
 	e.exec(t, "GRANT TRUNCATE ON products_s1 TO "+clerk)
 	rec := &recorder{}
@@ -694,7 +695,8 @@ func TestIdleSlotAdvances(t *testing.T) {
 func TestHeartbeatWithoutPrivilege(t *testing.T) {
 	e := newEnv(t, testenv.Database(t))
 	ctx := testenv.Context(t, time.Minute)
-	e.exec(t, `REVOKE EXECUTE ON FUNCTION pg_logical_emit_message(boolean,text,text) FROM PUBLIC`)
+	_, text := testenv.EmitMessageFunctions(ctx, t, e.pool)
+	e.exec(t, "REVOKE EXECUTE ON FUNCTION "+text+" FROM PUBLIC")
 	role, roleURL := testenv.Role(ctx, t, e.pool, "heartbeat_plain")
 	e.exec(t, "ALTER ROLE "+role+" REPLICATION")
 	var out testenv.Buffer

@@ -394,7 +394,7 @@ func TestDoctorLogicalMessages(t *testing.T) {
 	natsURL := testenv.NATS(t).URL()
 	checks, _, _, _ := runDoctor(t, dbURL, natsURL)
 	wantCheck(t, checks, "logical_messages", health.Warn, "every role may write logical messages")
-	const sigs = "pg_logical_emit_message(boolean,text,bytea), pg_logical_emit_message(boolean,text,text)"
+	sigs, text := testenv.EmitMessageFunctions(ctx, t, pool)
 	if fix := checks["logical_messages"].Fix; !strings.Contains(fix, "REVOKE EXECUTE ON FUNCTION "+sigs+" FROM PUBLIC") {
 		t.Errorf("fix = %q", fix)
 	}
@@ -409,7 +409,7 @@ func TestDoctorLogicalMessages(t *testing.T) {
 	role, roleURL := testenv.Role(ctx, t, pool, "doctor_msgs")
 	checks, _, code, _ := runDoctor(t, roleURL, natsURL)
 	wantCheck(t, checks, "logical_messages", health.Fail, "heartbeats and tidemark snapshot fail")
-	if fix, want := checks["logical_messages"].Fix, fmt.Sprintf("GRANT EXECUTE ON FUNCTION pg_logical_emit_message(boolean,text,text) TO %q;", role); fix != want {
+	if fix, want := checks["logical_messages"].Fix, fmt.Sprintf("GRANT EXECUTE ON FUNCTION %s TO %q;", text, role); fix != want {
 		t.Errorf("fix = %q, want %q", fix, want)
 	}
 	if code == 0 {
@@ -417,7 +417,7 @@ func TestDoctorLogicalMessages(t *testing.T) {
 	}
 
 	owner, _ := testenv.Role(ctx, t, pool, "doctor_owner")
-	if _, err := pool.Exec(ctx, fmt.Sprintf("GRANT EXECUTE ON FUNCTION pg_logical_emit_message(boolean,text,text) TO %s; ALTER FUNCTION tidemark_truncate_partition() OWNER TO %s", role, owner)); err != nil {
+	if _, err := pool.Exec(ctx, fmt.Sprintf("GRANT EXECUTE ON FUNCTION %s TO %s; ALTER FUNCTION tidemark_truncate_partition() OWNER TO %s", text, role, owner)); err != nil {
 		t.Fatal(err)
 	}
 	checks, _, _, _ = runDoctor(t, roleURL, natsURL)
@@ -425,7 +425,7 @@ func TestDoctorLogicalMessages(t *testing.T) {
 	if fix := checks["logical_messages"].Fix; !strings.Contains(fix, fmt.Sprintf("TO %q;", owner)) {
 		t.Errorf("fix = %q", fix)
 	}
-	if _, err := pool.Exec(ctx, "GRANT EXECUTE ON FUNCTION pg_logical_emit_message(boolean,text,text) TO "+owner); err != nil {
+	if _, err := pool.Exec(ctx, "GRANT EXECUTE ON FUNCTION "+text+" TO "+owner); err != nil {
 		t.Fatal(err)
 	}
 	checks, _, _, _ = runDoctor(t, roleURL, natsURL)

@@ -1,7 +1,9 @@
 package testenv
 
 import (
+	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,4 +28,20 @@ func EmitMessage(tb testing.TB, pool *pgxpool.Pool, prefix string, content any) 
 		tb.Fatal(err)
 	}
 	return lsn
+}
+
+// EmitMessageFunctions names this server's overloads of pg_logical_emit_message as GRANT and
+// REVOKE take them: all of them, and those writing text (PostgreSQL 17 adds a flush argument
+// to each), comma-separated.
+func EmitMessageFunctions(ctx context.Context, tb testing.TB, pool *pgxpool.Pool) (all, text string) {
+	tb.Helper()
+	sigs := Column[string](ctx, tb, pool, `SELECT oid::regprocedure::text FROM pg_proc
+		WHERE proname = 'pg_logical_emit_message' AND pronamespace = 'pg_catalog'::regnamespace ORDER BY 1`)
+	var texts []string
+	for _, s := range sigs {
+		if strings.HasPrefix(s, "pg_logical_emit_message(boolean,text,text") {
+			texts = append(texts, s)
+		}
+	}
+	return strings.Join(sigs, ", "), strings.Join(texts, ", ")
 }
