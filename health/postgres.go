@@ -258,8 +258,8 @@ func slot(ctx context.Context, db *pgxpool.Pool, opts Options) Check {
 			opts.Slot, lost.Reason, lost.Detail, lost.MissingFrom)
 	}
 	switch {
-	case lost != nil && lost.Reason != replication.LostInvalidated:
-		return lostCheck() // the slot's other fields say nothing then
+	case missing && lost != nil:
+		return lostCheck()
 	case missing:
 		return ok("slot", "%s not yet created (tidemark replicate creates it)", opts.Slot)
 	}

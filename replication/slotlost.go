@@ -133,7 +133,8 @@ func Lost(name string, s Slot, missing bool, c SlotCheck) *SlotLostError {
 // writes no WAL.
 func ServerOrigin(ctx context.Context, db Querier) (string, error) {
 	var origin string
-	err := db.QueryRow(ctx, `SELECT system_identifier::text || '/' ||
+	// system_identifier is a signed bigint in SQL; IDENTIFY_SYSTEM prints it unsigned.
+	err := db.QueryRow(ctx, `SELECT (system_identifier::numeric + CASE WHEN system_identifier < 0 THEN 18446744073709551616 ELSE 0 END)::text || '/' ||
 		('x' || substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8))::bit(32)::int
 		FROM pg_control_system()`).Scan(&origin)
 	if err != nil {

@@ -177,9 +177,10 @@ func (e *replEnv) seedReplicated(t *testing.T, rows int) {
 // decides it, or, reason "", not lost.
 func (e *replEnv) wantLostSaid(t *testing.T, reason string) {
 	t.Helper()
-	stdout, stderr, _ := runTidemark(t, e.url, e.nats.URL(), "status", "--json")
+	stdout, stderr, code := runTidemark(t, e.url, e.nats.URL(), "status", "--json")
 	var st struct {
 		SlotLost string   `json:"slot_lost"`
+		Healthy  bool     `json:"healthy"`
 		Problems []string `json:"problems"`
 	}
 	if err := json.Unmarshal([]byte(stdout), &st); err != nil {
@@ -187,10 +188,14 @@ func (e *replEnv) wantLostSaid(t *testing.T, reason string) {
 	}
 	checks, _, _, _ := runDoctor(t, e.url, e.nats.URL())
 	if reason == "" {
-		if st.SlotLost != "" || checks["slot"].Level == health.Fail {
-			t.Errorf("a slot that is not lost: status slot_lost %q %v; doctor %+v", st.SlotLost, st.Problems, checks["slot"])
+		if st.SlotLost != "" {
+			t.Errorf("a slot that is not lost: status slot_lost %q %v", st.SlotLost, st.Problems)
 		}
+		wantCheck(t, checks, "slot", health.OK, "tidemark")
 		return
+	}
+	if code == 0 || st.Healthy {
+		t.Errorf("status exits %d, healthy %v, with the slot lost (%s)", code, st.Healthy, reason)
 	}
 	if st.SlotLost != reason || !slices.ContainsFunc(st.Problems, func(p string) bool { return strings.Contains(p, "is lost: "+reason) }) {
 		t.Errorf("status slot_lost %q %v, want %s", st.SlotLost, st.Problems, reason)
