@@ -512,6 +512,18 @@ func TestPartitionTruncate(t *testing.T) {
 	}
 }
 
+// roleWithoutMessages revokes EXECUTE on every pg_logical_emit_message from PUBLIC in e's
+// database (doctor's logical_messages fix) and returns a role of the test's own, given only
+// grant (a statement with %s for the role), which may therefore not write logical messages.
+func (e *env) roleWithoutMessages(ctx context.Context, t *testing.T, prefix, grant string) (role, url string) {
+	t.Helper()
+	all, _ := testenv.EmitMessageFunctions(ctx, t, e.pool)
+	e.exec(t, "REVOKE EXECUTE ON FUNCTION "+all+" FROM PUBLIC")
+	role, url = testenv.Role(ctx, t, e.pool, prefix)
+	e.exec(t, fmt.Sprintf(grant, role))
+	return role, url
+}
+
 // TestPartitionTruncateByPlainRole: with EXECUTE on pg_logical_emit_message revoked from
 // PUBLIC (doctor's logical_messages fix), a role that may truncate a partition but not write
 // logical messages still truncates it, and the truncate is published: the trigger's function
@@ -519,10 +531,7 @@ func TestPartitionTruncate(t *testing.T) {
 func TestPartitionTruncateByPlainRole(t *testing.T) {
 	e := newEnv(t, testenv.Database(t))
 	ctx := testenv.Context(t, time.Minute)
-	all, _ := testenv.EmitMessageFunctions(ctx, t, e.pool)
-	e.exec(t, "REVOKE EXECUTE ON FUNCTION "+all+" FROM PUBLIC")
-	clerk, clerkURL := testenv.Role(ctx, t, e.pool, "truncate_clerk")
-	e.exec(t, "GRANT TRUNCATE ON products_s1 TO "+clerk)
+	clerk, clerkURL := e.roleWithoutMessages(ctx, t, "truncate_clerk", "GRANT TRUNCATE ON products_s1 TO %s")
 	rec := &recorder{}
 	_, stop := e.run(t, rec)
 	e.exec(t, `INSERT INTO products (supplier_id, sku, name) VALUES (1, 'A', 'n')`)
@@ -695,10 +704,7 @@ func TestIdleSlotAdvances(t *testing.T) {
 func TestHeartbeatWithoutPrivilege(t *testing.T) {
 	e := newEnv(t, testenv.Database(t))
 	ctx := testenv.Context(t, time.Minute)
-	_, text := testenv.EmitMessageFunctions(ctx, t, e.pool)
-	e.exec(t, "REVOKE EXECUTE ON FUNCTION "+text+" FROM PUBLIC")
-	role, roleURL := testenv.Role(ctx, t, e.pool, "heartbeat_plain")
-	e.exec(t, "ALTER ROLE "+role+" REPLICATION")
+	_, roleURL := e.roleWithoutMessages(ctx, t, "heartbeat_plain", "ALTER ROLE %s REPLICATION")
 	var out testenv.Buffer
 	e.url, e.log = roleURL, slog.New(slog.NewTextHandler(&out, nil))
 	rec := &recorder{}
