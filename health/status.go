@@ -137,8 +137,7 @@ func GatherPostgres(ctx context.Context, pool *pgxpool.Pool, opts Options, s *St
 		s.Slot = slot
 		switch {
 		case r.Invalidated():
-			s.SlotLost = replication.LostInvalidated
-			s.Problem("slot %s is lost: invalidated (wal_status %s), the WAL it needed was removed; run tidemark replicate --on-slot-lost resync", slot.Name, slot.WALStatus)
+			// Lost, which CheckLost reports as replicate decides it; its lag says nothing more.
 		case !slot.Active && slot.LagBytes > opts.LagWarn:
 			s.Problem("slot %s is inactive with %s of WAL behind (over %s): is tidemark replicate running?",
 				slot.Name, FormatBytes(slot.LagBytes), FormatBytes(opts.LagWarn))
@@ -256,10 +255,10 @@ func lastActive(t *time.Time) time.Time {
 	return *t
 }
 
-// CheckLost says whether the slot is lost, as replicate decides it (replication.Lost): dropped
-// while the checkpoint says it existed, on another server than the checkpoint's, or behind a
-// checkpoint of unknown origin. Invalidated it already is from GatherPostgres. Call it once
-// both GatherPostgres and GatherNATS have run.
+// CheckLost says whether the slot is lost, as replicate decides it (replication.Lost):
+// invalidated, dropped while the checkpoint says it existed, on another server than the
+// checkpoint's, or behind a checkpoint of unknown origin. Call it once both GatherPostgres and
+// GatherNATS have run.
 func (s *Status) CheckLost(slot string) {
 	if s.SlotLost != "" || (s.slotRead == nil && !s.slotMissing) {
 		return
