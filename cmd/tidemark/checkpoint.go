@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -90,9 +89,7 @@ func (c *CheckpointShowCmd) Run(ctx context.Context, g *Globals, log *slog.Logge
 	}
 	rep.LostEpochs = lostEpochReports(ctx, pool, lost)
 	if c.JSON {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+		return printJSON(os.Stdout, rep)
 	}
 	savedText := rep.SavedLSN
 	if savedText == "" {

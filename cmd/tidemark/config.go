@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -49,9 +48,7 @@ func (c *ConfigPrintCmd) Run(kctx *kong.Context, g *Globals) error {
 
 func printSettings(w io.Writer, settings []Setting, asJSON bool) error {
 	if asJSON {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(settings)
+		return printJSON(w, settings)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "FLAG\tVALUE\tSOURCE")

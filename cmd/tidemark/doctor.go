@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -191,9 +190,7 @@ func printChecks(w io.Writer, rep doctorReport, asJSON bool) error {
 		if rep.Checks == nil {
 			rep.Checks = []health.Check{}
 		}
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+		return printJSON(w, rep)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, ch := range rep.Checks {

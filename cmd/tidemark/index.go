@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -88,9 +87,7 @@ func (c *IndexCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error 
 		if mi, err = store.Index(ctx, model, dim, true); err != nil {
 			return err
 		}
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(mi)
+		return printJSON(os.Stdout, mi)
 	}
 	log.Info("indexes are current", "model", model, "built", built)
 	return nil

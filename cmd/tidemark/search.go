@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -47,9 +46,7 @@ func (c *SearchCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error
 		log.Warn("no ANN index for this model yet: the search read every vector (tidemark index builds it)", "model", model)
 	}
 	if c.JSON {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(res)
+		return printJSON(os.Stdout, res)
 	}
 	if len(res.Hits) == 0 {
 		fmt.Fprintf(os.Stderr, "no vectors of model %s yet (is tidemark encode running?)\n", model)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -71,9 +70,7 @@ func (c *StatusCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error
 	var err error
 	switch {
 	case c.JSON:
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		err = enc.Encode(st)
+		err = printJSON(os.Stdout, st)
 	case c.Supplier != 0:
 		err = printSupplierStatus(os.Stdout, st, c.Consumer, queueErr, time.Now())
 	default:
