@@ -3,39 +3,31 @@ package event_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/tidemark/tidemark/event"
 )
 
-// appendStringBytewise is AppendString as it was before it skipped eight bytes at a time: the
-// reference the fast one must match byte for byte.
-func appendStringBytewise(dst []byte, v string) []byte {
-	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if c >= 0x20 && c != '"' && c != '\\' {
-			continue
+// byteEscapes is what each byte becomes in an event's string, written out one byte at a time:
+// the reference the word-at-a-time AppendString must match byte for byte.
+var byteEscapes = func() (esc [256]string) {
+	for c := range 256 {
+		esc[c] = string([]byte{byte(c)})
+		if c < 0x20 {
+			esc[c] = fmt.Sprintf(`\u%04x`, c)
 		}
-		dst = append(dst, v[start:i]...)
-		switch c {
-		case '"', '\\':
-			dst = append(dst, '\\', c)
-		case '\n':
-			dst = append(dst, '\\', 'n')
-		case '\r':
-			dst = append(dst, '\\', 'r')
-		case '\t':
-			dst = append(dst, '\\', 't')
-		default:
-			dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-		}
-		start = i + 1
 	}
-	dst = append(dst, v[start:]...)
+	esc['\n'], esc['\r'], esc['\t'], esc['"'], esc['\\'] = `\n`, `\r`, `\t`, `\"`, `\\`
+	return esc
+}()
+
+func appendStringBytewise(dst []byte, v string) []byte {
+	dst = append(dst, '"')
+	for i := range len(v) {
+		dst = append(dst, byteEscapes[v[i]]...)
+	}
 	return append(dst, '"')
 }
 
