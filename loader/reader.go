@@ -502,17 +502,12 @@ func (n *ndjsonReader) parse(line []byte) error {
 		case t.col >= 0:
 			values[t.col], keys[t.col] = v, k
 		case t.col == toAttribute:
-			v = bytes.TrimSpace(v)
-			switch {
-			case string(v) == "null":
-			case v[0] == '"':
-				var s string
-				if err := json.Unmarshal(v, &s); err != nil {
-					n.rec.Reason = k + ": " + err.Error()
-				}
-				n.attrs = append(n.attrs, attrValue{key: t.attr, val: s})
-			default:
-				n.attrs = append(n.attrs, attrValue{key: t.attr, val: string(v), json: true})
+			kind, s, err := fieldValue(v)
+			if err != nil {
+				n.rec.Reason = k + ": " + err.Error()
+			}
+			if kind != jsonNull {
+				n.attrs = append(n.attrs, attrValue{key: t.attr, val: s, json: kind == jsonOther})
 			}
 		}
 	}
@@ -532,32 +527,55 @@ func (n *ndjsonReader) parse(line []byte) error {
 		if keys[i] != col {
 			col = keys[i] // reasons name the drop's own key
 		}
-		v = bytes.TrimSpace(v)
+		kind, s, err := fieldValue(v)
 		switch {
-		case string(v) == "null":
-		case v[0] == '"':
-			var s string
-			if err := json.Unmarshal(v, &s); err != nil {
-				fail(col + ": " + err.Error())
-			} else if i == colAttributes {
-				fail(col + ": not a JSON object (a string)")
-			} else {
-				n.rec.Fields[i] = s
-			}
-		case i == colPrice && (v[0] == '-' || (v[0] >= '0' && v[0] <= '9')):
-			n.rec.Fields[i], priceNum = string(v), true
-		case i == colAttributes && v[0] == '{':
-			n.rec.Fields[i] = string(v)
+		case err != nil:
+			fail(col + ": " + err.Error())
+		case kind == jsonNull:
+		case kind == jsonString && i == colAttributes:
+			fail(col + ": not a JSON object (a string)")
+		case kind == jsonString:
+			n.rec.Fields[i] = s
+		case i == colPrice && (s[0] == '-' || (s[0] >= '0' && s[0] <= '9')):
+			n.rec.Fields[i], priceNum = s, true
+		case i == colAttributes && s[0] == '{':
+			n.rec.Fields[i] = s
 		case i == colAttributes:
 			fail(col + ": not a JSON object")
 		default:
-			fail(fmt.Sprintf("%s: not a string (%s)", col, truncate(string(v), 40)))
+			fail(fmt.Sprintf("%s: not a string (%s)", col, truncate(s, 40)))
 		}
 	}
 	if !n.pl.plain {
 		n.buf = n.pl.finish(&n.rec, n.attrs, priceNum, n.buf)
 	}
 	return nil
+}
+
+// jsonKind is what a field of an NDJSON record holds.
+type jsonKind int8
+
+const (
+	jsonNull   jsonKind = iota
+	jsonString          // decoded
+	jsonOther           // a number, object, array or boolean, as its JSON text
+)
+
+// fieldValue reads one field of a record that encoding/json has already checked is valid:
+// null, a string (decoded, the error of a string that is not UTF-8 or has a bad escape), or
+// any other value as its text, trimmed.
+func fieldValue(v json.RawMessage) (jsonKind, string, error) {
+	v = bytes.TrimSpace(v)
+	switch {
+	case string(v) == "null":
+		return jsonNull, "", nil
+	case v[0] == '"':
+		var s string
+		err := json.Unmarshal(v, &s)
+		return jsonString, s, err
+	default:
+		return jsonOther, string(v), nil
+	}
 }
 
 // Raw is the input line itself when it is valid JSON, else the line as a JSON string.
