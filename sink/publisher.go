@@ -289,28 +289,38 @@ func (s *Publisher) pump() {
 			}
 			continue
 		}
-		if len(p.queue) == 0 {
-			o, ok := <-in
-			if !ok {
-				return
-			}
-			p.take(o)
-			continue
-		}
-		head := p.queue[0]
-		select {
-		case ack := <-head.fut.Ok():
-			p.stored(ack)
-		case err := <-head.fut.Err():
-			p.failed(err)
-		case o, ok := <-in:
-			if !ok {
-				p.settleAll()
-				return
-			}
-			p.take(o)
+		if p.await(in) {
+			return
 		}
 	}
+}
+
+// await handles whichever comes first: the oldest run's ack, if a run is waiting, or the next
+// message from in (nil: none is read). It reports whether in was closed; everything published
+// is settled then.
+func (p *pumpState) await(in <-chan outgoing) (closed bool) {
+	okc, errc := p.headAck()
+	select {
+	case ack := <-okc:
+		p.stored(ack)
+	case err := <-errc:
+		p.failed(err)
+	case o, ok := <-in:
+		if !ok {
+			p.settleAll()
+			return true
+		}
+		p.take(o)
+	}
+	return false
+}
+
+// headAck returns the oldest run's ack channels, nil ones (never ready) when no run waits.
+func (p *pumpState) headAck() (<-chan *jetstream.PubAck, <-chan error) {
+	if len(p.queue) == 0 {
+		return nil, nil
+	}
+	return p.queue[0].fut.Ok(), p.queue[0].fut.Err()
 }
 
 // whileHolding handles what comes next while a message is held: another message (the held
@@ -318,11 +328,7 @@ func (s *Publisher) pump() {
 // ack, or nothing for idleAck (the held one then goes out asking for an ack, ending the run).
 // It reports whether the publisher is closed.
 func (p *pumpState) whileHolding(in <-chan outgoing) (closed bool) {
-	var okc <-chan *jetstream.PubAck
-	var errc <-chan error
-	if len(p.queue) > 0 {
-		okc, errc = p.queue[0].fut.Ok(), p.queue[0].fut.Err()
-	}
+	okc, errc := p.headAck()
 	select {
 	case o, ok := <-in:
 		return p.handle(o, ok)
@@ -368,7 +374,7 @@ func (p *pumpState) handle(o outgoing, ok bool) (closed bool) {
 // settleAll waits for every published message to be settled: the pump is closing.
 func (p *pumpState) settleAll() {
 	for len(p.queue) > 0 {
-		p.settleHead()
+		p.await(nil)
 	}
 }
 
@@ -503,17 +509,6 @@ func (p *pumpState) pop() run {
 		p.queue = p.queue[:0:0]
 	}
 	return head
-}
-
-// settleHead waits for the oldest run's ack.
-func (p *pumpState) settleHead() {
-	head := p.queue[0]
-	select {
-	case ack := <-head.fut.Ok():
-		p.stored(ack)
-	case err := <-head.fut.Err():
-		p.failed(err)
-	}
 }
 
 // stored settles the oldest run: its last message is stored, so every one before it is.
