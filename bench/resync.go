@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
+	"github.com/tidemark/tidemark/internal/sandbox"
 	"github.com/tidemark/tidemark/replication"
 	"github.com/tidemark/tidemark/sink"
 )
@@ -74,7 +74,7 @@ func benchResync(ctx context.Context, env *Env) ([]Result, error) {
 	env.Log.Info("resync: tidemark replicate --on-slot-lost resync", "rows", rows)
 	cmd := exec.CommandContext(ctx, env.Bin, "replicate", "--pg-url", url, "--nats-url", env.NATS.URL(), "--http-addr=",
 		"--slot", resyncSlot, "--on-slot-lost", "resync", "--log-level", "info")
-	out := &syncBuilder{}
+	out := &sandbox.Output{}
 	cmd.Stdout, cmd.Stderr = out, out
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
@@ -141,23 +141,4 @@ func benchResync(ctx context.Context, env *Env) ([]Result, error) {
 		Note: fmt.Sprintf("dropped slot: replicate --on-slot-lost resync, new slot + snapshot of %d suppliers until the slot confirmed every row; replicate CPU %.1fs",
 			resyncSuppliers, cpu.Seconds()),
 	}}, nil
-}
-
-// syncBuilder is a strings.Builder that a subprocess's output copier writes while the stage
-// reads it.
-type syncBuilder struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuilder) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuilder) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -14,20 +14,21 @@ import (
 
 	"github.com/tidemark/tidemark/encoder"
 	"github.com/tidemark/tidemark/event"
+	"github.com/tidemark/tidemark/internal/sandbox"
 	"github.com/tidemark/tidemark/internal/testenv"
 )
 
 // proc is a running tidemark subprocess.
 type proc struct {
 	cmd  *exec.Cmd
-	out  *testenv.Buffer
+	out  *sandbox.Output
 	done chan struct{} // closed once it exited; err is then its exit error
 	err  error
 }
 
 func (e *env) encodeProcess(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
-	out := &testenv.Buffer{}
+	out := &sandbox.Output{}
 	cmd := exec.Command(testenv.Binary(t), append([]string{"encode", "--pg-url", e.pgURL, "--nats-url", e.natsURL,
 		"--http-addr", "", "--workers", "2", "--batch", "50", "--batch-wait", "100ms", "--ack-wait", "2s"}, args...)...)
 	cmd.Stdout, cmd.Stderr = out, out

@@ -705,7 +705,7 @@ func TestHeartbeatWithoutPrivilege(t *testing.T) {
 	e := newEnv(t, testenv.Database(t))
 	ctx := testenv.Context(t, time.Minute)
 	_, roleURL := e.roleWithoutMessages(ctx, t, "heartbeat_plain", "ALTER ROLE %s REPLICATION")
-	var out testenv.Buffer
+	var out sandbox.Output
 	e.url, e.log = roleURL, slog.New(slog.NewTextHandler(&out, nil))
 	rec := &recorder{}
 	_, stop := e.run(t, rec, func(c *replication.Config) { c.Heartbeat = 100 * time.Millisecond })

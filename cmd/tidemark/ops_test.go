@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tidemark/tidemark/internal/sandbox"
 	"github.com/tidemark/tidemark/internal/testenv"
 )
 
@@ -21,7 +22,7 @@ func TestServeOps(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	notReady := errors.New("slot not acquired")
 	var ready atomic.Bool
-	var logs testenv.Buffer
+	var logs sandbox.Output
 	errc := make(chan error, 1)
 	go func() {
 		errc <- serveOps(ctx, slog.New(slog.NewTextHandler(&logs, nil)), "127.0.0.1:0", newRegistry(), func() error {

@@ -75,7 +75,7 @@ func newReplEnvAt(t *testing.T, url string) *replEnv {
 // proc is a tidemark subprocess with its output kept for the test log.
 type proc struct {
 	cmd  *exec.Cmd
-	out  *testenv.Buffer
+	out  *sandbox.Output
 	done chan struct{} // closed when the process has exited
 	err  error         // its exit error, once done
 }
@@ -90,7 +90,7 @@ func (e *replEnv) start(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
 	full := append([]string{name, "--pg-url", e.url, "--nats-url", e.nats.URL(), "--log-level", "debug"}, args...)
 	cmd := exec.Command(e.bin, full...)
-	p := &proc{cmd: cmd, out: &testenv.Buffer{}, done: make(chan struct{})}
+	p := &proc{cmd: cmd, out: &sandbox.Output{}, done: make(chan struct{})}
 	cmd.Stderr = p.out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -578,7 +578,7 @@ func checkShowListsLostEpochs(ctx context.Context, t *testing.T, e *replEnv, js 
 func (e *replEnv) tail(ctx context.Context, t *testing.T, what, want string, args ...string) string {
 	t.Helper()
 	cmd := exec.CommandContext(ctx, e.bin, append([]string{"tail", "--nats-url", e.nats.URL()}, args...)...)
-	var stdout testenv.Buffer
+	var stdout sandbox.Output
 	cmd.Stdout = &stdout
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

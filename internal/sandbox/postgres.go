@@ -50,7 +50,7 @@ type Postgres struct {
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{}
-	logs *tailBuffer
+	logs *Output
 }
 
 // FindPostgresBin returns the directory holding initdb and postgres: $TIDEMARK_PG_BIN, then
@@ -105,7 +105,7 @@ func StartPostgres(ctx context.Context, opts PostgresOptions) (*Postgres, error)
 	if err != nil {
 		return nil, err
 	}
-	p := &Postgres{bin: bin, opts: opts, logs: &tailBuffer{max: 16 << 10}}
+	p := &Postgres{bin: bin, opts: opts, logs: &Output{Max: 16 << 10}}
 	if os.Geteuid() == 0 {
 		cred, err := postgresCredential()
 		if err != nil {
@@ -260,7 +260,7 @@ func (p *Postgres) start(ctx context.Context) error {
 	cmd := p.command(context.Background(), "postgres", p.settings()...)
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	// This start's own output, to tell a taken port from other failures.
-	startLog := &tailBuffer{max: 16 << 10}
+	startLog := &Output{Max: 16 << 10}
 	if p.opts.Log != nil {
 		cmd.Stdout, cmd.Stderr = io.MultiWriter(p.opts.Log, startLog), io.MultiWriter(p.opts.Log, startLog)
 	} else {
@@ -308,7 +308,7 @@ func (p *Postgres) start(ctx context.Context) error {
 		select {
 		case <-done:
 			p.cmd = nil
-			out := startLog.String()
+			out := strings.TrimSpace(startLog.String())
 			if strings.Contains(out, "Address already in use") {
 				return fmt.Errorf("postgres on 127.0.0.1:%d: %w: %s", p.port, errPortInUse, out)
 			}
@@ -423,27 +423,4 @@ func (p *Postgres) CreateDatabase(ctx context.Context, name string) (string, err
 }
 
 // Logs returns the tail of the server's log output (when no Log file was given).
-func (p *Postgres) Logs() string { return p.logs.String() }
-
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	buf []byte
-}
-
-func (b *tailBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf = append(b.buf, p...)
-	if len(b.buf) > b.max {
-		b.buf = append([]byte(nil), b.buf[len(b.buf)-b.max:]...)
-	}
-	return len(p), nil
-}
-
-func (b *tailBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.TrimSpace(string(b.buf))
-}
+func (p *Postgres) Logs() string { return strings.TrimSpace(p.logs.String()) }

@@ -1,10 +1,8 @@
 package testenv
 
 import (
-	"bytes"
 	"fmt"
 	"regexp"
-	"sync"
 	"testing"
 	"time"
 )
@@ -19,24 +17,6 @@ func WaitFor(tb testing.TB, what string, d time.Duration, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// Buffer collects a subprocess's output safely while the test reads it.
-type Buffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *Buffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *Buffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // loggedAddr matches the line a command's ops server logs once it listens (text or JSON).
