@@ -3,11 +3,12 @@ package main
 import (
 	"fmt"
 	"os"
-	"runtime/pprof"
+
 	"strings"
 	"time"
 
 	"github.com/google/pprof/profile"
+	"github.com/tidemark/tidemark/internal/cpuprofile"
 )
 
 // encoderParts names the encoder's work by the functions process calls, in the order of a
@@ -97,16 +98,5 @@ func profileSelf(path string, on bool) (func(), error) {
 	if path == "" || !on {
 		return func() {}, nil
 	}
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, fmt.Errorf("profile: %w", err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("profile: %w", err)
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		_ = f.Close()
-	}, nil
+	return cpuprofile.Start(path)
 }

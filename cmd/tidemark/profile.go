@@ -1,10 +1,6 @@
 package main
 
-import (
-	"fmt"
-	"os"
-	"runtime/pprof"
-)
+import "github.com/tidemark/tidemark/internal/cpuprofile"
 
 // profileFlag is the hidden --cpuprofile of load, replicate and encode, for the benchmark.
 type profileFlag struct {
@@ -13,20 +9,4 @@ type profileFlag struct {
 
 // startProfile profiles the process until the returned function is called; without the flag
 // it does nothing.
-func (p profileFlag) startProfile() (func(), error) {
-	if p.CPUProfile == "" {
-		return func() {}, nil
-	}
-	f, err := os.Create(p.CPUProfile)
-	if err != nil {
-		return nil, fmt.Errorf("cpu profile: %w", err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("cpu profile: %w", err)
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		_ = f.Close()
-	}, nil
-}
+func (p profileFlag) startProfile() (func(), error) { return cpuprofile.Start(p.CPUProfile) }
