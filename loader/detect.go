@@ -1,7 +1,6 @@
 package loader
 
 import (
-	"archive/zip"
 	"bufio"
 	"bytes"
 	"compress/gzip"
@@ -271,13 +270,9 @@ func detectXLSX(r io.Reader) (*Detection, error) {
 
 // sheetNames lists a workbook's sheets.
 func (x *xlsxReader) sheetNames(ra io.ReaderAt, size int64) ([]string, error) {
-	zr, err := zip.NewReader(ra, size)
+	parts, err := workbookParts(ra, size)
 	if err != nil {
-		return nil, fmt.Errorf("open xlsx: %w", err)
-	}
-	parts := map[string]*zip.File{}
-	for _, f := range zr.File {
-		parts[strings.ToLower(f.Name)] = f
+		return nil, err
 	}
 	_, _, names, err := findSheet(parts, "")
 	return names, err

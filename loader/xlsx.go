@@ -74,13 +74,9 @@ func openXLSX(r io.Reader, pl *plan) (_ *xlsxReader, err error) {
 
 // open reads the workbook up to the header row of the sheet and returns the workbook's sheets.
 func (x *xlsxReader) open(ra io.ReaderAt, size int64) ([]string, error) {
-	zr, err := zip.NewReader(ra, size)
+	parts, err := workbookParts(ra, size)
 	if err != nil {
-		return nil, fmt.Errorf("open xlsx: %w (the format is xlsx: is the drop an XLSX workbook?)", err)
-	}
-	parts := map[string]*zip.File{}
-	for _, f := range zr.File {
-		parts[strings.ToLower(f.Name)] = f
+		return nil, err
 	}
 	sheetPath, sstPath, sheets, err := findSheet(parts, x.pl.sheet)
 	if err != nil {
@@ -113,6 +109,21 @@ func (x *xlsxReader) open(ra io.ReaderAt, size int64) ([]string, error) {
 		x.header = append(x.header, c.text)
 	}
 	return sheets, nil
+}
+
+// workbookParts opens the workbook's zip and returns its parts by lower-cased name: the Open
+// Packaging Conventions compare part names without case, so a relationship may name a part
+// in another case than its zip entry.
+func workbookParts(ra io.ReaderAt, size int64) (map[string]*zip.File, error) {
+	zr, err := zip.NewReader(ra, size)
+	if err != nil {
+		return nil, fmt.Errorf("open xlsx: %w (the format is xlsx: is the drop an XLSX workbook?)", err)
+	}
+	parts := make(map[string]*zip.File, len(zr.File))
+	for _, f := range zr.File {
+		parts[strings.ToLower(f.Name)] = f
+	}
+	return parts, nil
 }
 
 // randomAccess returns the drop as a zip reader needs it: a regular file as it is, anything
