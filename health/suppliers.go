@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/tidemark/tidemark/catalog"
 	"github.com/tidemark/tidemark/event"
 )
 
@@ -48,16 +49,11 @@ type SupplierVectors struct {
 
 // LoadRecord is what one `tidemark load` did, from tidemark_loads.
 type LoadRecord struct {
-	ID         int64     `json:"id"`
-	Started    time.Time `json:"started"`
-	Finished   time.Time `json:"finished"`
-	Full       bool      `json:"full"`
-	Inserted   int64     `json:"inserted"`
-	Updated    int64     `json:"updated"`
-	Unchanged  int64     `json:"unchanged"`
-	Deleted    int64     `json:"deleted"`
-	Rejected   int64     `json:"rejected"`
-	Duplicates int64     `json:"duplicates"`
+	ID       int64     `json:"id"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	Full     bool      `json:"full"`
+	catalog.LoadCounts
 	// Products is the supplier's product count once the load committed (exact).
 	Products int64 `json:"products"`
 	// WALLSN is the WAL position just before the load's commit.
@@ -170,8 +166,8 @@ func scanSupplier(r pgx.CollectableRow) (SupplierStatus, error) {
 	}
 	if loadID != nil {
 		sup.LastLoad = &LoadRecord{ID: *loadID, Started: *started, Finished: *finished, Full: *full,
-			Inserted: *ins, Updated: *upd, Unchanged: *unch, Deleted: *del, Rejected: *rej, Duplicates: *dups,
-			Products: *products, WALLSN: *walLSN}
+			LoadCounts: catalog.LoadCounts{Inserted: *ins, Updated: *upd, Unchanged: *unch, Deleted: *del, Rejected: *rej, Duplicates: *dups},
+			Products:   *products, WALLSN: *walLSN}
 	}
 	if snapID != nil {
 		sup.LastSnapshot = &SnapshotInfo{ID: *snapID, Started: *snapStarted, Finished: snapFinished,

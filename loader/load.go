@@ -36,13 +36,8 @@ type Options struct {
 
 // Result counts what a load did.
 type Result struct {
-	Inserted   int64   `json:"inserted"`
-	Updated    int64   `json:"updated"`
-	Unchanged  int64   `json:"unchanged"`
-	Deleted    int64   `json:"deleted"`
-	Rejected   int64   `json:"rejected"`
-	Duplicates int64   `json:"duplicates"`
-	Seconds    float64 `json:"seconds"`
+	catalog.LoadCounts
+	Seconds float64 `json:"seconds"`
 	// RowsPerSecond is the records read (loaded or rejected) per second of the whole load.
 	RowsPerSecond float64 `json:"rows_per_second"`
 
