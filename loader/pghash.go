@@ -49,44 +49,12 @@ func lookup3Start(n int, seed uint64) (a, b, c uint32) {
 	return a, b, c
 }
 
-// tailWords is what the last (up to 11) bytes add to the state; the lowest byte of c is
-// left for the length, as in lookup3.
+// tailWords is what the last (up to 11) bytes add to the state: the block zero-padded, with
+// c's word shifted up a byte, as lookup3 leaves c's lowest byte for the length.
 func tailWords(k []byte) (a, b, c uint32) {
-	switch len(k) {
-	case 11:
-		c += uint32(k[10]) << 24
-		fallthrough
-	case 10:
-		c += uint32(k[9]) << 16
-		fallthrough
-	case 9:
-		c += uint32(k[8]) << 8
-		fallthrough
-	case 8:
-		b += uint32(k[7]) << 24
-		fallthrough
-	case 7:
-		b += uint32(k[6]) << 16
-		fallthrough
-	case 6:
-		b += uint32(k[5]) << 8
-		fallthrough
-	case 5:
-		b += uint32(k[4])
-		fallthrough
-	case 4:
-		a += uint32(k[3]) << 24
-		fallthrough
-	case 3:
-		a += uint32(k[2]) << 16
-		fallthrough
-	case 2:
-		a += uint32(k[1]) << 8
-		fallthrough
-	case 1:
-		a += uint32(k[0])
-	}
-	return a, b, c
+	var w [12]byte
+	copy(w[:], k)
+	return le32(w[0:4]), le32(w[4:8]), le32(w[8:12]) << 8
 }
 
 func le32(b []byte) uint32 {
