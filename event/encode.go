@@ -247,17 +247,19 @@ func word8[T ~string | ~[]byte](v T, i int) uint64 {
 		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
 }
 
-// nextEscape returns the index of the first byte to escape in v from i on, len(v) if none.
-// Text columns are long and rarely hold one: it looks at eight bytes at a time, the last
-// (partial) eight read as the string's last eight bytes.
-func nextEscape[T ~string | ~[]byte](v T, i int) int {
+// NextEscape returns the index of the first byte from i on that a JSON string may not hold
+// as it is (a double quote, a backslash or a control character), len(v) if none. Text columns
+// are long and rarely hold one: it looks at eight bytes at a time, the last (partial) eight
+// read as the string's last eight bytes. The replicator's JSON check finds the ends of
+// strings with it too.
+func NextEscape[T ~string | ~[]byte](v T, i int) int {
 	for ; i+8 <= len(v); i += 8 {
 		if m := escapes(word8(v, i)); m != 0 {
 			return i + bits.TrailingZeros64(m)>>3
 		}
 	}
-	if i == len(v) {
-		return i
+	if i >= len(v) {
+		return len(v)
 	}
 	if len(v) >= 8 {
 		// The last eight bytes, those before i shifted out (a byte to escape among them
@@ -283,7 +285,7 @@ func nextEscape[T ~string | ~[]byte](v T, i int) int {
 func AppendString[T ~string | ~[]byte](dst []byte, v T) []byte {
 	dst = append(dst, '"')
 	start := 0
-	for i := nextEscape(v, 0); i < len(v); i = nextEscape(v, i) {
+	for i := NextEscape(v, 0); i < len(v); i = NextEscape(v, i) {
 		dst = append(dst, v[start:i]...)
 		switch c := v[i]; c {
 		case '"', '\\':

@@ -1,6 +1,6 @@
 package replication
 
-import "math/bits"
+import "github.com/tidemark/tidemark/event"
 
 // validJSON reports whether v is one JSON value, accepting exactly what json.Valid accepts
 // (whitespace around it, any bytes of 0x20 and above in strings, nesting up to 10,000 deep) at
@@ -141,7 +141,7 @@ func (p *jsonChecker) next(closing byte) (more, ok bool) {
 // string reads a string whose opening quote is at p.i.
 func (p *jsonChecker) string() bool {
 	b := p.b
-	for i := nextSpecial(b, p.i+1); i < len(b); i = nextSpecial(b, i) {
+	for i := event.NextEscape(b, p.i+1); i < len(b); i = event.NextEscape(b, i) {
 		switch b[i] {
 		case '"':
 			p.i = i + 1
@@ -166,56 +166,6 @@ func (p *jsonChecker) string() bool {
 		}
 	}
 	return false
-}
-
-// Bytes of a word of eight, for finding a string's special bytes eight at a time.
-const (
-	ones  = 0x0101010101010101
-	highs = 0x8080808080808080
-)
-
-// specials has the high bit set in each byte of w that is a control character, a double
-// quote or a backslash, and maybe in bytes above (later than) such a byte: the classic "has a
-// byte less than n" trick, whose borrows only run upwards from a byte that matches. The
-// lowest bit set is therefore always a special byte, and 0 means there is none.
-func specials(w uint64) uint64 {
-	q, s := w^('"'*ones), w^('\\'*ones)
-	return ((w-0x20*ones)&^w | (q-ones)&^q | (s-ones)&^s) & highs
-}
-
-func word8(b []byte, i int) uint64 {
-	w := b[i : i+8]
-	return uint64(w[0]) | uint64(w[1])<<8 | uint64(w[2])<<16 | uint64(w[3])<<24 |
-		uint64(w[4])<<32 | uint64(w[5])<<40 | uint64(w[6])<<48 | uint64(w[7])<<56
-}
-
-// nextSpecial returns the index of the first quote, backslash or control character in b from
-// i on, len(b) if none, looking at eight bytes at a time (as event.AppendString does).
-func nextSpecial(b []byte, i int) int {
-	for ; i+8 <= len(b); i += 8 {
-		if m := specials(word8(b, i)); m != 0 {
-			return i + bits.TrailingZeros64(m)>>3
-		}
-	}
-	if i >= len(b) {
-		return len(b)
-	}
-	if len(b) >= 8 {
-		// The last eight bytes, those before i shifted out (a special one among them would
-		// borrow into the ones after it) and harmless 'a's shifted in.
-		last := len(b) - 8
-		sh := uint(i-last) * 8
-		if m := specials(word8(b, last)>>sh | 0x6161616161616161<<(64-sh)); m != 0 {
-			return i + bits.TrailingZeros64(m)>>3
-		}
-		return len(b)
-	}
-	for ; i < len(b); i++ {
-		if c := b[i]; c < 0x20 || c == '"' || c == '\\' {
-			return i
-		}
-	}
-	return i
 }
 
 func isHex(c byte) bool {
