@@ -400,27 +400,8 @@ func BenchmarkHeaders(b *testing.B) {
 // in the figures too): encode, publish, ack, with a Flush per 1,000 changes as at commits.
 func BenchmarkPublish(b *testing.B) {
 	ctx, pub := benchPublisher(b, sink.Options{})
-	rows := productRows(b, 256)
-	c := change(event.LSN(1<<32), 0, 1)
 	b.ReportAllocs()
-	b.ResetTimer()
-	// CPU time as well as wall time: on a shared machine it varies less.
-	cpu0 := processCPU()
-	for i := 0; i < b.N; i++ {
-		c.Source.Seq, c.After = i, rows[i%len(rows)]
-		if err := pub.Publish(ctx, c); err != nil {
-			b.Fatal(err)
-		}
-		if i%1000 == 999 {
-			if err := pub.Flush(ctx); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
-	if err := pub.Flush(ctx); err != nil {
-		b.Fatal(err)
-	}
-	b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+	publishN(ctx, b, pub, 1000)
 }
 
 // BenchmarkPublishSmallWindow is BenchmarkPublish with a window of one or two messages
@@ -430,22 +411,33 @@ func BenchmarkPublishSmallWindow(b *testing.B) {
 	for _, window := range []int{1, 2} {
 		b.Run(fmt.Sprint(window), func(b *testing.B) {
 			ctx, pub := benchPublisher(b, sink.Options{MaxInFlight: window})
-			rows := productRows(b, 256)
-			c := change(event.LSN(1<<32), 0, 1)
-			b.ResetTimer()
-			cpu0 := processCPU()
-			for i := 0; i < b.N; i++ {
-				c.Source.Seq, c.After = i, rows[i%len(rows)]
-				if err := pub.Publish(ctx, c); err != nil {
-					b.Fatal(err)
-				}
-			}
+			publishN(ctx, b, pub, 0)
+		})
+	}
+}
+
+// publishN publishes b.N changes of generated product rows, flushing every flushEvery (0: at
+// the end only), and reports CPU time as well as wall time: on a shared machine it varies less.
+func publishN(ctx context.Context, b *testing.B, pub *sink.Publisher, flushEvery int) {
+	rows := productRows(b, 256)
+	c := change(event.LSN(1<<32), 0, 1)
+	b.ResetTimer()
+	cpu0 := processCPU()
+	for i := 0; i < b.N; i++ {
+		c.Source.Seq, c.After = i, rows[i%len(rows)]
+		if err := pub.Publish(ctx, c); err != nil {
+			b.Fatal(err)
+		}
+		if flushEvery > 0 && i%flushEvery == flushEvery-1 {
 			if err := pub.Flush(ctx); err != nil {
 				b.Fatal(err)
 			}
-			b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
-		})
+		}
 	}
+	if err := pub.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
 }
 
 // benchPublisher starts an embedded server with the change stream and a publisher on it.
