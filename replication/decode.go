@@ -249,43 +249,35 @@ func (d *decoder) rowChange(typ byte, lsn pglogrepl.LSN, src []byte, emit func(*
 		return fmt.Errorf("%w: change to unknown relation %d", ErrProtocol, relID)
 	}
 	src = src[4:]
-	var c *event.Change
+	op := event.OpInsert
 	switch typ {
-	case 'I':
-		c = d.reset(event.OpInsert, rel, lsn)
-		if src[0] != 'N' {
-			return fmt.Errorf("%w: insert without a new tuple", ErrProtocol)
-		}
-		if _, err := d.tuple(rel, src[1:], &d.after, true); err != nil {
-			return err
-		}
-		c.After = d.after
 	case 'U':
-		c = d.reset(event.OpUpdate, rel, lsn)
-		if src[0] == 'K' || src[0] == 'O' {
-			n, err := d.tuple(rel, src[1:], &d.before, false)
-			if err != nil {
-				return err
-			}
-			c.Before = d.before
-			src = src[1+n:]
-		}
-		if len(src) == 0 || src[0] != 'N' {
-			return fmt.Errorf("%w: update without a new tuple", ErrProtocol)
-		}
-		if _, err := d.tuple(rel, src[1:], &d.after, true); err != nil {
-			return err
-		}
-		c.After = d.after
+		op = event.OpUpdate
 	case 'D':
-		c = d.reset(event.OpDelete, rel, lsn)
-		if src[0] != 'K' && src[0] != 'O' {
-			return fmt.Errorf("%w: delete without an old key", ErrProtocol)
-		}
-		if _, err := d.tuple(rel, src[1:], &d.before, false); err != nil {
+		op = event.OpDelete
+	}
+	c := d.reset(op, rel, lsn)
+	// An insert carries the new row (N), a delete the old key or row (K, or O under REPLICA
+	// IDENTITY FULL), and an update both, the old one only when it had to (the key changed,
+	// or FULL).
+	if typ != 'I' && (src[0] == 'K' || src[0] == 'O') {
+		n, err := d.tuple(rel, src[1:], &d.before, false)
+		if err != nil {
 			return err
 		}
 		c.Before = d.before
+		src = src[1+n:]
+	} else if typ == 'D' {
+		return fmt.Errorf("%w: delete without an old key", ErrProtocol)
+	}
+	if typ != 'D' {
+		if len(src) == 0 || src[0] != 'N' {
+			return fmt.Errorf("%w: %s without a new tuple", ErrProtocol, op)
+		}
+		if _, err := d.tuple(rel, src[1:], &d.after, true); err != nil {
+			return err
+		}
+		c.After = d.after
 	}
 	c.UnchangedToast = d.toast
 	if len(c.UnchangedToast) == 0 {

@@ -119,6 +119,7 @@ func TestDecodeInsert(t *testing.T) {
 func TestDecodeBadInput(t *testing.T) {
 	ins := insertMsg()
 	rel := relationMsg()
+	upd := updateMsg(true)
 	cases := map[string][]byte{
 		"empty":             {},
 		"unknown type":      {'Z', 1, 2},
@@ -131,6 +132,9 @@ func TestDecodeBadInput(t *testing.T) {
 		"truncate cut":      {'T', 0, 0, 0, 5, 0, 0, 0, 0, 1},
 		"message cut":       {'M', 0, 0, 0, 0, 0, 0, 0, 0, 1, 'p', 0, 0, 0, 0, 50, 'x'},
 		"delete no old key": {'D', 0, 0, 0x40, 0x10, 'X'},
+		"insert old key":    append([]byte{'I', 0, 0, 0x40, 0x10, 'K'}, tupleData(productRow...)...),
+		"update no tuple":   {'U', 0, 0, 0x40, 0x10, 'X'},
+		"update old only":   upd[:bytes.LastIndexByte(upd, 'N')],
 	}
 	for name, msg := range cases {
 		t.Run(name, func(t *testing.T) {
