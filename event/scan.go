@@ -22,14 +22,14 @@ func (s *scanner) errorf(what, format string, args ...any) error {
 	return fmt.Errorf("%w: %s: %s (at byte %d)", ErrMalformed, what, fmt.Sprintf(format, args...), s.pos)
 }
 
+// ws skips white space. Every read peeks first, so it mostly finds none: a byte above the
+// space is the one test it then costs.
 func (s *scanner) ws() {
 	for s.pos < len(s.data) {
-		switch s.data[s.pos] {
-		case ' ', '\t', '\n', '\r':
-			s.pos++
-		default:
+		if c := s.data[s.pos]; c > ' ' || c != ' ' && c != '\t' && c != '\n' && c != '\r' {
 			return
 		}
+		s.pos++
 	}
 }
 
@@ -144,7 +144,7 @@ func (s *scanner) str(what string) (raw []byte, escaped bool, err error) {
 		return nil, false, s.errorf(what, "want a string, found %s", s.found())
 	}
 	start := s.pos + 1
-	for i := start; i < len(s.data); i++ {
+	for i := NextEscape(s.data, start); i < len(s.data); i = NextEscape(s.data, i+1) {
 		switch c := s.data[i]; {
 		case c == '"':
 			s.pos = i + 1
@@ -180,6 +180,14 @@ func isHex(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
 }
 
+// Valid reports whether data is one JSON value, with white space around it, deciding exactly
+// as json.Valid does (any byte of 0x20 and above in strings, 10,000 levels of nesting) at a
+// fraction of its cost: the replicator checks every json and jsonb column with it.
+func Valid(data []byte) bool {
+	s := scanner{data: data}
+	return s.skip("value", 0) == nil && s.atEnd()
+}
+
 // value reads any JSON value and returns it as it is in the data.
 func (s *scanner) value(what string) ([]byte, error) {
 	s.ws()
@@ -190,11 +198,13 @@ func (s *scanner) value(what string) ([]byte, error) {
 	return s.data[start:s.pos:s.pos], nil
 }
 
+// skip reads any value; depth is how many arrays and objects enclose it.
 func (s *scanner) skip(what string, depth int) error {
-	if depth > maxDepth {
+	c := s.peek()
+	if (c == '{' || c == '[') && depth >= maxDepth {
 		return s.errorf(what, "nested more than %d deep", maxDepth)
 	}
-	switch c := s.peek(); c {
+	switch c {
 	case '{':
 		return s.object(what, func([]byte) error { return s.skip(what, depth+1) })
 	case '[':

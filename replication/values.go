@@ -73,8 +73,8 @@ func (d *decoder) appendValue(dst []byte, col *relColumn, v []byte) ([]byte, err
 		return append(dst, "false"...), nil
 	case kindJSON:
 		// PostgreSQL only stores valid JSON, but a malformed event would poison every
-		// consumer. validJSON accepts what json.Valid does, at a fraction of its cost.
-		if validJSON(v) {
+		// consumer. event.Valid accepts what json.Valid does, at a fraction of its cost.
+		if event.Valid(v) {
 			return append(dst, v...), nil
 		}
 		return event.AppendString(dst, v), nil
@@ -107,7 +107,7 @@ func validNumber(v []byte, float bool) bool {
 		}
 		return true
 	}
-	return validJSON(v)
+	return event.Valid(v)
 }
 
 // appendTimestamptz turns PostgreSQL's ISO output in UTC (2024-05-01 12:00:00.5+00, which the

@@ -1,9 +1,11 @@
-package replication
+package event_test
 
 import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/tidemark/tidemark/event"
 )
 
 // jsonCases are JSON texts valid and not, around every rule of the grammar and at every place
@@ -34,9 +36,9 @@ func jsonCases() []string {
 	return cases
 }
 
-// TestValidJSON: validJSON, which the decoder checks json and jsonb values with, agrees with
+// TestValid: Valid, which the replicator checks json and jsonb values with, agrees with
 // json.Valid.
-func TestValidJSON(t *testing.T) {
+func TestValid(t *testing.T) {
 	cases := jsonCases()
 	// A special byte just before those its borrow would flag in a word of eight (a space
 	// after a control character, '#' after a quote, ']' after a backslash), at every place in
@@ -51,45 +53,41 @@ func TestValidJSON(t *testing.T) {
 			}
 		}
 	}
-	cases = append(cases, `["","\\]"]`) // found by FuzzValidJSON
+	cases = append(cases, `["","\\]"]`) // found by FuzzValid
 	for _, s := range cases {
-		if got, want := validJSON([]byte(s)), json.Valid([]byte(s)); got != want {
-			t.Errorf("validJSON(%.80q) = %v, json.Valid says %v", s, got, want)
+		if got, want := event.Valid([]byte(s)), json.Valid([]byte(s)); got != want {
+			t.Errorf("Valid(%.80q) = %v, json.Valid says %v", s, got, want)
 		}
 	}
 }
 
-func FuzzValidJSON(f *testing.F) {
+func FuzzValid(f *testing.F) {
 	for _, s := range jsonCases() {
 		if len(s) < 1000 {
 			f.Add([]byte(s))
 		}
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if got, want := validJSON(b), json.Valid(b); got != want {
-			t.Fatalf("validJSON(%q) = %v, json.Valid says %v", b, got, want)
+		if got, want := event.Valid(b), json.Valid(b); got != want {
+			t.Fatalf("Valid(%q) = %v, json.Valid says %v", b, got, want)
 		}
 	})
 }
 
-func BenchmarkValidJSON(b *testing.B) {
+func BenchmarkValid(b *testing.B) {
 	v := []byte(`{"tags": ["trail", "waterproof"], "brand": "Ridgeline", "color": "forest green", "category": "jackets", "material": "recycled polyester", "weight_g": 410}`)
-	b.Run("validJSON", func(b *testing.B) {
-		cpu := startCPU()
+	b.Run("Valid", func(b *testing.B) {
 		for b.Loop() {
-			if !validJSON(v) {
+			if !event.Valid(v) {
 				b.Fatal("invalid")
 			}
 		}
-		cpu.report(b)
 	})
 	b.Run("json.Valid", func(b *testing.B) {
-		cpu := startCPU()
 		for b.Loop() {
 			if !json.Valid(v) {
 				b.Fatal("invalid")
 			}
 		}
-		cpu.report(b)
 	})
 }
