@@ -296,28 +296,16 @@ func (d *Decoder) names(s *scanner, what string) ([]string, error) {
 	if s.peek() != '[' {
 		return nil, s.errorf(what, "want an array of strings, found %s", s.found())
 	}
-	s.pos++
-	if s.peek() == ']' {
-		s.pos++
-		return nil, nil
-	}
 	var out []string
-	for {
+	err := s.array(what, func() error {
 		name, err := d.text(s, what)
-		if err != nil {
-			return nil, err
-		}
 		out = append(out, name)
-		switch s.peek() {
-		case ',':
-			s.pos++
-		case ']':
-			s.pos++
-			return out, nil
-		default:
-			return nil, s.errorf(what, "want ',' or ']', found %s", s.found())
-		}
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
+	return out, nil
 }
 
 // opOf maps an op of either envelope to its Op and the envelope it belongs to; the two

@@ -113,16 +113,44 @@ func (s *scanner) object(what string, member func(name []byte) error) error {
 		if err := member(name); err != nil {
 			return err
 		}
-		switch s.peek() {
-		case ',':
-			s.pos++
-		case '}':
-			s.pos++
-			return nil
-		default:
-			return s.errorf(what, "want ',' or '}', found %s", s.found())
+		if more, err := s.more(what, '}'); !more {
+			return err
 		}
 	}
+}
+
+// array reads an array element by element: element is called at each and must consume it.
+func (s *scanner) array(what string, element func() error) error {
+	if s.peek() != '[' {
+		return s.errorf(what, "want an array, found %s", s.found())
+	}
+	s.pos++
+	if s.peek() == ']' {
+		s.pos++
+		return nil
+	}
+	for {
+		if err := element(); err != nil {
+			return err
+		}
+		if more, err := s.more(what, ']'); !more {
+			return err
+		}
+	}
+}
+
+// more reads what follows a member or an element: a comma (more follow) or the closing
+// bracket (nil error, none follow).
+func (s *scanner) more(what string, closing byte) (bool, error) {
+	switch s.peek() {
+	case ',':
+		s.pos++
+		return true, nil
+	case closing:
+		s.pos++
+		return false, nil
+	}
+	return false, s.errorf(what, "want ',' or '%c', found %s", closing, s.found())
 }
 
 // name reads a member name; one with escapes is unescaped into a new slice.
@@ -208,25 +236,7 @@ func (s *scanner) skip(what string, depth int) error {
 	case '{':
 		return s.object(what, func([]byte) error { return s.skip(what, depth+1) })
 	case '[':
-		s.pos++
-		if s.peek() == ']' {
-			s.pos++
-			return nil
-		}
-		for {
-			if err := s.skip(what, depth+1); err != nil {
-				return err
-			}
-			switch s.peek() {
-			case ',':
-				s.pos++
-			case ']':
-				s.pos++
-				return nil
-			default:
-				return s.errorf(what, "want ',' or ']' in an array, found %s", s.found())
-			}
-		}
+		return s.array(what, func() error { return s.skip(what, depth+1) })
 	case '"':
 		_, _, err := s.str(what)
 		return err
