@@ -3,8 +3,6 @@ package loader_test
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
-	"io"
 	"iter"
 	"strings"
 	"testing"
@@ -15,11 +13,7 @@ import (
 // records reads rd to the end, failing the test on a read error.
 func records(tb testing.TB, rd loader.Reader) iter.Seq[*loader.Record] {
 	return func(yield func(*loader.Record) bool) {
-		for {
-			rec, err := rd.Next()
-			if errors.Is(err, io.EOF) {
-				return
-			}
+		for rec, err := range loader.Records(rd) {
 			if err != nil {
 				tb.Fatal(err)
 			}

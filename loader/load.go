@@ -211,11 +211,7 @@ func readDrop(rd Reader, opts Options, res *Result, emit func(row *Row, ok bool)
 		}
 		return nil
 	}
-	for {
-		rec, err := rd.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
+	for rec, err := range Records(rd) {
 		if err != nil {
 			_ = flush()
 			return fmt.Errorf("read drop: %w", err)

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"strings"
 	"unicode/utf8"
 )
@@ -60,6 +61,22 @@ type Reader interface {
 	Next() (*Record, error)
 	// Raw returns the record last returned as JSON, for the rejects file.
 	Raw() json.RawMessage
+}
+
+// Records ranges over rd's records to the end of the drop. A read error other than io.EOF
+// is yielded once, with a nil record, and ends the range.
+func Records(rd Reader) iter.Seq2[*Record, error] {
+	return func(yield func(*Record, error) bool) {
+		for {
+			rec, err := rd.Next()
+			if errors.Is(err, io.EOF) {
+				return
+			}
+			if !yield(rec, err) || err != nil {
+				return
+			}
+		}
+	}
 }
 
 // Open wraps r (the drop's bytes, maybe gzipped: recognised by its magic bytes) in a reader of

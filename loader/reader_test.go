@@ -275,3 +275,43 @@ func FuzzProfileReader(f *testing.F) {
 		})
 	})
 }
+
+// TestRecords: every record to the end; a read error once, ending the range; a break honoured.
+func TestRecords(t *testing.T) {
+	open := func() loader.Reader {
+		rd, err := loader.Open(strings.NewReader("sku,name\nA,a\nB,b\nC,c\n"), loader.CSV)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rd
+	}
+	var skus []string
+	for rec, err := range loader.Records(open()) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		skus = append(skus, rec.Fields[0])
+	}
+	if strings.Join(skus, ",") != "A,B,C" {
+		t.Fatalf("read %v, want A,B,C", skus)
+	}
+	var got []string
+	for rec, err := range loader.Records(&failingReader{Reader: open(), n: 2}) {
+		if err != nil {
+			got = append(got, "error: "+err.Error())
+			continue // the range must end by itself
+		}
+		got = append(got, rec.Fields[0])
+	}
+	if strings.Join(got, ",") != "A,B,error: disk on fire" {
+		t.Fatalf("read %q, want A, B and the error once", got)
+	}
+	n := 0
+	for range loader.Records(open()) {
+		n++
+		break
+	}
+	if n != 1 {
+		t.Fatalf("the range went on after a break: %d", n)
+	}
+}

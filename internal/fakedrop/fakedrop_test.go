@@ -3,8 +3,6 @@ package fakedrop_test
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -168,11 +166,7 @@ func TestRoundTrip(t *testing.T) {
 					t.Fatal(err)
 				}
 				i := 0
-				for {
-					rec, err := rd.Next()
-					if errors.Is(err, io.EOF) {
-						break
-					}
+				for rec, err := range loader.Records(rd) {
 					if err != nil {
 						t.Fatal(err)
 					}
