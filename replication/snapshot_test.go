@@ -3,7 +3,6 @@ package replication_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -31,31 +30,12 @@ func TestSnapshotUnderConcurrentWrites(t *testing.T) {
 
 	// The writer updates, deletes and adds products at random while the snapshot runs.
 	touched := sync.Map{}
+	stopChurn := testenv.Churn{Supplier: 1, Seed: 1, Pause: 2 * time.Millisecond, // leave most products untouched, to check coverage
+		ID:      func(rng *rand.Rand) int64 { return rng.Int64N(3000) + 1 },
+		Touched: func(id int64) { touched.Store(id, true) },
+	}.Start(t, e.pool)
 	writerCtx, stopWriter := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		rng := rand.New(rand.NewPCG(1, 2))
-		for i := 0; writerCtx.Err() == nil; i++ {
-			id := rng.Int64N(3000) + 1
-			var err error
-			switch rng.IntN(4) {
-			case 0, 1:
-				_, err = e.pool.Exec(writerCtx, "UPDATE products SET name = name || '+', price = price + 1 WHERE supplier_id = 1 AND id = $1", id)
-			case 2:
-				_, err = e.pool.Exec(writerCtx, "DELETE FROM products WHERE supplier_id = 1 AND id = $1", id)
-			case 3:
-				_, err = e.pool.Exec(writerCtx, "INSERT INTO products (supplier_id, sku, name, price) VALUES (1, $1, 'New', 1)", fmt.Sprint("new-", i))
-			}
-			if err != nil && writerCtx.Err() == nil {
-				t.Errorf("writer: %v", err)
-				return
-			}
-			touched.Store(id, true)
-			time.Sleep(2 * time.Millisecond) // leave most products untouched, to check coverage
-		}
-	}()
 
 	// Long-ish transactions keep each chunk's window open while the snapshot waits for them
 	// to end, so the replicator's flushes (and the injected failures) land inside windows.
@@ -84,6 +64,7 @@ func TestSnapshotUnderConcurrentWrites(t *testing.T) {
 			armed.Do(func() { time.AfterFunc(250*time.Millisecond, func() { rec.failFlushes.Store(3) }) })
 		}
 	}})
+	stopChurn()
 	stopWriter()
 	wg.Wait()
 	if err != nil {

@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -145,32 +144,9 @@ func (e *epochEnv) tombstonedProducts(t *testing.T) int {
 // writer changes supplier 1's products until stop is called: updates, inserts and deletes by
 // live transactions, which run during the snapshot's epoch.
 func (e *epochEnv) writer(t *testing.T) (stop func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		rng := rand.New(rand.NewPCG(7, 16))
-		for i := 0; ctx.Err() == nil; i++ {
-			id := 2 * (rng.Int64N(1500) + 1) // supplier 1 holds the even ids of the first 3000
-			var err error
-			switch rng.IntN(4) {
-			case 0, 1:
-				_, err = e.pool.Exec(ctx, "UPDATE products SET name = name || ' (2026)', price = price + 1 WHERE supplier_id = 1 AND id = $1", id)
-			case 2:
-				_, err = e.pool.Exec(ctx, "DELETE FROM products WHERE supplier_id = 1 AND id = $1", id)
-			case 3:
-				_, err = e.pool.Exec(ctx, `INSERT INTO products (supplier_id, sku, name, description, price)
-					VALUES (1, $1, 'Hallo rattan chair', 'Woven by hand.', 149)`, fmt.Sprint("EP-LIVE-", i))
-			}
-			if err != nil && ctx.Err() == nil {
-				t.Errorf("writer: %v", err)
-				return
-			}
-			time.Sleep(3 * time.Millisecond)
-		}
-	}()
-	return func() { cancel(); wg.Wait() }
+	return testenv.Churn{Supplier: 1, Seed: 7, Pause: 3 * time.Millisecond,
+		ID: func(rng *rand.Rand) int64 { return 2 * (rng.Int64N(1500) + 1) }, // supplier 1 holds the even ids of the first 3000
+	}.Start(t, e.pool)
 }
 
 // replay is a subscriber written with package event: it reads the stream from its start in
