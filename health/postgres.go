@@ -57,7 +57,7 @@ func PostgresChecks(ctx context.Context, pool *pgxpool.Pool, opts Options) []Che
 	add(walLevel(ctx, pool))
 	add(slotsAndSenders(ctx, pool, opts)...)
 	add(replicationPrivilege(ctx, pool))
-	add(logicalMessages(ctx, pool))
+	add(logicalMessages(ctx, pool, opts.Slot))
 	add(walKeepSize(ctx, pool))
 	migrated, c := schema(ctx, pool)
 	add(c)
@@ -441,33 +441,40 @@ func truncateTriggers(ctx context.Context, db *pgxpool.Pool) Check {
 // logicalMessages checks who may write logical messages. Replicate publishes tidemark.*
 // messages as snapshot rows, partition truncates and epochs, and PostgreSQL does not say who
 // wrote one: while PUBLIC may execute pg_logical_emit_message (the default), any role that can
-// connect could have forged rows or truncates published. The role doctor runs as (replicate's
-// heartbeats, tidemark snapshot) and the owner of the truncate trigger's function must keep it.
-func logicalMessages(ctx context.Context, db *pgxpool.Pool) Check {
+// connect could have forged rows or truncates published. The role doctor runs as (the
+// pipeline's: replicate's heartbeats, tidemark snapshot), the owner of the truncate trigger's
+// function and the role streaming the slot, when that is another, must keep it.
+func logicalMessages(ctx context.Context, db *pgxpool.Pool, slot string) Check {
 	const name = "logical_messages"
 	rows, err := db.Query(ctx, `
+		WITH owner AS (SELECT f.proowner AS id FROM pg_proc f WHERE f.oid = to_regproc('tidemark_truncate_partition')),
+		     streamer AS (SELECT a.usesysid AS id FROM pg_replication_slots s JOIN pg_stat_activity a ON a.pid = s.active_pid
+		                  WHERE s.slot_name = $1)
 		SELECT p.oid::regprocedure::text,
 		       has_function_privilege(p.oid, 'EXECUTE'),
 		       p.proacl IS NULL OR EXISTS (SELECT 1 FROM aclexplode(p.proacl) a
 		                                   WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE'),
-		       coalesce((SELECT has_function_privilege(f.proowner, p.oid, 'EXECUTE') FROM pg_proc f
-		                 WHERE f.oid = to_regproc('tidemark_truncate_partition')), true),
-		       coalesce((SELECT pg_get_userbyid(f.proowner) FROM pg_proc f
-		                 WHERE f.oid = to_regproc('tidemark_truncate_partition')), '')
+		       coalesce((SELECT has_function_privilege(id, p.oid, 'EXECUTE') FROM owner), true),
+		       coalesce((SELECT pg_get_userbyid(id) FROM owner), ''),
+		       coalesce((SELECT has_function_privilege(id, p.oid, 'EXECUTE') FROM streamer), true),
+		       coalesce((SELECT pg_get_userbyid(id) FROM streamer), ''),
+		       coalesce((SELECT string_agg(r.rolname, ', ' ORDER BY r.rolname COLLATE "C") FROM aclexplode(p.proacl) a
+		                 JOIN pg_roles r ON r.oid = a.grantee WHERE a.privilege_type = 'EXECUTE' AND NOT r.rolsuper), '')
 		FROM pg_proc p
 		WHERE p.proname = 'pg_logical_emit_message' AND p.pronamespace = 'pg_catalog'::regnamespace
-		ORDER BY 1`)
+		ORDER BY 1`, slot)
 	if err != nil {
 		return queryFailed(name, err)
 	}
 	type overload struct {
-		sig                  string
-		mine, public, owners bool
-		owner                string
+		sig                       string
+		mine, public              bool
+		ownerMay, streamerMay     bool
+		owner, streamer, grantees string
 	}
 	fns, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (overload, error) {
 		var o overload
-		return o, r.Scan(&o.sig, &o.mine, &o.public, &o.owners, &o.owner)
+		return o, r.Scan(&o.sig, &o.mine, &o.public, &o.ownerMay, &o.owner, &o.streamerMay, &o.streamer, &o.grantees)
 	})
 	if err != nil {
 		return queryFailed(name, err)
@@ -476,35 +483,41 @@ func logicalMessages(ctx context.Context, db *pgxpool.Pool) Check {
 	if err := db.QueryRow(ctx, "SELECT current_user").Scan(&role); err != nil {
 		return queryFailed(name, err)
 	}
+	grant := func(sig, to string) string {
+		return fmt.Sprintf("GRANT EXECUTE ON FUNCTION %s TO %s;", sig, pgx.Identifier{to}.Sanitize())
+	}
 	// tidemark writes text messages; the bytea overload forges as well as the text one.
-	var all, text []string
+	var all []string
+	var text *overload
 	public := false
-	for _, f := range fns {
+	for i, f := range fns {
 		all = append(all, f.sig)
 		public = public || f.public
-		if !strings.HasPrefix(f.sig, "pg_logical_emit_message(boolean,text,text") {
-			continue
-		}
-		text = append(text, f.sig)
-		if !f.mine {
-			return fail(name, fmt.Sprintf("GRANT EXECUTE ON FUNCTION %s TO %s;", f.sig, pgx.Identifier{role}.Sanitize()),
-				"role %s may not execute %s: replicate's heartbeats and tidemark snapshot fail", role, f.sig)
-		}
-		if !f.owners {
-			return fail(name, fmt.Sprintf("GRANT EXECUTE ON FUNCTION %s TO %s;", f.sig, pgx.Identifier{f.owner}.Sanitize()),
-				"role %s, owner of the truncate trigger's function, may not execute %s: every TRUNCATE of a supplier partition fails", f.owner, f.sig)
+		if text == nil && strings.HasPrefix(f.sig, "pg_logical_emit_message(boolean,text,text") {
+			text = &fns[i]
 		}
 	}
-	if len(text) == 0 {
+	if text == nil {
 		return fail(name, "use PostgreSQL 10 or later", "no pg_logical_emit_message(boolean, text, text) in pg_catalog")
 	}
-	if public {
+	granted := "superusers and " + cmp.Or(text.grantees, "no other role")
+	switch {
+	case !text.mine:
+		return fail(name, grant(text.sig, role),
+			"role %s may not execute %s: replicate's heartbeats and tidemark snapshot fail (those that may: %s)", role, text.sig, granted)
+	case !text.ownerMay:
+		return fail(name, grant(text.sig, text.owner),
+			"role %s, owner of the truncate trigger's function, may not execute %s: every TRUNCATE of a supplier partition fails", text.owner, text.sig)
+	case !text.streamerMay:
+		return fail(name, grant(text.sig, text.streamer),
+			"role %s, which streams slot %s now, may not execute %s: its heartbeats fail, so an idle slot holds back WAL", text.streamer, slot, text.sig)
+	case public:
 		return warn(name, fmt.Sprintf("as a superuser: REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC; GRANT EXECUTE ON FUNCTION %s TO "+
 			"each role that runs replicate or snapshot, or owns tidemark's functions, and is not a superuser",
-			strings.Join(all, ", "), strings.Join(text, ", ")),
+			strings.Join(all, ", "), text.sig),
 			"every role may write logical messages (PUBLIC may execute pg_logical_emit_message): one that can connect could have replicate publish forged snapshot rows and truncates")
 	}
-	return ok(name, "only superusers and the roles granted EXECUTE on pg_logical_emit_message write logical messages")
+	return ok(name, "only %s may write logical messages", granted)
 }
 
 // column reads the one column of a query's rows.

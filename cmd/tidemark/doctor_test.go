@@ -11,12 +11,16 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tidemark/tidemark/health"
@@ -404,20 +408,57 @@ func TestDoctorLogicalMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 	checks, _, _, _ = runDoctor(t, dbURL, natsURL)
-	wantCheck(t, checks, "logical_messages", health.OK, "only superusers and the roles granted EXECUTE")
+	wantCheck(t, checks, "logical_messages", health.OK, "only superusers and no other role may write logical messages")
 
 	role, roleURL := testenv.Role(ctx, t, pool, "doctor_msgs")
 	checks, _, code, _ := runDoctor(t, roleURL, natsURL)
-	wantCheck(t, checks, "logical_messages", health.Fail, "heartbeats and tidemark snapshot fail")
+	wantCheck(t, checks, "logical_messages", health.Fail, "heartbeats and tidemark snapshot fail (those that may: superusers and no other role)")
 	if fix, want := checks["logical_messages"].Fix, fmt.Sprintf("GRANT EXECUTE ON FUNCTION %s TO %q;", text, role); fix != want {
 		t.Errorf("fix = %q, want %q", fix, want)
 	}
 	if code == 0 {
 		t.Error("exit 0 for a role that may not write heartbeats")
 	}
+	if _, err := pool.Exec(ctx, "GRANT EXECUTE ON FUNCTION "+text+" TO "+role); err != nil {
+		t.Fatal(err)
+	}
+
+	// Another role streaming the slot (doctor run by an administrator, say) must too: its
+	// heartbeats fail.
+	streamer, streamerURL := testenv.Role(ctx, t, pool, "doctor_streamer")
+	for _, sql := range []string{"ALTER ROLE " + streamer + " REPLICATION", "CREATE PUBLICATION tidemark FOR TABLE products",
+		"SELECT pg_create_logical_replication_slot('tidemark', 'pgoutput')"} {
+		if _, err := pool.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		_, _ = pool.Exec(context.Background(), "DROP PUBLICATION tidemark; SELECT pg_drop_replication_slot('tidemark')")
+	})
+	stream := streamSlot(ctx, t, pool, streamerURL, "tidemark")
+	checks, _, code, _ = runDoctor(t, roleURL, natsURL)
+	wantCheck(t, checks, "logical_messages", health.Fail, fmt.Sprintf("role %s, which streams slot tidemark now, may not execute %s", streamer, text))
+	if fix, want := checks["logical_messages"].Fix, fmt.Sprintf("GRANT EXECUTE ON FUNCTION %s TO %q;", text, streamer); fix != want {
+		t.Errorf("fix = %q, want %q", fix, want)
+	}
+	if code == 0 {
+		t.Error("exit 0 while the streaming role may not write heartbeats")
+	}
+	if _, err := pool.Exec(ctx, "GRANT EXECUTE ON FUNCTION "+text+" TO "+streamer); err != nil {
+		t.Fatal(err)
+	}
+	checks, _, _, _ = runDoctor(t, roleURL, natsURL)
+	wantCheck(t, checks, "logical_messages", health.OK, fmt.Sprintf("only superusers and %s may write logical messages",
+		strings.Join(slices.Sorted(slices.Values([]string{role, streamer})), ", ")))
+	stream()
+	testenv.WaitFor(t, "the slot to be released", 30*time.Second, func() bool {
+		var active bool
+		err := pool.QueryRow(ctx, "SELECT active FROM pg_replication_slots WHERE slot_name = 'tidemark'").Scan(&active)
+		return err == nil && !active
+	})
 
 	owner, _ := testenv.Role(ctx, t, pool, "doctor_owner")
-	if _, err := pool.Exec(ctx, fmt.Sprintf("GRANT EXECUTE ON FUNCTION %s TO %s; ALTER FUNCTION tidemark_truncate_partition() OWNER TO %s", text, role, owner)); err != nil {
+	if _, err := pool.Exec(ctx, fmt.Sprintf("ALTER FUNCTION tidemark_truncate_partition() OWNER TO %s", owner)); err != nil {
 		t.Fatal(err)
 	}
 	checks, _, _, _ = runDoctor(t, roleURL, natsURL)
@@ -429,5 +470,32 @@ func TestDoctorLogicalMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 	checks, _, _, _ = runDoctor(t, roleURL, natsURL)
-	wantCheck(t, checks, "logical_messages", health.OK, "only superusers")
+	wantCheck(t, checks, "logical_messages", health.OK, fmt.Sprintf("only superusers and %s may write logical messages",
+		strings.Join(slices.Sorted(slices.Values([]string{role, owner, streamer})), ", ")))
+}
+
+// streamSlot streams slot as the role of url, on a replication connection of its own, until
+// the returned stop is called: the slot is active, with that role's backend.
+func streamSlot(ctx context.Context, t *testing.T, pool *pgxpool.Pool, url, slot string) (stop func()) {
+	t.Helper()
+	cfg, err := pgconn.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.RuntimeParams["replication"] = "database"
+	conn, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	if err := pglogrepl.StartReplication(ctx, conn, slot, 0, pglogrepl.StartReplicationOptions{
+		PluginArgs: []string{"proto_version '1'", "publication_names 'tidemark'"}}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "the slot to be active", 30*time.Second, func() bool {
+		var active bool
+		err := pool.QueryRow(ctx, "SELECT active FROM pg_replication_slots WHERE slot_name = $1", slot).Scan(&active)
+		return err == nil && active
+	})
+	return func() { _ = conn.Close(context.Background()) }
 }
