@@ -252,7 +252,8 @@ func slot(ctx context.Context, db *pgxpool.Pool, opts Options) Check {
 	if err != nil && !missing {
 		return queryFailed("slot", err)
 	}
-	lost := replication.Lost(opts.Slot, r, missing, slotCheck(ctx, db, opts))
+	check, originErr := slotCheck(ctx, db, opts)
+	lost := replication.Lost(opts.Slot, r, missing, check)
 	lostCheck := func() Check {
 		return fail("slot", resync, "%s is lost: %s (%s); the changes committed after %s are gone from the WAL",
 			opts.Slot, lost.Reason, lost.Detail, lost.MissingFrom)
@@ -276,6 +277,10 @@ func slot(ctx context.Context, db *pgxpool.Pool, opts Options) Check {
 		return fail("slot", "point --pg-url at database "+s.Database+", or use another --slot name", "%s belongs to database %s, not %s", s.Name, s.Database, dbName)
 	case lost != nil:
 		return lostCheck()
+	case originErr != nil:
+		return warn("slot", "let the role run pg_control_system() and pg_walfile_name(), or run doctor as the pipeline's role",
+			"%s: cannot tell whether it is on the server the checkpoint was taken on (%s), so whether it is lost: %v",
+			opts.Slot, opts.Origin, originErr)
 	}
 	state := "inactive"
 	if s.Active {
@@ -293,14 +298,15 @@ func slot(ctx context.Context, db *pgxpool.Pool, opts Options) Check {
 }
 
 // slotCheck is what the saved checkpoint says of the slot. The server's origin is read only
-// when there is a saved one to compare it with; when it cannot be read (a standby), the
-// origins are not compared.
-func slotCheck(ctx context.Context, db *pgxpool.Pool, opts Options) replication.SlotCheck {
+// when there is a saved one to compare it with; on a standby, or when it cannot be read (the
+// error), the origins are not compared.
+func slotCheck(ctx context.Context, db *pgxpool.Pool, opts Options) (replication.SlotCheck, error) {
 	c := replication.SlotCheck{Saved: opts.Checkpoint, SavedOrigin: opts.Origin}
+	var err error
 	if opts.Checkpoint != 0 && opts.Origin != "" {
-		c.Origin, _ = replication.ServerOrigin(ctx, db)
+		c.Origin, err = replication.ServerOrigin(ctx, db)
 	}
-	return c
+	return c, err
 }
 
 // leanShape names the indexes the schema defines on products; anything else is extra.

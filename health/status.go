@@ -33,10 +33,12 @@ type Status struct {
 	Problems []string `json:"problems"`
 
 	// What CheckLost compares: the slot as read (slotRead, slotMissing; neither when it could
-	// not be read) and the server's origin ("" when unknown).
+	// not be read) and the server's origin ("" on a standby; originErr when it could not be
+	// read).
 	slotRead    *replication.Slot
 	slotMissing bool
 	origin      string
+	originErr   error
 }
 
 // Checkpoint is the LSN the replicator saved in the checkpoint bucket.
@@ -131,8 +133,7 @@ func GatherPostgres(ctx context.Context, pool *pgxpool.Pool, opts Options, s *St
 		s.Problem("%v", err)
 	default:
 		s.slotRead = &r
-		// Unknown on a standby, whose WAL is not written: the origins are not compared there.
-		s.origin, _ = replication.ServerOrigin(ctx, pool)
+		s.origin, s.originErr = replication.ServerOrigin(ctx, pool)
 		slot := slotOf(r)
 		s.Slot = slot
 		switch {
@@ -284,5 +285,8 @@ func (s *Status) CheckLost(slot string) {
 			slot, lost.Reason, lost.Detail, lost.MissingFrom)
 	case s.slotMissing:
 		s.Problem("slot %s does not exist: start tidemark replicate", slot)
+	case c.SavedOrigin != "" && s.originErr != nil:
+		s.Problem("cannot tell whether slot %s is on the server its checkpoint was taken on (%s), so whether it is lost: %v",
+			slot, c.SavedOrigin, s.originErr)
 	}
 }

@@ -129,13 +129,15 @@ func Lost(name string, s Slot, missing bool, c SlotCheck) *SlotLostError {
 
 // ServerOrigin reads the Origin of the server db is connected to over SQL, as IDENTIFY_SYSTEM
 // would report it on a replication connection: the system identifier, and the timeline WAL is
-// written on (the timeline of the current WAL file's name). It fails on a standby, which
-// writes no WAL.
+// written on (the timeline of the current WAL file's name). On a standby, which writes no WAL,
+// it is "" and no error: there is nothing to compare. An error (the functions it calls revoked,
+// say) means the origin is unknown on a server that has one.
 func ServerOrigin(ctx context.Context, db Querier) (string, error) {
 	var origin string
 	// system_identifier is a signed bigint in SQL; IDENTIFY_SYSTEM prints it unsigned.
-	err := db.QueryRow(ctx, `SELECT (system_identifier::numeric + CASE WHEN system_identifier < 0 THEN 18446744073709551616 ELSE 0 END)::text || '/' ||
-		('x' || substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8))::bit(32)::int
+	err := db.QueryRow(ctx, `SELECT CASE WHEN pg_is_in_recovery() THEN '' ELSE
+		(system_identifier::numeric + CASE WHEN system_identifier < 0 THEN 18446744073709551616 ELSE 0 END)::text || '/' ||
+		('x' || substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8))::bit(32)::int END
 		FROM pg_control_system()`).Scan(&origin)
 	if err != nil {
 		return "", fmt.Errorf("read the server's system identifier and timeline: %w", err)

@@ -364,6 +364,19 @@ func TestSlotNewPrimary(t *testing.T) {
 	code, out := e.replicateExit(t)
 	wantSlotLostExit(t, code, out, "new_primary", savedLSN)
 
+	// A role that cannot read this server's origin cannot tell: status and doctor say so,
+	// neither calls the slot healthy. (Function privileges belong to the database.)
+	e.exec(t, "REVOKE EXECUTE ON FUNCTION pg_control_system() FROM PUBLIC")
+	_, monitorURL := testenv.Role(ctx, t, e.pool, "monitor")
+	stdout, stderr, code := runTidemark(t, monitorURL, e.nats.URL(), "status", "--json")
+	if code == 0 || !strings.Contains(stdout, "cannot tell whether slot tidemark is on the server its checkpoint was taken on (7000000000000000001/1)") ||
+		!strings.Contains(stdout, "permission denied for function pg_control_system") {
+		t.Errorf("status as a role without pg_control_system: exit %d\n%s%s", code, stdout, stderr)
+	}
+	checks, _, _, _ := runDoctor(t, monitorURL, e.nats.URL())
+	wantCheck(t, checks, "slot", health.Warn, "cannot tell whether it is on the server the checkpoint was taken on (7000000000000000001/1)")
+	e.exec(t, "GRANT EXECUTE ON FUNCTION pg_control_system() TO PUBLIC")
+
 	// No origin known, the checkpoint ahead of the slot.
 	if err := kv.Delete(ctx, "tidemark.origin"); err != nil {
 		t.Fatal(err)
