@@ -13,6 +13,8 @@ import (
 // connection of its own, so the slot advances even when the published tables are idle.
 // Failures are logged at debug level (a server restarting is not news), but a role that may
 // not write logical messages is warned of once: without heartbeats an idle slot holds WAL.
+// The connection is kept through errors the server answers (a refusal repeats every tick)
+// and made anew only once it is closed.
 func (r *Replicator) heartbeat(hbCtx context.Context) error {
 	ctx := hbCtx
 	warned := false
@@ -51,10 +53,12 @@ func (r *Replicator) heartbeat(hbCtx context.Context) error {
 					"advances only with changes of the published tables (see tidemark doctor's logical_messages)", "err", err)
 			}
 			r.log.Debug("heartbeat", "err", err)
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-			_ = conn.Close(cctx)
-			cancel()
-			conn = nil
+			if conn.IsClosed() || !errors.As(err, &pgErr) {
+				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+				_ = conn.Close(cctx)
+				cancel()
+				conn = nil
+			}
 		}
 	}
 }

@@ -704,7 +704,7 @@ func TestIdleSlotAdvances(t *testing.T) {
 func TestHeartbeatWithoutPrivilege(t *testing.T) {
 	e := newEnv(t, testenv.Database(t))
 	ctx := testenv.Context(t, time.Minute)
-	_, roleURL := e.roleWithoutMessages(ctx, t, "heartbeat_plain", "ALTER ROLE %s REPLICATION")
+	role, roleURL := e.roleWithoutMessages(ctx, t, "heartbeat_plain", "ALTER ROLE %s REPLICATION")
 	var out sandbox.Output
 	e.url, e.log = roleURL, slog.New(slog.NewTextHandler(&out, nil))
 	rec := &recorder{}
@@ -713,7 +713,24 @@ func TestHeartbeatWithoutPrivilege(t *testing.T) {
 	testenv.WaitFor(t, "the insert", 30*time.Second, func() bool { return rec.count() == 1 })
 	const warning = "heartbeats fail: the role may not execute pg_logical_emit_message"
 	testenv.WaitFor(t, "the heartbeat warning", 30*time.Second, func() bool { return strings.Contains(out.String(), warning) })
-	time.Sleep(500 * time.Millisecond) // five heartbeats more
+	// Five heartbeats more, refused on the connection they were refused on before: a refusal
+	// is no reason to connect again. The heartbeat's session stays, the one of one pid.
+	heartbeatPID := func() int32 {
+		var pid int32
+		err := e.pool.QueryRow(ctx, `SELECT pid FROM pg_stat_activity
+			WHERE usename = $1 AND backend_type = 'client backend' AND query LIKE '%tidemark.heartbeat%'`, role).Scan(&pid)
+		if err != nil {
+			t.Fatalf("the heartbeat's session of %s: %v", role, err)
+		}
+		return pid
+	}
+	first := heartbeatPID()
+	for range 10 {
+		time.Sleep(50 * time.Millisecond)
+		if pid := heartbeatPID(); pid != first {
+			t.Fatalf("the heartbeat connected again after a refusal: session %d, then %d", first, pid)
+		}
+	}
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
