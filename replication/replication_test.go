@@ -698,6 +698,25 @@ func TestIdleSlotAdvances(t *testing.T) {
 	}
 }
 
+// TestHeartbeatReconnects: the heartbeat's session ended by the server (a restart, an
+// administrator) is made anew at the next beat.
+func TestHeartbeatReconnects(t *testing.T) {
+	e := newEnv(t, testenv.Database(t))
+	ctx := testenv.Context(t, time.Minute)
+	_, stop := e.run(t, &recorder{}, func(c *replication.Config) { c.Heartbeat = 100 * time.Millisecond })
+	defer stop()
+	session := func() (pid int32) {
+		_ = e.pool.QueryRow(ctx, `SELECT pid FROM pg_stat_activity
+			WHERE datname = current_database() AND backend_type = 'client backend' AND query LIKE '%tidemark.heartbeat%'
+			AND pid <> pg_backend_pid()`).Scan(&pid)
+		return pid
+	}
+	var first int32
+	testenv.WaitFor(t, "the heartbeat's session", 30*time.Second, func() bool { first = session(); return first != 0 })
+	e.exec(t, fmt.Sprintf("SELECT pg_terminate_backend(%d)", first))
+	testenv.WaitFor(t, "a new heartbeat session", 30*time.Second, func() bool { pid := session(); return pid != 0 && pid != first })
+}
+
 // TestHeartbeatWithoutPrivilege: a replicating role that may not write logical messages
 // (EXECUTE on pg_logical_emit_message revoked from PUBLIC, doctor's fix, and not granted to
 // it) replicates, and the replicator warns once that its heartbeats fail.
