@@ -31,12 +31,9 @@ func TestReplicateWaitsForASlowNATS(t *testing.T) {
 func TestServicesExitWithoutNATS(t *testing.T) {
 	t.Parallel()
 	e := newReplEnv(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	nobody := "nats://" + ln.Addr().String()
-	ln.Close()
+	// Port 1 (tcpmux) is privileged and nothing listens on it, where a port freed by a test
+	// could be taken by a nats-server another test starts on a port of the kernel's choosing.
+	const nobody = "nats://127.0.0.1:1"
 	for _, p := range []*proc{e.replicate(t, "--nats-url", nobody), e.start(t, "encode", "--http-addr=", "--nats-url", nobody)} {
 		select {
 		case <-p.done:
