@@ -277,10 +277,6 @@ func slot(ctx context.Context, db *pgxpool.Pool, opts Options) Check {
 		return fail("slot", "point --pg-url at database "+s.Database+", or use another --slot name", "%s belongs to database %s, not %s", s.Name, s.Database, dbName)
 	case lost != nil:
 		return lostCheck()
-	case originErr != nil:
-		return warn("slot", "let the role run pg_control_system() and pg_walfile_name(), or run doctor as the pipeline's role",
-			"%s: cannot tell whether it is on the server the checkpoint was taken on (%s), so whether it is lost: %v",
-			opts.Slot, opts.Origin, originErr)
 	}
 	state := "inactive"
 	if s.Active {
@@ -293,6 +289,14 @@ func slot(ctx context.Context, db *pgxpool.Pool, opts Options) Check {
 	if s.WALStatus == "unreserved" {
 		return warn("slot", "start (or unblock) tidemark replicate now: the slot is about to lose WAL it needs",
 			"%s %s, lag %s, wal_status unreserved", s.Name, state, FormatBytes(s.LagBytes))
+	}
+	if originErr != nil {
+		var role string
+		_ = db.QueryRow(ctx, "SELECT current_user").Scan(&role)
+		return warn("slot", fmt.Sprintf("as a superuser: GRANT EXECUTE ON FUNCTION pg_control_system(), pg_walfile_name(pg_lsn), pg_current_wal_insert_lsn() TO %s;",
+			pgx.Identifier{role}.Sanitize()),
+			"%s: cannot tell whether it is on the server the checkpoint was taken on (%s), so whether it is lost: %v",
+			opts.Slot, opts.Origin, originErr)
 	}
 	return ok("slot", "%s %s, confirmed %s, lag %s", s.Name, state, s.ConfirmedLSN, FormatBytes(s.LagBytes))
 }
@@ -464,8 +468,10 @@ func logicalMessages(ctx context.Context, db *pgxpool.Pool, slot string) Check {
 		       coalesce((SELECT pg_get_userbyid(id) FROM owner), ''),
 		       coalesce((SELECT has_function_privilege(id, p.oid, 'EXECUTE') FROM streamer), true),
 		       coalesce((SELECT pg_get_userbyid(id) FROM streamer), ''),
-		       coalesce((SELECT string_agg(r.rolname, ', ' ORDER BY r.rolname COLLATE "C") FROM aclexplode(p.proacl) a
-		                 JOIN pg_roles r ON r.oid = a.grantee WHERE a.privilege_type = 'EXECUTE' AND NOT r.rolsuper), '')
+		       coalesce((SELECT string_agg(DISTINCT r.rolname::text COLLATE "C", ', ' ORDER BY r.rolname::text COLLATE "C")
+		                 FROM pg_proc q, aclexplode(q.proacl) a JOIN pg_roles r ON r.oid = a.grantee
+		                 WHERE q.proname = 'pg_logical_emit_message' AND q.pronamespace = 'pg_catalog'::regnamespace
+		                   AND a.privilege_type = 'EXECUTE' AND NOT r.rolsuper), '')
 		FROM pg_proc p
 		WHERE p.proname = 'pg_logical_emit_message' AND p.pronamespace = 'pg_catalog'::regnamespace
 		ORDER BY 1`, slot)
@@ -506,6 +512,7 @@ func logicalMessages(ctx context.Context, db *pgxpool.Pool, slot string) Check {
 	if text == nil {
 		return fail(name, "use PostgreSQL 10 or later", "no pg_logical_emit_message(boolean, text, text) in pg_catalog")
 	}
+	// The roles granted any overload directly; members of a granted role may too.
 	granted := "superusers and " + cmp.Or(text.grantees, "no other role")
 	switch {
 	case !text.mine:

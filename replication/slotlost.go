@@ -133,11 +133,19 @@ func Lost(name string, s Slot, missing bool, c SlotCheck) *SlotLostError {
 // it is "" and no error: there is nothing to compare. An error (the functions it calls revoked,
 // say) means the origin is unknown on a server that has one.
 func ServerOrigin(ctx context.Context, db Querier) (string, error) {
+	// A query of its own: privileges are checked for every function a query names, so one
+	// query would fail on a standby for a role refused the functions it does not need there.
+	var standby bool
+	if err := db.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&standby); err != nil {
+		return "", fmt.Errorf("read whether the server is a standby: %w", err)
+	}
+	if standby {
+		return "", nil
+	}
 	var origin string
 	// system_identifier is a signed bigint in SQL; IDENTIFY_SYSTEM prints it unsigned.
-	err := db.QueryRow(ctx, `SELECT CASE WHEN pg_is_in_recovery() THEN '' ELSE
-		(system_identifier::numeric + CASE WHEN system_identifier < 0 THEN 18446744073709551616 ELSE 0 END)::text || '/' ||
-		('x' || substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8))::bit(32)::int END
+	err := db.QueryRow(ctx, `SELECT (system_identifier::numeric + CASE WHEN system_identifier < 0 THEN 18446744073709551616 ELSE 0 END)::text || '/' ||
+		('x' || substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8))::bit(32)::int
 		FROM pg_control_system()`).Scan(&origin)
 	if err != nil {
 		return "", fmt.Errorf("read the server's system identifier and timeline: %w", err)

@@ -472,6 +472,20 @@ func TestDoctorLogicalMessages(t *testing.T) {
 	checks, _, _, _ = runDoctor(t, roleURL, natsURL)
 	wantCheck(t, checks, "logical_messages", health.OK, fmt.Sprintf("only superusers and %s may write logical messages",
 		strings.Join(slices.Sorted(slices.Values([]string{role, owner, streamer})), ", ")))
+
+	// A role granted only the bytea overload forges as well, and is named once with the others.
+	var bytea string
+	if err := pool.QueryRow(ctx, `SELECT oid::regprocedure::text FROM pg_proc
+		WHERE proname = 'pg_logical_emit_message' AND proargtypes[2] = 'bytea'::regtype`).Scan(&bytea); err != nil {
+		t.Fatal(err)
+	}
+	forger, _ := testenv.Role(ctx, t, pool, "doctor_bytea")
+	if _, err := pool.Exec(ctx, fmt.Sprintf("GRANT EXECUTE ON FUNCTION %s TO %s, %s", bytea, forger, role)); err != nil {
+		t.Fatal(err)
+	}
+	checks, _, _, _ = runDoctor(t, roleURL, natsURL)
+	wantCheck(t, checks, "logical_messages", health.OK, fmt.Sprintf("only superusers and %s may write logical messages",
+		strings.Join(slices.Sorted(slices.Values([]string{role, owner, streamer, forger})), ", ")))
 }
 
 // streamSlot streams slot as the role of url, on a replication connection of its own, until
