@@ -707,8 +707,8 @@ func TestHeartbeatReconnects(t *testing.T) {
 	defer stop()
 	session := func() (pid int32) {
 		_ = e.pool.QueryRow(ctx, `SELECT pid FROM pg_stat_activity
-			WHERE datname = current_database() AND backend_type = 'client backend' AND query LIKE '%tidemark.heartbeat%'
-			AND pid <> pg_backend_pid()`).Scan(&pid)
+			WHERE datname = current_database() AND backend_type = 'client backend'
+			AND query LIKE 'SELECT pg_logical_emit_message(false, ''tidemark.heartbeat''%' ORDER BY pid LIMIT 1`).Scan(&pid)
 		return pid
 	}
 	var first int32
@@ -737,7 +737,8 @@ func TestHeartbeatWithoutPrivilege(t *testing.T) {
 	heartbeatPID := func() int32 {
 		var pid int32
 		err := e.pool.QueryRow(ctx, `SELECT pid FROM pg_stat_activity
-			WHERE usename = $1 AND backend_type = 'client backend' AND query LIKE '%tidemark.heartbeat%'`, role).Scan(&pid)
+			WHERE usename = $1 AND backend_type = 'client backend'
+			AND query LIKE 'SELECT pg_logical_emit_message(false, ''tidemark.heartbeat''%'`, role).Scan(&pid)
 		if err != nil {
 			t.Fatalf("the heartbeat's session of %s: %v", role, err)
 		}

@@ -24,7 +24,9 @@ type Churn struct {
 	Touched func(id int64)
 }
 
-// Start runs the writer until stop is called; a write that fails before then fails the test.
+// Start runs the writer until stop is called, or the test ends (a test failing before it
+// calls stop must not leave a writer reporting into it); a write that fails before then
+// fails the test.
 func (c Churn) Start(tb testing.TB, pool *pgxpool.Pool) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -52,5 +54,7 @@ func (c Churn) Start(tb testing.TB, pool *pgxpool.Pool) (stop func()) {
 			time.Sleep(c.Pause)
 		}
 	})
-	return func() { cancel(); wg.Wait() }
+	stop = func() { cancel(); wg.Wait() }
+	tb.Cleanup(stop)
+	return stop
 }
