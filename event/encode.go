@@ -250,8 +250,8 @@ func word8[T ~string | ~[]byte](v T, i int) uint64 {
 // NextEscape returns the index of the first byte from i on that a JSON string may not hold
 // as it is (a double quote, a backslash or a control character), len(v) if none. Text columns
 // are long and rarely hold one: it looks at eight bytes at a time, the last (partial) eight
-// read as the string's last eight bytes. The replicator's JSON check finds the ends of
-// strings with it too.
+// read as the string's last eight bytes. The scanner finds the ends of strings with it too
+// (and so Valid, the replicator's check of json and jsonb values).
 func NextEscape[T ~string | ~[]byte](v T, i int) int {
 	for ; i+8 <= len(v); i += 8 {
 		if m := escapes(word8(v, i)); m != 0 {

@@ -578,9 +578,9 @@ const (
 	jsonOther           // a number, object, array or boolean, as its JSON text
 )
 
-// fieldValue reads one field of a record that encoding/json has already checked is valid:
-// null, a string (decoded, the error of a string that is not UTF-8 or has a bad escape), or
-// any other value as its text, trimmed.
+// fieldValue reads one field of a record that encoding/json has already decoded as valid:
+// null, a string (decoded; the error is there for the form's sake, as a valid string always
+// decodes), or any other value as its text, trimmed.
 func fieldValue(v json.RawMessage) (jsonKind, string, error) {
 	v = bytes.TrimSpace(v)
 	switch {

@@ -31,8 +31,8 @@ func TestReplicateWaitsForASlowNATS(t *testing.T) {
 func TestServicesExitWithoutNATS(t *testing.T) {
 	t.Parallel()
 	e := newReplEnv(t)
-	// Port 1 (tcpmux) is privileged and nothing listens on it, where a port freed by a test
-	// could be taken by a nats-server another test starts on a port of the kernel's choosing.
+	// Nothing listens on port 1 (tcpmux), and it is outside the range the kernel picks ports
+	// from, where a port freed by a test could be taken by a nats-server another test starts.
 	const nobody = "nats://127.0.0.1:1"
 	for _, p := range []*proc{e.replicate(t, "--nats-url", nobody), e.start(t, "encode", "--http-addr=", "--nats-url", nobody)} {
 		select {
