@@ -158,13 +158,15 @@ func (e *replEnv) seed(t *testing.T, n int) {
 		SELECT 1 + g %% 2, 'S-' || g, 'product ' || g, g / 100.0 FROM generate_series(1, %d) g`, n))
 }
 
-// seedReplicated seeds rows products and runs replicate until the slot has confirmed them,
-// then stops it cleanly.
+// seedReplicated seeds rows products and runs replicate until its first snapshot of the
+// seeded suppliers is done and the slot has confirmed it all, then stops it cleanly. (Stopped
+// before the snapshot was done, the next replicate would snapshot a supplier again.)
 func (e *replEnv) seedReplicated(t *testing.T, rows int) {
 	t.Helper()
 	e.seed(t, rows)
 	p := e.replicate(t)
 	p.streaming(t)
+	testenv.WaitFor(t, "the first snapshot", time.Minute, func() bool { return strings.Contains(p.out.String(), "snapshot done") })
 	end := e.currentLSN(t)
 	testenv.WaitFor(t, "the seed confirmed", time.Minute, func() bool { return e.slot(t).ConfirmedLSN >= end })
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
