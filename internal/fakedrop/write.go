@@ -2,15 +2,15 @@ package fakedrop
 
 import (
 	"bufio"
+	"bytes"
 	"compress/gzip"
 	"encoding/csv"
+	"encoding/json"
 	"fmt"
 	"io"
 	"iter"
 	"os"
-	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/tidemark/tidemark/loader"
 )
@@ -82,111 +82,30 @@ func WriteCSV(w io.Writer, products iter.Seq[Product]) error {
 
 // WriteNDJSON writes products as an NDJSON drop: one JSON object per line.
 func WriteNDJSON(w io.Writer, products iter.Seq[Product]) error {
-	var line []byte
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false) // as AppendJSON
 	for p := range products {
-		line = append(p.AppendJSON(line[:0]), '\n')
-		if _, err := w.Write(line); err != nil {
+		if err := enc.Encode(p); err != nil {
 			return fmt.Errorf("write drop: %w", err)
 		}
 	}
 	return nil
 }
 
-// AppendJSON appends p as a JSON object: what encoding/json writes with HTML escaping off
-// (an NDJSON drop's line).
-func (p Product) AppendJSON(b []byte) []byte {
-	b = appendMember(b, `{"sku":`, p.SKU)
-	b = appendMember(b, `,"name":`, p.Name)
-	b = appendMember(b, `,"description":`, p.Description)
-	b = appendMember(b, `,"price":`, p.Price)
-	b = appendMember(b, `,"currency":`, p.Currency)
-	b = appendMember(b, `,"status":`, p.Status)
-	b = append(b, `,"attributes":`...)
-	b = p.Attributes.AppendJSON(b)
-	return append(b, '}')
-}
+// AppendJSON appends p as encoding/json writes it with HTML escaping off: an NDJSON drop's
+// line, without its newline.
+func (p Product) AppendJSON(b []byte) []byte { return appendJSON(b, p) }
 
-// AppendJSON appends a as a JSON object, keys in field order: what encoding/json writes with
-// HTML escaping off, and what a drop's attributes column holds.
-func (a Attributes) AppendJSON(b []byte) []byte {
-	b = appendMember(b, `{"brand":`, a.Brand)
-	b = appendMember(b, `,"category":`, a.Category)
-	b = appendMember(b, `,"color":`, a.Color)
-	if a.Material != "" {
-		b = appendMember(b, `,"material":`, a.Material)
-	}
-	b = append(b, `,"tags":`...)
-	if a.Tags == nil {
-		b = append(b, "null"...)
-	} else {
-		b = append(b, '[')
-		for i, t := range a.Tags {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendString(b, t)
-		}
-		b = append(b, ']')
-	}
-	b = append(b, `,"weight_g":`...)
-	b = strconv.AppendInt(b, int64(a.WeightG), 10)
-	return append(b, '}')
-}
+// AppendJSON appends a as encoding/json writes it with HTML escaping off: what a drop's
+// attributes column holds.
+func (a Attributes) AppendJSON(b []byte) []byte { return appendJSON(b, a) }
 
-// appendMember appends a string member: key is what comes before its value (the brace or
-// comma, the quoted name and the colon).
-func appendMember(b []byte, key, v string) []byte {
-	return appendString(append(b, key...), v)
-}
-
-// appendString appends s as a JSON string, escaped as encoding/json does with HTML escaping
-// off.
-func appendString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 || r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			if r == utf8.RuneError {
-				b = append(b, `\ufffd`...)
-			} else {
-				b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
-			}
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
+// appendJSON appends v's JSON without the newline an Encoder ends it with. Encoding cannot
+// fail: a Product holds only strings, an int and a []string.
+func appendJSON(b []byte, v any) []byte {
+	buf := bytes.NewBuffer(b)
+	enc := json.NewEncoder(buf)
+	enc.SetEscapeHTML(false) // \u003c for '<' is for JSON inside HTML, not for a drop
+	_ = enc.Encode(v)
+	return bytes.TrimSuffix(buf.Bytes(), []byte{'\n'})
 }
