@@ -89,13 +89,8 @@ func (s *scanner) literal(word string) bool {
 // object reads an object member by member: member is called with each name and must consume
 // the value.
 func (s *scanner) object(what string, member func(name []byte) error) error {
-	if s.peek() != '{' {
-		return s.errorf(what, "want an object, found %s", s.found())
-	}
-	s.pos++
-	if s.peek() == '}' {
-		s.pos++
-		return nil
+	if empty, err := s.open(what, '{', '}', "an object"); empty || err != nil {
+		return err
 	}
 	for {
 		if s.peek() != '"' {
@@ -121,13 +116,8 @@ func (s *scanner) object(what string, member func(name []byte) error) error {
 
 // array reads an array element by element: element is called at each and must consume it.
 func (s *scanner) array(what string, element func() error) error {
-	if s.peek() != '[' {
-		return s.errorf(what, "want an array, found %s", s.found())
-	}
-	s.pos++
-	if s.peek() == ']' {
-		s.pos++
-		return nil
+	if empty, err := s.open(what, '[', ']', "an array"); empty || err != nil {
+		return err
 	}
 	for {
 		if err := element(); err != nil {
@@ -137,6 +127,20 @@ func (s *scanner) array(what string, element func() error) error {
 			return err
 		}
 	}
+}
+
+// open reads the bracket that opens an object or an array (kind, for the error), and the
+// closing one too when it follows at once: empty is true for {} and [].
+func (s *scanner) open(what string, opening, closing byte, kind string) (empty bool, err error) {
+	if s.peek() != opening {
+		return false, s.errorf(what, "want %s, found %s", kind, s.found())
+	}
+	s.pos++
+	if s.peek() == closing {
+		s.pos++
+		return true, nil
+	}
+	return false, nil
 }
 
 // more reads what follows a member or an element: a comma (more follow) or the closing
