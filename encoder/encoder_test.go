@@ -16,19 +16,18 @@ import (
 
 func TestLifecycle(t *testing.T) {
 	e := newEnv(t)
-	model := hashEmbedder(t).Model()
 	// The encoder starts first and waits for events.
 	r := e.start(encoder.Config{}, nil)
 	a := e.insert(1, "A-1", "Red wool scarf", "A warm scarf knitted from merino wool.")
 	b := e.insert(1, "B-1", "Steel chef knife", "Forged blade, 20 cm.")
 	c := e.insert(2, "C-1", "Garden hose", "Twenty metres, kink free.")
-	e.waitConverged(model)
+	e.waitConverged(e.model)
 	if got := r.texts(); got != 3 {
 		t.Fatalf("embedded %v texts for 3 inserts", got)
 	}
 
 	// A price-only change embeds nothing, but the stored LSN moves forward.
-	before := e.vectors(model)[a.key].lsn
+	before := e.vectors(e.model)[a.key].lsn
 	e.update(a.key, "price = price + 1")
 	eventually(t, time.Minute, func() string {
 		if r.events("skipped_unchanged") < 1 {
@@ -39,13 +38,13 @@ func TestLifecycle(t *testing.T) {
 	if got := r.texts(); got != 3 {
 		t.Fatalf("a price-only update embedded: %v texts", got)
 	}
-	if after := e.vectors(model)[a.key].lsn; after == before {
+	if after := e.vectors(e.model)[a.key].lsn; after == before {
 		t.Fatalf("source_lsn did not move on an unchanged text: %s", after)
 	}
 
 	// A rename re-embeds.
 	e.update(b.key, "name = $3", "Stainless chef knife")
-	e.waitConverged(model)
+	e.waitConverged(e.model)
 	if got := r.texts(); got != 4 {
 		t.Fatalf("rename: %v texts embedded, want 4", got)
 	}
@@ -54,7 +53,7 @@ func TestLifecycle(t *testing.T) {
 	// window: another Msg-Id) does not bring the product back.
 	del := e.delete(c.key)
 	eventually(t, time.Minute, func() string {
-		if v := e.vectors(model)[c.key]; !v.deleted || v.hasVector {
+		if v := e.vectors(e.model)[c.key]; !v.deleted || v.hasVector {
 			return "no tombstone yet"
 		}
 		return ""
@@ -65,10 +64,10 @@ func TestLifecycle(t *testing.T) {
 	// Handled, not just published: the replay and everything before it are acked (the
 	// encoder acks after its write commits), so the check below cannot run before it.
 	e.handled(replay)
-	if v := e.vectors(model)[c.key]; !v.deleted || v.hasVector {
+	if v := e.vectors(e.model)[c.key]; !v.deleted || v.hasVector {
 		t.Fatal("a replayed insert resurrected a deleted product")
 	}
-	if why := e.converged(model); why != "" {
+	if why := e.converged(e.model); why != "" {
 		t.Fatal(why)
 	}
 	if r.events("deleted") != 1 {
@@ -79,7 +78,6 @@ func TestLifecycle(t *testing.T) {
 
 func TestCoalesce(t *testing.T) {
 	e := newEnv(t)
-	model := hashEmbedder(t).Model()
 	p := e.insert(1, "K-1", "Kettle", "Boils water.")
 	e.update(p.key, "name = $3", "Electric kettle")
 	e.update(p.key, "name = $3", "Electric kettle 1.7 l")
@@ -89,7 +87,7 @@ func TestCoalesce(t *testing.T) {
 	last := e.publishRaw("products.1.update", data, "stale")
 
 	r := e.start(encoder.Config{Workers: 1, Batch: 100, BatchWait: time.Second}, nil)
-	e.waitConverged(model)
+	e.waitConverged(e.model)
 	// Converged once the batch committed; its events are counted after that, before the acks.
 	e.handled(last)
 	if got := r.texts(); got != 1 {
@@ -102,11 +100,10 @@ func TestCoalesce(t *testing.T) {
 
 func TestUnchangedToastReadsTheRow(t *testing.T) {
 	e := newEnv(t)
-	model := hashEmbedder(t).Model()
 	long := strings.Repeat("A very long description that PostgreSQL stores out of line. ", 200)
 	p := e.insert(1, "T-1", "Tent", long)
 	r := e.start(encoder.Config{}, nil)
-	e.waitConverged(model)
+	e.waitConverged(e.model)
 
 	// A rename arrives as pgoutput sends it when the description was not touched: without the
 	// description, which is named as unchanged TOAST. The encoder must read it from the table.
@@ -119,9 +116,9 @@ func TestUnchangedToastReadsTheRow(t *testing.T) {
 	ch.After = slices.DeleteFunc(ch.After, func(c event.Column) bool { return c.Name == "description" })
 	ch.UnchangedToast = []string{"description"}
 	e.publish(ch)
-	e.waitConverged(model)
-	v := e.vectors(model)[p.key]
-	if want := encoder.ContentHash(model, encoder.Text("Tent for three", long, json.RawMessage(q.attributes))); string(v.hash) != string(want) {
+	e.waitConverged(e.model)
+	v := e.vectors(e.model)[p.key]
+	if want := encoder.ContentHash(e.model, encoder.Text("Tent for three", long, json.RawMessage(q.attributes))); string(v.hash) != string(want) {
 		t.Fatal("vector is not of the new name with the stored description")
 	}
 	if got := r.texts(); got != 2 {
@@ -132,13 +129,12 @@ func TestUnchangedToastReadsTheRow(t *testing.T) {
 
 func TestPoisonGoesToDLQ(t *testing.T) {
 	e := newEnv(t)
-	model := hashEmbedder(t).Model()
 	r := e.start(encoder.Config{}, nil)
 	e.publishRaw("products.1.insert", []byte("{not json"), "garbage")
 	e.publishRaw("products.1.update", []byte(`{"op":"update","after":{"name":"x"},"source":{"commit_lsn":"0/10"}}`), "keyless")
 	p := e.insert(1, "P-1", "Pillow", "Soft.")
 	_ = p
-	e.waitConverged(model)
+	e.waitConverged(e.model)
 
 	// The dead-letter stream is created with the first dead letter, which a worker may write
 	// after another has applied P-1.
@@ -187,11 +183,10 @@ func TestPoisonGoesToDLQ(t *testing.T) {
 
 func TestTruncateTombstones(t *testing.T) {
 	e := newEnv(t)
-	model := hashEmbedder(t).Model()
 	r := e.start(encoder.Config{}, nil)
 	a := e.insert(1, "X-1", "Lamp", "Bright.")
 	b := e.insert(2, "Y-1", "Desk", "Oak.")
-	e.waitConverged(model)
+	e.waitConverged(e.model)
 	if _, err := e.pool.Exec(e.ctx, "TRUNCATE products_s1"); err != nil {
 		t.Fatal(err)
 	}
@@ -206,10 +201,10 @@ func TestTruncateTombstones(t *testing.T) {
 	old := e.change(event.OpInsert, a, lsn-1)
 	data, _ = json.Marshal(old)
 	e.handled(e.publishRaw("products.1.insert", data, "old-insert"))
-	if why := e.converged(model); why != "" {
+	if why := e.converged(e.model); why != "" {
 		t.Fatal(why)
 	}
-	if v := e.vectors(model); len(v) != 2 || !v[a.key].deleted || v[a.key].hasVector || v[b.key].deleted {
+	if v := e.vectors(e.model); len(v) != 2 || !v[a.key].deleted || v[a.key].hasVector || v[b.key].deleted {
 		t.Fatalf("after truncating supplier 1: %+v", v)
 	}
 	if got := r.events("truncated"); got != 1 {
@@ -220,7 +215,6 @@ func TestTruncateTombstones(t *testing.T) {
 
 func TestSharedConsumerTwoEncoders(t *testing.T) {
 	e := newEnv(t)
-	model := hashEmbedder(t).Model()
 	r1 := e.start(encoder.Config{Batch: 50}, nil)
 	r2 := e.start(encoder.Config{Batch: 50}, nil)
 	var keys []event.Key
@@ -230,7 +224,7 @@ func TestSharedConsumerTwoEncoders(t *testing.T) {
 	}
 	changes := e.churn(keys)
 	e.handled(uint64(len(keys) + changes))
-	if why := e.converged(model); why != "" {
+	if why := e.converged(e.model); why != "" {
 		t.Fatal(why)
 	}
 	// Every event was handled once by one of the two (nothing was redelivered), and both
@@ -263,7 +257,6 @@ func itoa(i int) string { return strconv.Itoa(i) }
 func TestDatabaseRejectIsIsolated(t *testing.T) {
 	t.Parallel() // waits on redeliveries and subprocesses, with servers of its own
 	e := newEnv(t)
-	model := hashEmbedder(t).Model()
 	for i := range 10 {
 		e.insert(1, "R-"+itoa(i), "Rug "+itoa(i), "Woven.")
 	}
@@ -278,24 +271,23 @@ func TestDatabaseRejectIsIsolated(t *testing.T) {
 		if r.events("dead_lettered") != 1 {
 			return "not dead-lettered yet"
 		}
-		return e.converged(model)
+		return e.converged(e.model)
 	})
-	if _, ok := e.vectors(model)[bad.Key]; ok {
+	if _, ok := e.vectors(e.model)[bad.Key]; ok {
 		t.Fatal("the rejected event left a row")
 	}
 	// The encoder goes on writing after the rolled-back batches.
 	e.insert(1, "R-last", "Last rug", "")
-	e.waitConverged(model)
+	e.waitConverged(e.model)
 	r.stop(t)
 }
 
 // An update that changes the key (a product moved to another supplier) tombstones the old key.
 func TestKeyChangeTombstonesOldKey(t *testing.T) {
 	e := newEnv(t)
-	model := hashEmbedder(t).Model()
 	r := e.start(encoder.Config{}, nil)
 	p := e.insert(1, "M-1", "Mirror", "Round.")
-	e.waitConverged(model)
+	e.waitConverged(e.model)
 	moved, err := scanProduct(e.pool.QueryRow(e.ctx, `UPDATE products SET supplier_id = 2
 		WHERE supplier_id = $1 AND id = $2 `+returning, p.key.SupplierID, p.key.ID))
 	if err != nil {
@@ -304,8 +296,8 @@ func TestKeyChangeTombstonesOldKey(t *testing.T) {
 	ch := e.change(event.OpUpdate, moved, e.lsn())
 	ch.Before = event.Row{{Name: "supplier_id", Value: []byte("1")}, {Name: "id", Value: []byte(itoa(int(p.key.ID)))}}
 	e.publish(ch)
-	e.waitConverged(model)
-	if v := e.vectors(model)[p.key]; !v.deleted {
+	e.waitConverged(e.model)
+	if v := e.vectors(e.model)[p.key]; !v.deleted {
 		t.Fatal("old key still live")
 	}
 	r.stop(t)
@@ -314,7 +306,6 @@ func TestKeyChangeTombstonesOldKey(t *testing.T) {
 // encode may start before replicate: it waits for the stream, not ready meanwhile.
 func TestWaitsForTheStream(t *testing.T) {
 	e := newEnv(t)
-	model := hashEmbedder(t).Model()
 	if err := e.js.DeleteStream(e.ctx, event.Stream); err != nil {
 		t.Fatal(err)
 	}
@@ -333,7 +324,7 @@ func TestWaitsForTheStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.insert(1, "W-1", "Watering can", "Ten litres.")
-	e.waitConverged(model)
+	e.waitConverged(e.model)
 	if err := r.enc.Ready(); err != nil {
 		t.Fatal(err)
 	}

@@ -16,18 +16,17 @@ import (
 // supplier and those of an epoch that never closes.
 func TestEpochCloseTombstonesWhatItDidNotCarry(t *testing.T) {
 	e := newEnv(t)
-	model := hashEmbedder(t).Model()
 	r := e.start(encoder.Config{}, nil)
 	a := e.insert(1, "EP-A", "Lamp", "Bright.")
 	b := e.insert(1, "EP-B", "Desk", "Oak.")
 	c := e.insert(2, "EP-C", "Chair", "Pine.")
-	e.waitConverged(model)
+	e.waitConverged(e.model)
 
 	// b's delete never reaches the stream.
 	if _, err := e.pool.Exec(e.ctx, "DELETE FROM products WHERE supplier_id = 1 AND id = $1", b.key.ID); err != nil {
 		t.Fatal(err)
 	}
-	if why := e.converged(model); why == "" {
+	if why := e.converged(e.model); why == "" {
 		t.Fatal("the vector table matches products without the delete: the test shows nothing")
 	}
 	epoch := func(op event.Op, supplier int64, open event.LSN) event.Change {
@@ -51,14 +50,14 @@ func TestEpochCloseTombstonesWhatItDidNotCarry(t *testing.T) {
 	// An insert of b from before the epoch, replayed, does not bring it back.
 	replay := e.publish(e.change(event.OpInsert, b, open1.Epoch.OpenLSN-1))
 
-	e.waitConverged(model)
+	e.waitConverged(e.model)
 	// Converged can hold before the replay is handled (the close alone tombstones b), and the
 	// events are counted after their batch commits: wait until the replay is acked.
 	e.handled(replay)
-	if why := e.converged(model); why != "" {
+	if why := e.converged(e.model); why != "" {
 		t.Fatal(why)
 	}
-	vs := e.vectors(model)
+	vs := e.vectors(e.model)
 	if v := vs[b.key]; !v.deleted || v.lsn != open1.Epoch.OpenLSN.String() {
 		t.Errorf("b after the close: %+v, want a tombstone at the open's LSN %s", v, open1.Epoch.OpenLSN)
 	}

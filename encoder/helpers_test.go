@@ -30,6 +30,7 @@ type env struct {
 	natsURL string
 	pool    *pgxpool.Pool
 	js      jetstream.JetStream
+	model   string // the model of the embedder start runs when given none
 }
 
 func newEnv(t *testing.T) *env {
@@ -48,7 +49,7 @@ func newEnv(t *testing.T) *env {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, ctx: ctx, pgURL: url, natsURL: ns.URL(), pool: pool, js: js}
+	return &env{t: t, ctx: ctx, pgURL: url, natsURL: ns.URL(), pool: pool, js: js, model: hashEmbedder(t).Model()}
 }
 
 // product is a row of products as the tests see it.

@@ -68,7 +68,6 @@ func (p *proc) wait(t *testing.T, d time.Duration) error {
 func TestKill9OneOfTwoProcesses(t *testing.T) {
 	t.Parallel() // waits on redeliveries and subprocesses, with servers of its own
 	e := newEnv(t)
-	model := hashEmbedder(t).Model()
 	// A embeds through an endpoint that never answers: every batch it takes stays in its hands,
 	// unacked (it keeps them in progress while it waits), until it dies.
 	stuck, url := newFakeOpenAI(t, 0, 0)
@@ -82,7 +81,7 @@ func TestKill9OneOfTwoProcesses(t *testing.T) {
 		keys = append(keys, p.key)
 	}
 	eventually(t, time.Minute, func() string {
-		if n := len(e.vectors(model)); n < 50 {
+		if n := len(e.vectors(e.model)); n < 50 {
 			return fmt.Sprintf("only %d vectors", n)
 		}
 		if stuck.received() == 0 {
@@ -117,10 +116,10 @@ func TestKill9OneOfTwoProcesses(t *testing.T) {
 		if info.NumPending != 0 || info.NumAckPending != 0 {
 			return fmt.Sprintf("%d pending, %d ack pending", info.NumPending, info.NumAckPending)
 		}
-		return e.converged(model)
+		return e.converged(e.model)
 	})
 	// Exactly the products: one row each (a tombstone for the deleted), none from A's model.
-	if n, want := len(e.vectors(model)), inserts; n != want {
+	if n, want := len(e.vectors(e.model)), inserts; n != want {
 		t.Fatalf("%d vector rows, want %d", n, want)
 	}
 	if n := len(e.vectors("test-model")); n != 0 {
@@ -210,7 +209,7 @@ func TestEncodeExitIdle(t *testing.T) {
 	if err := p.wait(t, 2*time.Minute); err != nil {
 		t.Fatalf("encode --exit-idle: %v\n%s", err, p.out.String())
 	}
-	if why := e.converged(hashEmbedder(t).Model()); why != "" {
+	if why := e.converged(e.model); why != "" {
 		t.Fatal(why)
 	}
 }
