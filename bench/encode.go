@@ -20,36 +20,28 @@ import (
 	"github.com/tidemark/tidemark/internal/fakedrop"
 )
 
+// encodeSuppliers is one supplier for each trade of the generator.
+var encodeSuppliers = int32(len(fakedrop.Suppliers))
+
 // The encode stage measures the hash embedder alone (texts/s on one core) and the encoders
 // end to end: N insert events already in a stream → `tidemark encode --workers 2` → N live
 // vectors. Its baseline is the per-row worker the encoders replace: one event per fetch, one
 // embedding, one INSERT and one ack at a time (`--batch 1 --workers 1`), timed on a sample
 // and scaled to N.
-func benchEncode(ctx context.Context, env *Env) ([]Result, error) {
+func benchEncode(ctx context.Context, env *Env, db *Database) ([]Result, error) {
 	n := env.Rows
 	hashRes, err := benchHashEmbedder(ctx, n)
 	if err != nil {
 		return nil, err
 	}
-	// Every trade of the generator, one supplier each.
-	suppliers := int32(len(fakedrop.Suppliers))
-	url, pool, err := env.database(ctx, "bench_encode", suppliers)
-	if err != nil {
-		return nil, err
-	}
-	defer pool.Close()
-	for id := int32(1); id <= suppliers; id++ {
-		per := n / int(suppliers)
-		if id == 1 {
-			per += n % int(suppliers)
-		}
-		if _, err := copyProducts(ctx, pool, id, benchDrop(id).Products(per)); err != nil {
+	url, pool := db.URL, db.Pool
+	for id := int32(1); id <= encodeSuppliers; id++ {
+		if _, err := copyProducts(ctx, pool, id, benchDrop(id).Products(share(n, encodeSuppliers, id))); err != nil {
 			return nil, fmt.Errorf("insert products: %w", err)
 		}
 	}
 
 	const stream = "BENCH_ENCODE"
-	env.Log.Info("encode: publishing insert events", "events", n)
 	js, closeJS, err := env.insertStream(ctx, pool, stream)
 	if err != nil {
 		return nil, err
@@ -132,6 +124,7 @@ func meanLen(texts []string) int {
 // insertStream connects to NATS and fills stream with publishInserts; closeJS closes the
 // connection.
 func (e *Env) insertStream(ctx context.Context, pool *pgxpool.Pool, stream string) (js jetstream.JetStream, closeJS func(), err error) {
+	e.Log.Info("publishing insert events", "stream", stream)
 	if js, closeJS, err = e.jetStream(jetstream.WithPublishAsyncMaxPending(4096)); err != nil {
 		return nil, nil, err
 	}

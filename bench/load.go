@@ -30,12 +30,8 @@ const ormBatch = 5000
 // benchLoad times `tidemark load` against psql \copy of the same file (fresh) and against the
 // ORM-style method (fresh, and a reload where 10% of the rows changed). Every run starts from
 // the same table state: empty for fresh, the base drop loaded and vacuumed for reloads.
-func benchLoad(ctx context.Context, env *Env) ([]Result, error) {
-	url, pool, err := env.database(ctx, "bench_load", benchSupplier)
-	if err != nil {
-		return nil, err
-	}
-	defer pool.Close()
+func benchLoad(ctx context.Context, env *Env, db *Database) ([]Result, error) {
+	url, pool := db.URL, db.Pool
 	base := filepath.Join(env.Dir, "drop.csv")
 	changed := filepath.Join(env.Dir, "drop-10pct.csv")
 	drop := benchDrop(benchSupplier)

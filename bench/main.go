@@ -59,18 +59,54 @@ type Result struct {
 // Stage is one benchmark.
 type Stage struct {
 	Name string
-	Run  func(ctx context.Context, env *Env) ([]Result, error)
+	// Suppliers is how many suppliers (ids 1 to Suppliers) the stage's database holds.
+	Suppliers int32
+	// Postgres, when set, is the settings of a server of the stage's own; otherwise its
+	// database is on env.PG.
+	Postgres *sandbox.PostgresOptions
+	// Migrate are the options its database is migrated with.
+	Migrate []catalog.Option
+	Run     func(ctx context.Context, env *Env, db *Database) ([]Result, error)
+}
+
+// Database is a stage's database, bench_<stage>: made and migrated before the stage runs, its
+// pool closed (and its own server, if it has one, stopped) after.
+type Database struct {
+	PG   *sandbox.Postgres
+	URL  string
+	Pool *pgxpool.Pool
 }
 
 // stages are the benchmarks in the order they run; -stages picks some of them.
 var stages = []Stage{
-	{Name: "encode", Run: benchEncode},
-	{Name: "load", Run: benchLoad},
-	{Name: "pipeline", Run: benchPipeline},
-	{Name: "replicate", Run: benchReplicate},
-	{Name: "resync", Run: benchResync},
-	{Name: "search", Run: benchSearch},
-	{Name: "snapshot", Run: benchSnapshot},
+	{Name: "encode", Suppliers: encodeSuppliers, Run: benchEncode},
+	{Name: "load", Suppliers: benchSupplier, Run: benchLoad},
+	{Name: "pipeline", Suppliers: benchSupplier, Run: benchPipeline},
+	{Name: "replicate", Suppliers: 1, Run: benchReplicate},
+	{Name: "resync", Suppliers: resyncSuppliers, Run: benchResync},
+	{Name: "search", Suppliers: searchSuppliers, Run: benchSearch,
+		Postgres: &sandbox.PostgresOptions{Settings: SearchSettings},
+		Migrate:  []catalog.Option{catalog.WithVectors(catalog.VectorsPgvector)}},
+	{Name: "snapshot", Suppliers: 1, Run: benchSnapshot},
+}
+
+// run makes the stage's database, runs the stage, and closes the database.
+func (s Stage) run(ctx context.Context, env *Env) ([]Result, error) {
+	pg := env.PG
+	if s.Postgres != nil {
+		own, err := sandbox.StartPostgres(ctx, *s.Postgres)
+		if err != nil {
+			return nil, err
+		}
+		defer own.Close()
+		pg = own
+	}
+	db, err := newDatabase(ctx, pg, "bench_"+s.Name, s.Suppliers, s.Migrate...)
+	if err != nil {
+		return nil, fmt.Errorf("database: %w", err)
+	}
+	defer db.Pool.Close()
+	return s.Run(ctx, env, db)
 }
 
 func main() {
@@ -142,7 +178,7 @@ func run() error {
 		// A stage that hangs (a subprocess that never reaches its stop LSN, say) fails
 		// loudly instead of holding the run past its budget.
 		sctx, cancel := context.WithTimeout(ctx, *stageTimeout)
-		rs, err := s.Run(sctx, env)
+		rs, err := s.run(sctx, env)
 		cancel()
 		if err != nil {
 			printTable(os.Stdout, results) // what the finished stages measured
@@ -316,24 +352,33 @@ func withAppName(pgURL, name string) string {
 	return u.String()
 }
 
-func (e *Env) database(ctx context.Context, name string, suppliers int32) (string, *pgxpool.Pool, error) {
-	url, err := e.PG.CreateDatabase(ctx, name)
+func newDatabase(ctx context.Context, pg *sandbox.Postgres, name string, suppliers int32, opts ...catalog.Option) (*Database, error) {
+	url, err := pg.CreateDatabase(ctx, name)
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
 	pool, err := pgxpool.New(ctx, url)
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
-	if _, err := catalog.Migrate(ctx, pool); err != nil {
+	if _, err := catalog.Migrate(ctx, pool, opts...); err != nil {
 		pool.Close()
-		return "", nil, err
+		return nil, err
 	}
 	for id := int32(1); id <= suppliers; id++ {
 		if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return catalog.AddSupplier(ctx, tx, id, "bench") }); err != nil {
 			pool.Close()
-			return "", nil, err
+			return nil, err
 		}
 	}
-	return url, pool, nil
+	return &Database{PG: pg, URL: url, Pool: pool}, nil
+}
+
+// share is supplier id's part of n rows spread over suppliers: the first takes the remainder.
+func share(n int, suppliers, id int32) int {
+	per := n / int(suppliers)
+	if id == 1 {
+		per += n % int(suppliers)
+	}
+	return per
 }

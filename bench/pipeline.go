@@ -19,12 +19,8 @@ import (
 // benchPipeline measures the whole way from a drop to search: `tidemark replicate` and
 // `tidemark encode` (2 workers, hash embedder) already running, `tidemark load` of Rows new
 // products, timed until every product has a live vector. All of it shares the two cores.
-func benchPipeline(ctx context.Context, env *Env) ([]Result, error) {
-	url, pool, err := env.database(ctx, "bench_pipeline", benchSupplier)
-	if err != nil {
-		return nil, err
-	}
-	defer pool.Close()
+func benchPipeline(ctx context.Context, env *Env, db *Database) ([]Result, error) {
+	url, pool := db.URL, db.Pool
 	file := filepath.Join(env.Dir, "pipeline.csv")
 	if err := fakedrop.WriteFile(file, benchDrop(benchSupplier).Products(env.Rows)); err != nil {
 		return nil, err

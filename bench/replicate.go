@@ -28,12 +28,8 @@ import (
 // (--stop-at-lsn) and pg_recvlogical (pgoutput, same publication, slots created at the same
 // point), twice each, alternately; and a raw JetStream async-publish loop of messages of the
 // same size. Then it measures commit→ack latency at a steady 7k changes/s.
-func benchReplicate(ctx context.Context, env *Env) ([]Result, error) {
-	url, pool, err := env.database(ctx, "bench_replicate", 1)
-	if err != nil {
-		return nil, err
-	}
-	defer pool.Close()
+func benchReplicate(ctx context.Context, env *Env, db *Database) ([]Result, error) {
+	url, pool := db.URL, db.Pool
 	if err := replication.EnsurePublication(ctx, pool, replication.DefaultPublication, []string{"products"}); err != nil {
 		return nil, err
 	}

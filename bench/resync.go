@@ -23,12 +23,8 @@ const resyncSuppliers = 4
 // from the start of the process to the slot confirming every supplier's snapshot, that is to
 // every row being in the stream again. The baseline is reading the same rows out with psql
 // \copy, the floor for reading the table at all.
-func benchResync(ctx context.Context, env *Env) ([]Result, error) {
-	url, pool, err := env.database(ctx, "bench_resync", resyncSuppliers)
-	if err != nil {
-		return nil, err
-	}
-	defer pool.Close()
+func benchResync(ctx context.Context, env *Env, db *Database) ([]Result, error) {
+	url, pool := db.URL, db.Pool
 	for id := int32(1); id <= resyncSuppliers; id++ {
 		if _, err := copyProducts(ctx, pool, id, benchDrop(id).Products(env.Rows/resyncSuppliers)); err != nil {
 			return nil, fmt.Errorf("fill products: %w", err)

@@ -9,12 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/tidemark/tidemark/catalog"
 	"github.com/tidemark/tidemark/encoder"
 	"github.com/tidemark/tidemark/internal/fakedrop"
-	"github.com/tidemark/tidemark/internal/sandbox"
 )
 
 // searchSuppliers is how many suppliers the search stage spreads its products over.
@@ -51,43 +48,19 @@ var SearchSettings = map[string]string{
 //  5. latency and recall again, of the index the encoders maintained.
 //
 // It runs its own PostgreSQL, sized by SearchSettings, with pgvector (required).
-func benchSearch(ctx context.Context, env *Env) ([]Result, error) {
+func benchSearch(ctx context.Context, env *Env, db *Database) ([]Result, error) {
 	n := env.Rows
-	pg, err := sandbox.StartPostgres(ctx, sandbox.PostgresOptions{Settings: SearchSettings})
-	if err != nil {
-		return nil, err
-	}
-	defer pg.Close()
-	url, err := pg.CreateDatabase(ctx, "bench_search")
-	if err != nil {
-		return nil, err
-	}
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		return nil, err
-	}
-	defer pool.Close()
-	if _, err := catalog.Migrate(ctx, pool, catalog.WithVectors(catalog.VectorsPgvector)); err != nil {
-		return nil, err
-	}
+	pg, url, pool := db.PG, db.URL, db.Pool
 	var drops []*fakedrop.Drop
 	for id := int32(1); id <= searchSuppliers; id++ {
-		if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return catalog.AddSupplier(ctx, tx, id, "bench") }); err != nil {
-			return nil, err
-		}
 		// A seed per supplier: suppliers of one trade sell different products.
 		d := fakedrop.New(fakedrop.Suppliers[int(id-1)%len(fakedrop.Suppliers)], benchSeed+uint64(id))
 		drops = append(drops, d)
-		per := n / searchSuppliers
-		if id == 1 {
-			per += n % searchSuppliers
-		}
-		if _, err := copyProducts(ctx, pool, id, d.Products(per)); err != nil {
+		if _, err := copyProducts(ctx, pool, id, d.Products(share(n, searchSuppliers, id))); err != nil {
 			return nil, err
 		}
 	}
 	const stream = "BENCH_SEARCH"
-	env.Log.Info("search: publishing insert events", "events", n)
 	js, closeJS, err := env.insertStream(ctx, pool, stream)
 	if err != nil {
 		return nil, err

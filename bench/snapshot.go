@@ -16,12 +16,8 @@ const snapshotSlot = "bench_snapshot"
 // writing the chunks to the WAL, then `tidemark replicate` publishing them to JetStream; the
 // baseline is reading the same rows out with psql \copy (SELECT …) TO /dev/null, the floor for
 // reading the table at all.
-func benchSnapshot(ctx context.Context, env *Env) ([]Result, error) {
-	url, pool, err := env.database(ctx, "bench_snapshot", 1)
-	if err != nil {
-		return nil, err
-	}
-	defer pool.Close()
+func benchSnapshot(ctx context.Context, env *Env, db *Database) ([]Result, error) {
+	url, pool := db.URL, db.Pool
 	if _, err := copyProducts(ctx, pool, 1, benchDrop(1).Products(env.Rows)); err != nil {
 		return nil, fmt.Errorf("fill products: %w", err)
 	}
