@@ -34,22 +34,21 @@ func benchEncode(ctx context.Context, env *Env, db *Database) ([]Result, error) 
 	if err != nil {
 		return nil, err
 	}
-	url, pool := db.URL, db.Pool
 	for id := int32(1); id <= encodeSuppliers; id++ {
-		if _, err := copyProducts(ctx, pool, id, benchDrop(id).Products(share(n, encodeSuppliers, id))); err != nil {
+		if _, err := copyProducts(ctx, db.Pool, id, benchDrop(id).Products(share(n, encodeSuppliers, id))); err != nil {
 			return nil, fmt.Errorf("insert products: %w", err)
 		}
 	}
 
 	const stream = "BENCH_ENCODE"
-	js, closeJS, err := env.insertStream(ctx, pool, stream)
+	js, closeJS, err := env.insertStream(ctx, db.Pool, stream)
 	if err != nil {
 		return nil, err
 	}
 	defer closeJS()
 
 	// No ANN index, as in the pipeline: the search stage measures the encoders with them.
-	args := []string{"encode", "--pg-url", withAppName(url, "tidemark encode"), "--nats-url", env.NATS.URL(), "--stream", stream, "--http-addr", "",
+	args := []string{"encode", "--pg-url", withAppName(db.URL, "tidemark encode"), "--nats-url", env.NATS.URL(), "--stream", stream, "--http-addr", "",
 		"--log-level", "warn", "--index-interval", "0"}
 	if lv := os.Getenv("BENCH_ENCODE_LOG"); lv != "" {
 		args = append(args, "--log-level", lv)
@@ -61,7 +60,7 @@ func benchEncode(ctx context.Context, env *Env, db *Database) ([]Result, error) 
 		profile = p
 	}
 	model, _ := encoder.NewHash(encoder.DefaultDim)
-	run, err := runEncode(ctx, pool, js, stream, "bench", env.Bin, append(args, "--cpuprofile", profile, "--workers", "2", "--consumer", "bench"), model.Model(), n, true)
+	run, err := runEncode(ctx, db.Pool, js, stream, "bench", env.Bin, append(args, "--cpuprofile", profile, "--workers", "2", "--consumer", "bench"), model.Model(), n, true)
 	if err != nil {
 		return nil, err
 	}
@@ -73,7 +72,7 @@ func benchEncode(ctx context.Context, env *Env, db *Database) ([]Result, error) 
 	// The per-row baseline on a sample (another model, so nothing is skipped as unchanged).
 	sample := min(n, 5000)
 	base, _ := encoder.NewHash(encoder.DefaultDim + 1)
-	baseRun, err := runEncode(ctx, pool, js, stream, "baseline", env.Bin, append(args, "--workers", "1", "--batch", "1", "--consumer", "baseline",
+	baseRun, err := runEncode(ctx, db.Pool, js, stream, "baseline", env.Bin, append(args, "--workers", "1", "--batch", "1", "--consumer", "baseline",
 		"--dim", fmt.Sprint(encoder.DefaultDim+1)), base.Model(), sample, false)
 	if err != nil {
 		return nil, err

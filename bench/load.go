@@ -31,7 +31,6 @@ const ormBatch = 5000
 // ORM-style method (fresh, and a reload where 10% of the rows changed). Every run starts from
 // the same table state: empty for fresh, the base drop loaded and vacuumed for reloads.
 func benchLoad(ctx context.Context, env *Env, db *Database) ([]Result, error) {
-	url, pool := db.URL, db.Pool
 	base := filepath.Join(env.Dir, "drop.csv")
 	changed := filepath.Join(env.Dir, "drop-10pct.csv")
 	drop := benchDrop(benchSupplier)
@@ -47,23 +46,23 @@ func benchLoad(ctx context.Context, env *Env, db *Database) ([]Result, error) {
 	psql := env.psql()
 
 	reset := func(withBase bool) error {
-		if _, err := pool.Exec(ctx, "TRUNCATE "+partition); err != nil {
+		if _, err := db.Pool.Exec(ctx, "TRUNCATE "+partition); err != nil {
 			return fmt.Errorf("truncate: %w", err)
 		}
 		if withBase {
-			if _, err := psqlCopy(ctx, psql, url, base); err != nil {
+			if _, err := psqlCopy(ctx, psql, db.URL, base); err != nil {
 				return err
 			}
 		}
 		// A checkpoint too, so no run pays for the previous one's dirty pages.
-		if _, err := pool.Exec(ctx, "VACUUM ANALYZE "+partition); err != nil {
+		if _, err := db.Pool.Exec(ctx, "VACUUM ANALYZE "+partition); err != nil {
 			return fmt.Errorf("vacuum: %w", err)
 		}
-		_, err := pool.Exec(ctx, "CHECKPOINT")
+		_, err := db.Pool.Exec(ctx, "CHECKPOINT")
 		return err
 	}
 	load := func(file string) (Process, error) {
-		return runProcess(ctx, env.Bin, "load", "--pg-url", url, "--supplier", strconv.Itoa(benchSupplier), "--json", file)
+		return runProcess(ctx, env.Bin, "load", "--pg-url", db.URL, "--supplier", strconv.Itoa(benchSupplier), "--json", file)
 	}
 	rate := func(d time.Duration) float64 { return float64(env.Rows) / d.Seconds() }
 	// versus is the result of run p against a baseline that took baseSeconds.
@@ -77,7 +76,7 @@ func benchLoad(ctx context.Context, env *Env, db *Database) ([]Result, error) {
 		if err := reset(withBase); err != nil {
 			return 0, err
 		}
-		return ormLoad(ctx, pool, file)
+		return ormLoad(ctx, db.Pool, file)
 	}
 	var results []Result
 
@@ -114,7 +113,7 @@ func benchLoad(ctx context.Context, env *Env, db *Database) ([]Result, error) {
 		if err := reset(false); err != nil {
 			return nil, err
 		}
-		if p, err = psqlCopy(ctx, psql, url, base); err != nil {
+		if p, err = psqlCopy(ctx, psql, db.URL, base); err != nil {
 			return nil, err
 		}
 		env.Log.Info("load fresh", "psql \\copy", p.Elapsed)

@@ -20,7 +20,6 @@ import (
 // `tidemark encode` (2 workers, hash embedder) already running, `tidemark load` of Rows new
 // products, timed until every product has a live vector. All of it shares the two cores.
 func benchPipeline(ctx context.Context, env *Env, db *Database) ([]Result, error) {
-	url, pool := db.URL, db.Pool
 	file := filepath.Join(env.Dir, "pipeline.csv")
 	if err := fakedrop.WriteFile(file, benchDrop(benchSupplier).Products(env.Rows)); err != nil {
 		return nil, err
@@ -66,7 +65,7 @@ func benchPipeline(ctx context.Context, env *Env, db *Database) ([]Result, error
 		}
 	}
 	common := []string{"--nats-url", env.NATS.URL(), "--http-addr=", "--log-level", "warn"}
-	rep, repDone, err := start(append([]string{"replicate", "--slot", slot, "--pg-url", withAppName(url, "tidemark replicate")}, common...)...)
+	rep, repDone, err := start(append([]string{"replicate", "--slot", slot, "--pg-url", withAppName(db.URL, "tidemark replicate")}, common...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +73,7 @@ func benchPipeline(ctx context.Context, env *Env, db *Database) ([]Result, error
 	// Ready when the slot is streaming and the stream exists.
 	if err := waitFor(ctx, 60*time.Second, repDone, out, func() (bool, error) {
 		var active bool
-		err := pool.QueryRow(ctx, "SELECT coalesce((SELECT active FROM pg_replication_slots WHERE slot_name = $1), false)", slot).Scan(&active)
+		err := db.Pool.QueryRow(ctx, "SELECT coalesce((SELECT active FROM pg_replication_slots WHERE slot_name = $1), false)", slot).Scan(&active)
 		if err != nil || !active {
 			return false, err
 		}
@@ -87,7 +86,7 @@ func benchPipeline(ctx context.Context, env *Env, db *Database) ([]Result, error
 	// No ANN index: the pipeline's target is without one (the search stage measures the
 	// encoders with the indexes maintained).
 	enc, encDone, err := start(append([]string{"encode", "--consumer", consumer, "--workers", "2", "--index-interval", "0",
-		"--pg-url", withAppName(url, "tidemark encode"), "--cpuprofile", profile}, common...)...)
+		"--pg-url", withAppName(db.URL, "tidemark encode"), "--cpuprofile", profile}, common...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -100,14 +99,14 @@ func benchPipeline(ctx context.Context, env *Env, db *Database) ([]Result, error
 	}
 
 	env.Log.Info("pipeline: load → replicate → encode", "rows", env.Rows)
-	meter, err := startCPUMeter(ctx, pool)
+	meter, err := startCPUMeter(ctx, db.Pool)
 	if err != nil {
 		return nil, err
 	}
 	meter.watch("tidemark replicate", rep.Process.Pid)
 	meter.watch("tidemark encode", enc.Process.Pid)
 	t0 := time.Now()
-	load, err := runProcess(ctx, env.Bin, "load", "--pg-url", withAppName(url, "tidemark load"), "--supplier", fmt.Sprint(benchSupplier), file)
+	load, err := runProcess(ctx, env.Bin, "load", "--pg-url", withAppName(db.URL, "tidemark load"), "--supplier", fmt.Sprint(benchSupplier), file)
 	if err != nil {
 		return nil, fmt.Errorf("load: %w", err)
 	}
@@ -143,7 +142,7 @@ func benchPipeline(ctx context.Context, env *Env, db *Database) ([]Result, error
 	}
 	model, _ := encoder.NewHash(encoder.DefaultDim)
 	var live int
-	if err := pool.QueryRow(ctx, "SELECT count(*) FROM product_embeddings WHERE model = $1 AND NOT deleted", model.Model()).Scan(&live); err != nil {
+	if err := db.Pool.QueryRow(ctx, "SELECT count(*) FROM product_embeddings WHERE model = $1 AND NOT deleted", model.Model()).Scan(&live); err != nil {
 		return nil, err
 	}
 	if live != env.Rows {

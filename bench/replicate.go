@@ -29,8 +29,7 @@ import (
 // point), twice each, alternately; and a raw JetStream async-publish loop of messages of the
 // same size. Then it measures commit→ack latency at a steady 7k changes/s.
 func benchReplicate(ctx context.Context, env *Env, db *Database) ([]Result, error) {
-	url, pool := db.URL, db.Pool
-	if err := replication.EnsurePublication(ctx, pool, replication.DefaultPublication, []string{"products"}); err != nil {
+	if err := replication.EnsurePublication(ctx, db.Pool, replication.DefaultPublication, []string{"products"}); err != nil {
 		return nil, err
 	}
 	// Two slots for each side, created at the same point: each side drains the transaction
@@ -39,7 +38,7 @@ func benchReplicate(ctx context.Context, env *Env, db *Database) ([]Result, erro
 	tidemarkSlots := []string{"tidemark", "bench_tidemark_2"}
 	recvSlots := []string{"bench_recvlogical", "bench_recvlogical_2"}
 	for _, slot := range append(append([]string{}, tidemarkSlots...), recvSlots...) {
-		if _, err := replication.EnsureSlot(ctx, pool, slot); err != nil {
+		if _, err := replication.EnsureSlot(ctx, db.Pool, slot); err != nil {
 			return nil, err
 		}
 	}
@@ -52,16 +51,16 @@ func benchReplicate(ctx context.Context, env *Env, db *Database) ([]Result, erro
 	_ = js.DeleteStream(ctx, event.Stream)
 
 	env.Log.Info("replicate: writing one transaction", "rows", env.Rows)
-	if _, err := copyProducts(ctx, pool, 1, benchDrop(1).Products(env.Rows)); err != nil {
+	if _, err := copyProducts(ctx, db.Pool, 1, benchDrop(1).Products(env.Rows)); err != nil {
 		return nil, err
 	}
-	end, err := insertLSN(ctx, pool)
+	end, err := insertLSN(ctx, db.Pool)
 	if err != nil {
 		return nil, err
 	}
 	// The slots only see flushed WAL.
 	for {
-		fl, err := flushLSN(ctx, pool)
+		fl, err := flushLSN(ctx, db.Pool)
 		if err != nil {
 			return nil, err
 		}
@@ -77,7 +76,7 @@ func benchReplicate(ctx context.Context, env *Env, db *Database) ([]Result, erro
 	}
 	// Each run starts after a checkpoint, so none pays for the one the last write started.
 	checkpoint := func() error {
-		if _, err := pool.Exec(ctx, "CHECKPOINT"); err != nil {
+		if _, err := db.Pool.Exec(ctx, "CHECKPOINT"); err != nil {
 			return fmt.Errorf("checkpoint: %w", err)
 		}
 		return nil
@@ -89,11 +88,11 @@ func benchReplicate(ctx context.Context, env *Env, db *Database) ([]Result, erro
 			return nil, err
 		}
 		env.Log.Info("replicate: pg_recvlogical", "endpos", end, "round", round+1)
-		meter, err := startCPUMeter(ctx, pool)
+		meter, err := startCPUMeter(ctx, db.Pool)
 		if err != nil {
 			return nil, err
 		}
-		b, err := runProcess(ctx, recv, "-d", url, "--slot", recvSlots[round], "--start",
+		b, err := runProcess(ctx, recv, "-d", db.URL, "--slot", recvSlots[round], "--start",
 			"--endpos", end.String(), "--no-loop", "-o", "proto_version=1", "-o", "publication_names=tidemark",
 			"-f", "/dev/null")
 		if err != nil {
@@ -107,7 +106,7 @@ func benchReplicate(ctx context.Context, env *Env, db *Database) ([]Result, erro
 		}
 		_ = js.DeleteStream(ctx, event.Stream)
 		env.Log.Info("replicate: tidemark replicate", "stop_at", end, "round", round+1)
-		args := []string{"replicate", "--pg-url", url, "--nats-url", env.NATS.URL(), "--slot", tidemarkSlots[round],
+		args := []string{"replicate", "--pg-url", db.URL, "--nats-url", env.NATS.URL(), "--slot", tidemarkSlots[round],
 			"--http-addr=", "--stop-at-lsn", end.String(), "--log-level", "warn"}
 		// BENCH_REPLICATE_ARGS adds flags to both runs (for tuning: --max-in-flight 16384).
 		args = append(args, strings.Fields(os.Getenv("BENCH_REPLICATE_ARGS"))...)
@@ -115,7 +114,7 @@ func benchReplicate(ctx context.Context, env *Env, db *Database) ([]Result, erro
 		if p := os.Getenv("BENCH_CPUPROFILE"); p != "" && round == 0 {
 			args = append(args, "--cpuprofile", p)
 		}
-		if meter, err = startCPUMeter(ctx, pool); err != nil {
+		if meter, err = startCPUMeter(ctx, db.Pool); err != nil {
 			return nil, err
 		}
 		// BENCH_NATS_CPUPROFILE=file profiles this process, the embedded nats-server, during
@@ -147,7 +146,7 @@ func benchReplicate(ctx context.Context, env *Env, db *Database) ([]Result, erro
 		}
 	}
 	for _, slot := range append(tidemarkSlots[1:], recvSlots...) {
-		if _, err := pool.Exec(ctx, "SELECT pg_drop_replication_slot($1)", slot); err != nil {
+		if _, err := db.Pool.Exec(ctx, "SELECT pg_drop_replication_slot($1)", slot); err != nil {
 			return nil, fmt.Errorf("drop slot %s: %w", slot, err)
 		}
 	}
@@ -182,7 +181,7 @@ func benchReplicate(ctx context.Context, env *Env, db *Database) ([]Result, erro
 	}
 
 	env.Log.Info("replicate: commit→ack latency at 7k changes/s")
-	p50, p99, n, err := latency(ctx, env, url)
+	p50, p99, n, err := latency(ctx, env, db.URL)
 	if err != nil {
 		return nil, err
 	}

@@ -24,17 +24,16 @@ const resyncSuppliers = 4
 // every row being in the stream again. The baseline is reading the same rows out with psql
 // \copy, the floor for reading the table at all.
 func benchResync(ctx context.Context, env *Env, db *Database) ([]Result, error) {
-	url, pool := db.URL, db.Pool
 	for id := int32(1); id <= resyncSuppliers; id++ {
-		if _, err := copyProducts(ctx, pool, id, benchDrop(id).Products(env.Rows/resyncSuppliers)); err != nil {
+		if _, err := copyProducts(ctx, db.Pool, id, benchDrop(id).Products(env.Rows/resyncSuppliers)); err != nil {
 			return nil, fmt.Errorf("fill products: %w", err)
 		}
 	}
-	if _, err := pool.Exec(ctx, "VACUUM ANALYZE products"); err != nil {
+	if _, err := db.Pool.Exec(ctx, "VACUUM ANALYZE products"); err != nil {
 		return nil, err
 	}
 	var rows int
-	if err := pool.QueryRow(ctx, "SELECT count(*) FROM products").Scan(&rows); err != nil {
+	if err := db.Pool.QueryRow(ctx, "SELECT count(*) FROM products").Scan(&rows); err != nil {
 		return nil, err
 	}
 	js, closeJS, err := env.emptyStream(ctx)
@@ -43,10 +42,10 @@ func benchResync(ctx context.Context, env *Env, db *Database) ([]Result, error) 
 	}
 	defer closeJS()
 	// A slot that existed, as its checkpoint says, and was dropped.
-	if _, err := replication.EnsureSlot(ctx, pool, resyncSlot); err != nil {
+	if _, err := replication.EnsureSlot(ctx, db.Pool, resyncSlot); err != nil {
 		return nil, err
 	}
-	old, err := replication.ReadSlot(ctx, pool, resyncSlot)
+	old, err := replication.ReadSlot(ctx, db.Pool, resyncSlot)
 	if err != nil {
 		return nil, err
 	}
@@ -57,18 +56,18 @@ func benchResync(ctx context.Context, env *Env, db *Database) ([]Result, error) 
 	if err := cps.Save(ctx, resyncSlot, old.ConfirmedLSN); err != nil {
 		return nil, err
 	}
-	if _, err := pool.Exec(ctx, "SELECT pg_drop_replication_slot($1)", resyncSlot); err != nil {
+	if _, err := db.Pool.Exec(ctx, "SELECT pg_drop_replication_slot($1)", resyncSlot); err != nil {
 		return nil, err
 	}
 
 	env.Log.Info("resync: psql \\copy out")
-	base, err := runProcess(ctx, env.psql(), url, "-c", `\copy (SELECT * FROM products ORDER BY supplier_id, id) TO '/dev/null'`)
+	base, err := runProcess(ctx, env.psql(), db.URL, "-c", `\copy (SELECT * FROM products ORDER BY supplier_id, id) TO '/dev/null'`)
 	if err != nil {
 		return nil, err
 	}
 
 	env.Log.Info("resync: tidemark replicate --on-slot-lost resync", "rows", rows)
-	cmd := exec.CommandContext(ctx, env.Bin, "replicate", "--pg-url", url, "--nats-url", env.NATS.URL(), "--http-addr=",
+	cmd := exec.CommandContext(ctx, env.Bin, "replicate", "--pg-url", db.URL, "--nats-url", env.NATS.URL(), "--http-addr=",
 		"--slot", resyncSlot, "--on-slot-lost", "resync", "--log-level", "info")
 	out := &sandbox.Output{}
 	cmd.Stdout, cmd.Stderr = out, out
@@ -84,12 +83,12 @@ func benchResync(ctx context.Context, env *Env, db *Database) ([]Result, error) 
 		if !strings.Contains(out.String(), "resync done") {
 			return false, nil
 		}
-		end, err := flushLSN(ctx, pool)
+		end, err := flushLSN(ctx, db.Pool)
 		if err != nil {
 			return false, err
 		}
 		for {
-			s, err := replication.ReadSlot(ctx, pool, resyncSlot)
+			s, err := replication.ReadSlot(ctx, db.Pool, resyncSlot)
 			if err != nil {
 				return false, err
 			}

@@ -17,17 +17,16 @@ const snapshotSlot = "bench_snapshot"
 // baseline is reading the same rows out with psql \copy (SELECT …) TO /dev/null, the floor for
 // reading the table at all.
 func benchSnapshot(ctx context.Context, env *Env, db *Database) ([]Result, error) {
-	url, pool := db.URL, db.Pool
-	if _, err := copyProducts(ctx, pool, 1, benchDrop(1).Products(env.Rows)); err != nil {
+	if _, err := copyProducts(ctx, db.Pool, 1, benchDrop(1).Products(env.Rows)); err != nil {
 		return nil, fmt.Errorf("fill products: %w", err)
 	}
-	if _, err := pool.Exec(ctx, "VACUUM ANALYZE products"); err != nil {
+	if _, err := db.Pool.Exec(ctx, "VACUUM ANALYZE products"); err != nil {
 		return nil, err
 	}
-	if err := replication.EnsurePublication(ctx, pool, replication.DefaultPublication, []string{"products"}); err != nil {
+	if err := replication.EnsurePublication(ctx, db.Pool, replication.DefaultPublication, []string{"products"}); err != nil {
 		return nil, err
 	}
-	if _, err := replication.EnsureSlot(ctx, pool, snapshotSlot); err != nil {
+	if _, err := replication.EnsureSlot(ctx, db.Pool, snapshotSlot); err != nil {
 		return nil, err
 	}
 	js, closeJS, err := env.emptyStream(ctx)
@@ -38,22 +37,22 @@ func benchSnapshot(ctx context.Context, env *Env, db *Database) ([]Result, error
 
 	psql := env.psql()
 	env.Log.Info("snapshot: psql \\copy out")
-	base, err := runProcess(ctx, psql, url, "-c", `\copy (SELECT * FROM products WHERE supplier_id = 1 ORDER BY id) TO '/dev/null'`)
+	base, err := runProcess(ctx, psql, db.URL, "-c", `\copy (SELECT * FROM products WHERE supplier_id = 1 ORDER BY id) TO '/dev/null'`)
 	if err != nil {
 		return nil, err
 	}
 
 	env.Log.Info("snapshot: tidemark snapshot", "rows", env.Rows)
-	snap, err := runProcess(ctx, env.Bin, "snapshot", "--pg-url", url, "--supplier", "1", "--log-level", "warn")
+	snap, err := runProcess(ctx, env.Bin, "snapshot", "--pg-url", db.URL, "--supplier", "1", "--log-level", "warn")
 	if err != nil {
 		return nil, err
 	}
-	end, err := flushLSN(ctx, pool)
+	end, err := flushLSN(ctx, db.Pool)
 	if err != nil {
 		return nil, err
 	}
 	env.Log.Info("snapshot: tidemark replicate publishes the chunks", "stop_at", end)
-	rep, err := runProcess(ctx, env.Bin, "replicate", "--pg-url", url, "--nats-url", env.NATS.URL(),
+	rep, err := runProcess(ctx, env.Bin, "replicate", "--pg-url", db.URL, "--nats-url", env.NATS.URL(),
 		"--http-addr=", "--slot", snapshotSlot, "--snapshot", "never", "--stop-at-lsn", end.String(), "--log-level", "warn")
 	if err != nil {
 		return nil, err
