@@ -56,12 +56,7 @@ type lostEpochReport struct {
 }
 
 // Run prints the checkpoint.
-func (c *CheckpointShowCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error {
-	pool, err := g.Pool(ctx, log)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
+func (c *CheckpointShowCmd) Run(ctx context.Context, g *Globals, log *slog.Logger, pool *pgxpool.Pool) error {
 	s, err := replication.ReadSlot(ctx, pool, c.Slot)
 	if err != nil {
 		return err

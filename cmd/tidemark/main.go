@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/alecthomas/kong"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/tidemark/tidemark/encoder"
 	"github.com/tidemark/tidemark/event"
 	"github.com/tidemark/tidemark/replication"
@@ -69,7 +70,22 @@ func run(args []string) int {
 	defer stop()
 	kctx.BindTo(ctx, (*context.Context)(nil))
 	kctx.Bind(log, &cli.Globals)
-	if err := kctx.Run(); err != nil {
+	// A command whose Run takes the pool gets it connected (--pg-url, …) and closed when Run
+	// returns; the others connect themselves, once they have checked their input.
+	var pool *pgxpool.Pool
+	if err := kctx.BindSingletonProvider(func() (*pgxpool.Pool, error) {
+		var err error
+		pool, err = cli.Globals.Pool(ctx, log)
+		return pool, err
+	}); err != nil {
+		fmt.Fprintln(os.Stderr, "tidemark:", err)
+		return 2
+	}
+	err = kctx.Run()
+	if pool != nil {
+		pool.Close()
+	}
+	if err != nil {
 		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 			return 0 // stopped by a signal: a clean exit
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/tidemark/tidemark/catalog"
 )
 
@@ -13,12 +14,7 @@ type MigrateCmd struct {
 }
 
 // Run applies pending migrations; a second run is a no-op.
-func (c *MigrateCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error {
-	pool, err := g.Pool(ctx, log)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
+func (c *MigrateCmd) Run(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
 	opts := []catalog.Option{catalog.WithLogger(log)}
 	if c.Vectors != "" {
 		opts = append(opts, catalog.WithVectors(catalog.Vectors(c.Vectors)))

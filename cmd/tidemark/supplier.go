@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/tidemark/tidemark/catalog"
 	"github.com/tidemark/tidemark/loader"
 )
@@ -29,13 +30,8 @@ type SupplierAddCmd struct {
 }
 
 // Run upserts the supplier and its partition in one transaction.
-func (c *SupplierAddCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error {
-	pool, err := g.Pool(ctx, log)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+func (c *SupplierAddCmd) Run(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		return catalog.AddSupplier(ctx, tx, c.ID, c.Name)
 	})
 	if err != nil {
@@ -51,14 +47,9 @@ type SupplierListCmd struct {
 }
 
 // Run prints the suppliers.
-func (c *SupplierListCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error {
-	pool, err := g.Pool(ctx, log)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
+func (c *SupplierListCmd) Run(ctx context.Context, pool *pgxpool.Pool) error {
 	var list []catalog.Supplier
-	err = pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+	err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		var err error
 		list, err = catalog.ListSuppliers(ctx, tx)
 		return err
@@ -115,12 +106,7 @@ type SupplierProfileShowCmd struct {
 }
 
 // Run prints the stored profile; exit 1 when there is none.
-func (c *SupplierProfileShowCmd) Run(ctx context.Context, g *Globals, log *slog.Logger) error {
-	pool, err := g.Pool(ctx, log)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
+func (c *SupplierProfileShowCmd) Run(ctx context.Context, pool *pgxpool.Pool) error {
 	text, ok, err := catalog.DropProfile(ctx, pool, c.ID)
 	if err != nil {
 		return err
