@@ -123,34 +123,37 @@ func meanLen(texts []string) int {
 // insertStream connects to NATS and fills stream with publishInserts; closeJS closes the
 // connection.
 func (e *Env) insertStream(ctx context.Context, pool *pgxpool.Pool, stream string) (js jetstream.JetStream, closeJS func(), err error) {
-	e.Log.Info("publishing insert events", "stream", stream)
 	if js, closeJS, err = e.jetStream(jetstream.WithPublishAsyncMaxPending(4096)); err != nil {
 		return nil, nil, err
 	}
-	if err := publishInserts(ctx, pool, js, stream); err != nil {
+	e.Log.Info("publishing an insert event for every product", "stream", stream)
+	n, err := publishInserts(ctx, pool, js, stream)
+	if err != nil {
 		closeJS()
 		return nil, nil, err
 	}
+	e.Log.Info("insert events published", "stream", stream, "events", n)
 	return js, closeJS, nil
 }
 
 // publishInserts creates stream afresh, its subjects the lower-case stream name and below,
-// and publishes an insert event into it for every product, as replicate would.
-func publishInserts(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStream, stream string) error {
+// and publishes an insert event into it for every product, as replicate would; it returns
+// how many it published.
+func publishInserts(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStream, stream string) (int, error) {
 	subject := strings.ToLower(stream)
 	_ = js.DeleteStream(ctx, stream)
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: stream, Subjects: []string{subject + ".>"},
 		Storage: jetstream.FileStorage, Duplicates: time.Minute}); err != nil {
-		return fmt.Errorf("create stream: %w", err)
+		return 0, fmt.Errorf("create stream: %w", err)
 	}
 	base, err := insertLSN(ctx, pool)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	lsn := event.LSN(base)
 	rows, err := pool.Query(ctx, `SELECT supplier_id, id, sku, name, description, price::text, attributes::text FROM products`)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer rows.Close()
 	var (
@@ -162,7 +165,7 @@ func publishInserts(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStr
 	raw := func(v any) json.RawMessage { b, _ := json.Marshal(v); return b }
 	for rows.Next() {
 		if err := rows.Scan(&sup, &id, &sku, &name, &desc, &price, &attrs); err != nil {
-			return err
+			return i, err
 		}
 		i++
 		commit := lsn + event.LSN(i)
@@ -175,24 +178,24 @@ func publishInserts(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStr
 			TsMs:   time.Now().UnixMilli()}
 		data, err := json.Marshal(ch)
 		if err != nil {
-			return err
+			return i, err
 		}
 		// A loaded machine can leave the server's acks behind the window for long: wait for room
 		// rather than fail (nats.go's default stall wait is 200 ms).
 		if _, err := js.PublishAsync(fmt.Sprintf("%s.%d.insert", subject, sup), data, jetstream.WithMsgID(commit.String()+"-0"),
 			jetstream.WithStallWait(time.Minute)); err != nil {
-			return fmt.Errorf("publish: %w", err)
+			return i, fmt.Errorf("publish: %w", err)
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return err
+		return i, err
 	}
 	select {
 	case <-js.PublishAsyncComplete():
 	case <-ctx.Done():
-		return ctx.Err()
+		return i, ctx.Err()
 	}
-	return nil
+	return i, nil
 }
 
 // timeEncode runs tidemark encode until model has want live vectors, then stops it with

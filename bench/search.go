@@ -50,51 +50,50 @@ var SearchSettings = map[string]string{
 // It runs its own PostgreSQL, sized by SearchSettings, with pgvector (required).
 func benchSearch(ctx context.Context, env *Env, db *Database) ([]Result, error) {
 	n := env.Rows
-	pg, url, pool := db.PG, db.URL, db.Pool
 	var drops []*fakedrop.Drop
 	for id := int32(1); id <= searchSuppliers; id++ {
 		// A seed per supplier: suppliers of one trade sell different products.
 		d := fakedrop.New(fakedrop.Suppliers[int(id-1)%len(fakedrop.Suppliers)], benchSeed+uint64(id))
 		drops = append(drops, d)
-		if _, err := copyProducts(ctx, pool, id, d.Products(share(n, searchSuppliers, id))); err != nil {
+		if _, err := copyProducts(ctx, db.Pool, id, d.Products(share(n, searchSuppliers, id))); err != nil {
 			return nil, err
 		}
 	}
 	const stream = "BENCH_SEARCH"
-	js, closeJS, err := env.insertStream(ctx, pool, stream)
+	js, closeJS, err := env.insertStream(ctx, db.Pool, stream)
 	if err != nil {
 		return nil, err
 	}
 	defer closeJS()
 	emb, _ := encoder.NewHash(encoder.DefaultDim)
-	args := []string{"encode", "--pg-url", url, "--nats-url", env.NATS.URL(), "--stream", stream, "--http-addr", "",
+	args := []string{"encode", "--pg-url", db.URL, "--nats-url", env.NATS.URL(), "--stream", stream, "--http-addr", "",
 		"--log-level", "warn", "--workers", "2", "--index-interval", "0"}
 
 	env.Log.Info("search: encoding without an index")
-	cpu0 := clusterCPU(pg.DataDir())
-	plainSecs, _, err := timeEncode(ctx, pool, js, stream, "plain", env.Bin, append(args, "--consumer", "plain"), emb.Model(), n)
+	cpu0 := clusterCPU(db.PG.DataDir())
+	plainSecs, _, err := timeEncode(ctx, db.Pool, js, stream, "plain", env.Bin, append(args, "--consumer", "plain"), emb.Model(), n)
 	if err != nil {
 		return nil, err
 	}
-	plainCPU := clusterCPU(pg.DataDir()) - cpu0
-	if _, err := pool.Exec(ctx, "VACUUM ANALYZE product_embeddings"); err != nil {
+	plainCPU := clusterCPU(db.PG.DataDir()) - cpu0
+	if _, err := db.Pool.Exec(ctx, "VACUUM ANALYZE product_embeddings"); err != nil {
 		return nil, err
 	}
 	var tableBytes int64
-	if err := pool.QueryRow(ctx, `SELECT sum(pg_table_size(inhrelid)) FROM pg_inherits WHERE inhparent = 'product_embeddings'::regclass`).Scan(&tableBytes); err != nil {
+	if err := db.Pool.QueryRow(ctx, `SELECT sum(pg_table_size(inhrelid)) FROM pg_inherits WHERE inhparent = 'product_embeddings'::regclass`).Scan(&tableBytes); err != nil {
 		return nil, err
 	}
 
 	env.Log.Info("search: tidemark index")
-	cpu0 = clusterCPU(pg.DataDir())
-	build, err := runProcess(ctx, env.Bin, "index", "--pg-url", url, "--log-level", "warn")
+	cpu0 = clusterCPU(db.PG.DataDir())
+	build, err := runProcess(ctx, env.Bin, "index", "--pg-url", db.URL, "--log-level", "warn")
 	if err != nil {
 		return nil, err
 	}
-	buildCPU := clusterCPU(pg.DataDir()) - cpu0
+	buildCPU := clusterCPU(db.PG.DataDir()) - cpu0
 	// Searches run on a pool of one connection, so that its server process's CPU time can be
 	// read per query.
-	scfg, err := pgxpool.ParseConfig(url)
+	scfg, err := pgxpool.ParseConfig(db.URL)
 	if err != nil {
 		return nil, err
 	}
@@ -153,24 +152,24 @@ func benchSearch(ctx context.Context, env *Env, db *Database) ([]Result, error) 
 	}
 
 	env.Log.Info("search: encoding again with the indexes maintained")
-	if _, err := pool.Exec(ctx, "DELETE FROM product_embeddings"); err != nil {
+	if _, err := db.Pool.Exec(ctx, "DELETE FROM product_embeddings"); err != nil {
 		return nil, err
 	}
-	if _, err := pool.Exec(ctx, "VACUUM product_embeddings"); err != nil {
+	if _, err := db.Pool.Exec(ctx, "VACUUM product_embeddings"); err != nil {
 		return nil, err
 	}
-	cpu0 = clusterCPU(pg.DataDir())
-	idxSecs, _, err := timeEncode(ctx, pool, js, stream, "indexed", env.Bin, append(args, "--consumer", "indexed"), emb.Model(), n)
+	cpu0 = clusterCPU(db.PG.DataDir())
+	idxSecs, _, err := timeEncode(ctx, db.Pool, js, stream, "indexed", env.Bin, append(args, "--consumer", "indexed"), emb.Model(), n)
 	if err != nil {
 		return nil, err
 	}
-	idxCPU := clusterCPU(pg.DataDir()) - cpu0
+	idxCPU := clusterCPU(db.PG.DataDir()) - cpu0
 	results = append(results, Result{Stage: "search: encode, index maintained", Rows: n, Seconds: idxSecs, Rate: float64(n) / idxSecs,
 		Baseline: "the same run without an index", BaselineSeconds: plainSecs, Ratio: idxSecs / plainSecs, CPUSeconds: idxCPU.Seconds(),
 		Note: fmt.Sprintf("every vector inserted again into the built indexes (the target: ≥ 3,000 products/s); PostgreSQL CPU %.1f s, %.2f× the run without",
 			idxCPU.Seconds(), idxCPU.Seconds()/plainCPU.Seconds())})
 	logResults(env, results[len(results)-1])
-	if _, err := pool.Exec(ctx, "ANALYZE product_embeddings"); err != nil {
+	if _, err := db.Pool.Exec(ctx, "ANALYZE product_embeddings"); err != nil {
 		return nil, err
 	}
 	again, _, err := searcher.measure(ctx, emb.Model(), n, vecs, truth, 0, 0, 1)

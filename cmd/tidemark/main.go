@@ -73,6 +73,11 @@ func run(args []string) int {
 	// A command whose Run takes the pool gets it connected (--pg-url, …) and closed when Run
 	// returns; the others connect themselves, once they have checked their input.
 	var pool *pgxpool.Pool
+	defer func() {
+		if pool != nil {
+			pool.Close()
+		}
+	}()
 	if err := kctx.BindSingletonProvider(func() (*pgxpool.Pool, error) {
 		var err error
 		pool, err = cli.Globals.Pool(ctx, log)
@@ -81,11 +86,7 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "tidemark:", err)
 		return 2
 	}
-	err = kctx.Run()
-	if pool != nil {
-		pool.Close()
-	}
-	if err != nil {
+	if err := kctx.Run(); err != nil {
 		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 			return 0 // stopped by a signal: a clean exit
 		}

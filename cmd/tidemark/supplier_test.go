@@ -15,7 +15,7 @@ import (
 func TestSupplierCommands(t *testing.T) {
 	t.Parallel()
 	url := testenv.Database(t)
-	const noNATS = "nats://127.0.0.1:1" // none of these commands talks to NATS
+	const noNATS = "nats://127.0.0.1:1" // checkpoint show, the one that talks to NATS, fails before
 	run := func(args ...string) string {
 		t.Helper()
 		stdout, stderr, code := runTidemark(t, url, noNATS, args...)
@@ -40,7 +40,7 @@ func TestSupplierCommands(t *testing.T) {
 	}
 
 	const gone = "postgres://tidemark@127.0.0.1:1/none" // port 1: nothing listens there
-	for _, args := range [][]string{{"migrate"}, {"supplier", "list"}, {"supplier", "add", "5"}, {"checkpoint", "show"}} {
+	for _, args := range [][]string{{"migrate"}, {"supplier", "list"}, {"supplier", "add", "5"}, {"supplier", "profile", "show", "5"}, {"checkpoint", "show"}} {
 		if _, stderr, code := runTidemark(t, gone, noNATS, args...); code != 1 || !strings.Contains(stderr, "connect to postgres "+gone) {
 			t.Errorf("%v without a server: exit %d, want 1 and the server named:\n%s", args, code, stderr)
 		}

@@ -218,4 +218,17 @@ func TestAppendJSON(t *testing.T) {
 	if !reflect.DeepEqual(back, p) {
 		t.Fatalf("read back %+v, want %+v", back, p)
 	}
+	// The bytes of a drop: keys in field order, no material when there is none, nil tags null.
+	for _, c := range []struct {
+		p    fakedrop.Product
+		want string
+	}{
+		{fakedrop.Product{}, `{"sku":"","name":"","description":"","price":"","currency":"","status":"","attributes":{"brand":"","category":"","color":"","tags":null,"weight_g":0}}`},
+		{fakedrop.Product{SKU: "S-1", Name: "Tromsø <pro>", Price: "9.50", Attributes: fakedrop.Attributes{Material: "wool", Tags: []string{"a\tb"}, WeightG: 120}},
+			`{"sku":"S-1","name":"Tromsø <pro>","description":"","price":"9.50","currency":"","status":"","attributes":{"brand":"","category":"","color":"","material":"wool","tags":["a\tb"],"weight_g":120}}`},
+	} {
+		if got := string(c.p.AppendJSON(nil)); got != c.want {
+			t.Errorf("AppendJSON:\n got %s\nwant %s", got, c.want)
+		}
+	}
 }

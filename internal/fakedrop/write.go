@@ -100,12 +100,15 @@ func (p Product) AppendJSON(b []byte) []byte { return appendJSON(b, p) }
 // attributes column holds.
 func (a Attributes) AppendJSON(b []byte) []byte { return appendJSON(b, a) }
 
-// appendJSON appends v's JSON without the newline an Encoder ends it with. Encoding cannot
-// fail: a Product holds only strings, an int and a []string.
+// appendJSON appends v's JSON without the newline an Encoder ends it with. A Product holds
+// only strings, an int and a []string, which always encode: an error is a field added that
+// does not, and panics rather than write a drop without its objects.
 func appendJSON(b []byte, v any) []byte {
 	buf := bytes.NewBuffer(b)
 	enc := json.NewEncoder(buf)
 	enc.SetEscapeHTML(false) // \u003c for '<' is for JSON inside HTML, not for a drop
-	_ = enc.Encode(v)
+	if err := enc.Encode(v); err != nil {
+		panic(fmt.Sprintf("fakedrop: encode %T: %v", v, err))
+	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte{'\n'})
 }
