@@ -352,6 +352,8 @@ func withAppName(pgURL, name string) string {
 	return u.String()
 }
 
+// newDatabase creates database name on pg, migrates it with opts and adds suppliers 1 to
+// suppliers.
 func newDatabase(ctx context.Context, pg *sandbox.Postgres, name string, suppliers int32, opts ...catalog.Option) (*Database, error) {
 	url, err := pg.CreateDatabase(ctx, name)
 	if err != nil {
