@@ -377,6 +377,10 @@ func TestSlotNewPrimary(t *testing.T) {
 	}
 	checks, _, _, _ := runDoctor(t, monitorURL, e.nats.URL())
 	wantCheck(t, checks, "slot", health.Warn, "cannot tell whether it is on the server the checkpoint was taken on (7000000000000000001/1)")
+	// A warning that holds whichever server this is comes first: the slot retains more WAL
+	// than --lag-warn (the unpublished table's, above).
+	checks, _, _, _ = runDoctor(t, monitorURL, e.nats.URL(), "--lag-warn", "1")
+	wantCheck(t, checks, "slot", health.Warn, "(over 1 B)")
 	e.exec(t, "GRANT EXECUTE ON FUNCTION pg_control_system() TO PUBLIC")
 
 	// No origin known, the checkpoint ahead of the slot.
