@@ -451,11 +451,6 @@ func TestDoctorLogicalMessages(t *testing.T) {
 	wantCheck(t, checks, "logical_messages", health.OK, fmt.Sprintf("only superusers and %s may write logical messages",
 		strings.Join(slices.Sorted(slices.Values([]string{role, streamer})), ", ")))
 	stream()
-	testenv.WaitFor(t, "the slot to be released", 30*time.Second, func() bool {
-		var active bool
-		err := pool.QueryRow(ctx, "SELECT active FROM pg_replication_slots WHERE slot_name = 'tidemark'").Scan(&active)
-		return err == nil && !active
-	})
 
 	owner, _ := testenv.Role(ctx, t, pool, "doctor_owner")
 	if _, err := pool.Exec(ctx, fmt.Sprintf("ALTER FUNCTION tidemark_truncate_partition() OWNER TO %s", owner)); err != nil {
@@ -489,7 +484,8 @@ func TestDoctorLogicalMessages(t *testing.T) {
 }
 
 // streamSlot streams slot as the role of url, on a replication connection of its own, until
-// the returned stop is called: the slot is active, with that role's backend.
+// the returned stop is called: the slot is active, with that role's backend. stop returns
+// once the slot is released.
 func streamSlot(ctx context.Context, t *testing.T, pool *pgxpool.Pool, url, slot string) (stop func()) {
 	t.Helper()
 	cfg, err := pgconn.ParseConfig(url)
@@ -506,10 +502,16 @@ func streamSlot(ctx context.Context, t *testing.T, pool *pgxpool.Pool, url, slot
 		PluginArgs: []string{"proto_version '1'", "publication_names 'tidemark'"}}); err != nil {
 		t.Fatal(err)
 	}
-	testenv.WaitFor(t, "the slot to be active", 30*time.Second, func() bool {
-		var active bool
-		err := pool.QueryRow(ctx, "SELECT active FROM pg_replication_slots WHERE slot_name = $1", slot).Scan(&active)
-		return err == nil && active
-	})
-	return func() { _ = conn.Close(context.Background()) }
+	active := func(want bool) func() bool {
+		return func() bool {
+			var active bool
+			err := pool.QueryRow(ctx, "SELECT active FROM pg_replication_slots WHERE slot_name = $1", slot).Scan(&active)
+			return err == nil && active == want
+		}
+	}
+	testenv.WaitFor(t, "the slot to be active", 30*time.Second, active(true))
+	return func() {
+		_ = conn.Close(context.Background())
+		testenv.WaitFor(t, "the slot to be released", 30*time.Second, active(false))
+	}
 }
