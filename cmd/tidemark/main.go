@@ -71,7 +71,8 @@ func run(args []string) int {
 	kctx.BindTo(ctx, (*context.Context)(nil))
 	kctx.Bind(log, &cli.Globals)
 	// A command whose Run takes the pool gets it connected (--pg-url, …) and closed when Run
-	// returns; the others connect themselves, once they have checked their input.
+	// returns. The others open their own (Globals.Pool) where they need it: after checking
+	// their input, or (doctor, status) to report a failed connection as a check.
 	var pool *pgxpool.Pool
 	defer func() {
 		if pool != nil {

@@ -82,8 +82,7 @@ func WriteCSV(w io.Writer, products iter.Seq[Product]) error {
 
 // WriteNDJSON writes products as an NDJSON drop: one JSON object per line.
 func WriteNDJSON(w io.Writer, products iter.Seq[Product]) error {
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false) // as AppendJSON
+	enc := newEncoder(w)
 	for p := range products {
 		if err := enc.Encode(p); err != nil {
 			return fmt.Errorf("write drop: %w", err)
@@ -100,14 +99,20 @@ func (p Product) AppendJSON(b []byte) []byte { return appendJSON(b, p) }
 // attributes column holds.
 func (a Attributes) AppendJSON(b []byte) []byte { return appendJSON(b, a) }
 
+// newEncoder writes a drop's JSON: encoding/json's, without HTML escaping (\u003c for '<' is
+// for JSON inside HTML, not for a drop).
+func newEncoder(w io.Writer) *json.Encoder {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc
+}
+
 // appendJSON appends v's JSON without the newline an Encoder ends it with. A Product holds
 // only strings, an int and a []string, which always encode: an error is a field added that
 // does not, and panics rather than write a drop without its objects.
 func appendJSON(b []byte, v any) []byte {
 	buf := bytes.NewBuffer(b)
-	enc := json.NewEncoder(buf)
-	enc.SetEscapeHTML(false) // \u003c for '<' is for JSON inside HTML, not for a drop
-	if err := enc.Encode(v); err != nil {
+	if err := newEncoder(buf).Encode(v); err != nil {
 		panic(fmt.Sprintf("fakedrop: encode %T: %v", v, err))
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte{'\n'})
