@@ -25,7 +25,7 @@ const resyncSuppliers = 4
 // \copy, the floor for reading the table at all.
 func benchResync(ctx context.Context, env *Env, db *Database) ([]Result, error) {
 	for id := int32(1); id <= resyncSuppliers; id++ {
-		if _, err := copyProducts(ctx, db.Pool, id, benchDrop(id).Products(env.Rows/resyncSuppliers)); err != nil {
+		if _, err := copyProducts(ctx, db.Pool, id, benchDrop(id).Products(share(env.Rows, resyncSuppliers, id))); err != nil {
 			return nil, fmt.Errorf("fill products: %w", err)
 		}
 	}
